@@ -1,0 +1,102 @@
+"""The results database: tables, keys and the schema version.
+
+This is a product surface: people open it with pandas or sqlite3. Names are
+plural snake_case, keys `<entity>_id`, natural keys are unique constraints.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Float, ForeignKey, Integer, String, Text, UniqueConstraint, DateTime
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SCHEMA_VERSION = 1
+
+TRIAL_STATUSES = ("pending", "running", "completed", "failed", "diverged", "interrupted")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SchemaInfo(Base):
+    """One row: the schema version this database was written with."""
+
+    __tablename__ = "schema_info"
+    schema_info_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class Sweep(Base):
+    __tablename__ = "sweeps"
+    sweep_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    spec_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Trial(Base):
+    __tablename__ = "trials"
+    __table_args__ = (UniqueConstraint("sweep_id", "config_hash"),)
+    trial_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.sweep_id"), index=True)
+    config_hash: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    label: Mapped[str] = mapped_column(String(200))  # name without the seed
+    # The factors as real columns.
+    model: Mapped[str] = mapped_column(String(50))
+    activation: Mapped[str] = mapped_column(String(50))
+    init: Mapped[str] = mapped_column(String(50))
+    gain: Mapped[float] = mapped_column(Float)
+    optimizer: Mapped[str] = mapped_column(String(50))
+    lr: Mapped[float] = mapped_column(Float)
+    optimizer_params_json: Mapped[str] = mapped_column(Text)
+    seed: Mapped[int] = mapped_column(Integer)
+    config_json: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    train_seconds: Mapped[float | None] = mapped_column(Float)
+    epochs_done: Mapped[int] = mapped_column(Integer, default=0)
+    images_seen: Mapped[int] = mapped_column(Integer, default=0)
+    final_test_acc: Mapped[float | None] = mapped_column(Float)
+    best_test_acc: Mapped[float | None] = mapped_column(Float)
+    best_epoch: Mapped[int | None] = mapped_column(Integer)
+    final_test_loss: Mapped[float | None] = mapped_column(Float)
+    final_train_loss: Mapped[float | None] = mapped_column(Float)
+    logdir: Mapped[str] = mapped_column(Text)
+
+
+class EpochMetric(Base):
+    """One row per trial and epoch; epoch 0 is the evaluation before training."""
+
+    __tablename__ = "epoch_metrics"
+    __table_args__ = (UniqueConstraint("trial_id", "epoch"),)
+    epoch_metric_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.trial_id"), index=True)
+    epoch: Mapped[int] = mapped_column(Integer)
+    images_seen: Mapped[int] = mapped_column(Integer)
+    train_loss: Mapped[float | None] = mapped_column(Float)
+    test_loss: Mapped[float | None] = mapped_column(Float)
+    test_acc: Mapped[float | None] = mapped_column(Float)
+    wall_seconds: Mapped[float | None] = mapped_column(Float)
+
+
+class LayerStat(Base):
+    """Statistics of one layer's activations or weight gradient at one step."""
+
+    __tablename__ = "layer_stats"
+    __table_args__ = (UniqueConstraint("trial_id", "step", "layer", "kind"),)
+    layer_stat_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.trial_id"), index=True)
+    epoch: Mapped[int] = mapped_column(Integer)
+    step: Mapped[int] = mapped_column(Integer)  # training images seen
+    layer: Mapped[str] = mapped_column(String(50))
+    kind: Mapped[str] = mapped_column(String(20))  # activation | gradient
+    mean: Mapped[float | None] = mapped_column(Float)
+    std: Mapped[float | None] = mapped_column(Float)
+    p98: Mapped[float | None] = mapped_column(Float)
+    zero_frac: Mapped[float | None] = mapped_column(Float)
+    dead_frac: Mapped[float | None] = mapped_column(Float)
+    sat_frac: Mapped[float | None] = mapped_column(Float)

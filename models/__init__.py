@@ -1,0 +1,1 @@
+"""PyTorch pieces with no knowledge of sweeps: networks, registries, per-layer statistics."""

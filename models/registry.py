@@ -1,0 +1,127 @@
+"""Registries of activations, weight initialisations and optimizers.
+
+The keys of these dicts are the only list of valid names in the project:
+the spec validator, the grid and the trial all look names up here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation function and what initialisation needs to know of it."""
+
+    make: Callable[[], nn.Module]
+    # Name torch.nn.init.calculate_gain understands, or None where torch has
+    # no recommended gain (then the gain is 1, as for a linear layer).
+    gain_name: str | None
+    # (low, high) asymptotes of a bounded activation, None for unbounded ones.
+    bounds: tuple[float, float] | None = None
+
+
+ACTIVATIONS: Mapping[str, Activation] = {
+    "sigmoid": Activation(nn.Sigmoid, "sigmoid", (0.0, 1.0)),
+    "tanh": Activation(nn.Tanh, "tanh", (-1.0, 1.0)),
+    "softsign": Activation(nn.Softsign, None, (-1.0, 1.0)),
+    "relu": Activation(nn.ReLU, "relu"),
+    "leaky_relu": Activation(nn.LeakyReLU, "leaky_relu"),
+    "elu": Activation(nn.ELU, None),
+    "selu": Activation(nn.SELU, "selu"),
+    "gelu": Activation(nn.GELU, None),
+    "silu": Activation(nn.SiLU, None),
+}
+
+
+def recommended_gain(activation: str) -> float:
+    """torch's recommended init gain for an activation (1.0 where torch has none)."""
+    name = ACTIVATIONS[activation].gain_name
+    return nn.init.calculate_gain(name) if name else 1.0
+
+
+def _kaiming(fn):
+    # Kaiming's formula is written for the activation's slope; torch names it
+    # with `nonlinearity`. Gain does not apply: the activation decides it.
+    def init(weight: torch.Tensor, gain: float, activation: str) -> None:
+        name = ACTIVATIONS[activation].gain_name
+        if name in ("relu", "leaky_relu", "tanh", "sigmoid", "selu"):
+            fn(weight, nonlinearity=name)
+        else:
+            fn(weight, nonlinearity="linear")
+
+    return init
+
+
+# Each init takes (weight, gain, activation) and fills the weight in place.
+# "default" is PyTorch's own layer initialisation: it leaves the layer alone.
+INITS: Mapping[str, Callable[[torch.Tensor, float, str], None] | None] = {
+    "default": None,
+    "xavier_uniform": lambda w, gain, act: nn.init.xavier_uniform_(w, gain=gain),
+    "xavier_normal": lambda w, gain, act: nn.init.xavier_normal_(w, gain=gain),
+    "kaiming_uniform": _kaiming(nn.init.kaiming_uniform_),
+    "kaiming_normal": _kaiming(nn.init.kaiming_normal_),
+    "orthogonal": lambda w, gain, act: nn.init.orthogonal_(w, gain=gain),
+}
+
+# Inits whose formula takes a gain (the others ignore it).
+GAIN_INITS = frozenset({"xavier_uniform", "xavier_normal", "orthogonal"})
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """A torch optimizer and the hyper-parameters a spec may set, with their types."""
+
+    cls: type[torch.optim.Optimizer]
+    params: Mapping[str, type]
+
+
+OPTIMIZERS: Mapping[str, Optimizer] = {
+    "sgd": Optimizer(
+        torch.optim.SGD,
+        {"lr": float, "momentum": float, "dampening": float, "nesterov": bool, "weight_decay": float},
+    ),
+    "adam": Optimizer(
+        torch.optim.Adam,
+        {"lr": float, "beta1": float, "beta2": float, "eps": float, "weight_decay": float, "amsgrad": bool},
+    ),
+    "adamw": Optimizer(
+        torch.optim.AdamW,
+        {"lr": float, "beta1": float, "beta2": float, "eps": float, "weight_decay": float, "amsgrad": bool},
+    ),
+    "rmsprop": Optimizer(
+        torch.optim.RMSprop,
+        {"lr": float, "alpha": float, "eps": float, "momentum": float, "weight_decay": float, "centered": bool},
+    ),
+}
+
+
+def init_weights(model: nn.Module, init: str, gain: float, activation: str) -> None:
+    """Initialise every conv/linear weight of `model` with `init`; biases to zero.
+
+    Zero biases follow Glorot & Bengio (2010). "default" keeps PyTorch's own
+    initialisation of weights and biases untouched.
+    """
+    fn = INITS[init]
+    if fn is None:
+        return
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            fn(module.weight, gain, activation)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+def make_optimizer(name: str, params, hyper: Mapping[str, object]) -> torch.optim.Optimizer:
+    """Build optimizer `name` over `params` with spec hyper-parameters `hyper`.
+
+    The spec spells Adam's betas as beta1/beta2 so each is a scalar grid value.
+    """
+    entry = OPTIMIZERS[name]
+    kwargs = dict(hyper)
+    if "beta1" in kwargs or "beta2" in kwargs:
+        kwargs["betas"] = (kwargs.pop("beta1", 0.9), kwargs.pop("beta2", 0.999))
+    return entry.cls(params, **kwargs)

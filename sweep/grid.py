@@ -1,0 +1,125 @@
+"""Grid expansion: a SweepSpec becomes one TrialConfig per configuration.
+
+`expand_grid` is the only place that takes the product of the factors.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from models.registry import recommended_gain
+from sweep.spec import SpecError, SweepSpec
+
+# Fields that do not change what a trial computes up to a given epoch: raising
+# epochs extends a trial, and paths/sweep name say where it lives, not what it is.
+_NOT_IDENTITY = {"sweep", "epochs", "logdir"}
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything one trial needs; travels to Ray workers as a plain dict."""
+
+    sweep: str
+    activation: str
+    init: str
+    gain: float
+    gain_label: str  # as written in the spec: "1", "auto", "2.5"
+    optimizer: str
+    lr: float
+    optimizer_params: tuple[tuple[str, Any], ...]  # all but lr, sorted by name
+    seed: int
+    model: str
+    hidden: tuple[int, ...]
+    dataset: str
+    train_limit: int | None
+    test_limit: int | None
+    epochs: int
+    batch_size: int
+    stats_every: int
+    logdir: str
+
+    @property
+    def name(self) -> str:
+        """Readable, unique folder name, e.g. tanh-xavier_uniform-adam-lr0.001-s0."""
+        return f"{self.label}-s{self.seed}"
+
+    @property
+    def label(self) -> str:
+        """The name without the seed: what replicates over seeds share."""
+        init = self.init if self.gain_label == "1" else f"{self.init}-g{self.gain_label}"
+        extra = "".join(f"-{k}{_fmt(v)}" for k, v in self.optimizer_params)
+        return f"{self.activation}-{init}-{self.optimizer}-lr{_fmt(self.lr)}{extra}"
+
+    @property
+    def config_hash(self) -> str:
+        """Stable identity of what this trial computes (epochs excluded)."""
+        ident = {k: v for k, v in asdict(self).items() if k not in _NOT_IDENTITY}
+        blob = json.dumps(ident, sort_keys=True, default=list)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def hyper(self) -> dict[str, Any]:
+        """Optimizer keyword arguments: lr plus the entry's other hyper-parameters."""
+        return {"lr": self.lr, **dict(self.optimizer_params)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrialConfig":
+        d = dict(d)
+        d["optimizer_params"] = tuple((k, v) for k, v in d["optimizer_params"])
+        d["hidden"] = tuple(d["hidden"])
+        return cls(**{f.name: d[f.name] for f in fields(cls)})
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _optimizer_settings(spec: SweepSpec) -> list[tuple[str, float, tuple[tuple[str, Any], ...]]]:
+    """(name, lr, other hyper-parameters) for every value combination of every entry."""
+    out = []
+    for opt in spec.grid.optimizer:
+        keys = [k for k, _ in opt.params]
+        for values in itertools.product(*(v for _, v in opt.params)):
+            hyper = dict(zip(keys, values))
+            lr = hyper.pop("lr")
+            out.append((opt.name, lr, tuple(sorted(hyper.items()))))
+    return out
+
+
+def expand_grid(spec: SweepSpec) -> list[TrialConfig]:
+    """All configurations: activation x init x optimizer setting x seed, in spec order.
+
+    An optimizer entry with lists (e.g. lr: [0.1, 0.01]) contributes one
+    setting per combination of its values.
+    """
+    g = spec.grid
+    sweep_dir = spec.sweep_dir.resolve()
+    trials = []
+    for act, init, (opt, lr, hyper), seed in itertools.product(
+        g.activation, g.init, _optimizer_settings(spec), g.seed
+    ):
+        gain_label = "auto" if init.gain == "auto" else _fmt(float(init.gain))
+        trial = TrialConfig(
+            sweep=spec.name, activation=act, init=init.name,
+            gain=recommended_gain(act) if init.gain == "auto" else float(init.gain),
+            gain_label=gain_label, optimizer=opt, lr=lr, optimizer_params=hyper, seed=seed,
+            model=spec.model.name, hidden=spec.model.hidden, dataset=spec.dataset.name,
+            train_limit=spec.dataset.train_limit, test_limit=spec.dataset.test_limit,
+            epochs=spec.epochs, batch_size=spec.batch_size, stats_every=spec.stats_every,
+            logdir="",
+        )
+        trials.append(replace(trial, logdir=str(sweep_dir / trial.name)))
+    seen: set[str] = set()
+    for t in trials:
+        if t.name in seen:
+            raise SpecError(f"grid: two configurations would share the trial name {t.name!r}")
+        seen.add(t.name)
+    return trials

@@ -1,0 +1,169 @@
+"""The driver-side writer: Ray Tune callbacks that record results and show progress.
+
+Workers never open the database (on a cluster they cannot reach the file);
+the driver is the single writer, so SQLite never sees a second one.
+Everything is keyed by the trial's config hash, never by process, so fused
+trials (several configurations in one process) can report through it later.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any, Callable, TextIO
+
+from ray.tune import Callback
+from sqlalchemy import Engine
+
+from db.engine import session_scope
+from db.queries import record_epoch, record_layer_stats, update_trial, utcnow
+from sweep.grid import TrialConfig
+
+
+def _hash(trial) -> str:
+    return TrialConfig.from_dict(trial.config["trial"]).config_hash
+
+
+def _name(trial) -> str:
+    return TrialConfig.from_dict(trial.config["trial"]).name
+
+
+def _error_text(trial) -> str:
+    path = trial.error_file
+    try:
+        with open(path) as fh:
+            return fh.read().strip() or "trial failed"
+    except (OSError, TypeError):
+        return "trial failed (no error file)"
+
+
+class DatabaseRecorder(Callback):
+    """Writes every reported epoch, layer statistic and status change."""
+
+    def __init__(self, engine: Engine, trial_ids: dict[str, int]):
+        self.engine = engine
+        self.trial_ids = trial_ids
+        self.final_status: dict[str, str] = {}
+
+    def __getstate__(self):
+        # Tune pickles its callbacks into the experiment state; an engine
+        # does not pickle and is never needed from there.
+        return {**self.__dict__, "engine": None}
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        with session_scope(self.engine) as s:
+            update_trial(s, self.trial_ids[_hash(trial)], status="running", started_at=utcnow(), error=None)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.record(result)
+
+    def record(self, result: dict[str, Any]) -> None:
+        """Store one report of run_trial (also used without Ray, e.g. by tests)."""
+        trial_id = self.trial_ids[result["config_hash"]]
+        values = {
+            "epochs_done": result["epoch"],
+            "images_seen": result["images_seen"],
+            "train_seconds": result["train_seconds"],
+            "final_test_acc": result["test_acc"],
+            "final_test_loss": result["test_loss"],
+            "best_test_acc": result["best_test_acc"],
+            "best_epoch": result["best_epoch"],
+        }
+        if result["train_loss"] is not None:
+            values["final_train_loss"] = result["train_loss"]
+        if result["status"] == "diverged":
+            values.update(status="diverged", error=result["reason"], finished_at=utcnow())
+            self.final_status[result["config_hash"]] = "diverged"
+        with session_scope(self.engine) as s:
+            record_epoch(s, trial_id, {
+                "epoch": result["epoch"], "images_seen": result["images_seen"],
+                "train_loss": result["train_loss"], "test_loss": result["test_loss"],
+                "test_acc": result["test_acc"], "wall_seconds": result["epoch_seconds"],
+            })
+            record_layer_stats(s, trial_id, result["layer_stats"])
+            update_trial(s, trial_id, **values)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        key = _hash(trial)
+        if self.final_status.get(key) == "diverged":
+            return
+        self.final_status[key] = "completed"
+        with session_scope(self.engine) as s:
+            update_trial(s, self.trial_ids[key], status="completed", finished_at=utcnow())
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        key = _hash(trial)
+        self.final_status[key] = "failed"
+        with session_scope(self.engine) as s:
+            update_trial(s, self.trial_ids[key], status="failed", error=_error_text(trial),
+                         finished_at=utcnow())
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class ProgressPrinter(Callback):
+    """One concise line per trial event and every `interval` seconds, instead of Ray's tables.
+
+    [1m05s] 3/16 done, 2 running, 11 pending, 0 failed | best acc 0.8512 relu-... | ~2m40s left
+    """
+
+    def __init__(self, total: int, total_epochs: int,
+                 interval: float = 15.0, out: TextIO = sys.stdout, clock: Callable[[], float] = time.monotonic):
+        self.total = total
+        self.total_epochs = total_epochs
+        self.interval = interval
+        self.out = out
+        self.clock = clock
+        self.start = clock()
+        self.last = self.start
+        self.epochs_done: dict[str, int] = {}
+        self.epochs_at_start: dict[str, int] = {}
+        self.state: dict[str, str] = {}
+        self.best: tuple[float, str] | None = None
+
+    def __getstate__(self):
+        return {**self.__dict__, "out": None}
+
+    def line(self) -> str:
+        now = self.clock() - self.start
+        counts = {k: sum(1 for v in self.state.values() if v == k) for k in ("done", "running", "failed")}
+        pending = self.total - sum(counts.values())
+        text = (f"[{_duration(now)}] {counts['done']}/{self.total} done, {counts['running']} running, "
+                f"{pending} pending, {counts['failed']} failed")
+        if self.best is not None:
+            text += f" | best acc {self.best[0]:.4f} {self.best[1]}"
+        done = sum(self.epochs_done[k] - self.epochs_at_start.get(k, 0) for k in self.epochs_done)
+        if 0 < done < self.total_epochs:
+            text += f" | ~{_duration(now * (self.total_epochs - done) / done)} left"
+        return text
+
+    def _print(self, prefix: str = "") -> None:
+        print(prefix + self.line(), file=self.out, flush=True)
+        self.last = self.clock()
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.state[trial.trial_id] = "running"
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        key = trial.trial_id
+        # A resumed trial's first report is the epoch after its checkpoint.
+        self.epochs_at_start.setdefault(key, max(0, result["epoch"] - 1))
+        self.epochs_done[key] = result["epoch"]
+        acc = result["test_acc"]
+        if result["epoch"] > 0 and math.isfinite(acc) and (self.best is None or acc > self.best[0]):
+            self.best = (acc, _name(trial))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.state[trial.trial_id] = "done"
+        self._print(f"finished {_name(trial)}\n")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.state[trial.trial_id] = "failed"
+        self._print(f"FAILED {_name(trial)}: {_error_text(trial).splitlines()[-1]}\n")
+
+    def on_step_end(self, iteration, trials, **info):
+        if self.clock() - self.last >= self.interval:
+            self._print()

@@ -1,0 +1,338 @@
+"""The sweep spec: YAML in, validated once, frozen dataclasses out.
+
+`load_spec` is the only place that reads a spec. Every error names the key
+path in the file, the bad value, what is allowed and, for near-miss names,
+a "did you mean".
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from models.nets import MODELS
+from models.registry import ACTIVATIONS, GAIN_INITS, INITS, OPTIMIZERS
+from sweep.data import DATASETS
+
+# Ranking metrics: name -> True where larger is better.
+METRICS: Mapping[str, bool] = {
+    "final_test_acc": True,
+    "best_test_acc": True,
+    "final_test_loss": False,
+    "final_train_loss": False,
+}
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+DEFAULT_OUTPUT = "runs"
+DEFAULT_DATA_DIR = "data"
+DEFAULT_MLP_HIDDEN = (256, 256)
+DEFAULT_GPU_SHARE = 0.25  # four trials per GPU unless the spec says otherwise
+
+
+class SpecError(ValueError):
+    """A spec that cannot be used; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str = "fashion_mnist"
+    train_limit: int | None = None
+    test_limit: int | None = None
+    data_dir: str = DEFAULT_DATA_DIR
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str = "lenet"
+    hidden: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class InitSpec:
+    name: str
+    gain: float | str = 1.0  # a number, or "auto": torch's gain for the activation
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """One optimizer entry; every hyper-parameter is a tuple of grid values."""
+
+    name: str
+    params: tuple[tuple[str, tuple[Any, ...]], ...]
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    activation: tuple[str, ...]
+    init: tuple[InitSpec, ...]
+    optimizer: tuple[OptimizerSpec, ...]
+    seed: tuple[int, ...] = (0,)
+
+
+@dataclass(frozen=True)
+class ResourcesSpec:
+    cpu: float = 1.0
+    gpu: float | str = "auto"  # "auto": a share of a GPU where the cluster has GPUs, else 0
+    max_concurrent: int | None = None
+    max_failures: int = 2
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    grid: GridSpec
+    dataset: DatasetSpec = field(default_factory=DatasetSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    epochs: int = 5
+    batch_size: int = 64
+    stats_every: int = 100
+    metric: str = "final_test_acc"
+    resources: ResourcesSpec = field(default_factory=ResourcesSpec)
+    output: str = DEFAULT_OUTPUT
+    database: str | None = None  # None: sqlite file <output>/sweep.db
+
+    @property
+    def database_url(self) -> str:
+        return self.database or f"sqlite:///{Path(self.output) / 'sweep.db'}"
+
+    @property
+    def sweep_dir(self) -> Path:
+        return Path(self.output) / self.name
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _fail(path: str, message: str) -> None:
+    raise SpecError(f"{path}: {message}" if path else message)
+
+
+def _show(value: Any) -> str:
+    return repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+
+
+def _did_you_mean(value: str, allowed) -> str:
+    close = difflib.get_close_matches(str(value), list(allowed), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _choice(value: Any, allowed, path: str, what: str) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        hint = _did_you_mean(value, allowed) if isinstance(value, str) else ""
+        _fail(path, f"{_show(value)} is not a known {what}; allowed: {', '.join(allowed)}{hint}")
+    return value
+
+
+def _mapping(value: Any, path: str, allowed_keys, required=()) -> dict:
+    if not isinstance(value, dict):
+        _fail(path, f"expected a mapping, got {_show(value)}")
+    unknown = [k for k in value if k not in allowed_keys]
+    if unknown:
+        key = unknown[0]
+        where = f"{path}.{key}" if path else str(key)
+        _fail(where, f"unknown key; allowed: {', '.join(allowed_keys)}{_did_you_mean(str(key), allowed_keys)}")
+    for key in required:
+        if key not in value:
+            _fail(f"{path}.{key}" if path else key, "missing required key")
+    return value
+
+
+def _int(value: Any, path: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(path, f"{_show(value)} is not an integer")
+    if value < minimum:
+        _fail(path, f"{value} must be >= {minimum}")
+    return value
+
+
+def _number(value: Any, path: str, positive: bool = False, minimum: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        _fail(path, f"{_show(value)} is not a finite number")
+    if positive and value <= 0:
+        _fail(path, f"{value!r} must be > 0")
+    if minimum is not None and value < minimum:
+        _fail(path, f"{value!r} must be >= {minimum:g}")
+    return float(value)
+
+
+def _list(value: Any, path: str) -> list:
+    if not isinstance(value, list):
+        _fail(path, f"expected a list, got {_show(value)}")
+    if not value:
+        _fail(path, "empty list; give at least one value")
+    return value
+
+
+def _unique(values: list, path: str, key=lambda v: v) -> None:
+    """Refuse repeated grid values: they would train the same trial twice."""
+    seen = set()
+    for i, v in enumerate(values):
+        k = key(v)
+        if k in seen:
+            _fail(f"{path}[{i}]", f"duplicate value {k!r}; each grid value may appear once")
+        seen.add(k)
+
+
+def _safe_name(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not SAFE_NAME.match(value):
+        _fail(path, f"{_show(value)} is not a safe folder name; use letters, digits, '.', '_' or '-' "
+                    "(starting with a letter or digit, at most 100 characters)")
+    return value
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _dataset(raw: Any, path: str) -> DatasetSpec:
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    raw = _mapping(raw, path, ("name", "train_limit", "test_limit", "data_dir"))
+    name = _choice(raw.get("name", "fashion_mnist"), DATASETS, f"{path}.name", "dataset")
+    limits = {}
+    for key in ("train_limit", "test_limit"):
+        value = raw.get(key)
+        limits[key] = None if value is None else _int(value, f"{path}.{key}")
+    data_dir = raw.get("data_dir", DEFAULT_DATA_DIR)
+    if not isinstance(data_dir, str) or not data_dir:
+        _fail(f"{path}.data_dir", f"{_show(data_dir)} is not a path")
+    return DatasetSpec(name, limits["train_limit"], limits["test_limit"], data_dir)
+
+
+def _model(raw: Any, path: str) -> ModelSpec:
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    raw = _mapping(raw, path, ("name", "hidden"))
+    name = _choice(raw.get("name", "lenet"), MODELS, f"{path}.name", "model")
+    if name == "lenet":
+        if "hidden" in raw:
+            _fail(f"{path}.hidden", "lenet has a fixed shape; hidden applies to mlp only")
+        return ModelSpec(name)
+    hidden = raw.get("hidden", list(DEFAULT_MLP_HIDDEN))
+    hidden = tuple(_int(h, f"{path}.hidden[{i}]") for i, h in enumerate(_list(hidden, f"{path}.hidden")))
+    return ModelSpec(name, hidden)
+
+
+def _init(raw: Any, path: str) -> InitSpec:
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    raw = _mapping(raw, path, ("name", "gain"), required=("name",))
+    name = _choice(raw["name"], INITS, f"{path}.name", "init")
+    gain = raw.get("gain", 1.0)
+    if gain != 1.0 and name not in GAIN_INITS:
+        _fail(f"{path}.gain", f"{name} takes no gain; gain applies to {', '.join(sorted(GAIN_INITS))}")
+    if gain != "auto":
+        gain = _number(gain, f"{path}.gain", positive=True)
+    return InitSpec(name, gain)
+
+
+def _optimizer(raw: Any, path: str) -> OptimizerSpec:
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    if not isinstance(raw, dict):
+        _fail(path, f"expected a mapping like {{name: adam, lr: 0.001}}, got {_show(raw)}")
+    if "name" not in raw:
+        _fail(f"{path}.name", "missing required key")
+    name = _choice(raw["name"], OPTIMIZERS, f"{path}.name", "optimizer")
+    types = OPTIMIZERS[name].params
+    _mapping(raw, path, ("name", *types))
+    if "lr" not in raw:
+        _fail(f"{path}.lr", "missing required key")
+    params = []
+    for key in sorted(k for k in raw if k != "name"):
+        kpath = f"{path}.{key}"
+        values = raw[key] if isinstance(raw[key], list) else [raw[key]]
+        values = _list(values, kpath)
+        checked = []
+        for i, v in enumerate(values):
+            vpath = f"{kpath}[{i}]" if isinstance(raw[key], list) else kpath
+            if types[key] is bool:
+                if not isinstance(v, bool):
+                    _fail(vpath, f"{_show(v)} is not true or false")
+                checked.append(v)
+            else:
+                checked.append(_number(v, vpath, positive=(key == "lr"), minimum=0.0))
+        _unique(checked, kpath)
+        params.append((key, tuple(checked)))
+    return OptimizerSpec(name, tuple(params))
+
+
+def _grid(raw: Any, path: str) -> GridSpec:
+    raw = _mapping(raw, path, ("activation", "init", "optimizer", "seed"),
+                   required=("activation", "optimizer"))
+    acts = _list(raw["activation"], f"{path}.activation")
+    acts = [_choice(a, ACTIVATIONS, f"{path}.activation[{i}]", "activation") for i, a in enumerate(acts)]
+    _unique(acts, f"{path}.activation")
+    inits = [_init(x, f"{path}.init[{i}]") for i, x in enumerate(_list(raw.get("init", ["default"]), f"{path}.init"))]
+    _unique(inits, f"{path}.init", key=lambda s: f"{s.name} gain={s.gain}")
+    opts = [_optimizer(x, f"{path}.optimizer[{i}]")
+            for i, x in enumerate(_list(raw["optimizer"], f"{path}.optimizer"))]
+    _unique(opts, f"{path}.optimizer", key=lambda s: f"{s.name} {dict(s.params)}")
+    seeds = _list(raw.get("seed", [0]), f"{path}.seed")
+    seeds = [_int(s, f"{path}.seed[{i}]", minimum=0) for i, s in enumerate(seeds)]
+    _unique(seeds, f"{path}.seed")
+    return GridSpec(tuple(acts), tuple(inits), tuple(opts), tuple(seeds))
+
+
+def _resources(raw: Any, path: str) -> ResourcesSpec:
+    raw = _mapping(raw, path, ("cpu", "gpu", "max_concurrent", "max_failures"))
+    cpu = _number(raw.get("cpu", 1), f"{path}.cpu", positive=True)
+    gpu = raw.get("gpu", "auto")
+    if gpu != "auto":
+        gpu = _number(gpu, f"{path}.gpu", minimum=0.0)
+    cap = raw.get("max_concurrent")
+    cap = None if cap is None else _int(cap, f"{path}.max_concurrent")
+    failures = _int(raw.get("max_failures", 2), f"{path}.max_failures", minimum=0)
+    return ResourcesSpec(cpu, gpu, cap, failures)
+
+
+TOP_KEYS = ("name", "dataset", "model", "epochs", "batch_size", "stats_every", "metric",
+            "grid", "resources", "output", "database")
+
+
+def parse_spec(raw: Any) -> SweepSpec:
+    """Validate a spec already parsed from YAML into a SweepSpec."""
+    raw = _mapping(raw, "", TOP_KEYS, required=("name", "grid"))
+    output = raw.get("output", DEFAULT_OUTPUT)
+    if not isinstance(output, str) or not output:
+        _fail("output", f"{_show(output)} is not a path")
+    database = raw.get("database")
+    if database is not None and (not isinstance(database, str) or "://" not in database):
+        _fail("database", f"{_show(database)} is not a database URL like sqlite:///runs/sweep.db")
+    return SweepSpec(
+        name=_safe_name(raw["name"], "name"),
+        grid=_grid(raw["grid"], "grid"),
+        dataset=_dataset(raw.get("dataset", {}), "dataset"),
+        model=_model(raw.get("model", {}), "model"),
+        epochs=_int(raw.get("epochs", 5), "epochs"),
+        batch_size=_int(raw.get("batch_size", 64), "batch_size"),
+        stats_every=_int(raw.get("stats_every", 100), "stats_every"),
+        metric=_choice(raw.get("metric", "final_test_acc"), METRICS, "metric", "metric"),
+        resources=_resources(raw.get("resources", {}), "resources"),
+        output=output,
+        database=database,
+    )
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and validate a spec file; raises SpecError with a one-line message."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid syntax"
+        raise SpecError(f"{path}: not valid YAML{where}: {problem}") from None
+    try:
+        return parse_spec(raw)
+    except SpecError as exc:
+        raise SpecError(f"{path}: {exc}") from None

@@ -1,0 +1,94 @@
+"""The trial loop without Ray: reports, x axis, TensorBoard, resume, divergence."""
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from sweep.data import synthetic
+from sweep.grid import expand_grid
+from sweep.spec import parse_spec
+from sweep.trial import CHECKPOINT, run_trial
+
+DATA = synthetic(train_size=300, test_size=100)
+
+
+def config(tmp_path, **grid_overrides):
+    grid = {"activation": ["tanh"], "init": ["xavier_uniform"], "optimizer": [{"name": "adam", "lr": 0.01}]}
+    grid.update(grid_overrides)
+    spec = parse_spec({"name": "t", "dataset": "synthetic", "epochs": 3, "batch_size": 32, "stats_every": 4,
+                       "output": str(tmp_path), "grid": grid})
+    return expand_grid(spec)[0]
+
+
+def scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
+    acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def test_reports_every_epoch_on_the_images_seen_axis(tmp_path):
+    cfg = config(tmp_path)
+    reports = []
+    run_trial(cfg, DATA, reports.append)
+    assert [r["epoch"] for r in reports] == [0, 1, 2, 3]
+    assert [r["images_seen"] for r in reports] == [0, 300, 600, 900]
+    assert reports[0]["train_loss"] is None and reports[0]["layer_stats"] == []
+    # 300 images in batches of 32 = 10 batches (last one of 12); snapshots after
+    # batches 4 and 8 and at the epoch's end.
+    first = reports[1]["layer_stats"]
+    assert sorted({r["step"] for r in first}) == [128, 256, 300]
+    assert {(r["layer"], r["kind"]) for r in first} == {
+        *((l, "activation") for l in ("conv1", "conv2", "fc1", "fc2")),
+        *((l, "gradient") for l in ("conv1", "conv2", "fc1", "fc2", "fc3")),
+    }
+    assert sorted({r["step"] for r in reports[3]["layer_stats"]}) == [728, 856, 900]
+    assert all(r["status"] == "running" for r in reports)
+    assert reports[-1]["test_acc"] > 0.5  # the synthetic set is learnable
+    assert reports[-1]["best_test_acc"] == max(r["test_acc"] for r in reports)
+
+
+def test_tensorboard_curves_share_the_images_seen_axis(tmp_path):
+    cfg = config(tmp_path)
+    reports = []
+    run_trial(cfg, DATA, reports.append)
+    tags = scalars(Path(cfg.logdir))
+    assert Path(cfg.logdir).name == "tanh-xavier_uniform-adam-lr0.01-s0"
+    assert [s for s, _ in tags["accuracy/test"]] == [0, 300, 600, 900]
+    assert [v for _, v in tags["accuracy/test"]] == pytest.approx([r["test_acc"] for r in reports])
+    assert [s for s, _ in tags["loss/train"]] == [128, 256, 300, 428, 556, 600, 728, 856, 900]
+    assert [s for s, _ in tags["activation/fc1/std"]] == [128, 256, 300, 428, 556, 600, 728, 856, 900]
+    assert "gradient/conv1/p98" in tags and "activation/conv2/sat_frac" in tags
+    assert "gradient/conv1/dead_frac" not in tags  # not defined for gradients: never written as NaN
+
+
+def test_resume_from_checkpoint_gives_the_same_numbers(tmp_path):
+    straight = []
+    run_trial(config(tmp_path / "a"), DATA, straight.append)
+
+    cfg = config(tmp_path / "b")
+    first = []
+    run_trial(replace(cfg, epochs=1), DATA, first.append)  # "interrupted" after epoch 1
+    assert (Path(cfg.logdir) / CHECKPOINT).exists()
+    resumed = []
+    run_trial(cfg, DATA, resumed.append)
+    assert [r["epoch"] for r in resumed] == [2, 3]
+    for key in ("images_seen", "train_loss", "test_loss", "test_acc"):
+        assert resumed[-1][key] == straight[-1][key]
+    assert [r["mean"] for r in resumed[-1]["layer_stats"]] == [r["mean"] for r in straight[-1]["layer_stats"]]
+    # TensorBoard continues without duplicated points.
+    steps = [s for s, _ in scalars(Path(cfg.logdir))["accuracy/test"]]
+    assert steps == [0, 300, 600, 900]
+
+
+def test_divergence_stops_the_trial_with_a_reason(tmp_path):
+    cfg = config(tmp_path, activation=["relu"], optimizer=[{"name": "sgd", "lr": 1e6}])
+    reports = []
+    run_trial(cfg, DATA, reports.append)
+    last = reports[-1]
+    assert last["status"] == "diverged"
+    assert last["epoch"] == 1 and len(reports) == 2
+    assert last["reason"].startswith("train loss nan at epoch 1, step ")
+    assert math.isnan(last["train_loss"])
+    assert not (Path(cfg.logdir) / CHECKPOINT).exists()
