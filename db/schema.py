@@ -57,7 +57,8 @@ class Trial(Base):
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
-    train_seconds: Mapped[float | None] = mapped_column(Float)
+    train_seconds: Mapped[float | None] = mapped_column(Float)  # training epochs only
+    run_seconds: Mapped[float | None] = mapped_column(Float)  # the whole trial: + evaluation, checkpoints
     epochs_done: Mapped[int] = mapped_column(Integer, default=0)
     images_seen: Mapped[int] = mapped_column(Integer, default=0)
     final_test_acc: Mapped[float | None] = mapped_column(Float)

@@ -64,6 +64,7 @@ class DatabaseRecorder(Callback):
             "epochs_done": result["epoch"],
             "images_seen": result["images_seen"],
             "train_seconds": result["train_seconds"],
+            "run_seconds": result["run_seconds"],
             "final_test_acc": result["test_acc"],
             "final_test_loss": result["test_loss"],
             "best_test_acc": result["best_test_acc"],

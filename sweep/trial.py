@@ -96,7 +96,9 @@ def run_trial(
     test_x, test_y = _tensor(data.test_x, device), _tensor(data.test_y, device)
     n = len(train_x)
 
-    state = {"epoch": 0, "images_seen": 0, "train_seconds": 0.0, "best_test_acc": None, "best_epoch": None}
+    began = time.perf_counter()
+    state = {"epoch": 0, "images_seen": 0, "train_seconds": 0.0, "run_seconds": 0.0,
+             "best_test_acc": None, "best_epoch": None}
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
         model.load_state_dict(ckpt["model"])
@@ -104,6 +106,7 @@ def run_trial(
         order.set_state(ckpt["order_rng"])
         torch.set_rng_state(ckpt["torch_rng"])
         state = ckpt["state"]
+    run_seconds_before = state["run_seconds"]
 
     writer = None
     if tensorboard:
@@ -124,11 +127,13 @@ def run_trial(
         scalar("accuracy/test", test_acc, step)
         if train_loss is not None:
             scalar("loss/train_epoch", train_loss, step)
+        state["run_seconds"] = run_seconds_before + time.perf_counter() - began
         if math.isfinite(test_acc) and (state["best_test_acc"] is None or test_acc > state["best_test_acc"]):
             state["best_test_acc"], state["best_epoch"] = test_acc, epoch
         return {
             "epoch": epoch, "images_seen": step, "train_loss": train_loss, "test_loss": test_loss,
             "test_acc": test_acc, "epoch_seconds": wall, "train_seconds": state["train_seconds"],
+            "run_seconds": state["run_seconds"],
             "best_test_acc": state["best_test_acc"], "best_epoch": state["best_epoch"],
             "layer_stats": rows, "status": status, "reason": reason, "config_hash": cfg.config_hash,
         }

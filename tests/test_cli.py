@@ -1,0 +1,41 @@
+"""CLI errors for the report and TensorBoard commands: one line, non-zero exit."""
+import pytest
+
+from db.engine import init_db, make_engine, session_scope
+from db.queries import ensure_sweep
+from sweep.cli import main
+
+
+def test_report_on_a_missing_database(tmp_path, capsys):
+    assert main(["report", "--db", f"sqlite:///{tmp_path / 'none.db'}"]) == 1
+    assert capsys.readouterr().err == f"Error: no database at {tmp_path / 'none.db'}; run `sweep run SPEC` first or pass --db\n"
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_report_on_an_empty_database(tmp_path, capsys):
+    init_db(make_engine(f"sqlite:///{tmp_path / 'r.db'}"))
+    assert main(["report", "--db", f"sqlite:///{tmp_path / 'r.db'}"]) == 1
+    assert capsys.readouterr().err == f"Error: database sqlite:///{tmp_path / 'r.db'} holds no sweep yet\n"
+
+
+def test_report_on_an_unknown_sweep(tmp_path, capsys):
+    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    init_db(engine)
+    with session_scope(engine) as s:
+        ensure_sweep(s, "fashion-activations", "{}")
+    assert main(["report", "fashion-activation", "--db", f"sqlite:///{tmp_path / 'r.db'}"]) == 1
+    assert capsys.readouterr().err == ("Error: no sweep named 'fashion-activation' in the database; it has: "
+                                       "fashion-activations; did you mean 'fashion-activations'?\n")
+
+
+def test_tensorboard_on_a_missing_folder(tmp_path, capsys):
+    assert main(["tensorboard", "nope", "--output", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == f"Error: no folder {tmp_path / 'nope'}; run `sweep run SPEC` first\n"
+
+
+def test_help_lists_the_commands_with_examples(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "{run,report,tensorboard}" in out and "sweep run sweeps.yaml" in out
