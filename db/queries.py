@@ -8,6 +8,7 @@ Reads return plain values or pandas DataFrames for notebook users:
 """
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
@@ -76,24 +77,31 @@ def update_trial(session: Session, trial_id: int, **values: Any) -> None:
     session.execute(update(Trial).where(Trial.trial_id == trial_id).values(**values))
 
 
-def trial_statuses(session: Session, sweep_id: int) -> dict[str, tuple[str, int]]:
-    """{config_hash: (status, epochs_done)} for every trial of a sweep."""
+def trial_statuses(session: Session, sweep: str) -> dict[str, tuple[str, int]]:
+    """{config_hash: (status, epochs_done)} for every trial of sweep `sweep` (empty if none)."""
     rows = session.execute(
-        select(Trial.config_hash, Trial.status, Trial.epochs_done).where(Trial.sweep_id == sweep_id)
+        select(Trial.config_hash, Trial.status, Trial.epochs_done)
+        .join(Sweep, Sweep.sweep_id == Trial.sweep_id).where(Sweep.name == sweep)
     )
     return {h: (s, e) for h, s, e in rows}
 
 
+def _flag_nans(row: dict[str, Any], trial_id: int) -> dict[str, Any]:
+    """NaN -> NULL plus its column name in nan_fields, so NULL ("does not apply")
+    and NaN (a diverged value) stay distinguishable; infinities are kept as they are."""
+    nans = [k for k, v in row.items() if isinstance(v, float) and math.isnan(v)]
+    return {**row, **{k: None for k in nans}, "nan_fields": ",".join(nans) or None, "trial_id": trial_id}
+
+
 def record_epoch(session: Session, trial_id: int, row: dict[str, Any]) -> None:
     """Upsert one epoch_metrics row (keys: epoch, images_seen, losses, test_acc, wall_seconds)."""
-    upsert(session, EpochMetric, [{**row, "trial_id": trial_id}], ["trial_id", "epoch"])
+    upsert(session, EpochMetric, [_flag_nans(row, trial_id)], ["trial_id", "epoch"])
 
 
 def record_layer_stats(session: Session, trial_id: int, rows: Sequence[dict[str, Any]]) -> None:
     """Upsert layer_stats rows (keys: epoch, step, layer, kind and the statistics)."""
     if rows:
-        upsert(session, LayerStat, [{**r, "trial_id": trial_id} for r in rows],
-               ["trial_id", "step", "layer", "kind"])
+        upsert(session, LayerStat, [_flag_nans(r, trial_id) for r in rows], ["trial_id", "step", "layer", "kind"])
 
 
 # --------------------------------------------------------------------------- reads

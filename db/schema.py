@@ -82,6 +82,8 @@ class EpochMetric(Base):
     test_loss: Mapped[float | None] = mapped_column(Float)
     test_acc: Mapped[float | None] = mapped_column(Float)
     wall_seconds: Mapped[float | None] = mapped_column(Float)
+    # SQLite cannot store NaN (it becomes NULL): the columns that were NaN, comma-separated.
+    nan_fields: Mapped[str | None] = mapped_column(String(200))
 
 
 class LayerStat(Base):
@@ -101,3 +103,4 @@ class LayerStat(Base):
     zero_frac: Mapped[float | None] = mapped_column(Float)
     dead_frac: Mapped[float | None] = mapped_column(Float)
     sat_frac: Mapped[float | None] = mapped_column(Float)
+    nan_fields: Mapped[str | None] = mapped_column(String(200))

@@ -41,7 +41,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except RunError as exc:
         raise CliError(str(exc)) from None
     parts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()))
-    print(f"done: {parts or 'nothing to run'}; {summary.skipped} already completed before this run")
+    print(f"done: {parts or 'nothing to run'}; {summary.skipped} already finished before this run")
     if summary.interrupted:
         print("interrupted: run the same command again to continue", file=sys.stderr)
     print(f"see the results: sweep report {spec.name} --db {spec.database_url}")

@@ -44,6 +44,7 @@ class DatabaseRecorder(Callback):
         self.engine = engine
         self.trial_ids = trial_ids
         self.final_status: dict[str, str] = {}
+        self.started: set[str] = set()
 
     def __getstate__(self):
         # Tune pickles its callbacks into the experiment state; an engine
@@ -51,6 +52,7 @@ class DatabaseRecorder(Callback):
         return {**self.__dict__, "engine": None}
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        self.started.add(_hash(trial))
         with session_scope(self.engine) as s:
             update_trial(s, self.trial_ids[_hash(trial)], status="running", started_at=utcnow(), error=None)
 
@@ -65,16 +67,18 @@ class DatabaseRecorder(Callback):
             "images_seen": result["images_seen"],
             "train_seconds": result["train_seconds"],
             "run_seconds": result["run_seconds"],
-            "final_test_acc": result["test_acc"],
-            "final_test_loss": result["test_loss"],
             "best_test_acc": result["best_test_acc"],
             "best_epoch": result["best_epoch"],
         }
-        if result["train_loss"] is not None:
-            values["final_train_loss"] = result["train_loss"]
         if result["status"] == "diverged":
+            # The epoch's own numbers go to epoch_metrics; the trial keeps its
+            # last finite final metrics.
             values.update(status="diverged", error=result["reason"], finished_at=utcnow())
             self.final_status[result["config_hash"]] = "diverged"
+        else:
+            values.update(final_test_acc=result["test_acc"], final_test_loss=result["test_loss"])
+            if result["train_loss"] is not None:
+                values["final_train_loss"] = result["train_loss"]
         with session_scope(self.engine) as s:
             record_epoch(s, trial_id, {
                 "epoch": result["epoch"], "images_seen": result["images_seen"],
@@ -150,8 +154,10 @@ class ProgressPrinter(Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         key = trial.trial_id
-        # A resumed trial's first report is the epoch after its checkpoint.
-        self.epochs_at_start.setdefault(key, max(0, result["epoch"] - 1))
+        if key not in self.epochs_at_start:
+            self.epochs_at_start[key] = result["resumed_from"] or 0
+            if result["resumed_from"]:
+                print(f"resumed {_name(trial)} from epoch {result['resumed_from']}", file=self.out, flush=True)
         self.epochs_done[key] = result["epoch"]
         acc = result["test_acc"]
         if result["epoch"] > 0 and math.isfinite(acc) and (self.best is None or acc > self.best[0]):

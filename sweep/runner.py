@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from db.engine import DatabaseError, init_db, make_engine, safe_url, session_sco
 from db.queries import ensure_sweep, ensure_trials, trial_statuses, update_trial
 from sweep.data import DataError, load_dataset
 from sweep.grid import TrialConfig, expand_grid
-from sweep.spec import DEFAULT_GPU_SHARE, SweepSpec
+from sweep.spec import DEFAULT_GPU_SHARE, SpecError, SweepSpec
 
 
 class RunError(Exception):
@@ -27,14 +28,15 @@ class RunError(Exception):
 @dataclass(frozen=True)
 class RunSummary:
     total: int
-    skipped: int  # already completed before this run
+    skipped: int  # already finished (completed or diverged) before this run
     statuses: dict[str, int]  # final status -> count, for the trials this run scheduled
     interrupted: bool
+    interrupt_code: int = 130  # 128 + the signal that stopped the run
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
-            return 130
+            return self.interrupt_code
         return 1 if self.statuses.get("failed") else 0
 
 
@@ -73,14 +75,78 @@ def _resources(spec: SweepSpec, cluster: dict) -> tuple[float, float]:
     return cpu, gpu
 
 
+class SweepLock:
+    """An exclusive lock on a sweep's folder, holding the owner's pid.
+
+    flock is released by the kernel when the holder dies, even by SIGKILL,
+    so a crashed driver never leaves a stale lock behind.
+    """
+
+    def __init__(self, folder: Path):
+        self.path = folder / ".lock"
+        self.fh = None
+
+    def __enter__(self) -> "SweepLock":
+        import fcntl
+
+        self.fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.fh.seek(0)
+            holder = self.fh.read().strip() or "unknown"
+            self.fh.close()
+            raise RunError(f"sweep {self.path.parent.name} is already running (pid {holder}, lock {self.path}); "
+                           "wait for it to finish or stop it first") from None
+        self.fh.seek(0)
+        self.fh.truncate()
+        self.fh.write(str(os.getpid()))
+        self.fh.flush()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.fh.close()
+
+
+def _check_local_gpu(spec: SweepSpec) -> None:
+    gpu = spec.resources.gpu
+    if gpu != "auto" and gpu > 0:
+        import torch
+
+        if torch.cuda.device_count() == 0:
+            raise SpecError(f"resources.gpu: {gpu:g} requested, but this machine has no GPU; use 0 or auto")
+
+
+def _open_database(url: str):
+    try:
+        if url.startswith("sqlite:///"):
+            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(url)
+        init_db(engine)
+        return engine
+    except DatabaseError as exc:
+        raise RunError(str(exc)) from None
+    except Exception as exc:  # driver-level SQLAlchemy/OS errors: bad URL, unreachable server, read-only file
+        raise RunError(f"database {safe_url(url)}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
+
+
+def _finished(status: tuple[str, int] | None, epochs: int) -> bool:
+    """Completed with enough epochs, or diverged (a seeded rerun would diverge again)."""
+    return status is not None and (status[0] == "diverged" or (status[0] == "completed" and status[1] >= epochs))
+
+
 def run_sweep(spec: SweepSpec, address: str | None = None, out: TextIO = sys.stdout,
               progress_interval: float = 15.0) -> RunSummary:
     """Train every configuration of `spec` not already completed; record everything.
 
     Completed trials (by config hash, with at least spec.epochs epochs) are
-    skipped; others start or continue from their last checkpoint.
+    skipped; the others (new, failed, interrupted, or left "running" by a
+    driver that died) start or continue from their last checkpoint. Every
+    check runs before the first row is written.
     """
     trials = expand_grid(spec)
+    if address is None:
+        _check_local_gpu(spec)
     try:
         data = load_dataset(spec.dataset.name, Path(spec.dataset.data_dir).resolve(),
                             spec.dataset.train_limit, spec.dataset.test_limit)
@@ -88,35 +154,32 @@ def run_sweep(spec: SweepSpec, address: str | None = None, out: TextIO = sys.std
         raise RunError(str(exc)) from None
 
     _check_writable(spec.sweep_dir)
-    url = spec.database_url
-    try:
-        if url.startswith("sqlite:///"):
-            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        engine = make_engine(url)
-        init_db(engine)
+    with SweepLock(spec.sweep_dir):
+        url = spec.database_url
+        engine = _open_database(url)
         with session_scope(engine) as s:
-            sweep_id = ensure_sweep(s, spec.name, json.dumps(asdict(spec), sort_keys=True))
-            trial_ids = ensure_trials(s, sweep_id, [trial_row(t) for t in trials])
-            done = trial_statuses(s, sweep_id)
-            todo = [t for t in trials
-                    if not (done[t.config_hash][0] == "completed" and done[t.config_hash][1] >= spec.epochs)]
-            for t in todo:
-                update_trial(s, trial_ids[t.config_hash], status="pending", error=None)
-    except DatabaseError as exc:
-        raise RunError(str(exc)) from None
-    except Exception as exc:  # driver-level SQLAlchemy errors: bad URL, unreachable server
-        raise RunError(f"database {safe_url(url)}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
-
-    skipped = len(trials) - len(todo)
-    print(f"sweep {spec.name}: {len(trials)} trials ({skipped} already completed), "
-          f"database {safe_url(url)}, TensorBoard logs in {spec.sweep_dir}", file=out, flush=True)
-    if not todo:
-        return RunSummary(len(trials), skipped, {}, False)
-
-    return _tune(spec, todo, data, engine, trial_ids, address, out, progress_interval, len(trials), skipped)
+            done = trial_statuses(s, spec.name)
+        todo = [t for t in trials if not _finished(done.get(t.config_hash), spec.epochs)]
+        skipped = len(trials) - len(todo)
+        print(f"sweep {spec.name}: {len(trials)} trials ({skipped} already finished), "
+              f"database {safe_url(url)}, TensorBoard logs in {spec.sweep_dir}", file=out, flush=True)
+        if not todo:
+            return RunSummary(len(trials), skipped, {}, False)
+        # Epochs left to train, for the time estimate: trials continue from where they stopped.
+        epochs_left = sum(spec.epochs - done.get(t.config_hash, ("new", 0))[1] for t in todo)
+        return _tune(spec, trials, todo, data, engine, address, out, progress_interval, epochs_left)
 
 
-def _tune(spec, todo, data, engine, trial_ids, address, out, progress_interval, total, skipped) -> RunSummary:
+def _record_plan(engine, spec: SweepSpec, trials: list[TrialConfig], todo: list[TrialConfig]) -> dict[str, int]:
+    with session_scope(engine) as s:
+        sweep_id = ensure_sweep(s, spec.name, json.dumps(asdict(spec), sort_keys=True))
+        trial_ids = ensure_trials(s, sweep_id, [trial_row(t) for t in trials])
+        for t in todo:
+            update_trial(s, trial_ids[t.config_hash], status="pending", error=None)
+    return trial_ids
+
+
+def _tune(spec, trials, todo, data, engine, address, out, progress_interval, epochs_left) -> RunSummary:
     # Ray's own result files and TensorBoard loggers would duplicate what
     # we write; keep its verbose tables and worker logs off the terminal.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -131,10 +194,19 @@ def _tune(spec, todo, data, engine, trial_ids, address, out, progress_interval, 
     if started_here:
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  logging_level="ERROR", configure_logging=True)
+    received: list[int] = []
+
+    def on_sigterm(signum, frame):
+        # Tune stops trials cleanly on SIGINT; treat SIGTERM the same way.
+        received.append(signum)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         cpu, gpu = _resources(spec, ray.cluster_resources())
+        trial_ids = _record_plan(engine, spec, trials, todo)
         recorder = DatabaseRecorder(engine, trial_ids)
-        printer = ProgressPrinter(len(todo), len(todo) * spec.epochs, progress_interval, out)
+        printer = ProgressPrinter(len(todo), epochs_left, progress_interval, out)
         trainable = tune.with_resources(tune.with_parameters(ray_trainable, data=data), {"cpu": cpu, "gpu": gpu})
         tuner = tune.Tuner(
             trainable,
@@ -156,19 +228,22 @@ def _tune(spec, todo, data, engine, trial_ids, address, out, progress_interval, 
         )
         tuner.fit()
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if started_here:
             ray.shutdown()
 
     # A trial Ray stopped without a final status (Ctrl-C, SIGTERM) is interrupted:
-    # its checkpoint lets the next run continue it.
+    # its checkpoint lets the next run continue it. One never started stays pending.
     statuses: dict[str, int] = {}
     interrupted = False
     with session_scope(engine) as s:
         for t in todo:
             status = recorder.final_status.get(t.config_hash)
             if status is None:
-                status, interrupted = "interrupted", True
-                update_trial(s, trial_ids[t.config_hash], status="interrupted")
+                interrupted = True
+                status = "interrupted" if t.config_hash in recorder.started else "pending"
+                update_trial(s, trial_ids[t.config_hash], status=status)
             statuses[status] = statuses.get(status, 0) + 1
     print(printer.line(), file=out, flush=True)
-    return RunSummary(total, skipped, statuses, interrupted)
+    signum = signal.SIGTERM if received else signal.SIGINT
+    return RunSummary(len(trials), len(trials) - len(todo), statuses, interrupted, 128 + signum)

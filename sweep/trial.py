@@ -27,6 +27,10 @@ from sweep.grid import TrialConfig
 
 CHECKPOINT = "checkpoint.pt"
 EVAL_BATCH = 1000
+# Reports kept in the checkpoint and sent again on resume: a trial can be
+# killed after saving an epoch but before the driver stored its report (or the
+# driver itself can die); the driver's upserts make the replay harmless.
+REPLAY_EPOCHS = 5
 
 
 def _tensor(array, device: torch.device) -> torch.Tensor:
@@ -59,11 +63,19 @@ def _save(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)  # atomic: a crash never leaves half a checkpoint
 
 
-def _stats_rows(epoch: int, step: int, snapshot) -> list[dict[str, Any]]:
-    return [
-        {"epoch": epoch, "step": step, "layer": layer, "kind": kind, **dict(zip(STAT_NAMES, values))}
-        for layer, kind, values in snapshot
-    ]
+def _stats_rows(epoch: int, step: int, snapshot, bounded: bool) -> list[dict[str, Any]]:
+    """Database rows of one snapshot. A statistic that does not apply (dead_frac
+    of a gradient, sat_frac of an unbounded activation) is None, so that a NaN
+    left in a row is a real NaN of a diverging network."""
+    rows = []
+    for layer, kind, values in snapshot:
+        row = {"epoch": epoch, "step": step, "layer": layer, "kind": kind, **dict(zip(STAT_NAMES, values))}
+        if kind == "gradient":
+            row["dead_frac"] = row["sat_frac"] = None
+        elif not bounded:
+            row["sat_frac"] = None
+        rows.append(row)
+    return rows
 
 
 def run_trial(
@@ -82,6 +94,7 @@ def run_trial(
     logdir = Path(cfg.logdir)
     logdir.mkdir(parents=True, exist_ok=True)
     ckpt_path = logdir / CHECKPOINT
+    replay: list[dict[str, Any]] = []
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, cfg.activation, cfg.hidden)
@@ -106,7 +119,9 @@ def run_trial(
         order.set_state(ckpt["order_rng"])
         torch.set_rng_state(ckpt["torch_rng"])
         state = ckpt["state"]
+        replay = ckpt["replay"]
     run_seconds_before = state["run_seconds"]
+    resumed_from = state["epoch"] or None
 
     writer = None
     if tensorboard:
@@ -117,6 +132,8 @@ def run_trial(
         writer = SummaryWriter(str(logdir), purge_step=state["images_seen"] + 1 if state["epoch"] else None)
 
     def scalar(tag: str, value: float, step: int) -> None:
+        # NaN means "does not apply" for the statistics; a diverged loss is
+        # recorded in the database and the trial's status instead.
         if writer is not None and not math.isnan(value):
             writer.add_scalar(tag, value, step)
 
@@ -136,11 +153,14 @@ def run_trial(
             "run_seconds": state["run_seconds"],
             "best_test_acc": state["best_test_acc"], "best_epoch": state["best_epoch"],
             "layer_stats": rows, "status": status, "reason": reason, "config_hash": cfg.config_hash,
+            "resumed_from": resumed_from,
         }
 
     try:
         if state["epoch"] == 0:
             report(epoch_result(0, None, 0.0, [], "running"))
+        for past in replay:
+            report({**past, "resumed_from": resumed_from})
         model.train()
         for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
             started = time.perf_counter()
@@ -176,7 +196,7 @@ def run_trial(
                     for layer, kind, values in snap:
                         for stat, value in zip(STAT_NAMES, values):
                             scalar(f"{kind}/{layer}/{stat}", value, step)
-                    rows += _stats_rows(epoch, step, snap)
+                    rows += _stats_rows(epoch, step, snap, bounds is not None)
                     if not math.isfinite(train_loss):
                         reason = f"train loss {train_loss} at epoch {epoch}, step {step}"
                         break
@@ -193,9 +213,11 @@ def run_trial(
             result = epoch_result(epoch, mean_loss, wall, rows, "running")
             if writer is not None:
                 writer.flush()
+            replay = [*replay, result][-REPLAY_EPOCHS:]
             _save(ckpt_path, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "order_rng": order.get_state(), "torch_rng": torch.get_rng_state(), "state": dict(state),
+                "replay": replay,
             })
             report(result)
     finally:

@@ -39,3 +39,33 @@ def test_help_lists_the_commands_with_examples(capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert "{run,report,tensorboard}" in out and "sweep run sweeps.yaml" in out
+
+
+def _spec(tmp_path, **extra):
+    import yaml
+
+    spec = {"name": "t", "dataset": "synthetic", "grid": {"activation": ["relu"], "optimizer": [{"name": "adam", "lr": 0.01}]},
+            **extra}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    return str(tmp_path / "s.yaml")
+
+
+def test_run_refuses_an_unwritable_output_folder_before_training(tmp_path, capsys):
+    (tmp_path / "plain-file").write_text("")
+    assert main(["run", _spec(tmp_path, output=str(tmp_path / "plain-file" / "runs"))]) == 1
+    assert capsys.readouterr().err == (f"Error: output folder {tmp_path / 'plain-file' / 'runs' / 't'} is not "
+                                       "writable: Not a directory\n")
+
+
+def test_run_refuses_a_database_of_another_schema_version_before_training(tmp_path, capsys):
+    (tmp_path / "runs").mkdir()
+    engine = make_engine(f"sqlite:///{tmp_path / 'runs' / 'sweep.db'}")
+    init_db(engine)
+    from db.schema import SchemaInfo
+
+    with session_scope(engine) as s:
+        s.get(SchemaInfo, 1).version = 2
+    assert main(["run", _spec(tmp_path, output=str(tmp_path / "runs"))]) == 1
+    assert capsys.readouterr().err == (f"Error: sqlite:///{tmp_path / 'runs' / 'sweep.db'} has schema version 2; "
+                                       "this sweep reads version 1\n")
+    assert not (tmp_path / "runs" / "t" / "relu-default-adam-lr0.01-s0").exists()

@@ -81,6 +81,7 @@ def test_infinity_is_stored_and_nan_becomes_null(engine):
     df = epoch_metrics_frame(engine, "a")
     assert df["train_loss"].tolist() == [math.inf]
     assert df["test_loss"].isna().tolist() == [True]
+    assert df["nan_fields"].tolist() == ["test_loss"]  # NaN, not "does not apply"
 
 
 def test_other_schema_version_is_refused(engine, tmp_path):

@@ -35,14 +35,15 @@ def test_synthetic_sweep_end_to_end(tmp_path):
         "epochs": 2, "batch_size": 32, "stats_every": 3,
         "grid": {"activation": ["sigmoid", "relu"], "init": ["xavier_uniform"],
                  "optimizer": [{"name": "adam", "lr": 0.01},
-                               {"name": "sgd", "lr": 0.1, "nesterov": True}]},  # torch refuses nesterov w/o momentum
+                               {"name": "sgd", "lr": 0.1, "nesterov": True},  # torch refuses nesterov w/o momentum
+                               {"name": "sgd", "lr": 1e6}]},  # relu diverges; sigmoid is bounded and does not
         "resources": {"cpu": 1, "max_failures": 0},
         "output": "out",
     }
     write_spec(tmp_path, spec)
     run = sweep_cli("run", "spec.yaml", "--progress-interval", "1", cwd=tmp_path)
     assert run.returncode == 1, run.stderr  # two trials failed
-    assert "done: 2 completed, 2 failed; 0 already completed before this run" in run.stdout
+    assert "done: 3 completed, 1 diverged, 2 failed; 0 already finished before this run" in run.stdout
     assert "FAILED relu-xavier_uniform-sgd-lr0.1-nesterovtrue-s0: ValueError: Nesterov momentum requires" in run.stdout
 
     db = tmp_path / "out" / "sweep.db"
@@ -52,18 +53,30 @@ def test_synthetic_sweep_end_to_end(tmp_path):
         "sigmoid-xavier_uniform-sgd-lr0.1-nesterovtrue-s0": "failed",
         "relu-xavier_uniform-adam-lr0.01-s0": "completed",
         "relu-xavier_uniform-sgd-lr0.1-nesterovtrue-s0": "failed",
+        "sigmoid-xavier_uniform-sgd-lr1e+06-s0": "completed",
+        "relu-xavier_uniform-sgd-lr1e+06-s0": "diverged",
     }
+    (reason, epochs, final_acc, final_loss), = query(
+        db, "SELECT error, epochs_done, final_test_acc, final_test_loss FROM trials WHERE status = 'diverged'")
+    assert reason.startswith("train loss nan at epoch 1, step ") and epochs == 1
+    # Its last finite metrics (before training) are kept; the NaN epoch is stored as such.
+    epoch0 = query(db, """SELECT e.test_acc, e.test_loss FROM epoch_metrics e JOIN trials t USING (trial_id)
+                          WHERE t.status = 'diverged' AND e.epoch = 0""")
+    assert [(final_acc, final_loss)] == epoch0
+    assert query(db, """SELECT e.train_loss, e.nan_fields FROM epoch_metrics e JOIN trials t USING (trial_id)
+                        WHERE t.status = 'diverged' AND e.epoch = 1""") == [(None, "train_loss,test_loss")]
     error = query(db, "SELECT error FROM trials WHERE status = 'failed'")[0][0]
     assert "Nesterov momentum requires a momentum and zero dampening" in error
     # Completed trials: epochs 0..2, 256 images per epoch; 8 batches -> snapshots after 3, 6
     # and 8 (the epoch's end), 9 layer keys (4 activation, 5 gradient) each.
     rows = query(db, """SELECT t.name, e.epoch, e.images_seen FROM epoch_metrics e
                         JOIN trials t USING (trial_id) WHERE t.status = 'completed' ORDER BY t.name, e.epoch""")
-    assert [(r[1], r[2]) for r in rows] == [(0, 0), (1, 256), (2, 512)] * 2
+    assert [(r[1], r[2]) for r in rows] == [(0, 0), (1, 256), (2, 512)] * 3
     steps = query(db, """SELECT DISTINCT l.step FROM layer_stats l JOIN trials t USING (trial_id)
                          WHERE t.name = 'relu-xavier_uniform-adam-lr0.01-s0' ORDER BY l.step""")
     assert [s for (s,) in steps] == [96, 192, 256, 352, 448, 512]
-    assert query(db, "SELECT COUNT(*) FROM layer_stats")[0][0] == 2 * 6 * 9
+    assert query(db, """SELECT COUNT(*) FROM layer_stats JOIN trials USING (trial_id)
+                        WHERE status = 'completed'""")[0][0] == 3 * 6 * 9
     final = query(db, """SELECT t.final_test_acc, e.test_acc, t.epochs_done, t.images_seen FROM trials t
                          JOIN epoch_metrics e ON e.trial_id = t.trial_id AND e.epoch = 2 WHERE t.status = 'completed'""")
     assert all(r[0] == r[1] and r[2] == 2 and r[3] == 512 for r in final)
@@ -85,16 +98,17 @@ def test_synthetic_sweep_end_to_end(tmp_path):
     lines = report.stdout.splitlines()
     assert lines[0].startswith("rank,config,activation,init,optimizer,lr,n,final_test_acc_mean")
     by_rank = [line.split(",")[1] for line in lines[1:]]
-    completed = sorted(["sigmoid-xavier_uniform-adam-lr0.01", "relu-xavier_uniform-adam-lr0.01"],
-                       key=lambda label: -query(db, f"SELECT final_test_acc FROM trials WHERE label = '{label}'")[0][0])
-    assert by_rank[:2] == completed and set(by_rank[2:]) == {
+    ranked = [label for (label,) in query(db, """SELECT label FROM trials WHERE final_test_acc IS NOT NULL
+                                                 ORDER BY final_test_acc DESC""")]
+    assert by_rank[:4] == ranked and set(by_rank[4:]) == {
         "sigmoid-xavier_uniform-sgd-lr0.1-nesterovtrue", "relu-xavier_uniform-sgd-lr0.1-nesterovtrue"}
+    assert {line.split(",")[1]: line.split(",")[-1] for line in lines[1:]}["relu-xavier_uniform-sgd-lr1e+06"] == "diverged"
 
     # Rerun: completed trials are skipped, failed ones run (and fail) again; no duplicate rows.
     counts = [query(db, f"SELECT COUNT(*) FROM {t}")[0][0] for t in ("trials", "epoch_metrics", "layer_stats")]
     again = sweep_cli("run", "spec.yaml", cwd=tmp_path)
-    assert "sweep syn: 4 trials (2 already completed)" in again.stdout
-    assert "done: 2 failed; 2 already completed before this run" in again.stdout
+    assert "sweep syn: 6 trials (4 already finished)" in again.stdout
+    assert "done: 2 failed; 4 already finished before this run" in again.stdout
     assert [query(db, f"SELECT COUNT(*) FROM {t}")[0][0] for t in ("trials", "epoch_metrics", "layer_stats")] == counts
 
 

@@ -179,3 +179,16 @@ def test_fuzz_parse_spec_raises_only_spec_error(raw):
         parse_spec(raw)
     except SpecError:
         pass
+
+
+def test_gpu_request_on_a_machine_without_gpu_is_a_spec_error(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)  # as on the CI machine
+    monkeypatch.chdir(tmp_path)
+    spec = with_("resources.gpu", 1) | {"dataset": "synthetic", "output": "out"}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    assert main(["run", "s.yaml"]) == 2
+    assert capsys.readouterr().err == \
+        "Error: resources.gpu: 1 requested, but this machine has no GPU; use 0 or auto\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]

@@ -73,7 +73,7 @@ def test_resume_from_checkpoint_gives_the_same_numbers(tmp_path):
     assert (Path(cfg.logdir) / CHECKPOINT).exists()
     resumed = []
     run_trial(cfg, DATA, resumed.append)
-    assert [r["epoch"] for r in resumed] == [2, 3]
+    assert [r["epoch"] for r in resumed] == [1, 2, 3]  # epoch 1 replayed from the checkpoint
     for key in ("images_seen", "train_loss", "test_loss", "test_acc"):
         assert resumed[-1][key] == straight[-1][key]
     assert [r["mean"] for r in resumed[-1]["layer_stats"]] == [r["mean"] for r in straight[-1]["layer_stats"]]
