@@ -6,11 +6,13 @@ spec or bad arguments, 1 for everything else), never a traceback.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import shutil
 import sys
 from pathlib import Path
 
+from db.flags import FlagThresholds
 from sweep.spec import DEFAULT_OUTPUT, METRICS, SpecError, load_spec
 
 EXAMPLES = """examples:
@@ -18,6 +20,8 @@ EXAMPLES = """examples:
   sweep run sweeps.yaml --address auto     the same on an existing Ray cluster
   sweep report                             ranked table of the latest sweep in runs/sweep.db
   sweep report fashion-activations --format markdown --metric best_test_acc
+  sweep report --by activation,init         mean accuracy per activation x init
+  sweep plot                               PNG curves, depth profiles and a heat map
   sweep tensorboard                        TensorBoard over runs/ on http://127.0.0.1:6006
 """
 
@@ -83,26 +87,124 @@ def _pick_sweep(requested: str | None, names: list[str]) -> str:
     return requested
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    """Print configurations ranked by a metric, seeds aggregated (works while a sweep runs).
+def _parse_where(items: list[str]) -> list[tuple[str, str]]:
+    from sweep.report import FACTORS
 
-    Example: sweep report fashion-activations --format markdown
-    """
-    from db import trials_frame
-    from sweep.report import format_report, rank_configurations
+    pairs = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in FACTORS:
+            raise CliError(f"--where {item!r}: expected KEY=VALUE with KEY one of {', '.join(FACTORS)}", 2)
+        pairs.append((key, value))
+    return pairs
+
+
+def _report_frames(args: argparse.Namespace):
+    """The sweep's trials (filtered, with threshold and flag columns) and its ranking metric."""
+    import json
+
+    from db import epoch_metrics_frame, trials_frame
+    from db.flags import FlagThresholds, describe_flags, flags_frame
+    from db.queries import sweep_spec_json
+    from sweep.report import filter_trials, images_to_threshold
 
     engine, names = _open_db(_database_url(args))
     name = _pick_sweep(args.sweep, names)
-    metric = args.metric
-    if metric is None:
-        import json
-        from db.queries import sweep_spec_json
+    metric = args.metric or json.loads(sweep_spec_json(engine, name)).get("metric", "final_test_acc")
+    if metric == "images_to_threshold" and args.threshold is None:
+        raise CliError("--metric images_to_threshold needs --threshold ACC (e.g. 0.7)", 2)
+    trials = filter_trials(trials_frame(engine, name), _parse_where(args.where))
+    if args.threshold is not None:
+        reached = images_to_threshold(epoch_metrics_frame(engine, name), args.threshold)
+        trials = trials.assign(images_to_threshold=trials["name"].map(reached))
+    thresholds = FlagThresholds(args.saturated, args.dead, args.vanishing, args.exploding, args.chance_margin)
+    flags = flags_frame(engine, name, thresholds)
+    trials = trials.assign(flags=[describe_flags(flags[flags["trial"] == t]) for t in trials["name"]])
+    return name, metric, trials
 
-        metric = json.loads(sweep_spec_json(engine, name)).get("metric", "final_test_acc")
-    table = rank_configurations(trials_frame(engine, name), metric)
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Print configurations ranked by a metric, seeds aggregated (works while a sweep runs).
+
+    Examples:
+      sweep report fashion-activations --format markdown
+      sweep report --by activation                  mean accuracy per activation, all else pooled
+      sweep report --by activation,init             the same as a matrix
+      sweep report --where optimizer=adam --top 3
+      sweep report --threshold 0.7                  images seen until 70% test accuracy
+      sweep report --trials --dead 0.3              one row per trial with its pathology flags
+    """
+    from sweep.report import FACTORS, factor_effects, format_report, rank_configurations, trial_table
+
+    name, metric, trials = _report_frames(args)
+    if args.by:
+        factors = args.by.split(",")
+        bad = [f for f in factors if f not in FACTORS]
+        if bad or len(factors) > 2:
+            raise CliError(f"--by {args.by!r}: one or two of {', '.join(FACTORS)}, comma-separated", 2)
+        table = factor_effects(trials, metric, factors)
+        title = f"{metric} by {' x '.join(factors)}"
+    elif args.trials:
+        table = trial_table(trials, metric)
+        title = f"{len(table)} trials ranked by {metric}"
+    else:
+        table = rank_configurations(trials, metric)
+        title = f"{len(table)} configurations ranked by {metric}"
+    if args.top:
+        table = table.head(args.top)
     if args.format == "table":
-        print(f"sweep {name}: {len(table)} configurations ranked by {metric}")
+        print(f"sweep {name}: {title}")
     sys.stdout.write(format_report(table, args.format))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    """Write PNG pictures of a sweep: accuracy curves, depth profiles, a heat map.
+
+    Examples:
+      sweep plot                                    the latest sweep, into runs/plots/<sweep>/
+      sweep plot fashion-activations --epochs 1,3 --heatmap activation,optimizer
+    """
+    import json
+
+    from db import epoch_metrics_frame, layer_stats_frame, trials_frame
+    from db.queries import sweep_spec_json
+    from sweep.plot import plot_curves, plot_depth, plot_heatmap
+    from sweep.report import FACTORS
+
+    url = _database_url(args)
+    engine, names = _open_db(url)
+    name = _pick_sweep(args.sweep, names)
+    metric = args.metric or json.loads(sweep_spec_json(engine, name)).get("metric", "final_test_acc")
+    factors = args.heatmap.split(",")
+    for factor in [*factors, args.facet]:
+        if factor not in FACTORS:
+            raise CliError(f"{factor!r} is not a factor; use one of {', '.join(FACTORS)}", 2)
+    if len(factors) != 2:
+        raise CliError(f"--heatmap {args.heatmap!r}: two factors, comma-separated", 2)
+    epochs = epoch_metrics_frame(engine, name)
+    stats = layer_stats_frame(engine, name)
+    if stats.empty:
+        raise CliError(f"sweep {name} has no statistics yet; wait for its first epoch")
+    available = sorted(stats["epoch"].unique())
+    chosen = [int(e) for e in args.epochs.split(",")] if args.epochs else sorted({available[0], available[-1]})
+    missing = [e for e in chosen if e not in available]
+    if missing:
+        raise CliError(f"--epochs: no statistics for epoch {missing[0]}; available: "
+                       f"{', '.join(map(str, available))}", 2)
+    if args.out:
+        out = Path(args.out)
+    elif url.startswith("sqlite:///"):
+        out = Path(url[len("sqlite:///"):]).parent / "plots" / name
+    else:
+        out = Path(DEFAULT_OUTPUT) / "plots" / name
+    written = [
+        plot_curves(epochs, out / "accuracy.png", facet=args.facet),
+        plot_depth(stats, out / "depth.png", chosen),
+        plot_heatmap(trials_frame(engine, name), metric, tuple(factors), out / "heatmap.png"),
+    ]
+    for path in written:
+        print(path)
     return 0
 
 
@@ -130,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run or continue a sweep", description=cmd_run.__doc__,
+    run = sub.add_parser("run", help="run or continue a sweep", description=inspect.cleandoc(cmd_run.__doc__),
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("spec", help="sweep spec (YAML)")
     run.add_argument("--address", help="join an existing Ray cluster (e.g. auto or ray://host:10001)")
@@ -138,18 +240,51 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds between progress lines (default 15)")
     run.set_defaults(func=cmd_run)
 
-    report = sub.add_parser("report", help="ranked table of configurations", description=cmd_report.__doc__,
+    report = sub.add_parser("report", help="ranked table of configurations", description=inspect.cleandoc(cmd_report.__doc__),
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     report.add_argument("sweep", nargs="?", help="sweep name (default: the latest)")
     where = report.add_mutually_exclusive_group()
     where.add_argument("--db", help=f"database URL (default sqlite:///{DEFAULT_OUTPUT}/sweep.db)")
     where.add_argument("--spec", help="take the database from this spec")
-    report.add_argument("--metric", choices=list(METRICS), help="ranking metric (default: the spec's)")
+    report.add_argument("--metric", choices=[*METRICS, "images_to_threshold"],
+                        help="ranking metric (default: the spec's)")
     report.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table")
+    report.add_argument("--by", metavar="FACTOR[,FACTOR]", help="marginal effect of one factor, or a matrix of two")
+    report.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                        help="keep only trials with this factor value (repeatable)")
+    report.add_argument("--top", type=int, metavar="N", help="only the first N rows")
+    report.add_argument("--threshold", type=float, metavar="ACC",
+                        help="add images seen until test accuracy first reached ACC (0..1)")
+    report.add_argument("--trials", action="store_true", help="one row per trial instead of per configuration")
+    flags = report.add_argument_group("pathology flag thresholds")
+    defaults = FlagThresholds()
+    flags.add_argument("--saturated", type=float, default=defaults.saturated, metavar="SHARE",
+                       help=f"share of values near an asymptote (default {defaults.saturated:g})")
+    flags.add_argument("--dead", type=float, default=defaults.dead, metavar="SHARE",
+                       help=f"share of dead units (default {defaults.dead:g})")
+    flags.add_argument("--vanishing", type=float, default=defaults.vanishing, metavar="RATIO",
+                       help=f"first/last layer gradient std below this (default {defaults.vanishing:g})")
+    flags.add_argument("--exploding", type=float, default=defaults.exploding, metavar="RATIO",
+                       help=f"first/last layer gradient std above this (default {defaults.exploding:g})")
+    flags.add_argument("--chance-margin", type=float, default=defaults.chance_margin, metavar="ACC",
+                       help=f"accuracy within this of 1/classes is chance (default {defaults.chance_margin:g})")
     report.set_defaults(func=cmd_report)
 
+    plot = sub.add_parser("plot", help="PNG pictures of a sweep", description=inspect.cleandoc(cmd_plot.__doc__),
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    plot.add_argument("sweep", nargs="?", help="sweep name (default: the latest)")
+    where = plot.add_mutually_exclusive_group()
+    where.add_argument("--db", help=f"database URL (default sqlite:///{DEFAULT_OUTPUT}/sweep.db)")
+    where.add_argument("--spec", help="take the database from this spec")
+    plot.add_argument("--out", help="folder for the PNG files (default: plots/<sweep> beside the database)")
+    plot.add_argument("--facet", default="activation", help="one accuracy panel per value of this factor")
+    plot.add_argument("--epochs", help="epochs of the depth profiles, e.g. 1,3 (default: first and last)")
+    plot.add_argument("--heatmap", default="activation,init", help="two factors of the heat map")
+    plot.add_argument("--metric", choices=list(METRICS), help="metric of the heat map (default: the spec's)")
+    plot.set_defaults(func=cmd_plot)
+
     tb = sub.add_parser("tensorboard", help="TensorBoard over a sweep's trial folders",
-                        description=cmd_tensorboard.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                        description=inspect.cleandoc(cmd_tensorboard.__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     tb.add_argument("sweep", nargs="?", help="sweep name (default: all sweeps)")
     where = tb.add_mutually_exclusive_group()
     where.add_argument("--output", default=DEFAULT_OUTPUT, help="output folder (default runs)")

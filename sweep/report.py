@@ -9,46 +9,120 @@ import pandas as pd
 from sweep.spec import METRICS
 
 FORMATS = ("table", "markdown", "csv", "json")
+# Ranking metrics: the spec's, plus the threshold metric (needs a threshold).
+RANK_METRICS = {**METRICS, "images_to_threshold": False}
+# Columns --where may filter on and --by may group by.
+FACTORS = ("activation", "init", "gain", "optimizer", "lr", "seed", "model", "status")
+
+# Two-sided 95% Student t critical values for 1..30 degrees of freedom.
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+        2.045, 2.042)
+
+
+def ci95(values: pd.Series) -> float:
+    """Half-width of the 95% confidence interval of the mean (t distribution); NaN below n = 2."""
+    n = len(values)
+    if n < 2:
+        return math.nan
+    t = _T95[n - 2] if n - 1 <= len(_T95) else 1.96
+    return t * values.std(ddof=1) / math.sqrt(n)
+
+
+def images_to_threshold(epochs: pd.DataFrame, threshold: float) -> pd.Series:
+    """Per trial name: training images seen when test accuracy first reached `threshold` (NaN: never)."""
+    hit = epochs[epochs["test_acc"] >= threshold]
+    first = hit.groupby("trial")["images_seen"].min()
+    return first.reindex(epochs["trial"].unique()).astype(float)
+
+
+def filter_trials(trials: pd.DataFrame, where: list[tuple[str, str]]) -> pd.DataFrame:
+    """Keep trials whose column KEY equals VALUE for every (KEY, VALUE); numbers compare as numbers."""
+    for key, value in where:
+        column = trials[key]
+        if pd.api.types.is_numeric_dtype(column):
+            trials = trials[column == float(value)]
+        else:
+            trials = trials[column.astype(str) == value]
+    return trials
+
+
+def _status(group: pd.DataFrame) -> str:
+    counts = group["status"].value_counts()
+    return counts.index[0] if len(counts) == 1 else ", ".join(f"{n} {s}" for s, n in counts.items())
 
 
 def rank_configurations(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
     """One row per configuration (trials sharing a label differ only by seed).
 
-    Columns: rank, config, the factors, n (seeds), metric mean and std, mean
-    final/best accuracy, best epoch, final losses, training seconds, epochs
-    done and a status summary. Sorted best first; configurations without a
-    value of the metric yet come last.
+    Seeds are replicates: the metric gets its mean, std and 95% interval
+    half-width (n >= 2); the other figures their mean. Optional trial
+    columns `images_to_threshold` and `flags` are carried along. Sorted best
+    first; configurations without a value of the metric yet come last.
     """
-    if metric not in METRICS:
+    if metric not in RANK_METRICS:
         raise KeyError(metric)
     rows = []
     for label, group in trials.groupby("label", sort=False):
         first = group.iloc[0]
         values = group[metric].dropna()
-        counts = group["status"].value_counts()
-        status = counts.index[0] if len(counts) == 1 else ", ".join(f"{n} {s}" for s, n in counts.items())
-        rows.append({
+        row = {
             "config": label,
             "activation": first["activation"], "init": first["init"],
             "optimizer": first["optimizer"], "lr": first["lr"],
             "n": len(group),
             f"{metric}_mean": values.mean() if len(values) else math.nan,
             f"{metric}_std": values.std(ddof=1) if len(values) > 1 else math.nan,
-            "final_test_acc": group["final_test_acc"].mean(),
-            "best_test_acc": group["best_test_acc"].mean(),
-            "best_epoch": group["best_epoch"].mean(),
-            "final_train_loss": group["final_train_loss"].mean(),
-            "final_test_loss": group["final_test_loss"].mean(),
-            "train_seconds": group["train_seconds"].mean(),
-            "epochs": group["epochs_done"].min(),
-            "status": status,
-        })
-    # The metric's own column would repeat its mean.
-    table = pd.DataFrame(rows).drop(columns=[metric], errors="ignore")
+            f"{metric}_ci95": ci95(values),
+        }
+        for column in ("final_test_acc", "best_test_acc", "best_epoch", "final_train_loss", "final_test_loss",
+                       "images_to_threshold", "train_seconds"):
+            if column in group and column != metric:
+                row[column] = group[column].mean()
+        row["epochs"] = group["epochs_done"].min()
+        row["status"] = _status(group)
+        if "flags" in group:
+            row["flags"] = "; ".join(sorted({f for f in group["flags"] if f}))
+        rows.append(row)
+    table = pd.DataFrame(rows)
     if table.empty:
         return table
-    table = table.sort_values(f"{metric}_mean", ascending=not METRICS[metric], na_position="last",
+    table = table.sort_values(f"{metric}_mean", ascending=not RANK_METRICS[metric], na_position="last",
                               kind="stable").reset_index(drop=True)
+    table.insert(0, "rank", range(1, len(table) + 1))
+    return table
+
+
+def factor_effects(trials: pd.DataFrame, metric: str, factors: list[str]) -> pd.DataFrame:
+    """The marginal effect of one factor, or a matrix over two.
+
+    One factor: per value, the metric's mean over every trial with that value
+    (all other factors and seeds pooled), std, 95% interval and n, best first.
+    Two factors: the mean for each pair, first factor down, second across.
+    """
+    values = trials.dropna(subset=[metric])
+    if len(factors) == 1:
+        factor = factors[0]
+        rows = [{factor: key, f"{metric}_mean": g[metric].mean(),
+                 f"{metric}_std": g[metric].std(ddof=1) if len(g) > 1 else math.nan,
+                 f"{metric}_ci95": ci95(g[metric]), "n": len(g)}
+                for key, g in values.groupby(factor, sort=False)]
+        table = pd.DataFrame(rows, columns=[factor, f"{metric}_mean", f"{metric}_std", f"{metric}_ci95", "n"])
+        return table.sort_values(f"{metric}_mean", ascending=not RANK_METRICS[metric],
+                                 kind="stable").reset_index(drop=True)
+    rows_f, cols_f = factors
+    matrix = values.pivot_table(index=rows_f, columns=cols_f, values=metric, aggfunc="mean", sort=False)
+    matrix.columns = [str(c) for c in matrix.columns]
+    return matrix.reset_index()
+
+
+def trial_table(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One row per trial (seeds not aggregated), best first, with its flags."""
+    columns = ["name", "seed", metric, "final_test_acc", "best_test_acc", "best_epoch", "final_test_loss",
+               "images_to_threshold", "epochs_done", "status", "flags"]
+    table = trials[[c for c in dict.fromkeys(columns) if c in trials]]
+    table = table.sort_values(metric, ascending=not RANK_METRICS[metric], na_position="last", kind="stable")
+    table = table.rename(columns={"name": "trial"}).reset_index(drop=True)
     table.insert(0, "rank", range(1, len(table) + 1))
     return table
 
@@ -62,6 +136,8 @@ def _cell(column: str, value) -> str:
         return f"{value:g}"
     if column in ("best_epoch", "train_seconds"):
         return f"{value:.1f}"
+    if column.startswith("images_to"):
+        return f"{value:.0f}"
     return f"{value:.4f}"
 
 

@@ -18,6 +18,7 @@ from db.engine import DatabaseError, init_db, make_engine, safe_url, session_sco
 from db.queries import ensure_sweep, ensure_trials, trial_statuses, update_trial
 from sweep.data import DataError, load_dataset
 from sweep.grid import TrialConfig, expand_grid
+from sweep.hparams import write_experiment
 from sweep.spec import DEFAULT_GPU_SHARE, SpecError, SweepSpec
 
 
@@ -205,6 +206,7 @@ def _tune(spec, trials, todo, data, engine, address, out, progress_interval, epo
     try:
         cpu, gpu = _resources(spec, ray.cluster_resources())
         trial_ids = _record_plan(engine, spec, trials, todo)
+        write_experiment(spec.sweep_dir, trials)
         recorder = DatabaseRecorder(engine, trial_ids)
         printer = ProgressPrinter(len(todo), epochs_left, progress_interval, out)
         trainable = tune.with_resources(tune.with_parameters(ray_trainable, data=data), {"cpu": cpu, "gpu": gpu})

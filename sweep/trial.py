@@ -24,6 +24,7 @@ from models.registry import ACTIVATIONS, init_weights, make_optimizer
 from models.stats import STAT_NAMES, snapshot_stats
 from sweep.data import Arrays
 from sweep.grid import TrialConfig
+from sweep.hparams import write_session_end, write_session_start
 
 CHECKPOINT = "checkpoint.pt"
 EVAL_BATCH = 1000
@@ -130,6 +131,8 @@ def run_trial(
         # purge_step drops points a killed run wrote after its last checkpoint,
         # so a resumed curve has no duplicated or overlapping points.
         writer = SummaryWriter(str(logdir), purge_step=state["images_seen"] + 1 if state["epoch"] else None)
+        if state["epoch"] == 0:
+            write_session_start(writer, cfg)
 
     def scalar(tag: str, value: float, step: int) -> None:
         # NaN means "does not apply" for the statistics; a diverged loss is
@@ -208,7 +211,10 @@ def run_trial(
             state["train_seconds"] += wall
             state["epoch"] = epoch
             if reason is not None:
-                report(epoch_result(epoch, mean_loss, wall, rows, "diverged", reason))
+                result = epoch_result(epoch, mean_loss, wall, rows, "diverged", reason)
+                if writer is not None:
+                    write_session_end(writer, cfg, success=False)
+                report(result)
                 return
             result = epoch_result(epoch, mean_loss, wall, rows, "running")
             if writer is not None:
@@ -219,6 +225,8 @@ def run_trial(
                 "order_rng": order.get_state(), "torch_rng": torch.get_rng_state(), "state": dict(state),
                 "replay": replay,
             })
+            if writer is not None and epoch == cfg.epochs:
+                write_session_end(writer, cfg, success=True)
             report(result)
     finally:
         if writer is not None:

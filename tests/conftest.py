@@ -1,0 +1,48 @@
+"""Shared fixtures: a real results database made without Ray.
+
+The trials run through run_trial and their reports through the driver's
+DatabaseRecorder, exactly as in a sweep, minus the scheduling.
+"""
+import json
+from dataclasses import asdict
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from db.engine import init_db, make_engine, session_scope
+from db.queries import ensure_sweep, ensure_trials
+from sweep.data import synthetic
+from sweep.grid import expand_grid
+from sweep.recorder import DatabaseRecorder
+from sweep.runner import trial_row
+from sweep.spec import parse_spec
+from sweep.trial import run_trial
+
+RECORDED_SPEC = {
+    "name": "rec", "dataset": {"name": "synthetic", "train_limit": 256, "test_limit": 128},
+    "epochs": 3, "batch_size": 32, "stats_every": 4,
+    "grid": {"activation": ["sigmoid", "relu"], "init": ["xavier_uniform"],
+             "optimizer": [{"name": "sgd", "lr": 0.01}, {"name": "adam", "lr": 0.01}], "seed": [0, 1]},
+}
+
+
+@pytest.fixture(scope="session")
+def recorded_db(tmp_path_factory) -> Path:
+    """Folder with sweep.db holding the 8 completed trials of RECORDED_SPEC."""
+    out = tmp_path_factory.mktemp("recorded")
+    spec = parse_spec({**RECORDED_SPEC, "output": str(out)})
+    trials = expand_grid(spec)
+    engine = make_engine(spec.database_url)
+    init_db(engine)
+    with session_scope(engine) as s:
+        sweep_id = ensure_sweep(s, spec.name, json.dumps(asdict(spec)))
+        ids = ensure_trials(s, sweep_id, [trial_row(t) for t in trials])
+    recorder = DatabaseRecorder(engine, ids)
+    data = synthetic(256, 128)
+    for t in trials:
+        fake = SimpleNamespace(config={"trial": t.to_dict()})
+        recorder.on_trial_start(0, [], fake)
+        run_trial(t, data, recorder.record)
+        recorder.on_trial_complete(0, [], fake)
+    return out

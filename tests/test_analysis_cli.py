@@ -1,0 +1,106 @@
+"""sweep report's factor views and sweep plot, on a real recorded database."""
+import csv
+import io
+import json
+
+import matplotlib.image
+import pytest
+
+from db import epoch_metrics_frame, make_engine, trials_frame
+from db.flags import flags_frame
+from sweep.cli import main
+
+
+def report(capsys, recorded_db, *args):
+    code = main(["report", "--db", f"sqlite:///{recorded_db / 'sweep.db'}", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def frames(recorded_db):
+    engine = make_engine(f"sqlite:///{recorded_db / 'sweep.db'}")
+    return trials_frame(engine, "rec"), epoch_metrics_frame(engine, "rec"), flags_frame(engine, "rec")
+
+
+def test_configurations_aggregate_two_seeds_with_an_interval(capsys, recorded_db):
+    trials, _, _ = frames(recorded_db)
+    code, out, _ = report(capsys, recorded_db, "--format", "json")
+    assert code == 0
+    rows = json.loads(out)
+    assert len(rows) == 4 and all(r["n"] == 2 for r in rows)
+    best = rows[0]
+    accs = trials[trials["label"] == best["config"]]["final_test_acc"]
+    assert best["final_test_acc_mean"] == pytest.approx(accs.mean())
+    assert best["final_test_acc_ci95"] == pytest.approx(12.706 * accs.std(ddof=1) / 2 ** 0.5)
+    assert [r["final_test_acc_mean"] for r in rows] == sorted((r["final_test_acc_mean"] for r in rows), reverse=True)
+
+
+def test_by_one_factor_and_by_two(capsys, recorded_db):
+    trials, _, _ = frames(recorded_db)
+    code, out, _ = report(capsys, recorded_db, "--by", "optimizer", "--format", "csv")
+    assert code == 0
+    rows = {r["optimizer"]: r for r in csv.DictReader(io.StringIO(out))}
+    for name in ("sgd", "adam"):
+        expected = trials[trials["optimizer"] == name]["final_test_acc"].mean()
+        assert float(rows[name]["final_test_acc_mean"]) == pytest.approx(expected)
+        assert rows[name]["n"] == "4"
+    code, out, _ = report(capsys, recorded_db, "--by", "activation,optimizer", "--format", "csv")
+    matrix = {r["activation"]: r for r in csv.DictReader(io.StringIO(out))}
+    cell = trials[(trials["activation"] == "relu") & (trials["optimizer"] == "adam")]["final_test_acc"].mean()
+    assert float(matrix["relu"]["adam"]) == pytest.approx(cell)
+
+
+def test_where_top_threshold_and_trials(capsys, recorded_db):
+    _, epochs, _ = frames(recorded_db)
+    code, out, _ = report(capsys, recorded_db, "--where", "optimizer=adam", "--where", "activation=relu",
+                          "--threshold", "0.5", "--trials", "--format", "json")
+    rows = json.loads(out)
+    assert code == 0 and [r["trial"] for r in sorted(rows, key=lambda r: r["seed"])] == [
+        "relu-xavier_uniform-adam-lr0.01-s0", "relu-xavier_uniform-adam-lr0.01-s1"]
+    for r in rows:
+        mine = epochs[(epochs["trial"] == r["trial"]) & (epochs["test_acc"] >= 0.5)]
+        expected = mine["images_seen"].min() if len(mine) else None
+        assert r["images_to_threshold"] == expected
+    code, out, _ = report(capsys, recorded_db, "--top", "1", "--format", "csv")
+    assert len(out.splitlines()) == 2
+
+
+def test_flags_column_matches_flags_frame(capsys, recorded_db):
+    _, _, flags = frames(recorded_db)
+    code, out, _ = report(capsys, recorded_db, "--trials", "--format", "json")
+    shown = {r["trial"]: r["flags"] for r in json.loads(out)}
+    for trial, group in flags.groupby("trial"):
+        for flag in group["flag"]:
+            assert flag in shown[trial]
+    flagged = set(flags["trial"])
+    assert all(shown[t] == "" for t in shown if t not in flagged)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--where", "colour=red"], "--where 'colour=red': expected KEY=VALUE with KEY one of activation, init, gain, "
+                                "optimizer, lr, seed, model, status"),
+    (["--by", "activation,init,seed"], "--by 'activation,init,seed': one or two of activation, init, gain, "
+                                       "optimizer, lr, seed, model, status, comma-separated"),
+    (["--metric", "images_to_threshold"], "--metric images_to_threshold needs --threshold ACC (e.g. 0.7)"),
+])
+def test_bad_report_options(capsys, recorded_db, args, message):
+    code, _, err = report(capsys, recorded_db, *args)
+    assert code == 2 and err == f"Error: {message}\n"
+
+
+def test_plot_writes_real_images_of_the_expected_size(capsys, recorded_db, tmp_path):
+    code = main(["plot", "--db", f"sqlite:///{recorded_db / 'sweep.db'}", "--out", str(tmp_path),
+                 "--epochs", "1,3", "--heatmap", "activation,optimizer"])
+    assert code == 0
+    assert capsys.readouterr().out.split() == [str(tmp_path / f) for f in ("accuracy.png", "depth.png", "heatmap.png")]
+    sizes = {name: matplotlib.image.imread(tmp_path / name).shape for name in ("accuracy.png", "depth.png", "heatmap.png")}
+    assert sizes == {"accuracy.png": (450, 1400, 4), "depth.png": (900, 1300, 4), "heatmap.png": (600, 800, 4)}
+    # Not blank: many distinct colours in each picture.
+    for name in sizes:
+        pixels = matplotlib.image.imread(tmp_path / name).reshape(-1, 4)
+        assert len({tuple(p) for p in pixels[:: max(1, len(pixels) // 20000)]}) > 50
+
+
+def test_plot_rejects_epochs_without_statistics(capsys, recorded_db, tmp_path):
+    assert main(["plot", "--db", f"sqlite:///{recorded_db / 'sweep.db'}", "--out", str(tmp_path), "--epochs", "7"]) == 2
+    assert capsys.readouterr().err == "Error: --epochs: no statistics for epoch 7; available: 1, 2, 3\n"

@@ -1,0 +1,76 @@
+"""Pathology flags on hand-made frames with known answers."""
+import math
+
+import pandas as pd
+import pytest
+
+from db.flags import FlagThresholds, compute_flags, describe_flags
+
+TRIALS = pd.DataFrame([
+    {"trial_id": 1, "name": "A", "label": "a", "status": "completed", "epochs_done": 3},
+    {"trial_id": 2, "name": "B", "label": "b", "status": "completed", "epochs_done": 3},
+    {"trial_id": 3, "name": "C", "label": "c", "status": "completed", "epochs_done": 3},
+    {"trial_id": 4, "name": "D", "label": "d", "status": "diverged", "epochs_done": 2},
+])
+
+
+def _epochs():
+    accs = {1: [0.1, 0.1, 0.8, 0.85], 2: [0.1, 0.7, 0.8, 0.9], 3: [0.1, 0.5, 0.11, 0.105], 4: [0.1, 0.3]}
+    return pd.DataFrame([{"trial_id": t, "trial": "ABCD"[t - 1], "label": "abcd"[t - 1], "epoch": e, "test_acc": a}
+                         for t, values in accs.items() for e, a in enumerate(values)])
+
+
+def _stats():
+    rows = []
+    ident = iter(range(1, 10_000))
+
+    def add(trial_id, epoch, step, kind, layer, std=1.0, sat=None, dead=0.0):
+        rows.append({"trial_id": trial_id, "trial": "ABCD"[trial_id - 1], "label": "abcd"[trial_id - 1],
+                     "layer_stat_id": next(ident), "epoch": epoch, "step": step, "layer": layer, "kind": kind,
+                     "std": std, "sat_frac": sat, "dead_frac": dead if kind == "activation" else None})
+
+    # A (tanh-like): an early snapshot of epoch 1 looks saturated in conv1, but the epoch's
+    # last snapshot (which stands for it) has fc1 saturated; gradients vanish towards the input.
+    add(1, 1, 50, "activation", "conv1", sat=0.9)
+    add(1, 1, 100, "activation", "conv1", sat=0.3)
+    add(1, 1, 100, "activation", "fc1", sat=0.6)
+    add(1, 1, 100, "gradient", "conv1", std=1e-5)
+    add(1, 1, 100, "gradient", "fc3", std=1e-2)
+    # B (relu-like): fc2 dies in epoch 2; gradients balanced.
+    for epoch, dead in ((1, 0.1), (2, 0.7), (3, 0.8)):
+        add(2, epoch, epoch * 100, "activation", "conv1", dead=0.0)
+        add(2, epoch, epoch * 100, "activation", "fc2", dead=dead)
+        add(2, epoch, epoch * 100, "gradient", "conv1", std=0.5)
+        add(2, epoch, epoch * 100, "gradient", "fc3", std=0.5)
+    # C: gradients explode towards the input from epoch 3.
+    add(3, 1, 100, "gradient", "conv1", std=1.0)
+    add(3, 1, 100, "gradient", "fc3", std=1.0)
+    add(3, 3, 300, "gradient", "conv1", std=1000.0)
+    add(3, 3, 300, "gradient", "fc3", std=1.0)
+    return pd.DataFrame(rows)
+
+
+def test_each_flag_with_its_layer_epoch_and_value():
+    flags = compute_flags(TRIALS, _epochs(), _stats())
+    got = {(r.trial, r.flag): (r.layer, r.epoch, r.value) for r in flags.itertuples()}
+    assert set(got) == {("A", "saturated"), ("A", "vanishing"), ("B", "dead"), ("C", "exploding"),
+                        ("C", "chance"), ("D", "diverged")}
+    assert got[("A", "saturated")] == ("fc1", 1, 0.6)
+    assert got[("A", "vanishing")][:2] == ("conv1", 1) and got[("A", "vanishing")][2] == pytest.approx(1e-3)
+    assert got[("B", "dead")] == ("fc2", 2, 0.7)
+    assert got[("C", "exploding")] == ("conv1", 3, 1000.0)
+    assert got[("C", "chance")] == (None, 2, 0.11)  # back at chance from epoch 2 to the end
+    assert got[("D", "diverged")][:2] == (None, 2) and math.isnan(got[("D", "diverged")][2])
+
+
+def test_thresholds_change_the_verdicts():
+    strict = FlagThresholds(saturated=0.95, dead=0.75, vanishing=1e-4, exploding=1e4, chance_margin=0.001)
+    flags = compute_flags(TRIALS, _epochs(), _stats(), strict)
+    assert {(r.trial, r.flag, r.epoch) for r in flags.itertuples()} == {("B", "dead", 3), ("D", "diverged", 2)}
+
+
+def test_describe_flags():
+    flags = compute_flags(TRIALS, _epochs(), _stats())
+    assert describe_flags(flags[flags["trial"] == "A"]) == "saturated fc1@1, vanishing conv1@1"
+    assert describe_flags(flags[flags["trial"] == "C"]) == "chance@2, exploding conv1@3"
+    assert describe_flags(flags[flags["trial"] == "Z"]) == ""
