@@ -93,11 +93,14 @@ def plot_heatmap(trials: pd.DataFrame, metric: str, factors: tuple[str, str], pa
     ax.set_yticks(range(matrix.shape[0]), [str(i) for i in matrix.index])
     ax.set_xlabel(cols_f)
     ax.set_ylabel(rows_f)
+    low, high = image.get_clim()
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
             value = matrix.values[i, j]
             if not math.isnan(value):
-                ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="white", fontsize=10)
+                light = (value - low) > 0.6 * (high - low)  # viridis turns yellow: dark text there
+                ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="black" if light else "white",
+                        fontsize=10)
     fig.colorbar(image, ax=ax, label=metric)
     ax.set_title(f"{metric} by {rows_f} x {cols_f}")
     fig.tight_layout()

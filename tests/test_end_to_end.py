@@ -1,4 +1,6 @@
 """Whole sweeps through the real CLI and real Ray Tune: database rows, TensorBoard, report, rerun."""
+import csv
+import io
 import json
 import os
 import sqlite3
@@ -102,7 +104,8 @@ def test_synthetic_sweep_end_to_end(tmp_path):
                                                  ORDER BY final_test_acc DESC""")]
     assert by_rank[:4] == ranked and set(by_rank[4:]) == {
         "sigmoid-xavier_uniform-sgd-lr0.1-nesterovtrue", "relu-xavier_uniform-sgd-lr0.1-nesterovtrue"}
-    assert {line.split(",")[1]: line.split(",")[-1] for line in lines[1:]}["relu-xavier_uniform-sgd-lr1e+06"] == "diverged"
+    diverged = {r["config"]: r for r in csv.DictReader(io.StringIO(report.stdout))}["relu-xavier_uniform-sgd-lr1e+06"]
+    assert diverged["status"] == "diverged" and "diverged@1" in diverged["flags"].split(", ")
 
     # Rerun: completed trials are skipped, failed ones run (and fail) again; no duplicate rows.
     counts = [query(db, f"SELECT COUNT(*) FROM {t}")[0][0] for t in ("trials", "epoch_metrics", "layer_stats")]
