@@ -128,30 +128,28 @@ def trials_frame(engine: Engine, sweep: str | None = None) -> pd.DataFrame:
     return _frame(engine, stmt.order_by(Trial.trial_id))
 
 
-def epoch_metrics_frame(engine: Engine, sweep: str | None = None) -> pd.DataFrame:
-    """Per-epoch metrics with the trial's name and factors."""
+def _with_trial(engine: Engine, model, sweep: str | None, order) -> pd.DataFrame:
+    """Rows of a per-trial table, each with its sweep, trial name and factors."""
     stmt = (
         select(Sweep.name.label("sweep"), Trial.name.label("trial"), Trial.label, Trial.activation,
-               Trial.init, Trial.optimizer, Trial.lr, Trial.seed, EpochMetric)
-        .join(Trial, Trial.trial_id == EpochMetric.trial_id)
+               Trial.init, Trial.optimizer, Trial.lr, Trial.seed, model)
+        .join(Trial, Trial.trial_id == model.trial_id)
         .join(Sweep, Sweep.sweep_id == Trial.sweep_id)
     )
     if sweep is not None:
         stmt = stmt.where(Sweep.name == sweep)
-    return _frame(engine, stmt.order_by(EpochMetric.trial_id, EpochMetric.epoch))
+    return _frame(engine, stmt.order_by(*order))
+
+
+def epoch_metrics_frame(engine: Engine, sweep: str | None = None) -> pd.DataFrame:
+    """Per-epoch metrics with the trial's name and factors."""
+    return _with_trial(engine, EpochMetric, sweep, (EpochMetric.trial_id, EpochMetric.epoch))
 
 
 def layer_stats_frame(engine: Engine, sweep: str | None = None) -> pd.DataFrame:
-    """Per-layer statistics with the trial's name and factors."""
-    stmt = (
-        select(Sweep.name.label("sweep"), Trial.name.label("trial"), Trial.label, Trial.activation,
-               Trial.init, Trial.optimizer, Trial.lr, Trial.seed, LayerStat)
-        .join(Trial, Trial.trial_id == LayerStat.trial_id)
-        .join(Sweep, Sweep.sweep_id == Trial.sweep_id)
-    )
-    if sweep is not None:
-        stmt = stmt.where(Sweep.name == sweep)
-    return _frame(engine, stmt.order_by(LayerStat.trial_id, LayerStat.step, LayerStat.kind, LayerStat.layer_stat_id))
+    """Per-layer statistics with the trial's name and factors, layers in network order."""
+    return _with_trial(engine, LayerStat, sweep,
+                       (LayerStat.trial_id, LayerStat.step, LayerStat.kind, LayerStat.layer_stat_id))
 
 
 def sweep_spec_json(engine: Engine, name: str) -> str | None:

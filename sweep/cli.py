@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from db.flags import FlagThresholds
+from sweep.report import FORMATS, RANK_METRICS
 from sweep.spec import DEFAULT_OUTPUT, METRICS, SpecError, load_spec
 
 EXAMPLES = """examples:
@@ -99,18 +100,25 @@ def _parse_where(items: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def _report_frames(args: argparse.Namespace):
-    """The sweep's trials (filtered, with threshold and flag columns) and its ranking metric."""
+def _open_sweep(args: argparse.Namespace):
+    """(engine, sweep name, metric) from --db/--spec, the SWEEP argument and --metric or the spec's."""
     import json
 
-    from db import epoch_metrics_frame, trials_frame
-    from db.flags import FlagThresholds, describe_flags, flags_frame
     from db.queries import sweep_spec_json
-    from sweep.report import filter_trials, images_to_threshold
 
     engine, names = _open_db(_database_url(args))
     name = _pick_sweep(args.sweep, names)
     metric = args.metric or json.loads(sweep_spec_json(engine, name)).get("metric", "final_test_acc")
+    return engine, name, metric
+
+
+def _report_frames(args: argparse.Namespace):
+    """The sweep's trials (filtered, with threshold and flag columns) and its ranking metric."""
+    from db import epoch_metrics_frame, trials_frame
+    from db.flags import FlagThresholds, describe_flags, flags_frame
+    from sweep.report import filter_trials, images_to_threshold
+
+    engine, name, metric = _open_sweep(args)
     if metric == "images_to_threshold" and args.threshold is None:
         raise CliError("--metric images_to_threshold needs --threshold ACC (e.g. 0.7)", 2)
     trials = filter_trials(trials_frame(engine, name), _parse_where(args.where))
@@ -165,17 +173,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
       sweep plot                                    the latest sweep, into runs/plots/<sweep>/
       sweep plot fashion-activations --epochs 1,3 --heatmap activation,optimizer
     """
-    import json
-
     from db import epoch_metrics_frame, layer_stats_frame, trials_frame
-    from db.queries import sweep_spec_json
     from sweep.plot import plot_curves, plot_depth, plot_heatmap
     from sweep.report import FACTORS
 
+    engine, name, metric = _open_sweep(args)
     url = _database_url(args)
-    engine, names = _open_db(url)
-    name = _pick_sweep(args.sweep, names)
-    metric = args.metric or json.loads(sweep_spec_json(engine, name)).get("metric", "final_test_acc")
     factors = args.heatmap.split(",")
     for factor in [*factors, args.facet]:
         if factor not in FACTORS:
@@ -225,6 +228,14 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    """SWEEP and where its database is: --db URL or --spec FILE."""
+    parser.add_argument("sweep", nargs="?", help="sweep name (default: the latest)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--db", help=f"database URL (default sqlite:///{DEFAULT_OUTPUT}/sweep.db)")
+    where.add_argument("--spec", help="take the database from this spec")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sweep", description="Parallel sweeps of training dynamics with a results database.",
@@ -240,15 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds between progress lines (default 15)")
     run.set_defaults(func=cmd_run)
 
-    report = sub.add_parser("report", help="ranked table of configurations", description=inspect.cleandoc(cmd_report.__doc__),
+    report = sub.add_parser("report", help="ranked table of configurations",
+                            description=inspect.cleandoc(cmd_report.__doc__),
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    report.add_argument("sweep", nargs="?", help="sweep name (default: the latest)")
-    where = report.add_mutually_exclusive_group()
-    where.add_argument("--db", help=f"database URL (default sqlite:///{DEFAULT_OUTPUT}/sweep.db)")
-    where.add_argument("--spec", help="take the database from this spec")
-    report.add_argument("--metric", choices=[*METRICS, "images_to_threshold"],
-                        help="ranking metric (default: the spec's)")
-    report.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table")
+    _add_sweep_arguments(report)
+    report.add_argument("--metric", choices=list(RANK_METRICS), help="ranking metric (default: the spec's)")
+    report.add_argument("--format", choices=FORMATS, default="table")
     report.add_argument("--by", metavar="FACTOR[,FACTOR]", help="marginal effect of one factor, or a matrix of two")
     report.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
                         help="keep only trials with this factor value (repeatable)")
@@ -272,10 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     plot = sub.add_parser("plot", help="PNG pictures of a sweep", description=inspect.cleandoc(cmd_plot.__doc__),
                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    plot.add_argument("sweep", nargs="?", help="sweep name (default: the latest)")
-    where = plot.add_mutually_exclusive_group()
-    where.add_argument("--db", help=f"database URL (default sqlite:///{DEFAULT_OUTPUT}/sweep.db)")
-    where.add_argument("--spec", help="take the database from this spec")
+    _add_sweep_arguments(plot)
     plot.add_argument("--out", help="folder for the PNG files (default: plots/<sweep> beside the database)")
     plot.add_argument("--facet", default="activation", help="one accuracy panel per value of this factor")
     plot.add_argument("--epochs", help="epochs of the depth profiles, e.g. 1,3 (default: first and last)")

@@ -8,7 +8,6 @@ import hashlib
 import itertools
 import json
 from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
 from typing import Any
 
 from models.registry import recommended_gain

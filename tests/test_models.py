@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from models.nets import LeNet, MLP, build_model, weight_layers
+from models.nets import LeNet, build_model, weight_layers
 from models.registry import ACTIVATIONS, INITS, OPTIMIZERS, init_weights, make_optimizer, recommended_gain
 
 
