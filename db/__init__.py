@@ -1,8 +1,8 @@
 """Results database: schema, engine/session setup and queries (no SQL elsewhere)."""
-from db.engine import DatabaseError, init_db, make_engine, safe_url, session_scope
+from db.engine import DatabaseError, init_db, make_engine, safe_url, session_scope, sqlite_path
 from db.queries import epoch_metrics_frame, layer_stats_frame, sweep_names, trials_frame
 
 __all__ = [
-    "DatabaseError", "init_db", "make_engine", "safe_url", "session_scope",
+    "DatabaseError", "init_db", "make_engine", "safe_url", "session_scope", "sqlite_path",
     "epoch_metrics_frame", "layer_stats_frame", "sweep_names", "trials_frame",
 ]

@@ -62,10 +62,11 @@ def _database_url(args: argparse.Namespace) -> str:
 
 
 def _open_db(url: str):
-    from db import DatabaseError, make_engine, safe_url, sweep_names
+    from db import DatabaseError, make_engine, safe_url, sqlite_path, sweep_names
 
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
-        raise CliError(f"no database at {url[len('sqlite:///'):]}; run `sweep run SPEC` first or pass --db")
+    path = sqlite_path(url)
+    if path is not None and not path.exists():  # opening it would create an empty file
+        raise CliError(f"no database at {path}; run `sweep run SPEC` first or pass --db")
     engine = make_engine(url)
     try:
         names = sweep_names(engine)
@@ -173,7 +174,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
       sweep plot                                    the latest sweep, into runs/plots/<sweep>/
       sweep plot fashion-activations --epochs 1,3 --heatmap activation,optimizer
     """
-    from db import epoch_metrics_frame, layer_stats_frame, trials_frame
+    from db import epoch_metrics_frame, layer_stats_frame, sqlite_path, trials_frame
     from sweep.plot import plot_curves, plot_depth, plot_heatmap
     from sweep.report import FACTORS
 
@@ -197,8 +198,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
                        f"{', '.join(map(str, available))}", 2)
     if args.out:
         out = Path(args.out)
-    elif url.startswith("sqlite:///"):
-        out = Path(url[len("sqlite:///"):]).parent / "plots" / name
+    elif sqlite_path(url) is not None:
+        out = sqlite_path(url).parent / "plots" / name
     else:
         out = Path(DEFAULT_OUTPUT) / "plots" / name
     written = [

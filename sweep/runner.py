@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
 
-from db.engine import DatabaseError, init_db, make_engine, safe_url, session_scope
+from db.engine import DatabaseError, init_db, make_engine, safe_url, session_scope, sqlite_path
 from db.queries import ensure_sweep, ensure_trials, trial_statuses, update_trial
 from sweep.data import DataError, load_dataset
 from sweep.grid import TrialConfig, expand_grid
@@ -120,8 +120,8 @@ def _check_local_gpu(spec: SweepSpec) -> None:
 
 def _open_database(url: str):
     try:
-        if url.startswith("sqlite:///"):
-            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        if sqlite_path(url) is not None:
+            sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
         engine = make_engine(url)
         init_db(engine)
         return engine
