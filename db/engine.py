@@ -25,8 +25,8 @@ def safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def sqlite_path(url: str) -> Path | None:
-    """The file of a SQLite URL (None for other databases and in-memory SQLite)."""
+def sqlite_path(url) -> Path | None:
+    """The file of a SQLite URL, given as text or as an engine's URL (None for other databases and in-memory SQLite)."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None

@@ -179,7 +179,6 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from sweep.report import FACTORS
 
     engine, name, metric = _open_sweep(args)
-    url = _database_url(args)
     factors = args.heatmap.split(",")
     for factor in [*factors, args.facet]:
         if factor not in FACTORS:
@@ -198,8 +197,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
                        f"{', '.join(map(str, available))}", 2)
     if args.out:
         out = Path(args.out)
-    elif sqlite_path(url) is not None:
-        out = sqlite_path(url).parent / "plots" / name
+    elif sqlite_path(engine.url) is not None:
+        out = sqlite_path(engine.url).parent / "plots" / name
     else:
         out = Path(DEFAULT_OUTPUT) / "plots" / name
     written = [

@@ -47,6 +47,16 @@ def filter_trials(trials: pd.DataFrame, where: list[tuple[str, str]]) -> pd.Data
     return trials
 
 
+def _spread(values: pd.Series, metric: str) -> dict[str, float]:
+    """Mean, sample std and 95% interval half-width of a metric's non-missing values."""
+    values = values.dropna()
+    return {
+        f"{metric}_mean": values.mean() if len(values) else math.nan,
+        f"{metric}_std": values.std(ddof=1) if len(values) > 1 else math.nan,
+        f"{metric}_ci95": ci95(values),
+    }
+
+
 def _status(group: pd.DataFrame) -> str:
     counts = group["status"].value_counts()
     return counts.index[0] if len(counts) == 1 else ", ".join(f"{n} {s}" for s, n in counts.items())
@@ -65,15 +75,12 @@ def rank_configurations(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
     rows = []
     for label, group in trials.groupby("label", sort=False):
         first = group.iloc[0]
-        values = group[metric].dropna()
         row = {
             "config": label,
             "activation": first["activation"], "init": first["init"],
             "optimizer": first["optimizer"], "lr": first["lr"],
             "n": len(group),
-            f"{metric}_mean": values.mean() if len(values) else math.nan,
-            f"{metric}_std": values.std(ddof=1) if len(values) > 1 else math.nan,
-            f"{metric}_ci95": ci95(values),
+            **_spread(group[metric], metric),
         }
         for column in ("final_test_acc", "best_test_acc", "best_epoch", "final_train_loss", "final_test_loss",
                        "images_to_threshold", "train_seconds"):
@@ -103,9 +110,7 @@ def factor_effects(trials: pd.DataFrame, metric: str, factors: list[str]) -> pd.
     values = trials.dropna(subset=[metric])
     if len(factors) == 1:
         factor = factors[0]
-        rows = [{factor: key, f"{metric}_mean": g[metric].mean(),
-                 f"{metric}_std": g[metric].std(ddof=1) if len(g) > 1 else math.nan,
-                 f"{metric}_ci95": ci95(g[metric]), "n": len(g)}
+        rows = [{factor: key, **_spread(g[metric], metric), "n": len(g)}
                 for key, g in values.groupby(factor, sort=False)]
         table = pd.DataFrame(rows, columns=[factor, f"{metric}_mean", f"{metric}_std", f"{metric}_ci95", "n"])
         return table.sort_values(f"{metric}_mean", ascending=not RANK_METRICS[metric],

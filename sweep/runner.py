@@ -138,12 +138,13 @@ def _finished(status: tuple[str, int] | None, epochs: int) -> bool:
 
 def run_sweep(spec: SweepSpec, address: str | None = None, out: TextIO = sys.stdout,
               progress_interval: float = 15.0) -> RunSummary:
-    """Train every configuration of `spec` not already completed; record everything.
+    """Train every configuration of `spec` not already finished; record everything.
 
-    Completed trials (by config hash, with at least spec.epochs epochs) are
-    skipped; the others (new, failed, interrupted, or left "running" by a
-    driver that died) start or continue from their last checkpoint. Every
-    check runs before the first row is written.
+    Finished trials (by config hash: completed with at least spec.epochs
+    epochs, or diverged) are skipped; the others (new, failed, interrupted, or
+    left "running" by a driver that died) start or continue from their last
+    checkpoint. Every check (data, folder, lock, database version, cluster
+    resources) runs before the first sweep or trial row is written.
     """
     trials = expand_grid(spec)
     if address is None:
