@@ -16,7 +16,7 @@ at which it appeared, judged on the last snapshot of each epoch:
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import pandas as pd
 from sqlalchemy import Engine
@@ -34,9 +34,6 @@ class FlagThresholds:
     exploding: float = 1e2  # ... above this
     chance_margin: float = 0.02  # accuracy within this of 1/classes
     classes: int = 10
-
-    def describe(self) -> str:
-        return ", ".join(f"{k}={v:g}" for k, v in asdict(self).items())
 
 
 def _first(rows: pd.DataFrame, flag: str, value_col: str) -> list[dict]:
@@ -97,7 +94,6 @@ def describe_flags(flags: pd.DataFrame) -> str:
     """'saturated fc2@1, chance@2': each flag once, at its earliest epoch."""
     parts = []
     for flag, group in flags.sort_values("epoch", kind="stable").groupby("flag", sort=False):
-        first = group.iloc[0]
-        where = f"{first['layer']}@{first['epoch']}" if isinstance(first["layer"], str) else f"@{first['epoch']}"
-        parts.append(f"{flag} {where}" if isinstance(first["layer"], str) else f"{flag}{where}")
+        layer, epoch = group.iloc[0][["layer", "epoch"]]
+        parts.append(f"{flag} {layer}@{epoch}" if isinstance(layer, str) else f"{flag}@{epoch}")
     return ", ".join(parts)
