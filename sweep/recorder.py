@@ -109,40 +109,70 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
+# Where each ranking metric's current value is in a trial's report.
+_REPORTED = {"final_test_acc": "test_acc", "best_test_acc": "best_test_acc", "final_test_loss": "test_loss",
+             "final_train_loss": "train_loss"}
+
+
 class ProgressPrinter(Callback):
     """One concise line per trial event and every `interval` seconds, instead of Ray's tables.
 
-    [1m05s] 3/16 done, 2 running, 11 pending, 0 failed | best acc 0.8512 relu-... | ~2m40s left
+    [1m05s] 3/16 done, 2 running, 11 pending, 0 failed | best final_test_acc 0.8512 relu-... | ~2m40s left
+
+    The best is over each trial's latest value of the spec's `metric` (lowest
+    for a loss). The time left comes from throughput: epochs trained per
+    second since the first report arrived (start-up excluded), shown once an
+    epoch has finished after that report.
     """
 
-    def __init__(self, total: int, total_epochs: int,
-                 interval: float = 15.0, out: TextIO = sys.stdout, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, total: int, total_epochs: int, interval: float = 15.0, out: TextIO = sys.stdout,
+                 clock: Callable[[], float] = time.monotonic, metric: str = "final_test_acc"):
+        from sweep.spec import METRICS
+
         self.total = total
         self.total_epochs = total_epochs
         self.interval = interval
         self.out = out
         self.clock = clock
+        self.metric = metric
+        self.larger_is_better = METRICS[metric]
         self.start = clock()
         self.last = self.start
         self.epochs_done: dict[str, int] = {}
         self.epochs_at_start: dict[str, int] = {}
         self.state: dict[str, str] = {}
-        self.best: tuple[float, str] | None = None
+        self.latest: dict[str, tuple[float, str]] = {}  # trial -> (its latest value of the metric, name)
+        self.first_report: tuple[float, int] | None = None  # (time, epochs trained) when the first report came
 
     def __getstate__(self):
         return {**self.__dict__, "out": None}
 
+    def _trained(self) -> int:
+        """Epochs trained in this run (a resumed trial counts from where it started)."""
+        return sum(max(0, self.epochs_done[k] - self.epochs_at_start.get(k, 0)) for k in self.epochs_done)
+
+    def best(self) -> tuple[float, str] | None:
+        """(value, trial name): the best latest value of the metric over the trials, or None before any."""
+        if not self.latest:
+            return None
+        pick = max if self.larger_is_better else min
+        return pick(self.latest.values(), key=lambda v: v[0])
+
     def line(self) -> str:
-        now = self.clock() - self.start
+        now = self.clock()
         counts = {k: sum(1 for v in self.state.values() if v == k) for k in ("done", "running", "failed")}
         pending = self.total - sum(counts.values())
-        text = (f"[{_duration(now)}] {counts['done']}/{self.total} done, {counts['running']} running, "
+        text = (f"[{_duration(now - self.start)}] {counts['done']}/{self.total} done, {counts['running']} running, "
                 f"{pending} pending, {counts['failed']} failed")
-        if self.best is not None:
-            text += f" | best acc {self.best[0]:.4f} {self.best[1]}"
-        done = sum(self.epochs_done[k] - self.epochs_at_start.get(k, 0) for k in self.epochs_done)
-        if 0 < done < self.total_epochs:
-            text += f" | ~{_duration(now * (self.total_epochs - done) / done)} left"
+        best = self.best()
+        if best is not None:
+            text += f" | best {self.metric} {best[0]:.4f} {best[1]}"
+        done = self._trained()
+        if self.first_report is not None and 0 < done < self.total_epochs:
+            since, done_then = self.first_report
+            if done > done_then and now > since:
+                rate = (done - done_then) / (now - since)
+                text += f" | ~{_duration((self.total_epochs - done) / rate)} left"
         return text
 
     def _print(self, prefix: str = "") -> None:
@@ -158,10 +188,13 @@ class ProgressPrinter(Callback):
             self.epochs_at_start[key] = result["resumed_from"] or 0
             if result["resumed_from"]:
                 print(f"resumed {_name(trial)} from epoch {result['resumed_from']}", file=self.out, flush=True)
-        self.epochs_done[key] = result["epoch"]
-        acc = result["test_acc"]
-        if result["epoch"] > 0 and math.isfinite(acc) and (self.best is None or acc > self.best[0]):
-            self.best = (acc, _name(trial))
+        self.epochs_done[key] = max(self.epochs_done.get(key, 0), result["epoch"])
+        if self.first_report is None:
+            self.first_report = (self.clock(), self._trained())
+        value = result[_REPORTED[self.metric]]
+        # Epoch 0 is before training; a diverged epoch's figures are not the trial's.
+        if result["epoch"] > 0 and result["status"] != "diverged" and value is not None and math.isfinite(value):
+            self.latest[key] = (value, _name(trial))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.state[trial.trial_id] = "done"

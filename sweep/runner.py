@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 from dataclasses import asdict, dataclass
@@ -155,21 +156,42 @@ def run_sweep(spec: SweepSpec, address: str | None = None, out: TextIO = sys.std
     except DataError as exc:
         raise RunError(str(exc)) from None
 
-    _check_writable(spec.sweep_dir)
-    with SweepLock(spec.sweep_dir):
-        url = spec.database_url
-        engine = _open_database(url)
-        with session_scope(engine) as s:
-            done = trial_statuses(s, spec.name)
-        todo = [t for t in trials if not _finished(done.get(t.config_hash), spec.epochs)]
-        skipped = len(trials) - len(todo)
-        print(f"sweep {spec.name}: {len(trials)} trials ({skipped} already finished), "
-              f"database {safe_url(url)}, TensorBoard logs in {spec.sweep_dir}", file=out, flush=True)
-        if not todo:
-            return RunSummary(len(trials), skipped, {}, False)
-        # Epochs left to train, for the time estimate: trials continue from where they stopped.
-        epochs_left = sum(spec.epochs - done.get(t.config_hash, ("new", 0))[1] for t in todo)
-        return _tune(spec, trials, todo, data, engine, address, out, progress_interval, epochs_left)
+    made = _first_missing(spec.sweep_dir)
+    try:
+        _check_writable(spec.sweep_dir)
+        with SweepLock(spec.sweep_dir):
+            return _run_locked(spec, trials, data, address, out, progress_interval)
+    except RunError:
+        # Nothing was trained: leave no empty folder (or lock, or fresh database) behind.
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        raise
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of `path` that does not exist yet (None if it exists)."""
+    path = path.resolve()
+    missing = None
+    while not path.exists():
+        missing, path = path, path.parent
+    return missing
+
+
+def _run_locked(spec: SweepSpec, trials: list[TrialConfig], data, address, out, progress_interval) -> RunSummary:
+    """The part of run_sweep that holds the sweep's lock: database, plan, training."""
+    url = spec.database_url
+    engine = _open_database(url)
+    with session_scope(engine) as s:
+        done = trial_statuses(s, spec.name)
+    todo = [t for t in trials if not _finished(done.get(t.config_hash), spec.epochs)]
+    skipped = len(trials) - len(todo)
+    print(f"sweep {spec.name}: {len(trials)} trials ({skipped} already finished), "
+          f"database {safe_url(url)}, TensorBoard logs in {spec.sweep_dir}", file=out, flush=True)
+    if not todo:
+        return RunSummary(len(trials), skipped, {}, False)
+    # Epochs left to train, for the time estimate: trials continue from where they stopped.
+    epochs_left = sum(spec.epochs - done.get(t.config_hash, ("new", 0))[1] for t in todo)
+    return _tune(spec, trials, todo, data, engine, address, out, progress_interval, epochs_left)
 
 
 def _record_plan(engine, spec: SweepSpec, trials: list[TrialConfig], todo: list[TrialConfig]) -> dict[str, int]:
@@ -209,7 +231,7 @@ def _tune(spec, trials, todo, data, engine, address, out, progress_interval, epo
         trial_ids = _record_plan(engine, spec, trials, todo)
         write_experiment(spec.sweep_dir, trials)
         recorder = DatabaseRecorder(engine, trial_ids)
-        printer = ProgressPrinter(len(todo), epochs_left, progress_interval, out)
+        printer = ProgressPrinter(len(todo), epochs_left, progress_interval, out, metric=spec.metric)
         trainable = tune.with_resources(tune.with_parameters(ray_trainable, data=data), {"cpu": cpu, "gpu": gpu})
         tuner = tune.Tuner(
             trainable,
