@@ -9,12 +9,13 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
+from db.engine import sqlite_path
 from models.nets import MODELS
 from models.registry import ACTIVATIONS, GAIN_INITS, INITS, OPTIMIZERS
 from sweep.data import DATASETS
@@ -225,6 +226,9 @@ def _init(raw: Any, path: str) -> InitSpec:
     gain = raw.get("gain", 1.0)
     if gain != 1.0 and name not in GAIN_INITS:
         _fail(f"{path}.gain", f"{name} takes no gain; gain applies to {', '.join(sorted(GAIN_INITS))}")
+    if isinstance(gain, str) and gain != "auto":
+        _fail(f"{path}.gain", f"{_show(gain)} is neither a number > 0 nor auto"
+              + (" (did you mean auto?)" if difflib.get_close_matches(gain, ["auto"]) else ""))
     if gain != "auto":
         gain = _number(gain, f"{path}.gain", positive=True)
     return InitSpec(name, gain)
@@ -294,6 +298,14 @@ TOP_KEYS = ("name", "dataset", "model", "epochs", "batch_size", "stats_every", "
             "grid", "resources", "output", "database")
 
 
+def _is_url(text: str) -> bool:
+    try:
+        sqlite_path(text)  # parses the URL
+    except Exception:  # SQLAlchemy's ArgumentError, or ValueError from a bad port
+        return False
+    return "://" in text
+
+
 def parse_spec(raw: Any) -> SweepSpec:
     """Validate a spec already parsed from YAML into a SweepSpec."""
     raw = _mapping(raw, "", TOP_KEYS, required=("name", "grid"))
@@ -301,7 +313,7 @@ def parse_spec(raw: Any) -> SweepSpec:
     if not isinstance(output, str) or not output:
         _fail("output", f"{_show(output)} is not a path")
     database = raw.get("database")
-    if database is not None and (not isinstance(database, str) or "://" not in database):
+    if database is not None and (not isinstance(database, str) or not _is_url(database)):
         _fail("database", f"{_show(database)} is not a database URL like sqlite:///runs/sweep.db")
     return SweepSpec(
         name=_safe_name(raw["name"], "name"),
@@ -318,13 +330,37 @@ def parse_spec(raw: Any) -> SweepSpec:
     )
 
 
+def _relative_to(spec: SweepSpec, folder: Path) -> SweepSpec:
+    """The spec with its relative paths (written or default) taken from `folder`.
+
+    A spec means the same wherever it is run from: `sweep report --spec
+    studies/a.yaml` finds the database that `sweep run studies/a.yaml` wrote.
+    """
+    def resolve(p: str) -> str:
+        return str((folder / p).resolve())
+
+    database = spec.database
+    file = sqlite_path(database) if database else None
+    if file is not None and not file.is_absolute():
+        database = database.replace(str(file), resolve(str(file)), 1)
+    return replace(spec, output=resolve(spec.output), database=database,
+                   dataset=replace(spec.dataset, data_dir=resolve(spec.dataset.data_dir)))
+
+
 def load_spec(path: str | Path) -> SweepSpec:
-    """Read and validate a spec file; raises SpecError with a one-line message."""
+    """Read and validate a spec file; raises SpecError with a one-line message.
+
+    Relative paths in the spec (output, dataset.data_dir, a SQLite database)
+    are relative to the spec file's own folder.
+    """
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not a text file: byte 0x{exc.object[exc.start]:02x} at position {exc.start} "
+                        "is not UTF-8; a spec is a YAML text file like sweeps.yaml") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -333,6 +369,6 @@ def load_spec(path: str | Path) -> SweepSpec:
         problem = getattr(exc, "problem", None) or "invalid syntax"
         raise SpecError(f"{path}: not valid YAML{where}: {problem}") from None
     try:
-        return parse_spec(raw)
+        return _relative_to(parse_spec(raw), path.parent)
     except SpecError as exc:
         raise SpecError(f"{path}: {exc}") from None

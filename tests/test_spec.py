@@ -131,6 +131,11 @@ def test_auto_gain_is_resolved_per_activation():
      "final_test_loss, final_train_loss"),
     (with_("resources.gpu", -1), "resources.gpu: -1 must be >= 0"),
     (with_("database", "runs/x.db"), "database: 'runs/x.db' is not a database URL like sqlite:///runs/sweep.db"),
+    (with_("database", "my db://x"), "database: 'my db://x' is not a database URL like sqlite:///runs/sweep.db"),
+    (with_("grid.init", [{"name": "xavier_uniform", "gain": "autoo"}]),
+     "grid.init[0].gain: 'autoo' is neither a number > 0 nor auto (did you mean auto?)"),
+    (with_("grid.init", [{"name": "xavier_uniform", "gain": "big"}]),
+     "grid.init[0].gain: 'big' is neither a number > 0 nor auto"),
     ({"grid": MINIMAL["grid"]}, "name: missing required key"),
 ])
 def test_bad_specs_name_the_key_the_value_and_what_is_allowed(raw, message):
@@ -155,6 +160,43 @@ def test_cli_reports_yaml_syntax_errors_with_position(tmp_path, capsys):
     assert main(["run", str(tmp_path / "s.yaml")]) == 2
     assert capsys.readouterr().err == f"Error: {tmp_path / 's.yaml'}: not valid YAML at line 2, column 1: " \
                                       "expected ',' or ']', but got '<stream end>'\n"
+
+
+def test_cli_rejects_a_spec_that_is_not_text_with_one_line_exit_2_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spec.bin").write_bytes(b"\x90" + bytes(range(256)) * 16)
+    assert main(["run", "spec.bin"]) == 2
+    assert capsys.readouterr().err == ("Error: spec.bin: not a text file: byte 0x90 at position 0 is not UTF-8; "
+                                       "a spec is a YAML text file like sweeps.yaml\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.bin"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=64))
+def test_fuzz_load_spec_on_any_bytes_raises_only_spec_error(tmp_path_factory, blob):
+    path = tmp_path_factory.mktemp("fuzz") / "s.yaml"
+    path.write_bytes(blob)
+    try:
+        load_spec(path)
+    except SpecError:
+        pass
+
+
+def test_relative_paths_resolve_against_the_spec_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(yaml.safe_dump(MINIMAL | {"output": "out", "database": "sqlite:///db/a.db"}))
+    (folder / "b.yaml").write_text(yaml.safe_dump(MINIMAL | {"dataset": {"name": "synthetic", "data_dir": "/d"}}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    a = load_spec("../studies/a.yaml")
+    assert (a.output, a.database_url, a.dataset.data_dir) == (
+        str(folder / "out"), f"sqlite:///{folder / 'db' / 'a.db'}", str(folder / "data"))
+    assert expand_grid(a)[0].logdir == str(folder / "out" / "t" / "relu-default-adam-lr0.001-s0")
+    b = load_spec(folder / "b.yaml")  # defaults too; absolute paths stay as written
+    assert (b.output, b.database_url, b.dataset.data_dir) == (
+        str(folder / "runs"), f"sqlite:///{folder / 'runs' / 'sweep.db'}", "/d")
 
 
 def test_cli_reports_a_missing_spec_file(tmp_path, capsys):
