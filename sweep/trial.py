@@ -24,6 +24,7 @@ from models.registry import ACTIVATIONS, init_weights, make_optimizer
 from models.stats import STAT_NAMES, snapshot_stats
 from sweep.data import Arrays
 from sweep.grid import TrialConfig
+from sweep.hold import hold, holds_for
 from sweep.hparams import write_session_end, write_session_start
 
 CHECKPOINT = "checkpoint.pt"
@@ -62,6 +63,17 @@ def _save(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)  # atomic: a crash never leaves half a checkpoint
+
+
+def _forget_earlier_attempts(logdir: Path) -> None:
+    """Delete the event files of attempts that left no checkpoint.
+
+    A trial starting from scratch recomputes everything; the points an earlier
+    attempt wrote (a step-0 evaluation, the first statistics) would otherwise
+    show twice in TensorBoard, since purge_step needs a checkpointed step.
+    """
+    for events in logdir.glob("events.out.tfevents.*"):
+        events.unlink()
 
 
 def _stats_rows(epoch: int, step: int, snapshot, bounded: bool) -> list[dict[str, Any]]:
@@ -126,8 +138,11 @@ def run_trial(
     run_seconds_before = state["run_seconds"]
     resumed_from = state["epoch"] or None
 
+    holds = holds_for(cfg.name)
     writer = None
     if tensorboard:
+        if state["epoch"] == 0:
+            _forget_earlier_attempts(logdir)
         from torch.utils.tensorboard import SummaryWriter
 
         # purge_step drops points a killed run wrote after its last checkpoint,
@@ -150,7 +165,9 @@ def run_trial(
         if train_loss is not None:
             scalar("loss/train_epoch", train_loss, step)
         state["run_seconds"] = run_seconds_before + time.perf_counter() - began
-        if math.isfinite(test_acc) and (state["best_test_acc"] is None or test_acc > state["best_test_acc"]):
+        # A diverged epoch's numbers are stored as they are, but never become the best.
+        if (status != "diverged" and math.isfinite(test_acc)
+                and (state["best_test_acc"] is None or test_acc > state["best_test_acc"])):
             state["best_test_acc"], state["best_epoch"] = test_acc, epoch
         return {
             "epoch": epoch, "images_seen": step, "train_loss": train_loss, "test_loss": test_loss,
@@ -206,6 +223,8 @@ def run_trial(
                         reason = f"train loss {train_loss} at epoch {epoch}, step {step}"
                         break
                 optimizer.step()
+                if holds:
+                    hold(cfg.name, f"epoch{epoch}.batch{batch}", holds, before=writer.flush if writer else None)
             mean_loss = epoch_loss.item() / epoch_images
             if reason is None and not math.isfinite(mean_loss):
                 reason = f"train loss {mean_loss} at epoch {epoch}"
@@ -229,6 +248,7 @@ def run_trial(
             })
             if writer is not None and epoch == cfg.epochs:
                 write_session_end(writer, cfg, success=True)
+            hold(cfg.name, f"saved{epoch}", holds)
             report(result)
     finally:
         if writer is not None:

@@ -82,6 +82,25 @@ def test_resume_from_checkpoint_gives_the_same_numbers(tmp_path):
     assert steps == [0, 300, 600, 900]
 
 
+def test_a_fresh_start_leaves_no_points_of_an_earlier_attempt(tmp_path):
+    cfg = config(tmp_path)
+
+    class Killed(Exception):
+        pass
+
+    def die_after_first(result):  # the trial stops after its step-0 points, before any checkpoint
+        raise Killed
+
+    with pytest.raises(Killed):
+        run_trial(cfg, DATA, die_after_first)
+    assert not (Path(cfg.logdir) / CHECKPOINT).exists()
+    assert [s for s, _ in scalars(Path(cfg.logdir))["accuracy/test"]] == [0]
+    run_trial(cfg, DATA, lambda result: None)
+    tags = scalars(Path(cfg.logdir))
+    assert [s for s, _ in tags["accuracy/test"]] == [0, 300, 600, 900]
+    assert [s for s, _ in tags["loss/train"]] == [128, 256, 300, 428, 556, 600, 728, 856, 900]
+
+
 def test_divergence_stops_the_trial_with_a_reason(tmp_path):
     cfg = config(tmp_path, activation=["relu"], optimizer=[{"name": "sgd", "lr": 1e6}])
     reports = []
@@ -91,4 +110,6 @@ def test_divergence_stops_the_trial_with_a_reason(tmp_path):
     assert last["epoch"] == 1 and len(reports) == 2
     assert last["reason"].startswith("train loss nan at epoch 1, step ")
     assert math.isnan(last["train_loss"])
+    # The best is taken from finite epochs only, whatever the diverged epoch's accuracy.
+    assert (last["best_test_acc"], last["best_epoch"]) == (reports[0]["test_acc"], 0)
     assert not (Path(cfg.logdir) / CHECKPOINT).exists()
