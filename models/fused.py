@@ -1,0 +1,402 @@
+"""Fused training: K members of one network trained as one stacked model.
+
+Horizontal fusion (HFTA, Wang et al., MLSys 2021). The members share the
+network's shape and differ in activation, initial weights and optimizer
+setting; each is still exactly its own unfused training:
+
+- Parameters carry a leading member axis. Members with the same optimizer
+  setting share stacked leaf tensors and one stock torch.optim optimizer,
+  built by models.registry.make_optimizer with exactly that setting. SGD,
+  Adam, AdamW and RMSprop act elementwise (their one scalar, Adam's step, is
+  the same for every member of a group), so a stacked leaf updates exactly as
+  the members' separate tensors would.
+- The forward concatenates the groups' leaves in member order and runs the
+  net's own forward (models/nets.py) on a twin in which every conv is one
+  grouped conv (groups=K), every linear layer one batched matmul, and the
+  activation applies each member's own activation module to its members'
+  slice (consecutive members with equal activations form one run).
+- Inside the twin a conv layer's output keeps the members folded into its
+  channels, (B, K*C, H, W), so the nets' max_pool2d and flatten(1) act on each
+  member unchanged; a linear layer's output is member-major, (K, B, F).
+- The loss is the sum of the members' mean losses: each member's gradient is
+  then exactly its unfused one (the mean over members would scale it by 1/K).
+
+Measured on a 2-core CPU (LeNet, K=16, batch 64, one thread): this layout is
+as fast as torch.func.vmap(functional_call) run once per activation run, with
+fewer operations (which is what counts on a launch-bound GPU).
+"""
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+from typing import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.nets import weight_layers
+from models.registry import make_optimizer
+from models.stats import snapshot_stats
+
+# Test-set examples per forward in FusedNet.evaluate (as in the unfused evaluation).
+EVAL_BATCH = 1000
+
+
+def _member_dim(t: torch.Tensor) -> int:
+    """Axis holding the members: 0 after a linear layer (K, B, F), 1 (folded into channels) after a conv."""
+    return 0 if t.dim() == 3 else 1
+
+
+def _member_major(t: torch.Tensor, k: int) -> torch.Tensor:
+    """A twin's activation as (K, B, ...): a view, no copy."""
+    return t if _member_dim(t) == 0 else t.unflatten(1, (k, -1)).transpose(0, 1)
+
+
+class _MemberConv2d(nn.Module):
+    """K convolutions as one grouped convolution; weight (K, O, C, kh, kw) is bound before each forward."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        if conv.groups != 1 or conv.padding_mode != "zeros":
+            raise NotImplementedError(f"fused conv needs groups=1 and zero padding, got {conv}")
+        self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
+        self.weight: torch.Tensor | None = None
+        self.bias: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.weight.shape[0]
+        bias = None if self.bias is None else self.bias.flatten()
+        return F.conv2d(x, self.weight.flatten(0, 1), bias, self.stride, self.padding, self.dilation, groups=k)
+
+
+class _MemberLinear(nn.Module):
+    """K linear layers as one batched matmul; weight (K, O, I) is bound before each forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight: torch.Tensor | None = None
+        self.bias: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _member_dim(x) == 1:  # flattened conv features (B, K*I)
+            x = x.unflatten(1, (self.weight.shape[0], -1)).transpose(0, 1)
+        if self.bias is None:
+            return torch.bmm(x, self.weight.transpose(1, 2))
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
+
+
+class _MemberActivation(nn.Module):
+    """Each run of consecutive members with equal activations gets that activation."""
+
+    def __init__(self, activations: Sequence[nn.Module]):
+        super().__init__()
+        self.set_members(activations)
+
+    def set_members(self, activations: Sequence[nn.Module]) -> None:
+        self.size = len(activations)
+        runs: list[list] = []  # [activation module, member count]
+        for act in activations:
+            if runs and repr(runs[-1][0]) == repr(act):
+                runs[-1][1] += 1
+            else:
+                runs.append([act, 1])
+        self.runs = [(act, count) for act, count in runs]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if len(self.runs) == 1:
+            return self.runs[0][0](x)
+        dim = _member_dim(x)
+        width = x.shape[dim] // self.size
+        # split, not narrow: split's backward is one cat, narrow's a zero-filled
+        # full-size tensor per run (measured: a seventh of a LeNet step at K=16).
+        parts = x.split([count * width for _, count in self.runs], dim)
+        return torch.cat([act(part) for (act, _), part in zip(self.runs, parts)], dim)
+
+
+class _Group:
+    """Members with one optimizer setting: their stacked leaves and the optimizer over them."""
+
+    def __init__(self, setting: tuple[str, Mapping], members: list[int], leaves: list[torch.Tensor]):
+        self.setting = setting
+        self.members = members  # positions in the bundle, ascending
+        self.leaves = leaves  # one (len(members), ...) tensor per parameter, in parameter order
+        self.optimizer = make_optimizer(setting[0], leaves, setting[1])
+
+    def per_member(self, i: int, value) -> bool:
+        """Whether optimizer state `value` of parameter i has one slice per member (else it is
+        shared by the group, like Adam's step)."""
+        return isinstance(value, torch.Tensor) and value.shape == self.leaves[i].shape
+
+
+def _setting_key(name: str, hyper: Mapping) -> tuple:
+    return name, tuple(sorted(hyper.items()))
+
+
+class FusedNet:
+    """K networks of one shape (models/nets.py) with their optimizers, trained as one.
+
+    `modules` are the members' built and initialised networks (their weights
+    are copied, the modules themselves are not used again); `optimizers` holds
+    each member's (name, hyper-parameters) in the spec's form, as
+    models.registry.make_optimizer takes them. Member k is modules[k]
+    everywhere: inputs, outputs, member_state, drop.
+
+        net = FusedNet(modules, [("sgd", {"lr": 0.01}), ("adam", {"lr": 1e-3})], "cpu")
+        logits, acts = net.forward(x)          # x: (K, B, 1, 28, 28)
+        losses = net.member_losses(logits, y)  # y: (K, B)
+        net.zero_grad(); losses.sum().backward(); net.step()
+    """
+
+    def __init__(self, modules: Sequence[nn.Module], optimizers: Sequence[tuple[str, Mapping]],
+                 device: str | torch.device = "cpu"):
+        if not modules or len(modules) != len(optimizers):
+            raise ValueError(f"need one optimizer setting per member: {len(modules)} modules, "
+                             f"{len(optimizers)} settings")
+        template = modules[0]
+        shape = [(name, p.shape) for name, p in template.named_parameters()]
+        for k, module in enumerate(modules):
+            if type(module) is not type(template) or [(n, p.shape) for n, p in module.named_parameters()] != shape:
+                raise ValueError(f"member {k}'s network differs in shape from member 0's")
+        if next(template.buffers(), None) is not None:
+            raise NotImplementedError("fused networks with buffers (e.g. batch norm) are not supported")
+        self._names = [name for name, _ in shape]
+        # Layer name (as the nets' activations and weight_layers call it) -> weight parameter name.
+        by_id = {id(p): name for name, p in template.named_parameters()}
+        self._weight_names = {layer: by_id[id(w)] for layer, w in weight_layers(template).items()}
+        self._activations = [module.act for module in modules]
+        self._twin = self._make_twin(template)
+
+        groups: dict[tuple, list[int]] = {}
+        for k, (name, hyper) in enumerate(optimizers):
+            groups.setdefault(_setting_key(name, hyper), []).append(k)
+        params = [dict(module.named_parameters()) for module in modules]
+        self._groups = []
+        for members in groups.values():
+            leaves = [torch.stack([params[k][name].detach() for k in members]).to(device).requires_grad_()
+                      for name in self._names]
+            name, hyper = optimizers[members[0]]
+            self._groups.append(_Group((name, dict(hyper)), members, leaves))
+        self._reorder()
+
+    # --- structure -----------------------------------------------------------------
+
+    def _make_twin(self, template: nn.Module) -> nn.Module:
+        if not hasattr(template, "act"):
+            raise NotImplementedError("fused networks keep their activation in `act`, as models/nets.py does")
+        twin = copy.deepcopy(template)
+        for name, module in list(twin.named_modules()):
+            if isinstance(module, nn.Conv2d):
+                member = _MemberConv2d(module)
+            elif isinstance(module, nn.Linear):
+                member = _MemberLinear()
+            else:
+                if next(module.parameters(recurse=False), None) is not None:
+                    raise NotImplementedError(f"fused networks have only conv and linear layers, got {module}")
+                continue
+            parent, _, child = name.rpartition(".")
+            setattr(twin.get_submodule(parent), child, member)
+        twin.act = _MemberActivation(self._activations)
+        return twin
+
+    def _reorder(self) -> None:
+        """Index that puts the groups' concatenated leaves in member order (None: already in order)."""
+        order = [k for group in self._groups for k in group.members]
+        self._order = None
+        if order != sorted(order):
+            device = self._groups[0].leaves[0].device
+            self._order = torch.tensor(order, device=device).argsort()
+
+    def __len__(self) -> int:
+        return len(self._activations)
+
+    def _stack(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        """One tensor per group -> the (K, ...) tensor in member order."""
+        out = tensors[0] if len(tensors) == 1 else torch.cat(tensors)
+        return out if self._order is None else out.index_select(0, self._order)
+
+    def _locate(self, k: int) -> tuple[_Group, int]:
+        if not 0 <= k < len(self):
+            raise IndexError(f"member {k} out of range for a bundle of {len(self)}")
+        for group in self._groups:
+            if k in group.members:
+                return group, group.members.index(k)
+        raise AssertionError("every member is in a group")
+
+    # --- training ------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits (K, B, classes) and activations {layer: (K, B, ...)} of x (K, B, ...): member k sees x[k].
+
+        The activations are views into the forward's tensors: the same names
+        and, member by member, the same values as the unfused nets' own.
+        """
+        k, b = x.shape[:2]
+        if k != len(self):
+            raise ValueError(f"input has {k} members, the bundle {len(self)}")
+        for i, name in enumerate(self._names):
+            layer, _, kind = name.rpartition(".")
+            setattr(self._twin.get_submodule(layer), kind, self._stack([g.leaves[i] for g in self._groups]))
+        # (K, B, C, ...) -> (B, K*C, ...): members folded into channels.
+        folded = x.transpose(0, 1).reshape(b, -1, *x.shape[3:])
+        logits, acts = self._twin(folded)
+        return logits, {layer: _member_major(a, k) for layer, a in acts.items()}
+
+    __call__ = forward
+
+    @staticmethod
+    def member_losses(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Each member's mean cross-entropy, shape (K,). Train on their sum, never their mean."""
+        k, b = y.shape
+        return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(k, b).mean(1)
+
+    def zero_grad(self) -> None:
+        """Clear every member's gradients (set to None, as the unfused trial does)."""
+        for group in self._groups:
+            group.optimizer.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        """One optimizer step for every member."""
+        for group in self._groups:
+            group.optimizer.step()
+
+    def weight_grads(self) -> dict[str, torch.Tensor]:
+        """Weight gradients {layer: (K, ...)} as backward left them (layers without one are left out)."""
+        out = {}
+        for layer, name in self._weight_names.items():
+            i = self._names.index(name)
+            grads = [g.leaves[i].grad for g in self._groups]
+            if all(grad is not None for grad in grads):
+                out[layer] = self._stack(grads)
+        return out
+
+    def member_snapshot(self, k: int, acts: dict[str, torch.Tensor],
+                        bounds: tuple[float, float] | None = None) -> list[tuple[str, str, list[float]]]:
+        """models.stats.snapshot_stats of member k: its activations in `acts` (from forward) and its
+        current weight gradients. Rows in the same order, names and values as the unfused trial's."""
+        grads = self.weight_grads()
+        # snapshot_stats reads `.grad` off the weights it is given.
+        weights = {layer: SimpleNamespace(grad=grad[k]) for layer, grad in grads.items()}
+        return snapshot_stats({layer: a[k] for layer, a in acts.items()}, weights, bounds)
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, chunk: int = EVAL_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every member's mean cross-entropy and accuracy on one set (x, y), as two (K,) tensors.
+
+        Left on the device: one host copy for the whole bundle when the caller reads them.
+        """
+        k = len(self)
+        loss = torch.zeros(k, device=x.device)
+        correct = torch.zeros(k, device=x.device)
+        for start in range(0, len(x), chunk):
+            xb, yb = x[start:start + chunk], y[start:start + chunk]
+            logits, _ = self.forward(xb.expand(k, *xb.shape))
+            loss += F.cross_entropy(logits.flatten(0, 1), yb.repeat(k), reduction="none").view(k, -1).sum(1)
+            correct += (logits.argmax(2) == yb).sum(1)
+        return loss / len(x), correct / len(x)
+
+    # --- members in the unfused format ---------------------------------------------
+
+    def member_state(self, k: int) -> tuple[dict[str, torch.Tensor], dict]:
+        """Member k as (module.state_dict(), optimizer.state_dict()) of its unfused trial, on the CPU.
+
+        Same keys, same parameter indices, same hyper-parameters: an unfused
+        trial loads them with load_state_dict and goes on as this member would.
+        """
+        group, j = self._locate(k)
+        model = {name: leaf[j].detach().cpu().clone() for name, leaf in zip(self._names, group.leaves)}
+        full = group.optimizer.state_dict()
+        state = {
+            i: {key: (value[j] if group.per_member(i, value) else value).detach().cpu().clone()
+                if isinstance(value, torch.Tensor) else copy.deepcopy(value)
+                for key, value in entry.items()}
+            for i, entry in full["state"].items()
+        }
+        return model, {"state": state, "param_groups": copy.deepcopy(full["param_groups"])}
+
+    def load_member_state(self, k: int, model_state: Mapping[str, torch.Tensor], optimizer_state: Mapping) -> None:
+        """Set member k from its unfused trial's (module.state_dict(), optimizer.state_dict()).
+
+        The members of one optimizer group share its scalar state (Adam's
+        step): load every member of a group from the same step, or none.
+        """
+        group, j = self._locate(k)
+        if set(model_state) != set(self._names):
+            raise ValueError(f"member {k}'s model state has keys {sorted(model_state)}, expected {self._names}")
+        for name, leaf in zip(self._names, group.leaves):
+            if model_state[name].shape != leaf.shape[1:]:
+                raise ValueError(f"member {k}'s {name} has shape {tuple(model_state[name].shape)}, "
+                                 f"expected {tuple(leaf.shape[1:])}")
+        full = group.optimizer.state_dict()
+        self._check_hyper(k, full["param_groups"], optimizer_state["param_groups"])
+        with torch.no_grad():
+            for name, leaf in zip(self._names, group.leaves):
+                leaf[j].copy_(model_state[name])
+        state = {i: dict(entry) for i, entry in full["state"].items()}
+        for i, entry in optimizer_state["state"].items():
+            i = int(i)
+            mine = state.setdefault(i, {})
+            if full["state"] and set(entry) != set(mine):
+                raise ValueError(f"member {k}'s optimizer state has {sorted(entry)}, its group's {sorted(mine)}: "
+                                 "members of one optimizer setting must be at the same step")
+            for key, value in entry.items():
+                if isinstance(value, torch.Tensor) and value.shape == group.leaves[i].shape[1:]:
+                    stacked = mine.get(key)
+                    stacked = torch.zeros_like(group.leaves[i]) if stacked is None else stacked.clone()
+                    stacked[j] = value
+                    mine[key] = stacked
+                elif key in mine and not _same(mine[key], value):
+                    raise ValueError(f"member {k}'s optimizer {key} is {value}, its group's {mine[key]}: "
+                                     "members of one optimizer setting must be at the same step")
+                else:
+                    # A copy: the optimizer updates some of these in place (Adam's step).
+                    mine[key] = value.clone() if isinstance(value, torch.Tensor) else copy.deepcopy(value)
+        if full["state"] and not optimizer_state["state"]:
+            raise ValueError(f"member {k}'s optimizer has no state, its group's has: "
+                             "members of one optimizer setting must be at the same step")
+        group.optimizer.load_state_dict({"state": state, "param_groups": full["param_groups"]})
+
+    def _check_hyper(self, k: int, mine: list[dict], theirs: list[dict]) -> None:
+        if len(theirs) != len(mine):
+            raise ValueError(f"member {k}'s optimizer state has {len(theirs)} parameter groups, expected {len(mine)}")
+        for a, b in zip(mine, theirs):
+            differ = {key for key in a.keys() & b.keys() if key != "params" and a[key] != b[key]}
+            if differ or len(a["params"]) != len(b["params"]):
+                raise ValueError(f"member {k}'s optimizer state is for another setting: "
+                                 + ", ".join(f"{key}={b[key]} (bundle: {a[key]})" for key in sorted(differ)))
+
+    def drop(self, members: Sequence[int]) -> None:
+        """Remove `members` (e.g. one whose loss became NaN); the others keep their parameters and
+        optimizer state and go on exactly as before. The remaining members are renumbered in order."""
+        gone = set(members)
+        for k in gone:
+            self._locate(k)
+        if len(gone) == len(self):
+            raise ValueError("cannot drop every member of a bundle")
+        keep = [k for k in range(len(self)) if k not in gone]
+        renumber = {old: new for new, old in enumerate(keep)}
+        groups = []
+        for group in self._groups:
+            rows = [j for j, k in enumerate(group.members) if k not in gone]
+            if not rows:
+                continue
+            index = torch.tensor(rows, device=group.leaves[0].device)
+            full = group.optimizer.state_dict()
+            for i, entry in full["state"].items():
+                for key, value in entry.items():
+                    if group.per_member(i, value):
+                        entry[key] = value.index_select(0, index)
+            leaves = [leaf.detach().index_select(0, index).requires_grad_() for leaf in group.leaves]
+            kept = _Group(group.setting, [renumber[group.members[j]] for j in rows], leaves)
+            kept.optimizer.load_state_dict(full)
+            groups.append(kept)
+        self._groups = groups
+        self._activations = [self._activations[k] for k in keep]
+        self._twin.act.set_members(self._activations)
+        self._reorder()
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return torch.equal(torch.as_tensor(a).cpu(), torch.as_tensor(b).cpu())
+    return a == b

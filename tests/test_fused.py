@@ -1,0 +1,331 @@
+"""Fused training vs the same members trained unfused: equivalence by construction (HFTA's test).
+
+Every member is built as run_trial builds a trial (torch.manual_seed(seed),
+build_model, init_weights, make_optimizer; its own seeded generator for the
+batch order) and trained next to its unfused twin on the same batches.
+
+Tolerances. The fused forward computes the same sums as the unfused one in
+another order (a grouped conv, a batched matmul), so single results differ by
+float32 rounding (~1e-7 relative): losses of the first steps agree within
+1e-5 relative. Training amplifies rounding differences (Adam divides by the
+root of tiny second moments; saturated sigmoids make the loss flat), so after
+50 steps the parameters are compared with how far training moved them: the
+fused member's distance from its twin is under 1% of its distance from its
+initial weights (measured: at most 0.3%, on a sigmoid/Adam member). A wrong
+member's batch, hyper-parameter, optimizer group or a 1/K gradient scale each
+moves a member by the order of its whole movement.
+"""
+import io
+from typing import NamedTuple
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models.fused import FusedNet
+from models.nets import build_model, weight_layers
+from models.registry import ACTIVATIONS, OPTIMIZERS, init_weights, make_optimizer, recommended_gain
+from models.stats import snapshot_stats
+from sweep.data import synthetic
+from sweep.trial import evaluate
+
+DATA = synthetic(train_size=256, test_size=100)
+TRAIN_X, TRAIN_Y = torch.from_numpy(DATA.train_x), torch.from_numpy(DATA.train_y)
+TEST_X, TEST_Y = torch.from_numpy(DATA.test_x), torch.from_numpy(DATA.test_y)
+BATCH = 16
+STEPS = 50
+FIRST_STEPS = 5
+LOSS_RTOL = 1e-5
+MOVEMENT_RTOL = 1e-2
+MODELS = {"lenet": (), "mlp": (64, 32)}
+
+
+class Member(NamedTuple):
+    activation: str
+    init: str
+    optimizer: str
+    hyper: dict
+    seed: int
+
+
+# Activations in runs, optimizer settings interleaved (their groups are not
+# contiguous), SGD with and without momentum (and weight decay), Adam.
+MEMBERS = (
+    Member("sigmoid", "default", "sgd", {"lr": 0.1}, 0),
+    Member("sigmoid", "xavier_uniform", "adam", {"lr": 0.001}, 1),
+    Member("tanh", "default", "sgd", {"lr": 0.05, "momentum": 0.9}, 2),
+    Member("tanh", "xavier_uniform", "adam", {"lr": 0.001}, 3),
+    Member("relu", "default", "sgd", {"lr": 0.1}, 4),
+    Member("relu", "xavier_uniform", "sgd", {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.01}, 5),
+)
+
+
+def build(member: Member, model: str = "lenet") -> torch.nn.Module:
+    """The member's network exactly as run_trial builds it."""
+    torch.manual_seed(member.seed)
+    net = build_model(model, member.activation, MODELS[model])
+    init_weights(net, member.init, recommended_gain(member.activation), member.activation)
+    return net
+
+
+def fused(members, model: str = "lenet") -> FusedNet:
+    return FusedNet([build(m, model) for m in members], [(m.optimizer, m.hyper) for m in members])
+
+
+class Unfused:
+    """The members as separate trials: a module and an optimizer each."""
+
+    def __init__(self, members, model: str = "lenet"):
+        self.members = members
+        self.modules = [build(m, model) for m in members]
+        self.optimizers = [make_optimizer(m.optimizer, net.parameters(), m.hyper)
+                           for m, net in zip(members, self.modules)]
+
+    def train_step(self, idx: torch.Tensor, snapshot: bool = False):
+        """run_trial's inner loop for every member on its row of idx: losses (K,) and, if asked, statistics."""
+        losses, snaps = [], []
+        for k, (m, net, opt) in enumerate(zip(self.members, self.modules, self.optimizers)):
+            logits, acts = net(TRAIN_X[idx[k]])
+            loss = F.cross_entropy(logits, TRAIN_Y[idx[k]])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if snapshot:
+                snaps.append(snapshot_stats(acts, weight_layers(net), ACTIVATIONS[m.activation].bounds))
+            opt.step()
+            losses.append(loss.detach())
+        return torch.stack(losses), snaps
+
+
+def fused_step(net: FusedNet, idx: torch.Tensor, members=None):
+    """One fused step on idx (K, B): losses (K,) and, given the members, their statistics."""
+    logits, acts = net(TRAIN_X[idx])
+    losses = net.member_losses(logits, TRAIN_Y[idx])
+    net.zero_grad()
+    losses.sum().backward()
+    snaps = [net.member_snapshot(k, acts, ACTIVATIONS[m.activation].bounds) for k, m in enumerate(members or ())]
+    net.step()
+    return losses.detach(), snaps
+
+
+def batches(members, steps: int) -> list[torch.Tensor]:
+    """Each member's batches in its run_trial order (a new permutation from its generator every epoch),
+    gathered as one (K, B) index tensor per step."""
+    orders = [torch.Generator().manual_seed(m.seed) for m in members]
+    n = len(TRAIN_X)
+    rows = [[] for _ in members]
+    while len(rows[0]) < steps:
+        for row, order in zip(rows, orders):
+            perm = torch.randperm(n, generator=order)
+            row += [perm[start:start + BATCH] for start in range(0, n, BATCH)]
+    return [torch.stack([row[step] for row in rows]) for step in range(steps)]
+
+
+def assert_close_rows(fused_rows, unfused_rows):
+    assert [(layer, kind) for layer, kind, _ in fused_rows] == [(layer, kind) for layer, kind, _ in unfused_rows]
+    for (layer, kind, got), (_, _, want) in zip(fused_rows, unfused_rows):
+        torch.testing.assert_close(torch.tensor(got), torch.tensor(want), rtol=1e-4, atol=1e-6, equal_nan=True,
+                                   msg=f"{kind} statistics of {layer}")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread, as a 1-CPU trial has: two threads on two shared cores are several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module", params=list(MODELS))
+def trajectory(request):
+    """MEMBERS trained STEPS steps fused and unfused on the same batches."""
+    model = request.param
+    net, ref = fused(MEMBERS, model), Unfused(MEMBERS, model)
+    start = [net.member_state(k)[0] for k in range(len(MEMBERS))]
+    fused_losses, unfused_losses, fused_stats, unfused_stats = [], [], [], []
+    for step, idx in enumerate(batches(MEMBERS, STEPS)):
+        snapshot = step in (0, FIRST_STEPS - 1)
+        got, snaps = fused_step(net, idx, MEMBERS if snapshot else None)
+        want, ref_snaps = ref.train_step(idx, snapshot)
+        fused_losses.append(got)
+        unfused_losses.append(want)
+        fused_stats += snaps
+        unfused_stats += ref_snaps
+    return {
+        "model": model, "start": start, "net": net, "ref": ref,
+        "fused_losses": torch.stack(fused_losses), "unfused_losses": torch.stack(unfused_losses),
+        "fused_stats": fused_stats, "unfused_stats": unfused_stats,
+    }
+
+
+def test_initial_weights_are_bit_identical_to_the_unfused_trials(trajectory):
+    for k, member in enumerate(MEMBERS):
+        want = build(member, trajectory["model"]).state_dict()
+        got = trajectory["start"][k]
+        assert list(got) == list(want)
+        for name in want:
+            assert torch.equal(got[name], want[name]), (k, name)
+
+
+def test_first_steps_losses_match_the_unfused_trials(trajectory):
+    got, want = trajectory["fused_losses"], trajectory["unfused_losses"]
+    torch.testing.assert_close(got[:FIRST_STEPS], want[:FIRST_STEPS], rtol=LOSS_RTOL, atol=0)
+    # The members really differ, and really learn: the comparison is not between equal numbers.
+    assert len({round(v, 4) for v in want[0].tolist()}) == len(MEMBERS)
+    assert want[-5:].mean() < want[:5].mean()
+
+
+def test_parameters_after_training_match_the_unfused_trials(trajectory):
+    net, ref = trajectory["net"], trajectory["ref"]
+    for k in range(len(MEMBERS)):
+        got, want, start = net.member_state(k)[0], ref.modules[k].state_dict(), trajectory["start"][k]
+        diff = torch.cat([(got[n] - want[n]).flatten() for n in want]).norm()
+        moved = torch.cat([(want[n] - start[n]).flatten() for n in want]).norm()
+        assert moved > 0.05, k
+        assert diff < MOVEMENT_RTOL * moved, (k, diff.item(), moved.item())
+
+
+def test_statistics_are_the_unfused_trials_statistics(trajectory):
+    got, want = trajectory["fused_stats"], trajectory["unfused_stats"]
+    assert len(got) == len(want) == 2 * len(MEMBERS)
+    for fused_rows, unfused_rows in zip(got, want):
+        assert_close_rows(fused_rows, unfused_rows)
+    layers = {layer for layer, _, _ in want[0]}
+    assert layers == set(weight_layers(trajectory["ref"].modules[0]))
+
+
+def test_evaluation_is_the_unfused_evaluation(trajectory):
+    net, model = trajectory["net"], trajectory["model"]
+    loss, acc = net.evaluate(TEST_X, TEST_Y, chunk=32)  # 100 examples: the last chunk is short
+    for k, member in enumerate(MEMBERS):
+        module = build(member, model)
+        module.load_state_dict(net.member_state(k)[0])
+        want_loss, want_acc = evaluate(module, TEST_X, TEST_Y)
+        assert loss[k].item() == pytest.approx(want_loss, rel=LOSS_RTOL)
+        assert acc[k].item() == pytest.approx(want_acc, abs=1e-6)  # the same count of correct answers
+    assert len(set(acc.tolist())) > 1
+
+
+def saved(state):
+    """Through torch.save and torch.load(weights_only=True), as a checkpoint goes."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def test_member_state_is_the_unfused_format_and_resumes_unfused():
+    idx = batches(MEMBERS, 2 * FIRST_STEPS)
+    net, ref = fused(MEMBERS), Unfused(MEMBERS)
+    for step in idx[:FIRST_STEPS]:
+        fused_step(net, step)
+        ref.train_step(step)
+    resumed = Unfused(MEMBERS)
+    for k, (module, optimizer) in enumerate(zip(resumed.modules, resumed.optimizers)):
+        model_sd, optimizer_sd = saved(net.member_state(k))
+        want = ref.optimizers[k].state_dict()
+        assert list(model_sd) == list(ref.modules[k].state_dict())
+        assert optimizer_sd["param_groups"] == want["param_groups"]
+        assert {i: sorted(s) for i, s in optimizer_sd["state"].items()} == {i: sorted(s) for i, s in want["state"].items()}
+        module.load_state_dict(model_sd)
+        optimizer.load_state_dict(optimizer_sd)
+    for step in idx[FIRST_STEPS:]:
+        got, _ = resumed.train_step(step)
+        want, _ = fused_step(net, step)
+        torch.testing.assert_close(got, want, rtol=LOSS_RTOL, atol=0)
+
+
+def test_unfused_state_loads_into_a_bundle_and_goes_on_alike():
+    idx = batches(MEMBERS, 2 * FIRST_STEPS)
+    ref = Unfused(MEMBERS)
+    for step in idx[:FIRST_STEPS]:
+        ref.train_step(step)
+    # Other seeds: every weight the bundle ends up with comes from the loaded state.
+    net = fused([m._replace(seed=m.seed + 100) for m in MEMBERS])
+    for k, (module, optimizer) in enumerate(zip(ref.modules, ref.optimizers)):
+        net.load_member_state(k, *saved((module.state_dict(), optimizer.state_dict())))
+    for k, (module, optimizer) in enumerate(zip(ref.modules, ref.optimizers)):
+        model_sd, optimizer_sd = net.member_state(k)
+        assert all(torch.equal(model_sd[n], p) for n, p in module.state_dict().items())
+        want = optimizer.state_dict()["state"]
+        assert all(torch.equal(optimizer_sd["state"][i][key], value)
+                   for i, entry in want.items() for key, value in entry.items()), k
+    for step in idx[FIRST_STEPS:]:
+        got, _ = fused_step(net, step)
+        want, _ = ref.train_step(step)
+        torch.testing.assert_close(got, want, rtol=LOSS_RTOL, atol=0)
+
+
+def test_member_state_round_trips_between_bundles_exactly():
+    idx = batches(MEMBERS, 2 * FIRST_STEPS)
+    net = fused(MEMBERS)
+    for step in idx[:FIRST_STEPS]:
+        fused_step(net, step)
+    copy = fused([m._replace(seed=m.seed + 100) for m in MEMBERS])
+    for k in range(len(MEMBERS)):
+        copy.load_member_state(k, *saved(net.member_state(k)))
+    for step in idx[FIRST_STEPS:]:
+        assert torch.equal(fused_step(copy, step)[0], fused_step(net, step)[0])
+
+
+def test_drop_leaves_the_other_members_as_they_were():
+    idx = batches(MEMBERS, 2 * FIRST_STEPS)
+    net, clean = fused(MEMBERS), fused(MEMBERS)
+    # Member 4 diverges from the start: NaN weights give NaN losses and gradients.
+    model_sd, optimizer_sd = net.member_state(4)
+    net.load_member_state(4, {n: torch.full_like(p, float("nan")) for n, p in model_sd.items()}, optimizer_sd)
+    for step in idx[:FIRST_STEPS]:
+        got, _ = fused_step(net, step)
+        want, _ = fused_step(clean, step)
+        assert got[4].isnan() and not want.isnan().any()
+        keep = [0, 1, 2, 3, 5]
+        assert torch.equal(got[keep], want[keep])  # the NaN stays in its member
+    survivors = [0, 2, 3, 5]
+    before = [clean.member_state(k) for k in survivors]
+    net.drop([4, 1])
+    assert len(net) == len(survivors)
+    for new, old in enumerate(before):
+        after = net.member_state(new)
+        assert all(torch.equal(after[0][n], p) for n, p in old[0].items())
+        assert all(torch.equal(after[1]["state"][i][key], value)
+                   for i, entry in old[1]["state"].items() for key, value in entry.items())
+    for step in idx[FIRST_STEPS:]:
+        got, _ = fused_step(net, step[survivors])
+        want, _ = fused_step(clean, step)
+        torch.testing.assert_close(got, want[survivors], rtol=1e-6, atol=0)
+
+
+def test_every_optimizer_with_every_hyper_parameter_updates_like_its_unfused_twin():
+    """Stacked leaves under stock optimizers: every optimizer in the registry, every hyper-parameter set
+    away from its default (weight decay included), two members sharing each setting."""
+    settings = {
+        "sgd": {"lr": 0.05, "momentum": 0.9, "dampening": 0.1, "nesterov": False, "weight_decay": 0.1},
+        "adam": {"lr": 0.01, "beta1": 0.8, "beta2": 0.99, "eps": 1e-6, "weight_decay": 0.1, "amsgrad": True},
+        "adamw": {"lr": 0.01, "beta1": 0.8, "beta2": 0.99, "eps": 1e-6, "weight_decay": 0.5, "amsgrad": True},
+        "rmsprop": {"lr": 0.001, "alpha": 0.9, "eps": 1e-6, "momentum": 0.5, "weight_decay": 0.1,
+                    "centered": True},
+    }
+    assert set(settings) == set(OPTIMIZERS)
+    assert all(set(hyper) == set(OPTIMIZERS[name].params) for name, hyper in settings.items())
+    members = [Member("tanh", "xavier_uniform", name, hyper, seed)
+               for seed, (name, hyper) in enumerate(list(settings.items()) * 2)]
+    net, ref = fused(members, "mlp"), Unfused(members, "mlp")
+    start = [ref.modules[k].state_dict() for k in range(len(members))]
+    start = [{n: p.clone() for n, p in sd.items()} for sd in start]
+    for step in batches(members, 20):
+        got, _ = fused_step(net, step)
+        want, _ = ref.train_step(step)
+    for k in range(len(members)):
+        got, want = net.member_state(k)[0], ref.modules[k].state_dict()
+        diff = torch.cat([(got[n] - want[n]).flatten() for n in want]).norm()
+        moved = torch.cat([(want[n] - start[k][n]).flatten() for n in want]).norm()
+        assert diff < 1e-4 * moved, (members[k].optimizer, diff.item(), moved.item())
+
+
+def test_loading_another_optimizer_setting_is_refused():
+    net = fused(MEMBERS)
+    other = Unfused([MEMBERS[1]._replace(hyper={"lr": 0.5})])
+    with pytest.raises(ValueError, match=r"member 1's optimizer state is for another setting: lr=0.5 \(bundle: 0.001\)"):
+        net.load_member_state(1, other.modules[0].state_dict(), other.optimizers[0].state_dict())
+    with pytest.raises(ValueError, match="member 2's network differs in shape from member 0's"):
+        FusedNet([build(MEMBERS[0]), build(MEMBERS[1]), build(MEMBERS[2], "mlp")], [("sgd", {"lr": 0.1})] * 3)
