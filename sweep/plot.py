@@ -98,3 +98,27 @@ def legend_beside(fig, handles: list, names: list[str], room: float = 3.0):
         fig.set_figwidth(fig.get_figwidth() - room + needed)
     fig.tight_layout(rect=(0, 0, 1 - max(needed, room) / fig.get_figwidth(), 1))
     return legend
+
+
+def plot_heatmap(trials: pd.DataFrame, metric: str, factors: tuple[str, str], path: Path) -> Path:
+    """Mean of `metric` over two factors (all else and seeds pooled), values written in the cells. 800 x 600 px."""
+    rows_f, cols_f = factors
+    matrix = trials.pivot_table(index=rows_f, columns=cols_f, values=metric, aggfunc="mean", sort=False)
+    fig, ax = plt.subplots(figsize=(8, 6))
+    image = ax.imshow(matrix.values, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(matrix.shape[1]), [str(c) for c in matrix.columns])
+    ax.set_yticks(range(matrix.shape[0]), [str(i) for i in matrix.index])
+    ax.set_xlabel(cols_f)
+    ax.set_ylabel(rows_f)
+    low, high = image.get_clim()
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            value = matrix.values[i, j]
+            if not math.isnan(value):
+                light = (value - low) > 0.6 * (high - low)  # viridis turns yellow: dark text there
+                ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="black" if light else "white",
+                        fontsize=10)
+    fig.colorbar(image, ax=ax, label=metric)
+    ax.set_title(f"{metric} by {rows_f} x {cols_f}")
+    fig.tight_layout()
+    return _save(fig, path)
