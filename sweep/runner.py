@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
 
-from db.engine import DatabaseError, init_db, make_engine, safe_url, session_scope, sqlite_path
+from db.engine import (DatabaseError, check_sqlite_location, error_line, init_db, make_engine, safe_url,
+                       session_scope, sqlite_path)
 from db.queries import ensure_sweep, ensure_trials, trial_statuses, update_trial
 from sweep.data import DataError, load_dataset
 from sweep.grid import TrialConfig, expand_grid
@@ -121,6 +122,7 @@ def _check_local_gpu(spec: SweepSpec) -> None:
 
 def _open_database(url: str):
     try:
+        check_sqlite_location(url)  # before anything is created there
         if sqlite_path(url) is not None:
             sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
         engine = make_engine(url)
@@ -129,7 +131,7 @@ def _open_database(url: str):
     except DatabaseError as exc:
         raise RunError(str(exc)) from None
     except Exception as exc:  # driver-level SQLAlchemy/OS errors: bad URL, unreachable server, read-only file
-        raise RunError(f"database {safe_url(url)}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
+        raise RunError(error_line(url, exc)) from None
 
 
 def _finished(status: tuple[str, int] | None, epochs: int) -> bool:

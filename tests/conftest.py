@@ -1,7 +1,9 @@
-"""Shared fixtures: a real results database made without Ray.
+"""Shared fixtures: a real results database made without Ray; a real PostgreSQL server.
 
 The trials run through run_trial and their reports through the driver's
-DatabaseRecorder, exactly as in a sweep, minus the scheduling.
+DatabaseRecorder, exactly as in a sweep, minus the scheduling. The server
+(tests/pg_server.py) is started once per session on a loopback port, only
+by the tests that ask for it.
 """
 import json
 from dataclasses import asdict
@@ -11,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from db.engine import init_db, make_engine, session_scope
+from pg_server import PostgresServer
 from db.queries import ensure_sweep, ensure_trials
 from sweep.data import synthetic
 from sweep.grid import expand_grid
@@ -46,3 +49,19 @@ def recorded_db(tmp_path_factory) -> Path:
         run_trial(t, data, recorder.record)
         recorder.on_trial_complete(0, [], fake)
     return out
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A throwaway PostgreSQL server on 127.0.0.1 (password login only), stopped and deleted afterwards."""
+    server = PostgresServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """An empty database's URL: a fresh SQLite file, or a fresh schema on the test PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'r.db'}"
+    return request.getfixturevalue("pg_server").schema_url()
