@@ -1,12 +1,16 @@
 """Engine and session setup.
 
 SQLite runs in WAL mode so that readers (`sweep report`, pandas, sqlite3)
-never block the single writer, the sweep driver.
+never block the single writer, the sweep driver. WAL needs every process on
+one host, so a SQLite file on a network filesystem is refused
+(`check_sqlite_location`); PostgreSQL is the database for that case.
 """
 from __future__ import annotations
 
+import os
+import re
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from sqlalchemy import Engine, create_engine, event, inspect, select
@@ -31,6 +35,83 @@ def sqlite_path(url) -> Path | None:
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return Path(parsed.database)
+
+
+def error_line(url: str, exc: BaseException) -> str:
+    """One line for a failure to open `url`: the URL with its password masked, the error's type and first line.
+
+    Drivers do not echo the password, but a message may quote the URL itself: it is masked there too.
+    Example: database postgresql+psycopg://sweep:***@127.0.0.1:5432/results: OperationalError: connection failed: ...
+    """
+    try:
+        shown = safe_url(url)
+        password = make_url(url).password
+    except Exception:  # an unparsable URL is never echoed
+        shown, password = "(not a readable database URL)", None
+    lines = str(exc).splitlines()
+    detail = lines[0].replace(url, shown) if lines else "cannot open it"
+    if password:
+        detail = detail.replace(str(password), "***")
+    return f"database {shown}: {exc.__class__.__name__}: {detail}"
+
+
+# Filesystem types (as /proc/self/mountinfo names them) on which SQLite's WAL is unsafe:
+# its shared-memory index assumes every process is on one host (sqlite.org/wal.html).
+NETWORK_FILESYSTEMS = frozenset({
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "fuse.sshfs", "sshfs",
+    "ceph", "fuse.ceph", "glusterfs", "fuse.glusterfs",
+})
+
+
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as \\ooo octal."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def filesystem_type(path: Path, mountinfo: str) -> tuple[str, str]:
+    """(filesystem type, mount point) of the mount holding `path`, from mountinfo text (proc(5)).
+
+    The mount is the one with the longest mount point that is a prefix of the
+    path; of mounts stacked on one point the last listed (the visible one) wins.
+    Example: filesystem_type(Path("/mnt/lab/runs"), text) -> ("nfs4", "/mnt/lab")
+    """
+    path = PurePosixPath(path)
+    best: tuple[int, str, str] | None = None
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if " - " not in line or len(fields) < 5:
+            continue
+        point = PurePosixPath(_unescape(fields[4]))
+        fstype = line.split(" - ", 1)[1].split()[0]
+        if (point == path or point in path.parents) and (best is None or len(point.parts) >= best[0]):
+            best = (len(point.parts), fstype, str(point))
+    if best is None:
+        raise ValueError(f"no mount in mountinfo holds {path}")
+    return best[1], best[2]
+
+
+def check_sqlite_location(url: str, mountinfo: Path = Path("/proc/self/mountinfo")) -> None:
+    """Refuse a SQLite database whose folder is on a network filesystem (DatabaseError, one line).
+
+    Other databases, in-memory SQLite and systems without `mountinfo` pass.
+    Example: check_sqlite_location("sqlite:////mnt/lab/runs/sweep.db") raises where /mnt/lab is NFS.
+    """
+    file = sqlite_path(url)
+    if file is None:
+        return
+    try:
+        text = Path(mountinfo).read_text()
+    except OSError:  # not Linux: nothing to judge by
+        return
+    # Symlinks resolved as far as the path exists: the folder may not exist yet (sweep run creates it).
+    folder = Path(os.path.realpath(file)).parent
+    fstype, point = filesystem_type(folder, text)
+    if fstype in NETWORK_FILESYSTEMS:
+        raise DatabaseError(
+            f"database {safe_url(url)} is on a network filesystem ({fstype} at {point}), where SQLite's WAL "
+            f"is unsafe: keep the SQLite file on a local disk (database: sqlite:////local/path/sweep.db) "
+            f"or use PostgreSQL (database: postgresql+psycopg://user@host/db)"
+        )
 
 
 def make_engine(url: str) -> Engine:

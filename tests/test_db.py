@@ -1,14 +1,24 @@
-"""Database: schema version, idempotent upserts, rollback, NaN, frames."""
+"""Database: schema version, idempotent upserts, rollback, NaN, frames; on SQLite and on a real PostgreSQL.
+
+Each test gets an empty database: a fresh SQLite file, or a fresh database on
+the session's PostgreSQL server (conftest.py's db_url).
+"""
+import functools
 import math
 import sqlite3
+from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+import yaml
+from sqlalchemy import func, select, text
 
-from db.engine import DatabaseError, init_db, make_engine, session_scope
+from db.engine import (DatabaseError, check_sqlite_location, filesystem_type, init_db, make_engine, safe_url,
+                       session_scope)
 from db.queries import (ensure_sweep, ensure_trials, epoch_metrics_frame, layer_stats_frame, record_epoch,
                         record_layer_stats, sweep_names, trials_frame, update_trial)
 from db.schema import EpochMetric, LayerStat, SchemaInfo, Trial
+from sweep import runner
+from sweep.cli import main
 
 
 def trial_row(h, seed=0):
@@ -18,10 +28,11 @@ def trial_row(h, seed=0):
 
 
 @pytest.fixture
-def engine(tmp_path):
-    e = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+def engine(db_url):
+    e = make_engine(db_url)
     init_db(e)
-    return e
+    yield e
+    e.dispose()  # the server's connections go back at once
 
 
 def count(engine, model):
@@ -29,8 +40,13 @@ def count(engine, model):
         return s.scalar(select(func.count()).select_from(model))
 
 
-def test_wal_mode_for_concurrent_readers(engine, tmp_path):
+def test_wal_mode_for_concurrent_readers(tmp_path):
+    init_db(make_engine(f"sqlite:///{tmp_path / 'r.db'}"))
     assert sqlite3.connect(tmp_path / "r.db").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_the_dialect_is_the_one_asked_for(engine, db_url):
+    assert engine.dialect.name == db_url.split(":")[0].split("+")[0]
 
 
 def test_trials_are_unique_per_sweep_and_config_and_keep_their_status(engine):
@@ -74,26 +90,138 @@ def test_session_scope_rolls_back_on_error(engine):
 
 
 def test_infinity_is_stored_and_nan_becomes_null(engine):
+    # One behaviour on both databases: SQLite cannot store NaN, so NaN is NULL
+    # plus its column named in nan_fields (PostgreSQL could, but readers would
+    # then see two conventions); infinities are stored as they are.
     with session_scope(engine) as s:
         tid = ensure_trials(s, ensure_sweep(s, "a", "{}"), [trial_row("h")])["h"]
         record_epoch(s, tid, {"epoch": 4, "images_seen": 9, "train_loss": math.inf, "test_loss": math.nan,
                               "test_acc": 0.1, "wall_seconds": 1.0})
+        record_layer_stats(s, tid, [{"epoch": 4, "step": 9, "layer": "fc1", "kind": "gradient", "mean": -math.inf,
+                                     "std": math.nan, "p98": math.inf, "zero_frac": 0.0, "dead_frac": None,
+                                     "sat_frac": None}])
     df = epoch_metrics_frame(engine, "a")
     assert df["train_loss"].tolist() == [math.inf]
     assert df["test_loss"].isna().tolist() == [True]
     assert df["nan_fields"].tolist() == ["test_loss"]  # NaN, not "does not apply"
+    stats = layer_stats_frame(engine, "a").iloc[0]
+    assert (stats["mean"], stats["p98"], stats["zero_frac"]) == (-math.inf, math.inf, 0.0)
+    assert stats["nan_fields"] == "std"
+    with engine.connect() as conn:  # what a reader with plain SQL sees
+        assert conn.execute(text("SELECT std IS NULL, dead_frac IS NULL, p98 FROM layer_stats")).one() == (
+            True, True, math.inf)
+        assert conn.execute(text("SELECT COUNT(*) FROM epoch_metrics WHERE test_loss IS NULL")).scalar() == 1
 
 
-def test_other_schema_version_is_refused(engine, tmp_path):
+def test_other_schema_version_is_refused(engine, db_url):
     with session_scope(engine) as s:
         s.get(SchemaInfo, 1).version = 99
     with pytest.raises(DatabaseError) as err:
         init_db(engine)
-    assert str(err.value) == f"sqlite:///{tmp_path / 'r.db'} has schema version 99; this sweep reads version 1"
+    assert str(err.value) == f"{safe_url(db_url)} has schema version 99; this sweep reads version 1"
 
 
-def test_foreign_database_is_refused(tmp_path):
-    sqlite3.connect(tmp_path / "other.db").execute("CREATE TABLE notes (x)").connection.commit()
+def test_foreign_database_is_refused(db_url):
+    foreign = make_engine(db_url)
+    with foreign.begin() as conn:
+        conn.execute(text("CREATE TABLE notes (x INTEGER)"))
     with pytest.raises(DatabaseError) as err:
-        init_db(make_engine(f"sqlite:///{tmp_path / 'other.db'}"))
-    assert str(err.value) == f"sqlite:///{tmp_path / 'other.db'} is not a sweep database (no schema_info table)"
+        init_db(foreign)
+    foreign.dispose()
+    assert str(err.value) == f"{safe_url(db_url)} is not a sweep database (no schema_info table)"
+
+
+def test_messages_never_show_the_password(pg_server):
+    url = pg_server.url(pg_server.create_database())
+    assert pg_server.password in url
+    assert safe_url(url) == f"postgresql+psycopg://sweep:***@127.0.0.1:{pg_server.port}/{url.rsplit('/', 1)[1]}"
+    assert pg_server.password not in safe_url(pg_server.schema_url())
+    with session_scope(engine := make_engine(url)) as s:
+        s.execute(text("CREATE TABLE notes (x INTEGER)"))
+    with pytest.raises(DatabaseError) as err:
+        init_db(engine)
+    engine.dispose()
+    assert pg_server.password not in str(err.value) and "sweep:***@" in str(err.value)
+
+
+# ---------------------------------------------------------------- SQLite only where it is safe
+
+MOUNTINFO = """\
+22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+23 22 0:22 / /proc rw,nosuid shared:2 - proc proc rw
+24 22 0:23 / /mnt/lab rw,relatime shared:3 - nfs4 fs1:/export/lab rw,vers=4.2
+25 24 0:24 / /mnt/lab/scratch rw,relatime shared:4 - ext4 /dev/sdb1 rw
+26 22 0:25 / /mnt/win rw - cifs //nas/share rw
+27 22 0:26 / /lustre rw - lustre 10.0.0.1@tcp:/fs rw
+28 22 0:27 / /gpfs/home rw - gpfs home rw
+29 22 0:28 / /beegfs rw - beegfs beegfs_nodev rw
+30 22 0:29 / /home/me/remote rw,nosuid - fuse.sshfs me@host:/data rw
+31 22 0:30 / /mnt/my\\040disk rw - nfs fs2:/x rw
+32 22 0:31 / /mnt/labx rw - xfs /dev/sdc1 rw
+"""
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("/", ("ext4", "/")),
+    ("/home/me", ("ext4", "/")),
+    ("/mnt/lab", ("nfs4", "/mnt/lab")),
+    ("/mnt/lab/runs/deep", ("nfs4", "/mnt/lab")),
+    ("/mnt/lab/scratch/runs", ("ext4", "/mnt/lab/scratch")),  # a local disk mounted inside the NFS tree
+    ("/mnt/labx/runs", ("xfs", "/mnt/labx")),  # a prefix of the text is not a parent folder
+    ("/mnt/win/runs", ("cifs", "/mnt/win")),
+    ("/home/me/remote/runs", ("fuse.sshfs", "/home/me/remote")),
+    ("/mnt/my disk/runs", ("nfs", "/mnt/my disk")),  # mountinfo writes the space as \040
+])
+def test_filesystem_type_is_the_longest_mount_point_holding_the_path(path, expected):
+    assert filesystem_type(Path(path), MOUNTINFO) == expected
+
+
+def test_the_last_of_stacked_mounts_is_the_visible_one():
+    stacked = MOUNTINFO + "40 24 0:40 / /mnt/lab rw - tmpfs tmpfs rw\n"
+    assert filesystem_type(Path("/mnt/lab/runs"), stacked) == ("tmpfs", "/mnt/lab")
+
+
+@pytest.mark.parametrize("folder, fstype", [("/mnt/lab/runs", "nfs4"), ("/mnt/win", "cifs"), ("/lustre/p", "lustre"),
+                                            ("/gpfs/home/me", "gpfs"), ("/beegfs/x", "beegfs"),
+                                            ("/home/me/remote/r", "fuse.sshfs")])
+def test_sqlite_on_a_network_filesystem_is_refused(tmp_path, folder, fstype):
+    (tmp_path / "mountinfo").write_text(MOUNTINFO)
+    point = filesystem_type(Path(folder), MOUNTINFO)[1]
+    with pytest.raises(DatabaseError) as err:
+        check_sqlite_location(f"sqlite:///{folder}/sweep.db", tmp_path / "mountinfo")
+    assert str(err.value) == (
+        f"database sqlite:///{folder}/sweep.db is on a network filesystem ({fstype} at {point}), where SQLite's WAL "
+        "is unsafe: keep the SQLite file on a local disk (database: sqlite:////local/path/sweep.db) "
+        "or use PostgreSQL (database: postgresql+psycopg://user@host/db)")
+
+
+def test_sqlite_on_a_local_disk_and_other_databases_pass(tmp_path):
+    (tmp_path / "mountinfo").write_text(MOUNTINFO)
+    check_sqlite_location("sqlite:////mnt/lab/scratch/sweep.db", tmp_path / "mountinfo")
+    check_sqlite_location("sqlite:///:memory:", tmp_path / "mountinfo")
+    check_sqlite_location("postgresql+psycopg://u:p@127.0.0.1:1/d", tmp_path / "mountinfo")
+    check_sqlite_location("sqlite:////mnt/lab/sweep.db", tmp_path / "no-such-mountinfo")  # not Linux: no judgement
+
+
+def test_a_real_local_folder_is_accepted(tmp_path):
+    # This machine's own /proc/self/mountinfo; the folder does not exist yet (sweep run creates it).
+    check_sqlite_location(f"sqlite:///{tmp_path / 'not' / 'yet' / 'sweep.db'}")
+
+
+def test_sweep_run_refuses_sqlite_on_a_network_filesystem_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    # The runner's own check, fed a mountinfo in which this test's folder is an NFS mount.
+    (tmp_path / "mountinfo").write_text(f"22 1 0:21 / / rw - ext4 /dev/sda1 rw\n"
+                                        f"24 22 0:23 / {tmp_path.resolve()} rw - nfs4 fs1:/export rw\n")
+    monkeypatch.setattr(runner, "check_sqlite_location",
+                        functools.partial(check_sqlite_location, mountinfo=tmp_path / "mountinfo"))
+    monkeypatch.chdir(tmp_path)
+    spec = {"name": "t", "dataset": {"name": "synthetic", "train_limit": 64, "test_limit": 32}, "epochs": 1,
+            "grid": {"activation": ["relu"], "optimizer": [{"name": "adam", "lr": 0.01}]}, "output": "runs"}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    assert main(["run", "s.yaml"]) == 1
+    db = tmp_path.resolve() / "runs" / "sweep.db"
+    assert capsys.readouterr().err == (
+        f"Error: database sqlite:///{db} is on a network filesystem (nfs4 at {tmp_path.resolve()}), where SQLite's "
+        "WAL is unsafe: keep the SQLite file on a local disk (database: sqlite:////local/path/sweep.db) "
+        "or use PostgreSQL (database: postgresql+psycopg://user@host/db)\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mountinfo", "s.yaml"]  # no runs/, no database
