@@ -90,10 +90,19 @@ def flags_frame(engine: Engine, sweep: str, thresholds: FlagThresholds = FlagThr
                          layer_stats_frame(engine, sweep), thresholds)
 
 
-def describe_flags(flags: pd.DataFrame) -> str:
-    """'saturated fc2@1, chance@2': each flag once, at its earliest epoch."""
+def describe_flags(flags: pd.DataFrame, trials: int | None = None) -> str:
+    """Each flag (and layer) once, at its earliest epoch: 'saturated fc2@1, chance@2'.
+
+    With `trials` (how many trials the flags are of, e.g. the seeds of one
+    configuration), each also says how many of them showed it:
+    'chance@1 (2/2), dead fc1@1 (1/2)'.
+    """
     parts = []
-    for flag, group in flags.sort_values("epoch", kind="stable").groupby("flag", sort=False):
-        layer, epoch = group.iloc[0][["layer", "epoch"]]
-        parts.append(f"{flag} {layer}@{epoch}" if isinstance(layer, str) else f"{flag}@{epoch}")
+    earliest_first = flags.sort_values(["epoch", "flag"], kind="stable")
+    for (flag, layer), group in earliest_first.groupby(["flag", "layer"], sort=False, dropna=False):
+        epoch = group["epoch"].iloc[0]
+        text = f"{flag} {layer}@{epoch}" if isinstance(layer, str) else f"{flag}@{epoch}"
+        if trials is not None:
+            text += f" ({group['trial'].nunique()}/{trials})"
+        parts.append(text)
     return ", ".join(parts)

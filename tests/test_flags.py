@@ -74,3 +74,16 @@ def test_describe_flags():
     assert describe_flags(flags[flags["trial"] == "A"]) == "saturated fc1@1, vanishing conv1@1"
     assert describe_flags(flags[flags["trial"] == "C"]) == "chance@2, exploding conv1@3"
     assert describe_flags(flags[flags["trial"] == "Z"]) == ""
+
+
+def test_describe_flags_of_several_seeds_counts_each_flag_once():
+    flags = pd.DataFrame([
+        {"trial": "s0", "flag": "chance", "layer": None, "epoch": 1},
+        {"trial": "s0", "flag": "dead", "layer": "fc1", "epoch": 1},
+        {"trial": "s1", "flag": "dead", "layer": "fc1", "epoch": 1},
+        {"trial": "s1", "flag": "chance", "layer": None, "epoch": 2},
+        {"trial": "s2", "flag": "dead", "layer": "fc2", "epoch": 3},
+    ])
+    assert describe_flags(flags[flags["trial"] != "s2"], trials=2) == "chance@1 (2/2), dead fc1@1 (2/2)"
+    assert describe_flags(flags, trials=3) == "chance@1 (2/3), dead fc1@1 (2/3), dead fc2@3 (1/3)"
+    assert describe_flags(flags[flags["trial"] == "s1"]) == "dead fc1@1, chance@2"
