@@ -270,14 +270,18 @@ class FusedNet:
                 out[layer] = self._stack(grads)
         return out
 
-    def member_snapshot(self, k: int, acts: dict[str, torch.Tensor],
-                        bounds: tuple[float, float] | None = None) -> list[tuple[str, str, list[float]]]:
-        """models.stats.snapshot_stats of member k: its activations in `acts` (from forward) and its
-        current weight gradients. Rows in the same order, names and values as the unfused trial's."""
+    def snapshots(self, acts: dict[str, torch.Tensor],
+                  bounds: Sequence[tuple[float, float] | None]) -> list[list[tuple[str, str, list[float]]]]:
+        """models.stats.snapshot_stats of every member: its activations in `acts` (from forward), its
+        current weight gradients and its activation's bounds[k]. Member k's rows have the same order,
+        names and values as its unfused trial's."""
         grads = self.weight_grads()
         # snapshot_stats reads `.grad` off the weights it is given.
-        weights = {layer: SimpleNamespace(grad=grad[k]) for layer, grad in grads.items()}
-        return snapshot_stats({layer: a[k] for layer, a in acts.items()}, weights, bounds)
+        return [
+            snapshot_stats({layer: a[k] for layer, a in acts.items()},
+                           {layer: SimpleNamespace(grad=grad[k]) for layer, grad in grads.items()}, bounds[k])
+            for k in range(len(self))
+        ]
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, chunk: int = EVAL_BATCH) -> tuple[torch.Tensor, torch.Tensor]:

@@ -102,7 +102,7 @@ def fused_step(net: FusedNet, idx: torch.Tensor, members=None):
     losses = net.member_losses(logits, TRAIN_Y[idx])
     net.zero_grad()
     losses.sum().backward()
-    snaps = [net.member_snapshot(k, acts, ACTIVATIONS[m.activation].bounds) for k, m in enumerate(members or ())]
+    snaps = net.snapshots(acts, [ACTIVATIONS[m.activation].bounds for m in members]) if members else []
     net.step()
     return losses.detach(), snaps
 
