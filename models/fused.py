@@ -333,9 +333,6 @@ class FusedNet:
                                  f"expected {tuple(leaf.shape[1:])}")
         full = group.optimizer.state_dict()
         self._check_hyper(k, full["param_groups"], optimizer_state["param_groups"])
-        with torch.no_grad():
-            for name, leaf in zip(self._names, group.leaves):
-                leaf[j].copy_(model_state[name])
         state = {i: dict(entry) for i, entry in full["state"].items()}
         for i, entry in optimizer_state["state"].items():
             i = int(i)
@@ -358,6 +355,10 @@ class FusedNet:
         if full["state"] and not optimizer_state["state"]:
             raise ValueError(f"member {k}'s optimizer has no state, its group's has: "
                              "members of one optimizer setting must be at the same step")
+        # Checked everything first: a refused state leaves the member as it was.
+        with torch.no_grad():
+            for name, leaf in zip(self._names, group.leaves):
+                leaf[j].copy_(model_state[name])
         group.optimizer.load_state_dict({"state": state, "param_groups": full["param_groups"]})
 
     def _check_hyper(self, k: int, mine: list[dict], theirs: list[dict]) -> None:

@@ -329,3 +329,26 @@ def test_loading_another_optimizer_setting_is_refused():
         net.load_member_state(1, other.modules[0].state_dict(), other.optimizers[0].state_dict())
     with pytest.raises(ValueError, match="member 2's network differs in shape from member 0's"):
         FusedNet([build(MEMBERS[0]), build(MEMBERS[1]), build(MEMBERS[2], "mlp")], [("sgd", {"lr": 0.1})] * 3)
+
+
+def test_a_refused_state_leaves_the_member_as_it_was():
+    idx = batches(MEMBERS, 2)
+    net = fused(MEMBERS)
+    fused_step(net, idx[0])  # Adam's group is at step 1
+    before = net.member_state(1)
+    fresh = Unfused([MEMBERS[1]])
+    with pytest.raises(ValueError, match="member 1's optimizer has no state, its group's has"):
+        net.load_member_state(1, fresh.modules[0].state_dict(), fresh.optimizers[0].state_dict())
+    fresh.train_step(idx[0][[1]])
+    fresh.train_step(idx[1][[1]])
+    with pytest.raises(ValueError, match=r"member 1's optimizer step is 2.0, its group's 1.0"):
+        net.load_member_state(1, fresh.modules[0].state_dict(), fresh.optimizers[0].state_dict())
+    after = net.member_state(1)
+    assert all(torch.equal(after[0][n], p) for n, p in before[0].items())
+
+
+def test_a_one_member_bundle_is_its_trial():
+    member = MEMBERS[3]
+    net, ref = fused([member]), Unfused([member])
+    for step in batches([member], FIRST_STEPS):
+        torch.testing.assert_close(fused_step(net, step)[0], ref.train_step(step)[0], rtol=LOSS_RTOL, atol=0)
