@@ -8,6 +8,7 @@ Reads return plain values or pandas DataFrames for notebook users:
 """
 from __future__ import annotations
 
+import json
 import math
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
@@ -156,3 +157,12 @@ def sweep_spec_json(engine: Engine, name: str) -> str | None:
     """The resolved spec a sweep was last run with, as JSON text."""
     with Session(engine) as s:
         return s.scalar(select(Sweep.spec_json).where(Sweep.name == name))
+
+
+def sweep_spec(engine: Engine, name: str) -> dict[str, Any]:
+    """The resolved spec a sweep was last run with, as a dict ({} if none is stored).
+
+    Example: sweep_spec(engine, "fashion-activations")["epochs"] -> 3
+    """
+    text = sweep_spec_json(engine, name)
+    return json.loads(text) if text else {}

@@ -1,4 +1,4 @@
-"""Command line: sweep run | report | tensorboard.
+"""Command line: sweep run | report | plot | tensorboard.
 
 Domain errors become one line `Error: ...` and a non-zero exit (2 for a bad
 spec or bad arguments, 1 for everything else), never a traceback.
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from db.flags import FlagThresholds
-from sweep.report import FORMATS, RANK_METRICS
+from sweep.report import FORMATS, RANK_METRICS, ReportError
 from sweep.spec import DEFAULT_OUTPUT, METRICS, SpecError, load_spec
 
 EXAMPLES = """examples:
@@ -21,7 +21,7 @@ EXAMPLES = """examples:
   sweep run sweeps.yaml --address auto     the same on an existing Ray cluster
   sweep report                             ranked table of the latest sweep in runs/sweep.db
   sweep report fashion-activations --format markdown --metric best_test_acc
-  sweep report --by activation,init         mean accuracy per activation x init
+  sweep report --by activation,init        mean accuracy per activation x init
   sweep plot                               PNG curves, depth profiles and a heat map
   sweep tensorboard                        TensorBoard over runs/ on http://127.0.0.1:6006
 """
@@ -49,43 +49,58 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"done: {parts or 'nothing to run'}; {summary.skipped} already finished before this run")
     if summary.interrupted:
         print("interrupted: run the same command again to continue", file=sys.stderr)
-    print(f"see the results: sweep report {spec.name} --db {spec.database_url}")
+    print(f"see the results: sweep report {spec.name} --spec {args.spec}")
     return summary.exit_code
 
 
 def _database_url(args: argparse.Namespace) -> str:
+    """--spec's database, --db (a URL, or a path to a SQLite file), or runs/sweep.db."""
     if args.spec:
         return load_spec(args.spec).database_url
     if args.db:
-        return args.db
+        return args.db if "://" in args.db else f"sqlite:///{args.db}"
     return f"sqlite:///{Path(DEFAULT_OUTPUT) / 'sweep.db'}"
 
 
-def _open_db(url: str):
-    from db import DatabaseError, make_engine, safe_url, sqlite_path, sweep_names
+def _shown_url(url: str) -> str:
+    """The URL for messages, its password masked; a URL that cannot be parsed is never echoed."""
+    from db import safe_url
 
-    path = sqlite_path(url)
-    if path is not None and not path.exists():  # opening it would create an empty file
-        raise CliError(f"no database at {path}; run `sweep run SPEC` first or pass --db")
-    engine = make_engine(url)
     try:
+        return safe_url(url)
+    except Exception:
+        return "(not a readable database URL)"
+
+
+def _open_db(url: str):
+    """(engine, sweep names) of an existing database; every failure is a CliError of one line."""
+    from db import DatabaseError, make_engine, sqlite_path, sweep_names
+
+    try:
+        path = sqlite_path(url)
+        if path is not None and not path.exists():  # opening it would create an empty file
+            raise CliError(f"no database at {path}; run `sweep run SPEC` first or pass --db")
+        engine = make_engine(url)
         names = sweep_names(engine)
-    except DatabaseError as exc:
+    except (CliError, DatabaseError) as exc:
         raise CliError(str(exc)) from None
+    except Exception as exc:  # an unparsable URL, a driver not installed, a server not reachable
+        shown = _shown_url(url)
+        detail = str(exc).splitlines()[0].replace(url, shown) if str(exc) else "cannot open it"
+        raise CliError(f"database {shown}: {exc.__class__.__name__}: {detail}") from None
     if not names:
-        raise CliError(f"database {safe_url(url)} holds no sweep yet")
+        raise CliError(f"database {_shown_url(url)} holds no sweep yet")
     return engine, names
 
 
 def _pick_sweep(requested: str | None, names: list[str]) -> str:
+    from sweep.report import did_you_mean
+
     if requested is None:
         return names[-1]
     if requested not in names:
-        import difflib
-
-        close = difflib.get_close_matches(requested, names, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise CliError(f"no sweep named {requested!r} in the database; it has: {', '.join(names)}{hint}")
+        raise CliError(f"no sweep named {requested!r} in the database; it has: {', '.join(names)}"
+                       f"{did_you_mean(requested, names)}")
     return requested
 
 
@@ -102,38 +117,57 @@ def _parse_where(items: list[str]) -> list[tuple[str, str]]:
 
 
 def _open_sweep(args: argparse.Namespace):
-    """(engine, sweep name, metric) from --db/--spec, the SWEEP argument and --metric or the spec's."""
-    import json
+    """(engine, sweep name, metric, epochs) from --db/--spec, the SWEEP argument and the sweep's spec.
 
-    from db.queries import sweep_spec_json
+    The metric is --metric or the spec's; epochs the spec's current `epochs`.
+    """
+    from db import trials_frame
+    from db.queries import sweep_spec
 
     engine, names = _open_db(_database_url(args))
     name = _pick_sweep(args.sweep, names)
-    metric = args.metric or json.loads(sweep_spec_json(engine, name)).get("metric", "final_test_acc")
-    return engine, name, metric
+    spec = sweep_spec(engine, name)
+    epochs = spec.get("epochs")
+    if epochs is None:  # a database written without a spec: compare at the most epochs any trial trained
+        epochs = int(max(trials_frame(engine, name)["epochs_done"], default=0))
+    return engine, name, args.metric or spec.get("metric", "final_test_acc"), epochs
 
 
-def _report_frames(args: argparse.Namespace):
-    """The sweep's trials (filtered, with threshold and flag columns) and its ranking metric."""
+def _results(engine, name: str, epochs: int, threshold: float | None = None):
+    """The sweep's trials with their figures at `epochs` (sweep.report.trial_results)."""
     from db import epoch_metrics_frame, trials_frame
-    from db.flags import FlagThresholds, describe_flags, flags_frame
-    from sweep.report import filter_trials, images_to_threshold
+    from sweep.report import trial_results
 
-    engine, name, metric = _open_sweep(args)
-    if metric == "images_to_threshold" and args.threshold is None:
-        raise CliError("--metric images_to_threshold needs --threshold ACC (e.g. 0.7)", 2)
-    trials = filter_trials(trials_frame(engine, name), _parse_where(args.where))
-    if args.threshold is not None:
-        reached = images_to_threshold(epoch_metrics_frame(engine, name), args.threshold)
-        trials = trials.assign(images_to_threshold=trials["name"].map(reached))
-    thresholds = FlagThresholds(args.saturated, args.dead, args.vanishing, args.exploding, args.chance_margin)
-    flags = flags_frame(engine, name, thresholds)
-    trials = trials.assign(flags=[describe_flags(flags[flags["trial"] == t]) for t in trials["name"]])
-    return name, metric, trials
+    return trial_results(trials_frame(engine, name), epoch_metrics_frame(engine, name), epochs, threshold)
+
+
+def _terminal_width() -> int:
+    """COLUMNS, else the terminal's width, else 100 (output to a file or a pipe)."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if sys.stdout.isatty():
+        try:
+            return os.get_terminal_size(sys.stdout.fileno()).columns
+        except OSError:
+            pass
+    return 100
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Print configurations ranked by a metric, seeds aggregated (works while a sweep runs).
+
+    Trials are compared at the sweep's current epochs: one with fewer is
+    unfinished (shown, not aggregated); a diverged one counts with the
+    figures of its epochs before the loss became NaN or infinite.
+    With --threshold, `reached` says how many seeds reached it: ranked by
+    images_to_threshold, configurations whose seeds all reached it come
+    first (fewest images first), then the others by their share reached;
+    a miss is never averaged away. The same holds for --by.
 
     Examples:
       sweep report fashion-activations --format markdown
@@ -142,43 +176,71 @@ def cmd_report(args: argparse.Namespace) -> int:
       sweep report --where optimizer=adam --top 3
       sweep report --threshold 0.7                  images seen until 70% test accuracy
       sweep report --trials --dead 0.3              one row per trial with its pathology flags
+      sweep report --wide                           every column, however wide
+      sweep report --columns rank,config,mean,best_test_acc
     """
-    from sweep.report import FACTORS, factor_effects, format_report, rank_configurations, trial_table
+    from db.flags import FlagThresholds, flags_frame
+    from sweep.report import (FACTORS, THRESHOLD, default_columns, factor_effects, filter_trials, format_report,
+                              rank_configurations, resolve_columns, trial_table)
 
-    name, metric, trials = _report_frames(args)
-    if args.by:
-        factors = args.by.split(",")
-        bad = [f for f in factors if f not in FACTORS]
-        if bad or len(factors) > 2:
-            raise CliError(f"--by {args.by!r}: one or two of {', '.join(FACTORS)}, comma-separated", 2)
-        table = factor_effects(trials, metric, factors)
-        title = f"{metric} by {' x '.join(factors)}"
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
+        raise CliError(f"--threshold {args.threshold:g}: a test accuracy, must be in 0..1 (e.g. 0.7)", 2)
+    factors = args.by.split(",") if args.by else []
+    if any(f not in FACTORS for f in factors) or len(factors) > 2:
+        raise CliError(f"--by {args.by!r}: one or two of {', '.join(FACTORS)}, comma-separated", 2)
+    where = _parse_where(args.where)
+    engine, name, metric, epochs = _open_sweep(args)
+    if metric == THRESHOLD and args.threshold is None:
+        raise CliError(f"--metric {THRESHOLD} needs --threshold ACC (e.g. 0.7)", 2)
+    results = filter_trials(_results(engine, name, epochs, args.threshold), where)
+    thresholds = FlagThresholds(args.saturated, args.dead, args.vanishing, args.exploding, args.chance_margin)
+    flags = None if factors else flags_frame(engine, name, thresholds)
+
+    if factors:
+        table = factor_effects(results, metric, factors)
+        title = f"mean {metric} by {' x '.join(factors)}"
     elif args.trials:
-        table = trial_table(trials, metric)
-        title = f"{len(table)} trials ranked by {metric}"
+        table = trial_table(results, metric, flags)
+        title = f"{_plural(len(table), 'trial')} ranked by {metric}"
     else:
-        table = rank_configurations(trials, metric)
-        title = f"{len(table)} configurations ranked by {metric}"
+        table = rank_configurations(results, metric, flags)
+        title = f"{_plural(len(table), 'configuration')} ranked by mean {metric} over seeds"
+    title += f", at {_plural(epochs, 'epoch')}"
+    if args.threshold is not None:
+        title += f"; threshold: test accuracy {args.threshold:g}"
+    unfinished = int((~results["finished"]).sum())
+    if unfinished and not args.trials:
+        title += f"; {_plural(unfinished, 'unfinished trial')} not aggregated"
     if args.top:
         table = table.head(args.top)
+    columns = resolve_columns(table, args.columns) if args.columns else None
+    width = None
     if args.format == "table":
         print(f"sweep {name}: {title}")
-    sys.stdout.write(format_report(table, args.format))
+        if columns is None and not factors:
+            columns = default_columns(table, metric, wide=args.wide)
+        if not (args.wide or args.columns):
+            width = _terminal_width()
+    sys.stdout.write(format_report(table, args.format, columns, width))
     return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
     """Write PNG pictures of a sweep: accuracy curves, depth profiles, a heat map.
 
+    The heat map shows the same numbers as `sweep report --by F1,F2`: finished
+    trials at the sweep's current epochs.
+
     Examples:
       sweep plot                                    the latest sweep, into runs/plots/<sweep>/
       sweep plot fashion-activations --epochs 1,3 --heatmap activation,optimizer
+      sweep plot --metric best_test_acc --heatmap activation,gain
     """
-    from db import epoch_metrics_frame, layer_stats_frame, sqlite_path, trials_frame
+    from db import epoch_metrics_frame, layer_stats_frame, sqlite_path
     from sweep.plot import plot_curves, plot_depth, plot_heatmap
     from sweep.report import FACTORS
 
-    engine, name, metric = _open_sweep(args)
+    engine, name, metric, sweep_epochs = _open_sweep(args)
     factors = args.heatmap.split(",")
     for factor in [*factors, args.facet]:
         if factor not in FACTORS:
@@ -186,6 +248,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     if len(factors) != 2:
         raise CliError(f"--heatmap {args.heatmap!r}: two factors, comma-separated", 2)
     epochs = epoch_metrics_frame(engine, name)
+    results = _results(engine, name, sweep_epochs)
     stats = layer_stats_frame(engine, name)
     if stats.empty:
         raise CliError(f"sweep {name} has no statistics yet; wait for its first epoch")
@@ -204,7 +267,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     written = [
         plot_curves(epochs, out / "accuracy.png", facet=args.facet),
         plot_depth(stats, out / "depth.png", chosen),
-        plot_heatmap(trials_frame(engine, name), metric, tuple(factors), out / "heatmap.png"),
+        plot_heatmap(results[results["finished"]], metric, tuple(factors), out / "heatmap.png"),
     ]
     for path in written:
         print(path)
@@ -232,8 +295,18 @@ def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     """SWEEP and where its database is: --db URL or --spec FILE."""
     parser.add_argument("sweep", nargs="?", help="sweep name (default: the latest)")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--db", help=f"database URL (default sqlite:///{DEFAULT_OUTPUT}/sweep.db)")
+    where.add_argument("--db", help=f"database URL, or the path of a SQLite file (default {DEFAULT_OUTPUT}/sweep.db)")
     where.add_argument("--spec", help="take the database from this spec")
+
+
+def _version() -> str:
+    """The installed package's version (pyproject.toml is its one source)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sweep")
+    except PackageNotFoundError:
+        return "unknown (not installed; pip install -e .)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -241,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sweep", description="Parallel sweeps of training dynamics with a results database.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"sweep {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run or continue a sweep", description=inspect.cleandoc(cmd_run.__doc__),
@@ -262,8 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="keep only trials with this factor value (repeatable)")
     report.add_argument("--top", type=int, metavar="N", help="only the first N rows")
     report.add_argument("--threshold", type=float, metavar="ACC",
-                        help="add images seen until test accuracy first reached ACC (0..1)")
+                        help="add images seen until test accuracy first reached ACC (0..1) and how many seeds "
+                             "reached it; ranked by it, configurations with a miss come after those without")
     report.add_argument("--trials", action="store_true", help="one row per trial instead of per configuration")
+    view = report.add_mutually_exclusive_group()
+    view.add_argument("--wide", action="store_true", help="the table with every column, however wide")
+    view.add_argument("--columns", metavar="A,B,...", help="only these columns, in this order (any format)")
     flags = report.add_argument_group("pathology flag thresholds")
     defaults = FlagThresholds()
     flags.add_argument("--saturated", type=float, default=defaults.saturated, metavar="SHARE",
@@ -310,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return exc.code
+    except ReportError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

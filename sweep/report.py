@@ -1,23 +1,45 @@
-"""The ranked report: configurations (seeds aggregated) ordered by a metric."""
+"""The ranked report: configurations (seeds aggregated) ordered by a metric.
+
+Like is compared with like. `trial_results` reads every figure of a trial
+from its epoch rows at the sweep's current `epochs` (a trial trained further
+is read at that epoch), from finite epochs only (a diverged trial stops at the
+epoch before its loss became NaN or infinite). A trial with fewer epochs is
+unfinished: listed, never aggregated. A seed that never reached a threshold
+is a miss, counted in `reached` and never averaged away.
+"""
 from __future__ import annotations
 
+import difflib
 import json
 import math
 
 import pandas as pd
 
+from db.flags import describe_flags
+from db.schema import TRIAL_STATUSES
 from sweep.spec import METRICS
 
 FORMATS = ("table", "markdown", "csv", "json")
-# Ranking metrics: the spec's, plus the threshold metric (needs a threshold).
-RANK_METRICS = {**METRICS, "images_to_threshold": False}
+THRESHOLD = "images_to_threshold"
+# Ranking metrics: name -> True where larger is better; the threshold metric needs --threshold.
+RANK_METRICS = {**METRICS, THRESHOLD: False}
 # Columns --where may filter on and --by may group by.
 FACTORS = ("activation", "init", "gain", "optimizer", "lr", "seed", "model", "status")
+# A trial's report status: the database's, or "unfinished" for a completed one with fewer epochs than the sweep's.
+STATUSES = (*TRIAL_STATUSES, "unfinished")
+# Columns that hold counts (epochs, images, seeds): printed as integers.
+INTEGER_COLUMNS = ("rank", "n", "seed", "epochs", "best_epoch", THRESHOLD, f"{THRESHOLD}_mean")
+# Columns of the terminal view that only --wide or --columns show: the other figures of a configuration.
+EXTRA_COLUMNS = (*METRICS, "best_epoch", "train_seconds", "config", "seed")
 
 # Two-sided 95% Student t critical values for 1..30 degrees of freedom.
 _T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
         2.045, 2.042)
+
+
+class ReportError(ValueError):
+    """A report option that cannot be used; the message is one line for the user."""
 
 
 def ci95(values: pd.Series) -> float:
@@ -29,22 +51,104 @@ def ci95(values: pd.Series) -> float:
     return t * values.std(ddof=1) / math.sqrt(n)
 
 
-def images_to_threshold(epochs: pd.DataFrame, threshold: float) -> pd.Series:
-    """Per trial name: training images seen when test accuracy first reached `threshold` (NaN: never)."""
-    hit = epochs[epochs["test_acc"] >= threshold]
-    first = hit.groupby("trial")["images_seen"].min()
-    return first.reindex(epochs["trial"].unique()).astype(float)
+def did_you_mean(value: str, allowed) -> str:
+    """'; did you mean 'tanh'?' for the closest of `allowed`, or '' when none is close."""
+    close = difflib.get_close_matches(value, [str(a) for a in allowed], n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _params(params_json: str | None) -> str:
+    """Optimizer hyper-parameters other than lr, as the trial name writes them: 'momentum0.9 nesterovtrue'."""
+    params = json.loads(params_json or "{}")
+    return " ".join(f"{k}{str(v).lower() if isinstance(v, bool) else f'{v:g}'}" for k, v in sorted(params.items()))
+
+
+def trial_results(trials: pd.DataFrame, epochs: pd.DataFrame, sweep_epochs: int,
+                  threshold: float | None = None) -> pd.DataFrame:
+    """Each trial's figures at the sweep's current epoch count, from its finite epochs only.
+
+    `trials` and `epochs` are db's trials_frame and epoch_metrics_frame of one
+    sweep. Returned: the trials with final_test_acc, final_test_loss,
+    final_train_loss, best_test_acc and best_epoch recomputed from the epoch
+    rows up to `sweep_epochs` (for a diverged trial, whose epochs_done is the
+    epoch with the non-finite loss, up to the epoch before); `epochs`, the
+    last epoch they come from; `finished` (diverged, or at `sweep_epochs`),
+    the trials that are aggregated; status "unfinished" for a completed trial
+    with fewer epochs; `gain` as the spec wrote it (1, auto, 2.5); `params`,
+    the optimizer's other hyper-parameters; and with `threshold`,
+    images_to_threshold: training images seen when test accuracy first
+    reached it (NaN: never).
+
+    Example: trial_results(trials_frame(engine, "rec"), epoch_metrics_frame(engine, "rec"), 3, threshold=0.7)
+    """
+    diverged = trials["status"].eq("diverged")
+    last_epoch = trials["epochs_done"].sub(1).clip(upper=sweep_epochs).where(diverged, sweep_epochs)
+    limit = epochs["trial_id"].map(dict(zip(trials["trial_id"], last_epoch)))
+    rows = epochs[epochs["epoch"] <= limit].sort_values(["trial_id", "epoch"])
+    last = rows.groupby("trial_id").tail(1).set_index("trial_id")
+    scored = rows.dropna(subset=["test_acc"])
+    best = scored.loc[scored.groupby("trial_id")["test_acc"].idxmax()].set_index("trial_id")  # earliest best
+    ids = trials["trial_id"]
+    out = trials.assign(
+        final_test_acc=ids.map(last["test_acc"]).astype(float),
+        final_test_loss=ids.map(last["test_loss"]).astype(float),
+        final_train_loss=ids.map(last["train_loss"]).astype(float),
+        best_test_acc=ids.map(best["test_acc"]).astype(float),
+        best_epoch=ids.map(best["epoch"]).astype(float),
+        epochs=ids.map(last["epoch"]).astype(float),
+        gain=[json.loads(c).get("gain_label", f"{g:g}") for c, g in zip(trials["config_json"], trials["gain"])],
+        params=trials["optimizer_params_json"].map(_params),
+    )
+    out["finished"] = diverged | out["epochs"].eq(sweep_epochs)
+    out["status"] = out["status"].mask(out["status"].eq("completed") & ~out["finished"], "unfinished")
+    if threshold is not None:
+        first_hit = rows[rows["test_acc"] >= threshold].groupby("trial_id")["images_seen"].min()
+        out[THRESHOLD] = ids.map(first_hit).astype(float)
+    return out
+
+
+def _factor_key(key: str, value):
+    """What --where compares: numbers as numbers, gain as written in the spec (auto or a number), names as text."""
+    if key in ("lr", "seed") or (key == "gain" and value != "auto"):
+        return float(value)
+    return str(value)
+
+
+def _shown(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def filter_trials(trials: pd.DataFrame, where: list[tuple[str, str]]) -> pd.DataFrame:
-    """Keep trials whose column KEY equals VALUE for every (KEY, VALUE); numbers compare as numbers."""
+    """Keep trials whose column KEY equals VALUE for every (KEY, VALUE).
+
+    Numbers compare as numbers (lr=1e-3 keeps lr 0.001), gain as the spec
+    writes it (gain=auto). A status must be one of STATUSES; any other VALUE
+    must be one that some trial of the sweep has, else ReportError names the
+    values there are, with a "did you mean".
+
+    Example: filter_trials(results, [("optimizer", "adam"), ("lr", "1e-3")])
+    """
+    keep = pd.Series(True, index=trials.index)
     for key, value in where:
-        column = trials[key]
-        if pd.api.types.is_numeric_dtype(column):
-            trials = trials[column == float(value)]
-        else:
-            trials = trials[column.astype(str) == value]
-    return trials
+        present = list(dict.fromkeys(trials[key]))
+        if key == "status":
+            if value not in STATUSES:
+                raise ReportError(f"--where status={value}: {value!r} is not a status; allowed: "
+                                  f"{', '.join(STATUSES)}{did_you_mean(value, STATUSES)}")
+            keep &= trials["status"].eq(value)
+            continue
+        listed = f"{key} in this sweep: {', '.join(_shown(v) for v in present)}"
+        try:
+            wanted = _factor_key(key, value)
+        except ValueError:
+            kind = "a number or auto" if key == "gain" else "a number"
+            raise ReportError(f"--where {key}={value}: {value!r} is not {kind}; {listed}") from None
+        column = trials[key].map(lambda v: _factor_key(key, v))
+        if not column.eq(wanted).any():
+            raise ReportError(f"--where {key}={value}: no trial has {key} {value!r}; {listed}"
+                              f"{did_you_mean(value, present) if isinstance(wanted, str) else ''}")
+        keep &= column.eq(wanted)
+    return trials[keep]
 
 
 def _spread(values: pd.Series, metric: str) -> dict[str, float]:
@@ -57,112 +161,293 @@ def _spread(values: pd.Series, metric: str) -> dict[str, float]:
     }
 
 
+def _reached(values: pd.Series) -> str:
+    """'1/2': how many of the finished trials reached the threshold."""
+    return f"{values.notna().sum()}/{len(values)}"
+
+
+def _missed(reached: str) -> float:
+    """The share of seeds that missed the threshold, from '1/2' (1.0 when there are none)."""
+    hits, total = map(int, reached.split("/"))
+    return 1 - hits / total if total else 1.0
+
+
 def _status(group: pd.DataFrame) -> str:
-    counts = group["status"].value_counts()
+    counts = group["status"].value_counts(sort=False)
     return counts.index[0] if len(counts) == 1 else ", ".join(f"{n} {s}" for s, n in counts.items())
 
 
-def rank_configurations(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """One row per configuration (trials sharing a label differ only by seed).
+def _span(values: pd.Series) -> str | None:
+    """'2' or '1-3': the range of integer values (best epoch, epochs) over seeds; None without any."""
+    values = values.dropna()
+    if values.empty:
+        return None
+    low, high = int(values.min()), int(values.max())
+    return str(low) if low == high else f"{low}-{high}"
 
-    Seeds are replicates: the metric gets its mean, std and 95% interval
-    half-width (n >= 2); the other figures their mean. Optional trial
-    columns `images_to_threshold` and `flags` are carried along. Sorted best
-    first; configurations without a value of the metric yet come last.
+
+def _best_first(values: pd.Series, metric: str) -> pd.DataFrame:
+    """Sort keys that put the best value of `metric` first and missing values last."""
+    return pd.DataFrame({"empty": values.isna(), "value": -values if RANK_METRICS[metric] else values})
+
+
+def _ranked(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Best first; with the threshold metric, by share of seeds that reached it, then by mean images.
+
+    Rows without a value of the metric (nothing finished, or nothing reached
+    the threshold) come last.
     """
-    if metric not in RANK_METRICS:
-        raise KeyError(metric)
-    rows = []
-    for label, group in trials.groupby("label", sort=False):
-        first = group.iloc[0]
-        row = {
-            "config": label,
-            "activation": first["activation"], "init": first["init"],
-            "optimizer": first["optimizer"], "lr": first["lr"],
-            "n": len(group),
-            **_spread(group[metric], metric),
-        }
-        for column in ("final_test_acc", "best_test_acc", "best_epoch", "final_train_loss", "final_test_loss",
-                       "images_to_threshold", "train_seconds"):
-            if column in group and column != metric:
-                row[column] = group[column].mean()
-        row["epochs"] = group["epochs_done"].min()
-        row["status"] = _status(group)
-        if "flags" in group:
-            row["flags"] = "; ".join(sorted({f for f in group["flags"] if f}))
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    if table.empty:
-        return table
-    table = table.sort_values(f"{metric}_mean", ascending=not RANK_METRICS[metric], na_position="last",
-                              kind="stable").reset_index(drop=True)
+    keys = _best_first(table[f"{metric}_mean"], metric)
+    if metric == THRESHOLD:
+        keys.insert(1, "missed", table["reached"].map(_missed))
+    order = keys.sort_values(list(keys.columns), kind="stable").index
+    table = table.loc[order].reset_index(drop=True)
     table.insert(0, "rank", range(1, len(table) + 1))
     return table
 
 
-def factor_effects(trials: pd.DataFrame, metric: str, factors: list[str]) -> pd.DataFrame:
-    """The marginal effect of one factor, or a matrix over two.
+def rank_configurations(results: pd.DataFrame, metric: str, flags: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per configuration (trials sharing a label differ only by seed).
 
-    One factor: per value, the metric's mean over every trial with that value
-    (all other factors and seeds pooled), std, 95% interval and n, best first.
-    Two factors: the mean for each pair, first factor down, second across.
+    `results` comes from trial_results. Only finished trials are aggregated:
+    the metric gets its mean, std and 95% interval half-width (n >= 2) over
+    them, the other figures their mean, best_epoch and epochs their range
+    ('1-2'); with a threshold, `reached` says how many of the n seeds reached
+    it. `status` counts every trial ('1 completed, 1 unfinished'), `flags`
+    each flag once with how many seeds showed it ('chance@1 (2/2)'). Sorted
+    best first (see _ranked); configurations without a value come last.
+
+    Example: rank_configurations(trial_results(trials, epochs, 3), "final_test_acc", flags)
     """
-    values = trials.dropna(subset=[metric])
+    if metric not in RANK_METRICS:
+        raise KeyError(metric)
+    rows = []
+    for label, group in results.groupby("label", sort=False):
+        done = group[group["finished"]]
+        first = group.iloc[0]
+        row = {"config": label, "activation": first["activation"], "init": first["init"],
+               "optimizer": first["optimizer"], "lr": first["lr"], "n": len(done), **_spread(done[metric], metric)}
+        if THRESHOLD in group:
+            row["reached"] = _reached(done[THRESHOLD])
+        for column in ("final_test_acc", "best_test_acc", "final_train_loss", "final_test_loss", THRESHOLD,
+                       "train_seconds"):
+            if column in group and column != metric:
+                row[column] = done[column].mean()
+        row["best_epoch"] = _span(done["best_epoch"])
+        row["epochs"] = _span(group["epochs"])
+        row["status"] = _status(group)
+        if flags is not None:
+            mine = flags[flags["trial"].isin(group["name"])]
+            row["flags"] = describe_flags(mine, len(group) if len(group) > 1 else None)
+        row["gain"], row["params"] = first["gain"], first["params"]
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    return table if table.empty else _ranked(table, metric)
+
+
+def _threshold_cell(images: pd.Series) -> str:
+    """'2048 (1/2)': mean images to the threshold over the seeds that reached it, and how many did."""
+    return f"{images.mean():.0f} ({_reached(images)})" if images.notna().any() else f"- ({_reached(images)})"
+
+
+def factor_effects(results: pd.DataFrame, metric: str, factors: list[str]) -> pd.DataFrame:
+    """The marginal effect of one factor, or a matrix over two, over finished trials.
+
+    One factor: per value, the metric's mean over every finished trial with
+    that value (all other factors and seeds pooled), std, 95% interval and n,
+    best first; with the threshold metric also `reached` ('3/4'), ranked as
+    rank_configurations does. Two factors: the mean for each pair, first
+    factor down, second across; with the threshold metric each cell reads
+    'mean (reached/n)', e.g. '2048 (1/2)'.
+
+    Example: factor_effects(results, "final_test_acc", ["activation", "init"])
+    """
+    done = results[results["finished"]]
     if len(factors) == 1:
         factor = factors[0]
-        rows = [{factor: key, **_spread(g[metric], metric), "n": len(g)}
-                for key, g in values.groupby(factor, sort=False)]
-        table = pd.DataFrame(rows, columns=[factor, f"{metric}_mean", f"{metric}_std", f"{metric}_ci95", "n"])
-        return table.sort_values(f"{metric}_mean", ascending=not RANK_METRICS[metric],
-                                 kind="stable").reset_index(drop=True)
+        rows = []
+        for key, group in done.groupby(factor, sort=False):
+            row = {factor: key, **_spread(group[metric], metric), "n": len(group)}
+            if metric == THRESHOLD:
+                row["reached"] = _reached(group[metric])
+            rows.append(row)
+        columns = [factor, f"{metric}_mean", f"{metric}_std", f"{metric}_ci95", "n"]
+        table = pd.DataFrame(rows, columns=columns + (["reached"] if metric == THRESHOLD else []))
+        return table if table.empty else _ranked(table, metric).drop(columns="rank")
     rows_f, cols_f = factors
-    matrix = values.pivot_table(index=rows_f, columns=cols_f, values=metric, aggfunc="mean", sort=False)
+    if metric == THRESHOLD:
+        matrix = done.pivot_table(index=rows_f, columns=cols_f, values=metric, aggfunc=_threshold_cell,
+                                  sort=False, dropna=False)
+    else:
+        matrix = done.pivot_table(index=rows_f, columns=cols_f, values=metric, aggfunc="mean", sort=False)
     matrix.columns = [str(c) for c in matrix.columns]
     return matrix.reset_index()
 
 
-def trial_table(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """One row per trial (seeds not aggregated), best first, with its flags."""
+def trial_table(results: pd.DataFrame, metric: str, flags: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per trial (seeds not aggregated): finished trials best first, then unfinished ones, with flags.
+
+    Example: trial_table(trial_results(trials, epochs, 3), "final_test_acc", flags)
+    """
     columns = ["name", "seed", metric, "final_test_acc", "best_test_acc", "best_epoch", "final_test_loss",
-               "images_to_threshold", "epochs_done", "status", "flags"]
-    table = trials[[c for c in dict.fromkeys(columns) if c in trials]]
-    table = table.sort_values(metric, ascending=not RANK_METRICS[metric], na_position="last", kind="stable")
+               THRESHOLD, "epochs", "status"]
+    table = results[[c for c in dict.fromkeys(columns) if c in results]]
+    if flags is not None:
+        table = table.assign(flags=[describe_flags(flags[flags["trial"] == t]) for t in table["name"]])
+    keys = _best_first(table[metric], metric)
+    keys.insert(0, "unfinished", ~results["finished"])
+    table = table.loc[keys.sort_values(list(keys.columns), kind="stable").index]
     table = table.rename(columns={"name": "trial"}).reset_index(drop=True)
     table.insert(0, "rank", range(1, len(table) + 1))
     return table
 
 
+# --------------------------------------------------------------------------- rendering
+
+
+def header(column: str) -> str:
+    """A column's name in the terminal table: a metric's spread columns are just mean, std, ci95."""
+    for metric in RANK_METRICS:
+        if column.startswith(f"{metric}_") and column[len(metric) + 1:] in ("mean", "std", "ci95"):
+            return column[len(metric) + 1:]
+    return column
+
+
+def default_columns(table: pd.DataFrame, metric: str, wide: bool = False) -> list[str]:
+    """The terminal view of a configuration or trial table: the factors first, then the metric, n, status, flags.
+
+    Left out unless `wide`: the other figures (EXTRA_COLUMNS: --wide or
+    --columns shows them) and columns with nothing to say: std and ci95 when
+    every configuration has one seed, gain when every gain is 1, epochs when
+    every row has the same, status when everything completed, empty params
+    and flags.
+
+    Example: default_columns(rank_configurations(results, "final_test_acc"), "final_test_acc")
+    """
+    first = ["rank", "trial", "activation", "init", "gain", "optimizer", "lr", "params"]
+    order = [c for c in first if c in table] + [c for c in table if c not in first]
+    if wide or table.empty:
+        return order
+    usual = {"gain": "1", "status": "completed", "params": "", "flags": ""}
+
+    def says_something(column: str) -> bool:
+        values = table[column].dropna()
+        if column == "epochs":
+            return values.nunique() > 1
+        return len(values) > 0 and values.ne(usual.get(column, "")).any()
+
+    ranking = (metric, f"{metric}_mean")
+    return [c for c in order if c in ranking or (c not in EXTRA_COLUMNS and says_something(c))]
+
+
+def resolve_columns(table: pd.DataFrame, names: str) -> list[str]:
+    """--columns a,b,c as column names of `table` (mean, std and ci95 stand for the metric's); ReportError if unknown."""
+    by_header = {header(c): c for c in table}
+    chosen = []
+    for name in names.split(","):
+        column = name if name in table else by_header.get(name)
+        if column is None:
+            allowed = list(dict.fromkeys([*table.columns, *by_header]))
+            raise ReportError(f"--columns: no column {name!r} in this table; allowed: {', '.join(allowed)}"
+                              f"{did_you_mean(name, allowed)}")
+        chosen.append(column)
+    return chosen
+
+
+def _integers(table: pd.DataFrame) -> pd.DataFrame:
+    """Count columns whose values are whole numbers as integers (3, not 3.0) in every format."""
+    for column in INTEGER_COLUMNS:
+        if column in table and pd.api.types.is_float_dtype(table[column]):
+            values = table[column].dropna()
+            if (values == values.round()).all():
+                table = table.assign(**{column: table[column].astype("Int64")})
+    return table
+
+
 def _cell(column: str, value) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "-"
     if not isinstance(value, float):
         return str(value)
-    if math.isnan(value):
-        return "-"
     if column == "lr":
         return f"{value:g}"
-    if column in ("best_epoch", "train_seconds"):
+    if column == "train_seconds":
         return f"{value:.1f}"
-    if column.startswith("images_to"):
+    if column in INTEGER_COLUMNS or column.startswith(THRESHOLD):
         return f"{value:.0f}"
     return f"{value:.4f}"
 
 
-def format_report(table: pd.DataFrame, fmt: str) -> str:
-    """Render the ranked table as a terminal table, markdown, csv or json."""
+# The terminal table's columns from most to least important: the first to go when the width is short
+# are at the end. Others (a trial table's metric, a matrix's cells) rank with the mean.
+IMPORTANCE = ("rank", "trial", "activation", "init", "gain", "optimizer", "lr", "params", "mean", "n", "reached",
+              "ci95", "status", "flags", "std", THRESHOLD, "epochs")
+
+
+def _importance(name: str) -> float:
+    return IMPORTANCE.index(name) if name in IMPORTANCE else IMPORTANCE.index("mean")
+
+
+def _fit(names: list[str], need: list[int], numeric: list[bool], width: int) -> list[tuple[int, int]]:
+    """(column index, width) of the columns that fit in `width` characters, in table order.
+
+    Columns are taken most important first (IMPORTANCE); one that does not
+    fit (`need` characters) is left out, except that a text column with at
+    least 12 characters of room left is cut to that room.
+    """
+    kept, used = {}, -2
+    for i in sorted(range(len(names)), key=lambda i: (_importance(names[i]), i)):
+        room = width - used - 2
+        if need[i] <= room:
+            kept[i] = need[i]
+        elif not numeric[i] and room >= max(len(names[i]), 12):
+            kept[i] = room
+        else:
+            continue
+        used += kept[i] + 2
+    return sorted(kept.items())
+
+
+def format_report(table: pd.DataFrame, fmt: str, columns: list[str] | None = None,
+                  width: int | None = None) -> str:
+    """Render a report table as an aligned terminal table, markdown, csv or json.
+
+    `columns` picks and orders the columns (default: all). For the terminal
+    table, `width` fits it into that many characters: the least important
+    columns that do not fit are left out (or a text column cut, ending in '…')
+    and a last line says so.
+
+    Example: format_report(table, "table", default_columns(table, "final_test_acc"), width=100)
+    """
+    full = table
+    table = _integers(table[columns] if columns else table)
     if fmt == "csv":
         return table.to_csv(index=False)
     if fmt == "json":
         records = table.astype(object).where(table.notna(), None).to_dict(orient="records")
-        return json.dumps(records, indent=2)
-    header = list(table.columns)
-    cells = [[_cell(c, v) for c, v in zip(header, row)] for row in table.itertuples(index=False)]
+        return json.dumps(records, indent=2) + "\n"
+    names = list(table.columns)
+    cells = [[_cell(c, v) for c, v in zip(names, row)] for row in table.itertuples(index=False)]
     if fmt == "markdown":
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        lines = ["| " + " | ".join(names) + " |", "|" + "|".join("---" for _ in names) + "|"]
         lines += ["| " + " | ".join(r) + " |" for r in cells]
         return "\n".join(lines) + "\n"
-    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(header)]
-    numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in header]
+    shown = [header(c) for c in names]
+    numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in names]
+    need = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(shown)]
+    kept = list(enumerate(need)) if width is None else _fit(shown, need, numeric, width)
 
-    def fmt_row(row):
-        return "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(row, widths, numeric)).rstrip()
+    def line(row: list[str]) -> str:
+        parts = []
+        for i, w in kept:
+            text = row[i] if len(row[i]) <= w else row[i][:w - 1] + "…"
+            parts.append(text.rjust(w) if numeric[i] else text.ljust(w))
+        return "  ".join(parts).rstrip()
 
-    return "\n".join([fmt_row(header), *(fmt_row(r) for r in cells)]) + "\n"
+    lines = [line(shown), *(line(r) for r in cells)]
+    hidden = len(full.columns) - len(kept)
+    cut = any(w < need[i] for i, w in kept)
+    notes = [f"{hidden} more column{'s' if hidden > 1 else ''}"] * bool(hidden) + ["text cut to fit"] * cut
+    if notes and width is not None:
+        lines.append(f"({', '.join(notes)}: --wide shows all, --columns NAME,... picks)")
+    return "\n".join(lines) + "\n"

@@ -35,6 +35,17 @@ def test_configurations_aggregate_two_seeds_with_an_interval(capsys, recorded_db
     assert [r["final_test_acc_mean"] for r in rows] == sorted((r["final_test_acc_mean"] for r in rows), reverse=True)
 
 
+def test_trial_figures_recomputed_from_epochs_match_what_the_recorder_stored(capsys, recorded_db):
+    trials, _, _ = frames(recorded_db)
+    code, out, _ = report(capsys, recorded_db, "--trials", "--format", "json")
+    shown = {r["trial"]: r for r in json.loads(out)}
+    assert code == 0 and len(shown) == 8
+    for t in trials.itertuples():
+        assert (shown[t.name]["final_test_acc"], shown[t.name]["best_test_acc"], shown[t.name]["best_epoch"],
+                shown[t.name]["final_test_loss"], shown[t.name]["epochs"], shown[t.name]["status"]) == (
+            t.final_test_acc, t.best_test_acc, t.best_epoch, t.final_test_loss, 3, "completed")
+
+
 def test_by_one_factor_and_by_two(capsys, recorded_db):
     trials, _, _ = frames(recorded_db)
     code, out, _ = report(capsys, recorded_db, "--by", "optimizer", "--format", "csv")

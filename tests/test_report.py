@@ -1,25 +1,32 @@
-"""Ranking: seeds aggregated, metric direction, unfinished last, formats."""
+"""Ranking on hand-made result frames: finished seeds aggregated, misses, direction, views, formats."""
+import io
 import json
 import math
 
 import pandas as pd
 import pytest
 
-from sweep.report import ci95, factor_effects, filter_trials, format_report, images_to_threshold, rank_configurations
+from sweep.report import (ReportError, ci95, default_columns, factor_effects, filter_trials, format_report,
+                          rank_configurations, resolve_columns, trial_table)
 
 
-def trials(rows):
-    base = {"activation": "relu", "init": "default", "optimizer": "adam", "lr": 0.001, "best_test_acc": 0.5,
-            "best_epoch": 1, "final_train_loss": 1.0, "final_test_loss": 1.0, "train_seconds": 2.0,
-            "epochs_done": 3, "status": "completed"}
-    return pd.DataFrame([{**base, **r} for r in rows])
+def results(rows):
+    """Rows as trial_results returns them; each label's trials are its seeds s0, s1, ..."""
+    base = {"activation": "relu", "init": "default", "gain": "1", "params": "", "optimizer": "adam", "lr": 0.001,
+            "seed": 0, "best_test_acc": 0.5, "best_epoch": 1.0, "final_train_loss": 1.0, "final_test_loss": 1.0,
+            "train_seconds": 2.0, "epochs": 3.0, "status": "completed", "finished": True}
+    frame = pd.DataFrame([{**base, **r} for r in rows])
+    frame["seed"] = frame.groupby("label").cumcount()
+    frame["name"] = frame["label"] + "-s" + frame["seed"].astype(str)
+    return frame
 
 
-SAMPLE = trials([
+SAMPLE = results([
     {"label": "a", "final_test_acc": 0.80, "final_test_loss": 0.3},
     {"label": "a", "final_test_acc": 0.90, "final_test_loss": 0.2},
     {"label": "b", "final_test_acc": 0.95, "final_test_loss": 0.9},
-    {"label": "c", "final_test_acc": math.nan, "final_test_loss": math.nan, "status": "running", "epochs_done": 0},
+    {"label": "c", "final_test_acc": math.nan, "final_test_loss": math.nan, "status": "running", "epochs": 0.0,
+     "finished": False},
     {"label": "d", "final_test_acc": 0.10, "final_test_loss": 2.3},
 ])
 
@@ -28,8 +35,8 @@ def test_ranks_by_mean_over_seeds_best_first_unfinished_last():
     table = rank_configurations(SAMPLE, "final_test_acc")
     assert table["config"].tolist() == ["b", "a", "d", "c"]
     assert table["rank"].tolist() == [1, 2, 3, 4]
+    assert table["n"].tolist() == [1, 2, 1, 0]
     a = table.set_index("config").loc["a"]
-    assert a["n"] == 2
     assert a["final_test_acc_mean"] == pytest.approx(0.85)
     assert a["final_test_acc_std"] == pytest.approx(0.0707107, rel=1e-5)
     assert math.isnan(table.set_index("config").loc["b", "final_test_acc_std"])
@@ -40,25 +47,114 @@ def test_loss_metrics_rank_lowest_first():
     assert table["config"].tolist() == ["a", "b", "d", "c"]
 
 
-def test_mixed_statuses_are_summarised():
-    table = rank_configurations(trials([
-        {"label": "a", "final_test_acc": 0.8},
-        {"label": "a", "final_test_acc": math.nan, "status": "running"},
+def test_only_finished_seeds_are_aggregated_and_the_status_says_what_was_left_out():
+    table = rank_configurations(results([
+        {"label": "a", "final_test_acc": 0.8, "epochs": 2.0},
+        {"label": "a", "final_test_acc": 0.6, "epochs": 1.0, "status": "unfinished", "finished": False},
+        {"label": "a", "final_test_acc": 0.5, "epochs": 1.0, "status": "running", "finished": False},
     ]), "final_test_acc")
-    assert table["status"].tolist() == ["1 completed, 1 running"]
+    assert table[["n", "final_test_acc_mean", "epochs", "status"]].values.tolist() == [
+        [1, 0.8, "1-2", "1 completed, 1 unfinished, 1 running"]]
+
+
+def test_best_epoch_over_seeds_is_a_range_and_flags_are_counted_once_per_flag():
+    trials = results([{"label": "a", "final_test_acc": 0.1, "best_epoch": 1.0},
+                      {"label": "a", "final_test_acc": 0.1, "best_epoch": 2.0},
+                      {"label": "b", "final_test_acc": 0.2, "best_epoch": 3.0}])
+    flags = pd.DataFrame([
+        {"trial": "a-s0", "flag": "chance", "layer": None, "epoch": 1},
+        {"trial": "a-s0", "flag": "dead", "layer": "fc1", "epoch": 1},
+        {"trial": "a-s1", "flag": "dead", "layer": "fc1", "epoch": 1},
+        {"trial": "a-s1", "flag": "chance", "layer": None, "epoch": 2},
+        {"trial": "b-s0", "flag": "chance", "layer": None, "epoch": 3},
+    ])
+    table = rank_configurations(trials, "final_test_acc", flags).set_index("config")
+    assert table.loc["a", "best_epoch"] == "1-2" and table.loc["b", "best_epoch"] == "3"
+    assert table.loc["a", "flags"] == "chance@1 (2/2), dead fc1@1 (2/2)"
+    assert table.loc["b", "flags"] == "chance@3"  # one seed: no count
+
+
+# A configuration with a miss never ranks above one whose seeds all reached the threshold.
+THRESHOLDS = results([
+    {"label": "fast-but-missed", "images_to_threshold": 2048.0},
+    {"label": "fast-but-missed", "images_to_threshold": math.nan},
+    {"label": "slow", "images_to_threshold": 3072.0},
+    {"label": "slow", "images_to_threshold": 4096.0},
+    {"label": "slower", "images_to_threshold": 5120.0},
+    {"label": "slower", "images_to_threshold": 5120.0},
+    {"label": "never", "images_to_threshold": math.nan},
+    {"label": "never", "images_to_threshold": math.nan},
+    {"label": "unfinished", "images_to_threshold": 1024.0, "finished": False, "status": "running"},
+]).assign(final_test_acc=0.9)
+
+
+def test_threshold_ranking_puts_every_miss_after_configurations_that_all_reached_it():
+    table = rank_configurations(THRESHOLDS, "images_to_threshold")
+    got = table[["config", "reached", "images_to_threshold_mean"]].astype(object).values.tolist()
+    assert got[:3] == [["slow", "2/2", 3584.0], ["slower", "2/2", 5120.0], ["fast-but-missed", "1/2", 2048.0]]
+    assert [r[:2] for r in got[3:]] == [["never", "0/2"], ["unfinished", "0/0"]]
+    assert all(math.isnan(r[2]) for r in got[3:])
+
+
+def test_threshold_by_a_factor_counts_misses_too():
+    trials = THRESHOLDS.assign(activation=["tanh"] * 2 + ["relu"] * 4 + ["tanh"] * 2 + ["relu"])
+    table = factor_effects(trials, "images_to_threshold", ["activation"])
+    assert table[["activation", "images_to_threshold_mean", "n", "reached"]].values.tolist() == [
+        ["relu", 4352.0, 4, "4/4"], ["tanh", 2048.0, 4, "1/4"]]
+    matrix = factor_effects(trials, "images_to_threshold", ["activation", "init"])
+    assert matrix.values.tolist() == [["tanh", "2048 (1/4)"], ["relu", "4352 (4/4)"]]
 
 
 def test_formats():
     table = rank_configurations(SAMPLE, "final_test_acc")
     md = format_report(table, "markdown").splitlines()
     assert md[0].startswith("| rank | config | activation |") and md[1].startswith("|---|---|")
-    assert md[2].startswith("| 1 | b | relu |")
-    assert pd.read_csv(__import__("io").StringIO(format_report(table, "csv")))["config"].tolist() == ["b", "a", "d", "c"]
-    records = json.loads(format_report(table, "json"))
-    assert records[3]["config"] == "c" and records[3]["final_test_acc_mean"] is None
+    assert md[2].startswith("| 1 | b | relu | default | adam | 0.001 | 1 | 0.9500 | - | - |")
+    assert pd.read_csv(io.StringIO(format_report(table, "csv")))["config"].tolist() == ["b", "a", "d", "c"]
+    text = format_report(table, "json")
+    assert text.endswith("]\n")
+    records = json.loads(text)
+    assert records[3]["config"] == "c" and records[3]["final_test_acc_mean"] is None and records[3]["n"] == 0
+    assert format_report(table, "csv").splitlines()[1].startswith("1,b,relu,default,adam,0.001,1,0.95,,,")
+
+
+def test_the_terminal_view_leaves_out_what_says_nothing_and_prints_counts_as_integers():
+    single = rank_configurations(SAMPLE[SAMPLE["label"] != "a"], "final_test_acc")
+    assert default_columns(single, "final_test_acc") == ["rank", "activation", "init", "optimizer", "lr", "n",
+                                                         "final_test_acc_mean", "epochs", "status"]
+    seeds = rank_configurations(SAMPLE.assign(gain=["auto", "auto", "1", "1", "1"]), "final_test_acc")
+    assert default_columns(seeds, "final_test_acc") == [
+        "rank", "activation", "init", "gain", "optimizer", "lr", "n", "final_test_acc_mean", "final_test_acc_std",
+        "final_test_acc_ci95", "epochs", "status"]
+    assert format_report(single, "table", default_columns(single, "final_test_acc"), width=100) == (
+        "rank  activation  init     optimizer     lr  n    mean  epochs  status\n"
+        "   1  relu        default  adam       0.001  1  0.9500  3       completed\n"
+        "   2  relu        default  adam       0.001  1  0.1000  3       completed\n"
+        "   3  relu        default  adam       0.001  0       -  0       running\n"
+        "(10 more columns: --wide shows all, --columns NAME,... picks)\n")
+
+
+def test_the_terminal_table_fits_its_width_cutting_text_and_dropping_the_least_important():
+    table = pd.DataFrame({"rank": [1, 2], "flags": ["chance@1 (2/2), dead fc1@1 (2/2)", ""], "n": [2, 2]})
+    assert format_report(table, "table", width=22) == (
+        "rank  flags          n\n"
+        "   1  chance@1 (2/…  2\n"
+        "   2                 2\n"
+        "(text cut to fit: --wide shows all, --columns NAME,... picks)\n")
+    assert format_report(table, "table", width=12) == (  # flags matter less than n
+        "rank  n\n"
+        "   1  2\n"
+        "   2  2\n"
+        "(1 more column: --wide shows all, --columns NAME,... picks)\n")
+    assert format_report(table, "table").splitlines()[1] == "   1  chance@1 (2/2), dead fc1@1 (2/2)  2"
+
+
+def test_trial_table_lists_unfinished_trials_after_finished_ones_with_dashes_for_nothing():
+    table = trial_table(SAMPLE.assign(best_epoch=[1.0, 2.0, 3.0, math.nan, 1.0]), "final_test_acc")
+    assert table["trial"].tolist() == ["b-s0", "a-s1", "a-s0", "d-s0", "c-s0"]
     text = format_report(table, "table").splitlines()
-    assert text[0].split()[:3] == ["rank", "config", "activation"]
-    assert text[1].split()[:2] == ["1", "b"] and len(text) == 5
+    assert text[5].split() == ["5", "c-s0", "0", "-", "0.5000", "-", "-", "0", "running"]
+    assert text[1].split()[5] == "3"  # best_epoch, an integer
 
 
 def test_ci95_uses_student_t():
@@ -68,12 +164,12 @@ def test_ci95_uses_student_t():
     assert table.loc["a", "final_test_acc_ci95"] == pytest.approx(12.706 * 0.0707107 / math.sqrt(2), rel=1e-5)
 
 
-def test_factor_effects_one_factor_pools_everything_else():
-    trials = pd.DataFrame([
-        {"activation": "relu", "init": "default", "final_test_acc": 0.8},
-        {"activation": "relu", "init": "xavier", "final_test_acc": 0.9},
-        {"activation": "tanh", "init": "default", "final_test_acc": 0.6},
-        {"activation": "tanh", "init": "xavier", "final_test_acc": math.nan},
+def test_factor_effects_pool_finished_trials():
+    trials = results([
+        {"label": "a", "activation": "relu", "init": "default", "final_test_acc": 0.8},
+        {"label": "b", "activation": "relu", "init": "xavier", "final_test_acc": 0.9},
+        {"label": "c", "activation": "tanh", "init": "default", "final_test_acc": 0.6},
+        {"label": "d", "activation": "tanh", "init": "xavier", "final_test_acc": 0.7, "finished": False},
     ])
     table = factor_effects(trials, "final_test_acc", ["activation"])
     assert table["activation"].tolist() == ["relu", "tanh"]
@@ -82,19 +178,42 @@ def test_factor_effects_one_factor_pools_everything_else():
     matrix = factor_effects(trials, "final_test_acc", ["activation", "init"])
     assert matrix.columns.tolist() == ["activation", "default", "xavier"]
     assert matrix.set_index("activation").loc["relu"].tolist() == pytest.approx([0.8, 0.9])
+    assert math.isnan(matrix.set_index("activation").loc["tanh", "xavier"])
 
 
-def test_images_to_threshold_is_the_first_epoch_at_or_above():
-    epochs = pd.DataFrame([
-        {"trial": "x", "images_seen": 0, "test_acc": 0.1}, {"trial": "x", "images_seen": 100, "test_acc": 0.75},
-        {"trial": "x", "images_seen": 200, "test_acc": 0.72}, {"trial": "y", "images_seen": 0, "test_acc": 0.1},
-        {"trial": "y", "images_seen": 100, "test_acc": 0.5},
-    ])
-    reached = images_to_threshold(epochs, 0.7)
-    assert reached["x"] == 100.0 and math.isnan(reached["y"])
+def test_filter_trials_compares_numbers_as_numbers_and_gain_as_written():
+    trials = SAMPLE.assign(gain=["auto", "auto", "1", "2.5", "1"])
+    assert filter_trials(trials, [("lr", "1e-3")])["label"].tolist() == ["a", "a", "b", "c", "d"]
+    assert filter_trials(trials, [("status", "running")])["label"].tolist() == ["c"]
+    assert filter_trials(trials, [("status", "failed")]).empty  # a status no trial has: nothing failed
+    assert filter_trials(trials, [("gain", "auto")])["label"].tolist() == ["a", "a"]
+    assert filter_trials(trials, [("gain", "1.0")])["label"].tolist() == ["b", "d"]
+    assert filter_trials(trials, [("status", "running"), ("lr", "0.001")])["label"].tolist() == ["c"]
 
 
-def test_filter_trials_compares_numbers_as_numbers():
-    assert filter_trials(SAMPLE, [("lr", "1e-3")])["label"].tolist() == ["a", "a", "b", "c", "d"]
-    assert filter_trials(SAMPLE, [("status", "running")])["label"].tolist() == ["c"]
-    assert filter_trials(SAMPLE, [("status", "running"), ("lr", "0.1")]).empty
+@pytest.mark.parametrize("where, message", [
+    (("lr", "abc"), "--where lr=abc: 'abc' is not a number; lr in this sweep: 0.001"),
+    (("lr", "0.1"), "--where lr=0.1: no trial has lr '0.1'; lr in this sweep: 0.001"),
+    (("gain", "autoo"), "--where gain=autoo: 'autoo' is not a number or auto; gain in this sweep: 1"),
+    (("activation", "rel"), "--where activation=rel: no trial has activation 'rel'; activation in this sweep: "
+                            "relu; did you mean 'relu'?"),
+    (("status", "complete"), "--where status=complete: 'complete' is not a status; allowed: pending, running, "
+                             "completed, failed, diverged, interrupted, unfinished; did you mean 'completed'?"),
+])
+def test_filter_trials_refuses_values_no_trial_has(where, message):
+    with pytest.raises(ReportError) as error:
+        filter_trials(SAMPLE, [where])
+    assert str(error.value) == message
+
+
+def test_columns_by_name_or_as_shown():
+    table = rank_configurations(SAMPLE, "final_test_acc")
+    assert resolve_columns(table, "config,mean,final_test_acc_std,n") == [
+        "config", "final_test_acc_mean", "final_test_acc_std", "n"]
+    with pytest.raises(ReportError) as error:
+        resolve_columns(table, "config,stdd")
+    assert str(error.value) == (
+        "--columns: no column 'stdd' in this table; allowed: rank, config, activation, init, optimizer, lr, n, "
+        "final_test_acc_mean, final_test_acc_std, final_test_acc_ci95, best_test_acc, final_train_loss, "
+        "final_test_loss, train_seconds, best_epoch, epochs, status, gain, params, mean, std, ci95; "
+        "did you mean 'std'?")

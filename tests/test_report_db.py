@@ -1,0 +1,199 @@
+"""`sweep report` on a hand-made results database written through db/: misses, mixed epochs,
+a diverged trial from an old database, gain auto, and one-line errors."""
+import csv
+import importlib.util
+import io
+import json
+import math
+import tomllib
+from dataclasses import asdict
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from db.engine import init_db, make_engine, session_scope
+from db.queries import ensure_sweep, ensure_trials, record_epoch, update_trial
+from sweep.cli import main
+from sweep.grid import expand_grid
+from sweep.runner import trial_row
+from sweep.spec import parse_spec
+
+SPEC = {"name": "hand", "dataset": "synthetic", "epochs": 4,
+        "grid": {"activation": ["relu", "tanh"], "init": ["default", {"name": "xavier_normal", "gain": "auto"}],
+                 "optimizer": [{"name": "adam", "lr": 0.01}], "seed": [0, 1]}}
+# Test accuracy after epochs 0, 1, 2, ...; 1024 training images per epoch. The sweep now asks for 4 epochs.
+TRIALS = {
+    "relu-default-adam-lr0.01-s0": {"accs": [0.1, 0.5, 0.92, 0.93, 0.94, 0.99]},  # trained 5: read at 4
+    "relu-default-adam-lr0.01-s1": {"accs": [0.1, 0.5, 0.6, 0.7, 0.8]},  # never reaches 0.9
+    "tanh-default-adam-lr0.01-s0": {"accs": [0.1, 0.5, 0.6, 0.91, 0.95]},
+    "tanh-default-adam-lr0.01-s1": {"accs": [0.1, 0.5, 0.6, 0.7, 0.9]},
+    "relu-xavier_normal-gauto-adam-lr0.01-s0": {"accs": [0.1, 0.95, 0.96, 0.97, 0.98]},
+    # Diverged at epoch 2: its loss there is NaN; the 0.97 of that epoch is not its result.
+    "relu-xavier_normal-gauto-adam-lr0.01-s1": {"accs": [0.1, 0.5, 0.97], "status": "diverged"},
+    "tanh-xavier_normal-gauto-adam-lr0.01-s0": {"accs": [0.1, 0.5, 0.6]},  # completed when epochs was 2
+    "tanh-xavier_normal-gauto-adam-lr0.01-s1": {"accs": [0.1, 0.5, 0.6, 0.7, 0.92]},
+}
+
+
+def build(folder: Path, spec: dict = SPEC, trials: dict = TRIALS) -> Path:
+    """A sweep database as the recorder of this or an older version wrote it; trials not listed stay pending."""
+    spec = parse_spec({**spec, "output": str(folder)})
+    configs = expand_grid(spec)
+    engine = make_engine(spec.database_url)
+    init_db(engine)
+    with session_scope(engine) as s:
+        sweep_id = ensure_sweep(s, spec.name, json.dumps(asdict(spec)))
+        ids = ensure_trials(s, sweep_id, [trial_row(t) for t in configs])
+        for t in configs:
+            if t.name not in trials:
+                continue
+            accs, status = trials[t.name]["accs"], trials[t.name].get("status", "completed")
+            for epoch, acc in enumerate(accs):
+                bad = status == "diverged" and epoch == len(accs) - 1
+                record_epoch(s, ids[t.config_hash], {
+                    "epoch": epoch, "images_seen": 1024 * epoch, "test_acc": acc, "wall_seconds": 1.0,
+                    "train_loss": math.nan if bad else None if epoch == 0 else 1 - acc,
+                    "test_loss": math.nan if bad else 1 - acc})
+            finite = accs[:-1] if status == "diverged" else accs
+            # An older recorder let the diverged epoch set the best accuracy.
+            update_trial(s, ids[t.config_hash], status=status, epochs_done=len(accs) - 1,
+                         final_test_acc=finite[-1], best_test_acc=max(accs), best_epoch=accs.index(max(accs)))
+    return folder / "sweep.db"
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory) -> Path:
+    return build(tmp_path_factory.mktemp("hand"))
+
+
+def report(capsys, *args, db=None):
+    code = main(["report", *(["--db", str(db)] if db else []), *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def rows(out: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(out)))
+
+
+def test_threshold_shows_who_reached_it_and_ranks_misses_last(capsys, db, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    code, out, err = report(capsys, "--threshold", "0.9", "--metric", "images_to_threshold", db=db)
+    assert (code, err) == (0, "")
+    assert out == (
+        "sweep hand: 4 configurations ranked by mean images_to_threshold over seeds, at 4 epochs; "
+        "threshold: test accuracy 0.9; 1 unfinished trial not aggregated\n"
+        "rank  activation  init           gain  optimizer    lr  n  mean  ci95  reached  status\n"
+        "   1  tanh        default        1     adam       0.01  2  3584  6505  2/2      completed\n"
+        "   2  tanh        xavier_normal  auto  adam       0.01  1  4096     -  1/1      1 unfinished, 1 com…\n"
+        "   3  relu        xavier_normal  auto  adam       0.01  2  1024     -  1/2      1 completed, 1 dive…\n"
+        "   4  relu        default        1     adam       0.01  2  2048     -  1/2      completed\n"
+        "(11 more columns, text cut to fit: --wide shows all, --columns NAME,... picks)\n")
+    code, out, _ = report(capsys, "--threshold", "0.9", "--metric", "images_to_threshold", "--format", "csv", db=db)
+    assert [(r["config"], r["reached"], r["images_to_threshold_mean"], r["epochs"], r["status"], r["flags"])
+            for r in rows(out)] == [
+        ("tanh-default-adam-lr0.01", "2/2", "3584", "4", "completed", ""),
+        ("tanh-xavier_normal-gauto-adam-lr0.01", "1/1", "4096", "2-4", "1 unfinished, 1 completed", ""),
+        ("relu-xavier_normal-gauto-adam-lr0.01", "1/2", "1024", "1-4", "1 completed, 1 diverged", "diverged@2 (1/2)"),
+        ("relu-default-adam-lr0.01", "1/2", "2048", "4", "completed", "")]
+
+
+def test_threshold_by_a_factor_counts_misses_and_shows_gain_as_written(capsys, db):
+    code, out, _ = report(capsys, "--threshold", "0.9", "--metric", "images_to_threshold", "--by", "gain",
+                          "--format", "csv", db=db)
+    assert code == 0
+    assert [(r["gain"], r["images_to_threshold_mean"], r["n"], r["reached"]) for r in rows(out)] == [
+        ("1", "3072", "4", "3/4"), ("auto", "2560", "3", "2/3")]
+    code, out, _ = report(capsys, "--by", "gain", "--format", "csv", db=db)
+    assert [(r["gain"], float(r["final_test_acc_mean"]), r["n"]) for r in rows(out)] == [
+        ("1", pytest.approx((0.94 + 0.8 + 0.95 + 0.9) / 4), "4"), ("auto", pytest.approx((0.98 + 0.5 + 0.92) / 3), "3")]
+
+
+def test_trials_at_the_sweeps_epochs_and_a_diverged_trial_from_its_finite_epochs(capsys, db):
+    code, out, _ = report(capsys, "--trials", "--threshold", "0.9", "--format", "json", db=db)
+    assert code == 0 and out.endswith("]\n")
+    got = {r["trial"]: r for r in json.loads(out)}
+    diverged = got["relu-xavier_normal-gauto-adam-lr0.01-s1"]
+    assert {k: diverged[k] for k in ("final_test_acc", "best_test_acc", "best_epoch", "epochs", "status", "flags",
+                                     "images_to_threshold")} == {
+        "final_test_acc": 0.5, "best_test_acc": 0.5, "best_epoch": 1, "epochs": 1, "status": "diverged",
+        "flags": "diverged@2", "images_to_threshold": None}
+    further = got["relu-default-adam-lr0.01-s0"]  # trained 5 epochs, read at the sweep's 4
+    assert (further["final_test_acc"], further["best_test_acc"], further["best_epoch"]) == (0.94, 0.94, 4)
+    short = got["tanh-xavier_normal-gauto-adam-lr0.01-s0"]
+    assert (short["status"], short["epochs"]) == ("unfinished", 2)
+    assert list(got)[-1] == "tanh-xavier_normal-gauto-adam-lr0.01-s0"  # unfinished trials come last
+
+
+def test_mixed_epochs_are_not_pooled(capsys, db):
+    code, out, _ = report(capsys, "--where", "gain=auto", "--where", "activation=tanh", "--format", "csv", db=db)
+    (row,) = rows(out)
+    assert (row["n"], row["final_test_acc_mean"], row["epochs"], row["status"]) == (
+        "1", "0.92", "2-4", "1 unfinished, 1 completed")
+
+
+def test_a_pending_trial_shows_dashes(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    spec = {**SPEC, "grid": {**SPEC["grid"], "activation": ["relu"], "init": ["default"]}}
+    db = build(tmp_path, spec, {"relu-default-adam-lr0.01-s0": TRIALS["relu-default-adam-lr0.01-s0"]})
+    code, out, _ = report(capsys, "--trials", "--wide", db=db)
+    assert out.splitlines()[3].split() == ["2", "relu-default-adam-lr0.01-s1", "1", "-", "-", "-", "-", "-",
+                                           "pending"]
+
+
+def test_the_default_table_fits_columns(capsys, db, monkeypatch):
+    for width in ("60", "100", "140"):
+        monkeypatch.setenv("COLUMNS", width)
+        code, out, _ = report(capsys, "--trials", db=db)
+        assert code == 0 and max(len(line) for line in out.splitlines()[1:]) <= int(width)
+    monkeypatch.setenv("COLUMNS", "60")
+    code, out, _ = report(capsys, "--columns", "config,mean,best_epoch", db=db)
+    assert out.splitlines()[1:] == ["config                                  mean  best_epoch",
+                                    "tanh-default-adam-lr0.01              0.9250  4",
+                                    "tanh-xavier_normal-gauto-adam-lr0.01  0.9200  4",
+                                    "relu-default-adam-lr0.01              0.8700  4",
+                                    "relu-xavier_normal-gauto-adam-lr0.01  0.7400  1-4"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--where", "gain=automatic"], "--where gain=automatic: 'automatic' is not a number or auto; "
+                                    "gain in this sweep: 1, auto"),
+    (["--where", "lr=abc"], "--where lr=abc: 'abc' is not a number; lr in this sweep: 0.01"),
+    (["--where", "activation=tahn"], "--where activation=tahn: no trial has activation 'tahn'; activation in this "
+                                     "sweep: relu, tanh; did you mean 'tanh'?"),
+    (["--threshold", "90"], "--threshold 90: a test accuracy, must be in 0..1 (e.g. 0.7)"),
+    (["--columns", "rank,nn"], "--columns: no column 'nn' in this table; allowed: rank, config, activation, init, "
+                               "optimizer, lr, n, final_test_acc_mean, final_test_acc_std, final_test_acc_ci95, "
+                               "best_test_acc, final_train_loss, final_test_loss, train_seconds, best_epoch, epochs, "
+                               "status, flags, gain, params, mean, std, ci95; did you mean 'n'?"),
+])
+def test_bad_values_are_one_line_errors(capsys, db, args, message):
+    assert report(capsys, *args, db=db) == (2, "", f"Error: {message}\n")
+
+
+def test_db_takes_a_plain_path(capsys, db, monkeypatch):
+    monkeypatch.chdir(db.parent)
+    code, out, _ = report(capsys, "--format", "csv", db="sweep.db")
+    assert code == 0 and len(rows(out)) == 4
+
+
+@pytest.mark.parametrize("command", ["report", "plot"])
+@pytest.mark.parametrize("url", ["postgresql+psycopg://u:secret@127.0.0.1:1/x",  # no server there (or no driver)
+                                 "postgresql+pg8000://u:secret@127.0.0.1:1/x"])  # a driver not installed
+def test_a_database_that_cannot_be_opened_is_one_line_without_the_password(capsys, command, url):
+    code = main([command, "--db", url])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith(f"Error: database {url.replace('secret', '***')}: ")
+    assert err.count("\n") == 1 and "secret" not in err
+    if "pg8000" in url:
+        assert importlib.util.find_spec("pg8000") is None  # the case this is about
+        assert err.endswith(": ModuleNotFoundError: No module named 'pg8000'\n")
+
+
+def test_version_is_the_installed_package_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    assert capsys.readouterr().out == f"sweep {version('sweep')}\n" == f"sweep {pyproject['project']['version']}\n"
