@@ -1,0 +1,238 @@
+"""PostgreSQL for real: sweeps through the CLI against a throwaway server, compared with SQLite.
+
+The server (tests/pg_server.py) listens on 127.0.0.1 with password logins
+only. A small synthetic sweep (2 trials x 3 epochs, 2 at a time) runs on
+SQLite and on PostgreSQL and must store the same epoch rows; a driver killed
+by SIGKILL at held moments (sweep/hold.py) and rerun must leave every
+(trial, epoch) row exactly once; `sweep report` reads while the sweep is
+held mid-write; a wrong password, a closed port and a missing driver each
+give one line. The password must never appear in any output or file.
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import text
+
+from db import init_db, make_engine, safe_url, trials_frame
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+EPOCHS = 3
+SPEC = {
+    "name": "syn", "dataset": {"name": "synthetic", "train_limit": 640, "test_limit": 128},
+    "epochs": EPOCHS, "stats_every": 4,
+    "grid": {"activation": ["tanh"], "init": ["xavier_uniform"],
+             "optimizer": [{"name": "adam", "lr": 0.001}, {"name": "sgd", "lr": 0.01}]},
+    "resources": {"cpu": 1, "max_concurrent": 2},
+    "output": "out",
+}
+ADAM, SGD = "tanh-xavier_uniform-adam-lr0.001-s0", "tanh-xavier_uniform-sgd-lr0.01-s0"
+# 640 images in batches of 64: 10 batches per epoch.
+MID_EPOCH = "batch5"
+
+
+def start(folder: Path, spec: dict, holds: dict[str, str] | None = None) -> subprocess.Popen:
+    """`sweep run spec.yaml` in `folder`; `holds` maps a trial name to the moment it is to stop at."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "spec.yaml").write_text(yaml.safe_dump(spec))
+    env = dict(ENV)
+    if holds:
+        (folder / "holds").mkdir(exist_ok=True)
+        env.update(SWEEP_HOLD=",".join(f"{name}@{moment}" for name, moment in holds.items()),
+                   SWEEP_HOLD_DIR=str(folder / "holds"))
+    return subprocess.Popen([sys.executable, "-m", "sweep.cli", "run", "spec.yaml", "--progress-interval", "1"],
+                            cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def finish(proc: subprocess.Popen, outputs: list[str]) -> int:
+    """Wait for `proc`; its stdout and stderr go to `outputs` (to be searched for the password)."""
+    out, err = proc.communicate(timeout=600)
+    outputs += [out, err]
+    return proc.returncode
+
+
+def wait_held(folder: Path, proc: subprocess.Popen, holds: dict[str, str], timeout: float = 300.0) -> dict[str, int]:
+    """Wait until every trial of `holds` stands at its moment (its marker file exists); worker pids by trial."""
+    markers = {name: folder / "holds" / f"{name}@{moment}" for name, moment in holds.items()}
+    deadline = time.monotonic() + timeout
+    while not all(m.exists() for m in markers.values()):
+        if proc.poll() is not None:
+            raise AssertionError(f"the sweep ended before its holds: {proc.communicate()}")
+        assert time.monotonic() < deadline, f"timed out waiting for {sorted(markers)}"
+        time.sleep(0.1)
+    return {name: int(m.read_text()) for name, m in markers.items()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_gone(pids, timeout: float = 120.0) -> None:
+    """Wait until none of `pids` is alive (a killed driver's workers must not outlive it)."""
+    deadline = time.monotonic() + timeout
+    while any(_alive(pid) for pid in pids):
+        assert time.monotonic() < deadline, f"processes still alive: {pids}"
+        time.sleep(0.1)
+
+
+def query(url: str, sql: str) -> list[tuple]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql))]
+    finally:
+        engine.dispose()
+
+
+def results(url: str) -> dict[str, list[tuple]]:
+    """Per trial: every epoch row (epoch, images seen, losses, accuracy), in epoch order."""
+    rows = query(url, """SELECT t.name, e.epoch, e.images_seen, e.train_loss, e.test_loss, e.test_acc
+                         FROM epoch_metrics e JOIN trials t ON t.trial_id = e.trial_id""")
+    out: dict[str, list[tuple]] = {}
+    for name, *rest in sorted(rows, key=lambda r: (r[0], r[1])):
+        out.setdefault(name, []).append(tuple(rest))
+    return out
+
+
+def epochs_stored(url: str) -> dict[str, list[int]]:
+    return {name: [r[0] for r in rows] for name, rows in results(url).items()}
+
+
+def assert_same_results(reference: str, url: str) -> None:
+    """Every trial completed, every epoch row exactly once with the reference's numbers, the same statistics."""
+    assert dict(query(url, "SELECT name, status FROM trials")) == {ADAM: "completed", SGD: "completed"}
+    assert results(url) == results(reference)
+    assert all(len(rows) == EPOCHS + 1 for rows in results(url).values())
+    stats = "SELECT COUNT(*), COUNT(DISTINCT trial_id || '/' || step || '/' || layer || '/' || kind) FROM layer_stats"
+    (count, distinct), = query(url, stats)
+    assert query(reference, stats) == [(count, distinct)] and count == distinct > 0
+
+
+def assert_no_password(password: str, outputs: list[str], *folders: Path) -> None:
+    """`password` is in no captured output and in no file under `folders` (TensorBoard, checkpoints, Ray state)."""
+    assert outputs and all(password not in text for text in outputs)
+    files = [p for folder in folders for p in folder.rglob("*") if p.is_file()]
+    assert files
+    assert [p for p in files if password.encode() in p.read_bytes()] == []
+
+
+def pg_spec(url: str) -> dict:
+    return {**SPEC, "database": url}
+
+
+@pytest.fixture(scope="module")
+def runs(pg_server, tmp_path_factory):
+    """The same sweep, uninterrupted, on SQLite and on PostgreSQL, run side by side.
+
+    Returns (SQLite URL, PostgreSQL URL, PostgreSQL run's folder, its outputs).
+    """
+    sqlite_folder, pg_folder = tmp_path_factory.mktemp("on-sqlite"), tmp_path_factory.mktemp("on-postgres")
+    url = pg_server.url(pg_server.create_database())
+    procs = [start(sqlite_folder, SPEC), start(pg_folder, pg_spec(url))]
+    outputs: list[list[str]] = [[], []]
+    codes = [finish(p, o) for p, o in zip(procs, outputs)]
+    assert codes == [0, 0], outputs
+    return f"sqlite:///{sqlite_folder / 'out' / 'sweep.db'}", url, pg_folder, outputs[1]
+
+
+def test_a_sweep_on_postgresql_stores_what_the_same_sweep_on_sqlite_stores(runs, pg_server):
+    reference, url, folder, outputs = runs
+    assert f"database {safe_url(url)}," in outputs[0]  # the run names its database, password masked
+    assert_same_results(reference, url)
+    frame = trials_frame(make_engine(url), "syn")
+    assert sorted(frame["name"]) == [ADAM, SGD] and set(frame["epochs_done"]) == {EPOCHS}
+    assert_no_password(pg_server.password, outputs, folder / "out")
+
+
+def _while_held_then_kill(proc: subprocess.Popen, folder: Path, url: str, holds: dict[str, str],
+                          outputs: list[str]) -> None:
+    """Wait for the holds; read while the sweep holds its connections; SIGKILL the driver; wait for its workers."""
+    workers = wait_held(folder, proc, holds)
+    assert epochs_stored(url) == {ADAM: [0, 1], SGD: [0, 1]}
+
+    # Readers while the sweep runs: pandas through db/, and the CLI report.
+    assert set(trials_frame(make_engine(url), "syn")["status"]) == {"running"}
+    report = subprocess.run([sys.executable, "-m", "sweep.cli", "report", "--db", url, "--format", "csv"],
+                            cwd=folder, env=ENV, capture_output=True, text=True, timeout=120)
+    outputs += [report.stdout, report.stderr]
+    assert report.returncode == 0, report.stderr
+    assert len(report.stdout.splitlines()) == 1 + 2
+
+    proc.kill()  # SIGKILL: no handler runs, the trials stay "running"
+    finish(proc, outputs)
+    assert dict(query(url, "SELECT name, status FROM trials")) == {ADAM: "running", SGD: "running"}
+    assert epochs_stored(url) == {ADAM: [0, 1], SGD: [0, 1]}
+    wait_gone(workers.values())  # the Ray instance the driver started goes down with it
+
+
+def test_driver_killed_on_postgresql_then_rerun_stores_every_epoch_once(runs, pg_server, tmp_path):
+    reference = runs[0]
+    url = pg_server.url(pg_server.create_database())
+    outputs: list[str] = []
+    # One trial between its epoch-2 checkpoint and that epoch's report, the other in the middle of epoch 2.
+    holds = {ADAM: "saved2", SGD: f"epoch2.{MID_EPOCH}"}
+    proc = start(tmp_path, pg_spec(url), holds)
+    try:
+        _while_held_then_kill(proc, tmp_path, url, holds, outputs)
+    finally:
+        if proc.poll() is None:  # a failed check must not leave a held sweep behind
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+
+    again = start(tmp_path, pg_spec(url))
+    assert finish(again, outputs) == 0, outputs[-1]
+    # ADAM's epoch-2 report, lost with the driver, is replayed from its checkpoint; SGD restarts epoch 2.
+    assert f"resumed {ADAM} from epoch 2" in outputs[-2] and f"resumed {SGD} from epoch 1" in outputs[-2]
+    assert_same_results(reference, url)
+    assert_no_password(pg_server.password, outputs, tmp_path / "out")
+
+
+def test_database_errors_are_one_line_without_the_password_and_write_nothing(pg_server, tmp_path):
+    database = pg_server.create_database()
+    wrong = "wrong-" + pg_server.password[::-1]
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    cases = {
+        "wrong-password": pg_server.url(database, password=wrong),
+        "closed-port": pg_server.url(database).replace(f":{pg_server.port}/", f":{closed}/"),
+        "missing-driver": pg_server.url(database, driver="pg8000"),
+    }
+    # Side by side: each only imports, loads the tiny data set and fails to open its database.
+    procs = {name: start(tmp_path / name, pg_spec(url)) for name, url in cases.items()}
+    outputs: dict[str, list[str]] = {name: [] for name in cases}
+    codes = {name: finish(proc, outputs[name]) for name, proc in procs.items()}
+    assert codes == dict.fromkeys(cases, 1)
+
+    shown = {name: safe_url(url) for name, url in cases.items()}
+    err = {name: o[1] for name, o in outputs.items()}
+    assert {name: o[0] for name, o in outputs.items()} == dict.fromkeys(cases, "")
+    assert all(e.count("\n") == 1 for e in err.values()), err
+    assert err["wrong-password"].startswith(f"Error: database {shown['wrong-password']}: OperationalError: ")
+    assert 'password authentication failed for user "sweep"' in err["wrong-password"]
+    assert err["closed-port"].startswith(f"Error: database {shown['closed-port']}: OperationalError: ")
+    assert "Connection refused" in err["closed-port"]
+    assert err["missing-driver"] == (f"Error: database {shown['missing-driver']}: "
+                                     "ModuleNotFoundError: No module named 'pg8000'\n")
+    for name in cases:
+        assert sorted(p.name for p in (tmp_path / name).iterdir()) == ["spec.yaml"]  # no out/, no lock
+        assert all(secret not in "".join(outputs[name]) for secret in (wrong, pg_server.password))
+    assert query(pg_server.url(database), "SELECT COUNT(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
+
+
+def test_the_password_can_stay_out_of_the_url(pg_server, monkeypatch):
+    # libpq reads PGPASSWORD (or ~/.pgpass) when the URL has none: a spec need not hold the password.
+    url = f"postgresql+psycopg://sweep@127.0.0.1:{pg_server.port}/postgres"
+    monkeypatch.setenv("PGPASSWORD", pg_server.password)
+    assert query(url, "SELECT current_user") == [("sweep",)]
