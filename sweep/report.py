@@ -341,7 +341,10 @@ def default_columns(table: pd.DataFrame, metric: str, wide: bool = False) -> lis
 
 
 def resolve_columns(table: pd.DataFrame, names: str) -> list[str]:
-    """--columns a,b,c as column names of `table` (mean, std and ci95 stand for the metric's); ReportError if unknown."""
+    """--columns a,b,c as column names of `table`; mean, std and ci95 stand for the metric's.
+
+    Example: resolve_columns(table, "config,mean,n") -> ["config", "final_test_acc_mean", "n"]
+    """
     by_header = {header(c): c for c in table}
     chosen = []
     for name in names.split(","):
