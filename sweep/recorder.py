@@ -2,8 +2,9 @@
 
 Workers never open the database (on a cluster they cannot reach the file);
 the driver is the single writer, so SQLite never sees a second one.
-Everything is keyed by the trial's config hash, never by process, so fused
-trials (several configurations in one process) can report through it later.
+Everything is keyed by the configuration's hash, never by process: a fused
+bundle (several configurations in one Ray trial) reports each member's epochs
+under its own hash, and every member is a trial of its own in the database.
 """
 from __future__ import annotations
 
@@ -20,12 +21,19 @@ from db.queries import record_epoch, record_layer_stats, update_trial, utcnow
 from sweep.grid import TrialConfig
 
 
-def _hash(trial) -> str:
-    return TrialConfig.from_dict(trial.config["trial"]).config_hash
+def members(trial) -> list[TrialConfig]:
+    """The configurations a Ray trial trains: one, or a fused bundle's members."""
+    return [TrialConfig.from_dict(d) for d in trial.config["bundle"]]
+
+
+def bundle_name(bundle: list[dict[str, Any]]) -> str:
+    """A Ray trial's name: its configuration's, or for a fused bundle its first member's plus how many more."""
+    first = TrialConfig.from_dict(bundle[0]).name
+    return first if len(bundle) == 1 else f"{first}+{len(bundle) - 1}"
 
 
 def _name(trial) -> str:
-    return TrialConfig.from_dict(trial.config["trial"]).name
+    return bundle_name(trial.config["bundle"])
 
 
 def _error_text(trial) -> str:
@@ -52,9 +60,10 @@ class DatabaseRecorder(Callback):
         return {**self.__dict__, "engine": None}
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.started.add(_hash(trial))
         with session_scope(self.engine) as s:
-            update_trial(s, self.trial_ids[_hash(trial)], status="running", started_at=utcnow(), error=None)
+            for cfg in members(trial):
+                self.started.add(cfg.config_hash)
+                update_trial(s, self.trial_ids[cfg.config_hash], status="running", started_at=utcnow(), error=None)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.record(result)
@@ -88,20 +97,20 @@ class DatabaseRecorder(Callback):
             record_layer_stats(s, trial_id, result["layer_stats"])
             update_trial(s, trial_id, **values)
 
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        key = _hash(trial)
-        if self.final_status.get(key) == "diverged":
-            return
-        self.final_status[key] = "completed"
+    def _finish(self, trial, status: str, **values) -> None:
+        """`status` for every member not already finished (a diverged member left its bundle earlier)."""
         with session_scope(self.engine) as s:
-            update_trial(s, self.trial_ids[key], status="completed", finished_at=utcnow())
+            for cfg in members(trial):
+                if self.final_status.get(cfg.config_hash) == "diverged":
+                    continue
+                self.final_status[cfg.config_hash] = status
+                update_trial(s, self.trial_ids[cfg.config_hash], status=status, finished_at=utcnow(), **values)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._finish(trial, "completed")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        key = _hash(trial)
-        self.final_status[key] = "failed"
-        with session_scope(self.engine) as s:
-            update_trial(s, self.trial_ids[key], status="failed", error=_error_text(trial),
-                         finished_at=utcnow())
+        self._finish(trial, "failed", error=_error_text(trial))
 
 
 def _duration(seconds: float) -> str:
@@ -140,7 +149,8 @@ class ProgressPrinter(Callback):
         self.last = self.start
         self.epochs_done: dict[str, int] = {}
         self.epochs_at_start: dict[str, int] = {}
-        self.state: dict[str, str] = {}
+        self.state: dict[str, str] = {}  # config hash -> running, done or failed
+        self.names: dict[str, str] = {}  # config hash -> trial name
         self.latest: dict[str, tuple[float, str]] = {}  # trial -> (its latest value of the metric, name)
         self.first_report: tuple[float, int] | None = None  # (time, epochs trained) when the first report came
 
@@ -180,28 +190,38 @@ class ProgressPrinter(Callback):
         self.last = self.clock()
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.state[trial.trial_id] = "running"
+        for cfg in members(trial):
+            self.state[cfg.config_hash] = "running"
+            self.names[cfg.config_hash] = cfg.name
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        key = trial.trial_id
+        # Keyed by configuration: a fused bundle counts as its members.
+        key = result["config_hash"]
         if key not in self.epochs_at_start:
             self.epochs_at_start[key] = result["resumed_from"] or 0
             if result["resumed_from"]:
-                print(f"resumed {_name(trial)} from epoch {result['resumed_from']}", file=self.out, flush=True)
+                print(f"resumed {self.names[key]} from epoch {result['resumed_from']}", file=self.out, flush=True)
+        if result["status"] == "diverged":
+            self.state[key] = "done"
         self.epochs_done[key] = max(self.epochs_done.get(key, 0), result["epoch"])
         if self.first_report is None:
             self.first_report = (self.clock(), self._trained())
         value = result[_REPORTED[self.metric]]
         # Epoch 0 is before training; a diverged epoch's figures are not the trial's.
         if result["epoch"] > 0 and result["status"] != "diverged" and value is not None and math.isfinite(value):
-            self.latest[key] = (value, _name(trial))
+            self.latest[key] = (value, self.names[key])
+
+    def _finish(self, trial, status: str) -> None:
+        for cfg in members(trial):
+            if self.state.get(cfg.config_hash) != "done":
+                self.state[cfg.config_hash] = status
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.state[trial.trial_id] = "done"
+        self._finish(trial, "done")
         self._print(f"finished {_name(trial)}\n")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.state[trial.trial_id] = "failed"
+        self._finish(trial, "failed")
         self._print(f"FAILED {_name(trial)}: {_error_text(trial).splitlines()[-1]}\n")
 
     def on_step_end(self, iteration, trials, **info):

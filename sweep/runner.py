@@ -7,6 +7,7 @@ reaches this module.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -63,14 +64,15 @@ def _check_writable(folder: Path) -> None:
         raise RunError(f"output folder {folder} is not writable: {exc.strerror or exc}") from None
 
 
-def _resources(spec: SweepSpec, cluster: dict) -> tuple[float, float]:
+def _resources(spec: SweepSpec, cluster: dict, fused: bool) -> tuple[float, float]:
     cpus, gpus = cluster.get("CPU", 0), cluster.get("GPU", 0)
     cpu = spec.resources.cpu
     if cpu > cpus:
         raise RunError(f"resources.cpu: {cpu:g} per trial, but the Ray cluster has {cpus:g} CPUs")
     gpu = spec.resources.gpu
     if gpu == "auto":
-        gpu = DEFAULT_GPU_SHARE if gpus > 0 else 0.0
+        # A fused bundle fills a GPU by itself; single trials share one.
+        gpu = (1.0 if fused else DEFAULT_GPU_SHARE) if gpus > 0 else 0.0
     elif gpu > 0 and gpus == 0:
         raise RunError(f"resources.gpu: {gpu:g} requested, but the Ray cluster has no GPU; use 0 or auto")
     elif gpu > gpus:
@@ -196,6 +198,76 @@ def _run_locked(spec: SweepSpec, trials: list[TrialConfig], data, address, out, 
     return _tune(spec, trials, todo, data, engine, address, out, progress_interval, epochs_left)
 
 
+# Most members per fused bundle on one GPU: measured on an H100 (issue 8), a
+# LeNet bundle's throughput grows little beyond 128 members, and a sweep
+# split into fewer, larger bundles leaves GPUs idle.
+FUSE_GPU_MAX = 128
+# Share of a GPU's free memory fused bundles may plan for.
+FUSE_MEMORY_SHARE = 0.5
+
+
+def bundle_size(fuse: int | str, todo: int, gpus: float, free_gpu_bytes: int | None = None,
+                member_bytes: int | None = None) -> int:
+    """How many configurations train together in one fused bundle (1: unfused).
+
+    `auto` fuses on GPUs only: it splits the sweep evenly over the GPUs (every
+    GPU gets work), at most FUSE_GPU_MAX members per bundle, and no more than
+    FUSE_MEMORY_SHARE of a GPU's free memory holds at `member_bytes` each.
+    """
+    if fuse == "off" or todo == 0:
+        return 1
+    if fuse != "auto":
+        return int(fuse)
+    if gpus < 1:
+        return 1
+    size = min(math.ceil(todo / int(gpus)), FUSE_GPU_MAX)
+    if free_gpu_bytes and member_bytes:
+        size = min(size, max(1, int(free_gpu_bytes * FUSE_MEMORY_SHARE) // member_bytes))
+    return size
+
+
+def plan_bundles(todo: list[TrialConfig], size: int) -> list[list[TrialConfig]]:
+    """`todo` in bundles of at most `size` members, as even as possible.
+
+    Members are ordered by activation, then optimizer setting, so that within
+    a bundle each activation and each optimizer covers a contiguous run.
+    """
+    if size <= 1:
+        return [[t] for t in todo]
+    ordered = sorted(todo, key=lambda t: (t.activation, t.optimizer, t.lr, t.optimizer_params, t.init, t.gain, t.seed))
+    count = math.ceil(len(ordered) / size)
+    cuts = [round(i * len(ordered) / count) for i in range(count + 1)]
+    return [ordered[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+def _member_bytes(trial: TrialConfig) -> int:
+    """GPU memory one fused member needs, from its network's measured sizes: weights, gradients and up to
+    four optimizer/stacking copies of them, plus every layer output of a batch kept for backward (x3)."""
+    import torch
+
+    from models.nets import build_model
+
+    model = build_model(trial.model, trial.activation, trial.hidden)
+    sizes: list[int] = []
+    hooks = [m.register_forward_hook(lambda mod, inp, out: sizes.append(out.numel()))
+             for m in model.modules() if not list(m.children())]
+    with torch.no_grad():
+        model(torch.zeros(1, 1, 28, 28))
+    for h in hooks:
+        h.remove()
+    params = sum(p.numel() for p in model.parameters())
+    return 4 * (6 * params + 3 * trial.batch_size * sum(sizes))
+
+
+def _free_gpu_bytes() -> int | None:
+    """Free memory of this machine's first GPU (None without one, e.g. a driver off the cluster's GPUs)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.mem_get_info()[0]
+
+
 def _record_plan(engine, spec: SweepSpec, trials: list[TrialConfig], todo: list[TrialConfig]) -> dict[str, int]:
     with session_scope(engine) as s:
         sweep_id = ensure_sweep(s, spec.name, json.dumps(asdict(spec), sort_keys=True))
@@ -213,7 +285,7 @@ def _tune(spec, trials, todo, data, engine, address, out, progress_interval, epo
     import ray
     from ray import tune
 
-    from sweep.recorder import DatabaseRecorder, ProgressPrinter
+    from sweep.recorder import DatabaseRecorder, ProgressPrinter, bundle_name
     from sweep.trial import ray_trainable
 
     started_here = not ray.is_initialized()
@@ -229,21 +301,27 @@ def _tune(spec, trials, todo, data, engine, address, out, progress_interval, epo
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        cpu, gpu = _resources(spec, ray.cluster_resources())
+        cluster = ray.cluster_resources()
+        size = bundle_size(spec.resources.fuse, len(todo), cluster.get("GPU", 0),
+                           _free_gpu_bytes(), _member_bytes(todo[0]))
+        bundles = plan_bundles(todo, size)
+        cpu, gpu = _resources(spec, cluster, fused=size > 1)
         trial_ids = _record_plan(engine, spec, trials, todo)
         write_experiment(spec.sweep_dir, trials)
+        if size > 1:
+            print(f"fused: {len(todo)} trials in {len(bundles)} bundle(s) of up to {size}", file=out, flush=True)
         recorder = DatabaseRecorder(engine, trial_ids)
         printer = ProgressPrinter(len(todo), epochs_left, progress_interval, out, metric=spec.metric)
         trainable = tune.with_resources(tune.with_parameters(ray_trainable, data=data), {"cpu": cpu, "gpu": gpu})
         tuner = tune.Tuner(
             trainable,
-            param_space={"trial": tune.grid_search([t.to_dict() for t in todo]), "cpus": cpu},
+            param_space={"bundle": tune.grid_search([[t.to_dict() for t in b] for b in bundles]), "cpus": cpu},
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=spec.resources.max_concurrent,
                 # A fresh worker pays seconds of `import torch` per trial; reuse it.
                 reuse_actors=True,
-                trial_name_creator=lambda tr: TrialConfig.from_dict(tr.config["trial"]).name,
-                trial_dirname_creator=lambda tr: TrialConfig.from_dict(tr.config["trial"]).name,
+                trial_name_creator=lambda tr: bundle_name(tr.config["bundle"]),
+                trial_dirname_creator=lambda tr: bundle_name(tr.config["bundle"]),
             ),
             run_config=tune.RunConfig(
                 name=spec.name,

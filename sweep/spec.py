@@ -81,6 +81,7 @@ class ResourcesSpec:
     gpu: float | str = "auto"  # "auto": a share of a GPU where the cluster has GPUs, else 0
     max_concurrent: int | None = None
     max_failures: int = 2
+    fuse: int | str = "auto"  # "auto", "off", or the most configurations per fused bundle
 
 
 @dataclass(frozen=True)
@@ -283,7 +284,7 @@ def _grid(raw: Any, path: str) -> GridSpec:
 
 
 def _resources(raw: Any, path: str) -> ResourcesSpec:
-    raw = _mapping(raw, path, ("cpu", "gpu", "max_concurrent", "max_failures"))
+    raw = _mapping(raw, path, ("cpu", "gpu", "max_concurrent", "max_failures", "fuse"))
     cpu = _number(raw.get("cpu", 1), f"{path}.cpu", positive=True)
     gpu = raw.get("gpu", "auto")
     if gpu != "auto":
@@ -291,7 +292,17 @@ def _resources(raw: Any, path: str) -> ResourcesSpec:
     cap = raw.get("max_concurrent")
     cap = None if cap is None else _int(cap, f"{path}.max_concurrent")
     failures = _int(raw.get("max_failures", 2), f"{path}.max_failures", minimum=0)
-    return ResourcesSpec(cpu, gpu, cap, failures)
+    return ResourcesSpec(cpu, gpu, cap, failures, _fuse(raw.get("fuse", "auto"), f"{path}.fuse"))
+
+
+def _fuse(value: Any, path: str) -> int | str:
+    if value is False:  # YAML 1.1 reads a bare `off` as false
+        return "off"
+    if value in ("auto", "off"):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    _fail(path, f"{_show(value)} is not auto, off or a number of configurations >= 1")
 
 
 TOP_KEYS = ("name", "dataset", "model", "epochs", "batch_size", "stats_every", "metric",

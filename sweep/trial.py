@@ -1,11 +1,16 @@
-"""One trial: train a configuration, log to TensorBoard, report each epoch.
+"""Trials: train configurations, log to TensorBoard, report each epoch.
 
-`run_trial` knows nothing of Ray: it takes the data arrays and a `report`
-function, so tests and the benchmark call it directly; `ray_trainable` wraps
-it for Ray Tune. The x axis everywhere is training images seen.
+`run_bundle` trains one or more configurations (members) as one stacked
+network (models/fused.py); `run_trial` is its one-member case, so there is one
+training loop. Neither knows Ray: they take the data arrays and a `report`
+function, so tests and benchmarks call them directly; `ray_trainable` wraps
+them for Ray Tune. The x axis everywhere is training images seen.
 
-A trial checkpoints after every epoch into its own folder (model, optimizer,
-RNG states, images seen) and continues from there when it starts again.
+Every member stays a trial of its own: its TensorBoard folder, HParams
+session, statistics, reports (keyed by config hash) and checkpoint. It
+checkpoints after every epoch into its own folder, in the format of an
+unfused trial (model and optimizer state dicts, RNG states, images seen), and
+continues from there when it starts again, fused or not.
 """
 from __future__ import annotations
 
@@ -19,9 +24,10 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from models.nets import build_model, weight_layers
-from models.registry import ACTIVATIONS, init_weights, make_optimizer
-from models.stats import STAT_NAMES, snapshot_stats
+from models.fused import FusedNet
+from models.nets import build_model
+from models.registry import ACTIVATIONS, init_weights
+from models.stats import STAT_NAMES
 from sweep.data import Arrays
 from sweep.grid import TrialConfig
 from sweep.hold import hold, holds_for
@@ -91,6 +97,104 @@ def _stats_rows(epoch: int, step: int, snapshot, bounded: bool) -> list[dict[str
     return rows
 
 
+class _Member:
+    """One configuration of a bundle: its model as built, its batch order, its folder and its progress."""
+
+    def __init__(self, cfg: TrialConfig, tensorboard: bool):
+        self.cfg = cfg
+        self.logdir = Path(cfg.logdir)
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        # Built exactly as an unfused trial always was: seed, network, initialisation.
+        torch.manual_seed(cfg.seed)
+        self.module = build_model(cfg.model, cfg.activation, cfg.hidden)
+        init_weights(self.module, cfg.init, cfg.gain, cfg.activation)
+        self.order = torch.Generator().manual_seed(cfg.seed)  # batch order, independent of init
+        self.bounds = ACTIVATIONS[cfg.activation].bounds
+        self.optimizer_state = None
+        self.replay: list[dict[str, Any]] = []
+        self.state = {"epoch": 0, "images_seen": 0, "train_seconds": 0.0, "run_seconds": 0.0,
+                      "best_test_acc": None, "best_epoch": None}
+        ckpt_path = self.logdir / CHECKPOINT
+        if ckpt_path.exists():
+            # On the CPU: RNG states must stay CPU tensors; the bundle moves the rest to its device.
+            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+            self.module.load_state_dict(ckpt["model"])
+            self.optimizer_state = ckpt["optimizer"]
+            self.order.set_state(ckpt["order_rng"])
+            self.state, self.replay = ckpt["state"], ckpt["replay"]
+        self.run_seconds_before = self.state["run_seconds"]
+        self.resumed_from = self.state["epoch"] or None
+        self.holds = holds_for(cfg.name)
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            if self.state["epoch"] == 0:
+                _forget_earlier_attempts(self.logdir)
+            # purge_step drops points a killed run wrote after its last checkpoint,
+            # so a resumed curve has no duplicated or overlapping points.
+            self.writer = SummaryWriter(str(self.logdir),
+                                        purge_step=self.state["images_seen"] + 1 if self.state["epoch"] else None)
+            if self.state["epoch"] == 0:
+                write_session_start(self.writer, cfg)
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        # NaN means "does not apply" for the statistics; a diverged loss is
+        # recorded in the database and the trial's status instead.
+        if self.writer is not None and not math.isnan(value):
+            self.writer.add_scalar(tag, value, step)
+
+    def log_snapshot(self, epoch: int, train_loss: float, snap) -> list[dict[str, Any]]:
+        """TensorBoard points and database rows of one statistics snapshot."""
+        step = self.state["images_seen"]
+        self.scalar("loss/train", train_loss, step)
+        for layer, kind, values in snap:
+            for stat, value in zip(STAT_NAMES, values):
+                self.scalar(f"{kind}/{layer}/{stat}", value, step)
+        return _stats_rows(epoch, step, snap, self.bounds is not None)
+
+    def result(self, epoch: int, train_loss: float | None, test: tuple[float, float], wall: float,
+               rows, status: str, reason: str | None, began: float) -> dict[str, Any]:
+        """The epoch's report; also its test points in TensorBoard and the running best."""
+        test_loss, test_acc = test
+        step = self.state["images_seen"]
+        self.scalar("loss/test", test_loss, step)
+        self.scalar("accuracy/test", test_acc, step)
+        if train_loss is not None:
+            self.scalar("loss/train_epoch", train_loss, step)
+        self.state["run_seconds"] = self.run_seconds_before + time.perf_counter() - began
+        # A diverged epoch's numbers are stored as they are, but never become the best.
+        if (status != "diverged" and math.isfinite(test_acc)
+                and (self.state["best_test_acc"] is None or test_acc > self.state["best_test_acc"])):
+            self.state["best_test_acc"], self.state["best_epoch"] = test_acc, epoch
+        return {
+            "epoch": epoch, "images_seen": step, "train_loss": train_loss, "test_loss": test_loss,
+            "test_acc": test_acc, "epoch_seconds": wall, "train_seconds": self.state["train_seconds"],
+            "run_seconds": self.state["run_seconds"],
+            "best_test_acc": self.state["best_test_acc"], "best_epoch": self.state["best_epoch"],
+            "layer_stats": rows, "status": status, "reason": reason, "config_hash": self.cfg.config_hash,
+            "resumed_from": self.resumed_from,
+        }
+
+    def save(self, result: dict[str, Any], model_state, optimizer_state) -> None:
+        """Checkpoint the epoch just finished, in the unfused format."""
+        if self.writer is not None:
+            self.writer.flush()
+        self.replay = [*self.replay, result][-REPLAY_EPOCHS:]
+        _save(self.logdir / CHECKPOINT, {
+            "model": model_state, "optimizer": optimizer_state, "order_rng": self.order.get_state(),
+            "torch_rng": torch.get_rng_state(), "state": dict(self.state), "replay": self.replay,
+        })
+
+    def end_session(self, success: bool) -> None:
+        if self.writer is not None:
+            write_session_end(self.writer, self.cfg, success=success)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
 def run_trial(
     cfg: TrialConfig,
     data: Arrays,
@@ -98,171 +202,168 @@ def run_trial(
     device: str | torch.device = "cpu",
     tensorboard: bool = True,
 ) -> None:
-    """Train `cfg` on `data`, calling `report` once before training and after each epoch.
+    """Train `cfg` on `data`, calling `report` once before training and after each epoch: a one-member bundle."""
+    run_bundle([cfg], data, report, device, tensorboard)
 
-    Each report holds the epoch's metrics and the layer statistics of every
-    snapshot (every `stats_every` batches) taken during that epoch.
+
+def run_bundle(
+    cfgs: list[TrialConfig],
+    data: Arrays,
+    report: Callable[[dict[str, Any]], None],
+    device: str | torch.device = "cpu",
+    tensorboard: bool = True,
+) -> None:
+    """Train configurations that share network shape, batch size, epochs and data as one stacked network.
+
+    Each member reports once before training and after each epoch (its
+    epoch's metrics and the layer statistics of every snapshot, taken every
+    `stats_every` batches), exactly as it would alone. Members continue from
+    their own checkpoints; members checkpointed at different epochs train in
+    turn, one stacked network per starting epoch.
     """
     device = torch.device(device)
-    logdir = Path(cfg.logdir)
-    logdir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = logdir / CHECKPOINT
-    replay: list[dict[str, Any]] = []
-
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, cfg.activation, cfg.hidden)
-    init_weights(model, cfg.init, cfg.gain, cfg.activation)
-    model.to(device)
-    optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.hyper())
-    order = torch.Generator().manual_seed(cfg.seed)  # batch order, independent of init
-    weights = weight_layers(model)
-    bounds = ACTIVATIONS[cfg.activation].bounds
-
-    train_x, train_y = _tensor(data.train_x, device), _tensor(data.train_y, device)
-    test_x, test_y = _tensor(data.test_x, device), _tensor(data.test_y, device)
-    n = len(train_x)
-
     began = time.perf_counter()
-    state = {"epoch": 0, "images_seen": 0, "train_seconds": 0.0, "run_seconds": 0.0,
-             "best_test_acc": None, "best_epoch": None}
-    if ckpt_path.exists():
-        # On the CPU: RNG states must stay CPU tensors; load_state_dict moves
-        # weights and optimizer state to the parameters' device.
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        order.set_state(ckpt["order_rng"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        state = ckpt["state"]
-        replay = ckpt["replay"]
-    run_seconds_before = state["run_seconds"]
-    resumed_from = state["epoch"] or None
-
-    holds = holds_for(cfg.name)
-    writer = None
-    if tensorboard:
-        if state["epoch"] == 0:
-            _forget_earlier_attempts(logdir)
-        from torch.utils.tensorboard import SummaryWriter
-
-        # purge_step drops points a killed run wrote after its last checkpoint,
-        # so a resumed curve has no duplicated or overlapping points.
-        writer = SummaryWriter(str(logdir), purge_step=state["images_seen"] + 1 if state["epoch"] else None)
-        if state["epoch"] == 0:
-            write_session_start(writer, cfg)
-
-    def scalar(tag: str, value: float, step: int) -> None:
-        # NaN means "does not apply" for the statistics; a diverged loss is
-        # recorded in the database and the trial's status instead.
-        if writer is not None and not math.isnan(value):
-            writer.add_scalar(tag, value, step)
-
-    def epoch_result(epoch: int, train_loss: float | None, wall: float, rows, status: str, reason=None):
-        test_loss, test_acc = evaluate(model, test_x, test_y)
-        step = state["images_seen"]
-        scalar("loss/test", test_loss, step)
-        scalar("accuracy/test", test_acc, step)
-        if train_loss is not None:
-            scalar("loss/train_epoch", train_loss, step)
-        state["run_seconds"] = run_seconds_before + time.perf_counter() - began
-        # A diverged epoch's numbers are stored as they are, but never become the best.
-        if (status != "diverged" and math.isfinite(test_acc)
-                and (state["best_test_acc"] is None or test_acc > state["best_test_acc"])):
-            state["best_test_acc"], state["best_epoch"] = test_acc, epoch
-        return {
-            "epoch": epoch, "images_seen": step, "train_loss": train_loss, "test_loss": test_loss,
-            "test_acc": test_acc, "epoch_seconds": wall, "train_seconds": state["train_seconds"],
-            "run_seconds": state["run_seconds"],
-            "best_test_acc": state["best_test_acc"], "best_epoch": state["best_epoch"],
-            "layer_stats": rows, "status": status, "reason": reason, "config_hash": cfg.config_hash,
-            "resumed_from": resumed_from,
-        }
-
+    arrays = [_tensor(a, device) for a in (data.train_x, data.train_y, data.test_x, data.test_y)]
+    members: list[_Member] = []
     try:
-        if state["epoch"] == 0:
-            report(epoch_result(0, None, 0.0, [], "running"))
-        for past in replay:
-            report({**past, "resumed_from": resumed_from})
-        model.train()
-        for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
-            started = time.perf_counter()
-            perm = torch.randperm(n, generator=order).to(device)
-            epoch_loss = torch.zeros((), device=device)
-            window_loss = torch.zeros((), device=device)
-            window_batches = 0
-            epoch_images = 0
-            rows: list[dict[str, Any]] = []
-            reason = None
-            batches = math.ceil(n / cfg.batch_size)
-            for batch, start in enumerate(range(0, n, cfg.batch_size), 1):
-                idx = perm[start:start + cfg.batch_size]
-                logits, acts = model(train_x[idx])
-                loss = F.cross_entropy(logits, train_y[idx])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                state["images_seen"] += len(idx)
-                epoch_images += len(idx)
-                epoch_loss += loss.detach() * len(idx)
-                window_loss += loss.detach()
-                window_batches += 1
-                # Every stats_every batches, and at the end of each epoch so that
-                # every epoch has statistics however short it is.
-                if batch % cfg.stats_every == 0 or batch == batches:
-                    # Gradients as backward left them, before the step and the next clear.
-                    snap = snapshot_stats(acts, weights, bounds)
-                    step = state["images_seen"]
-                    train_loss = (window_loss / window_batches).item()
-                    window_loss.zero_()
-                    window_batches = 0
-                    scalar("loss/train", train_loss, step)
-                    for layer, kind, values in snap:
-                        for stat, value in zip(STAT_NAMES, values):
-                            scalar(f"{kind}/{layer}/{stat}", value, step)
-                    rows += _stats_rows(epoch, step, snap, bounds is not None)
-                    if not math.isfinite(train_loss):
-                        reason = f"train loss {train_loss} at epoch {epoch}, step {step}"
-                        break
-                optimizer.step()
-                if holds:
-                    hold(cfg.name, f"epoch{epoch}.batch{batch}", holds, before=writer.flush if writer else None)
-            mean_loss = epoch_loss.item() / epoch_images
-            if reason is None and not math.isfinite(mean_loss):
-                reason = f"train loss {mean_loss} at epoch {epoch}"
-            wall = time.perf_counter() - started
-            state["train_seconds"] += wall
-            state["epoch"] = epoch
-            if reason is not None:
-                result = epoch_result(epoch, mean_loss, wall, rows, "diverged", reason)
-                if writer is not None:
-                    write_session_end(writer, cfg, success=False)
-                report(result)
-                return
-            result = epoch_result(epoch, mean_loss, wall, rows, "running")
-            if writer is not None:
-                writer.flush()
-            replay = [*replay, result][-REPLAY_EPOCHS:]
-            _save(ckpt_path, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "order_rng": order.get_state(), "torch_rng": torch.get_rng_state(), "state": dict(state),
-                "replay": replay,
-            })
-            if writer is not None and epoch == cfg.epochs:
-                write_session_end(writer, cfg, success=True)
-            hold(cfg.name, f"saved{epoch}", holds)
-            report(result)
+        for cfg in cfgs:
+            members.append(_Member(cfg, tensorboard))
+        for start in sorted({m.state["epoch"] for m in members}):
+            _train([m for m in members if m.state["epoch"] == start], *arrays, report, device, began)
     finally:
-        if writer is not None:
-            writer.close()
+        for m in members:
+            m.close()
+
+
+def _train(members: list[_Member], train_x, train_y, test_x, test_y, report, device, began: float) -> None:
+    """Train members that stand at the same epoch together, to the end (or until each diverges)."""
+    cfg = members[0].cfg
+    net = FusedNet([m.module for m in members], [(m.cfg.optimizer, m.cfg.hyper()) for m in members], device)
+    for k, m in enumerate(members):
+        if m.optimizer_state is not None:
+            net.load_member_state(k, m.module.state_dict(), m.optimizer_state)
+
+    def evaluate_all() -> list[tuple[float, float]]:
+        loss, acc = net.evaluate(test_x, test_y)
+        return list(zip(*torch.stack([loss, acc]).tolist()))
+
+    if members[0].state["epoch"] == 0:
+        for m, test in zip(members, evaluate_all()):
+            report(m.result(0, None, test, 0.0, [], "running", None, began))
+    for m in members:
+        for past in m.replay:
+            report({**past, "resumed_from": m.resumed_from})
+
+    n = len(train_x)
+    batches = math.ceil(n / cfg.batch_size)
+    for epoch in range(members[0].state["epoch"] + 1, cfg.epochs + 1):
+        started = time.perf_counter()
+        perm = torch.stack([torch.randperm(n, generator=m.order) for m in members]).to(device)
+        epoch_loss = torch.zeros(len(members), device=device)
+        window_loss = torch.zeros(len(members), device=device)
+        window_batches = epoch_images = 0
+        rows: list[list[dict[str, Any]]] = [[] for _ in members]
+        for batch, start in enumerate(range(0, n, cfg.batch_size), 1):
+            idx = perm[:, start:start + cfg.batch_size]
+            logits, acts = net(train_x[idx])
+            losses = net.member_losses(logits, train_y[idx])
+            net.zero_grad()
+            losses.sum().backward()
+            size = idx.shape[1]
+            epoch_images += size
+            epoch_loss += losses.detach() * size
+            window_loss += losses.detach()
+            window_batches += 1
+            for m in members:
+                m.state["images_seen"] += size
+            diverged: list[int] = []
+            # Every stats_every batches, and at the end of each epoch so that
+            # every epoch has statistics however short it is.
+            if batch % cfg.stats_every == 0 or batch == batches:
+                # Gradients as backward left them, before the step and the next clear.
+                train_losses = (window_loss / window_batches).tolist()
+                window_loss.zero_()
+                window_batches = 0
+                snaps = net.snapshots(acts, [m.bounds for m in members])
+                for k, m in enumerate(members):
+                    rows[k] += m.log_snapshot(epoch, train_losses[k], snaps[k])
+                diverged = [k for k, loss in enumerate(train_losses) if not math.isfinite(loss)]
+            if diverged:
+                # Stopped where its unfused trial stops: before this step, its epoch cut short.
+                reasons = {k: f"train loss {train_losses[k]} at epoch {epoch}, step {members[k].state['images_seen']}"
+                           for k in diverged}
+                _finish_diverged(members, diverged, reasons, epoch, epoch_loss / epoch_images, rows,
+                                 evaluate_all(), started, report, began)
+            if len(diverged) == len(members):
+                return
+            net.step()
+            if diverged:
+                net.drop(diverged)
+                members, rows = _without(members, diverged), _without(rows, diverged)
+                keep = torch.tensor([k for k in range(len(perm)) if k not in diverged], device=device)
+                perm, epoch_loss, window_loss = (t.index_select(0, keep) for t in (perm, epoch_loss, window_loss))
+            for m in members:
+                if m.holds:
+                    hold(m.cfg.name, f"epoch{epoch}.batch{batch}", m.holds, before=_flush(members))
+        mean_losses = (epoch_loss / epoch_images).tolist()
+        wall = time.perf_counter() - started
+        tests = evaluate_all()
+        diverged = [k for k, loss in enumerate(mean_losses) if not math.isfinite(loss)]
+        for k, m in enumerate(members):
+            m.state["train_seconds"] += wall
+            m.state["epoch"] = epoch
+            if k in diverged:
+                result = m.result(epoch, mean_losses[k], tests[k], wall, rows[k], "diverged",
+                                  f"train loss {mean_losses[k]} at epoch {epoch}", began)
+                m.end_session(success=False)
+                report(result)
+                continue
+            result = m.result(epoch, mean_losses[k], tests[k], wall, rows[k], "running", None, began)
+            m.save(result, *net.member_state(k))
+            if epoch == cfg.epochs:
+                m.end_session(success=True)
+            hold(m.cfg.name, f"saved{epoch}", m.holds)
+            report(result)
+        if len(diverged) == len(members):
+            return
+        if diverged:
+            net.drop(diverged)
+            members = _without(members, diverged)
+
+
+def _finish_diverged(members, diverged, reasons, epoch, mean_losses, rows, tests, started, report, began) -> None:
+    """Report members whose loss became NaN/inf mid-epoch as diverged, with their cut-short epoch's numbers."""
+    wall = time.perf_counter() - started
+    mean_losses = mean_losses.tolist()
+    for k in diverged:
+        m = members[k]
+        m.state["train_seconds"] += wall
+        m.state["epoch"] = epoch
+        result = m.result(epoch, mean_losses[k], tests[k], wall, rows[k], "diverged", reasons[k], began)
+        m.end_session(success=False)
+        report(result)
+
+
+def _without(items: list, gone: list[int]) -> list:
+    return [item for k, item in enumerate(items) if k not in gone]
+
+
+def _flush(members: list[_Member]) -> Callable[[], None]:
+    def flush() -> None:
+        for m in members:
+            if m.writer is not None:
+                m.writer.flush()
+    return flush
 
 
 def ray_trainable(config: dict[str, Any], data: Arrays) -> None:
-    """Ray Tune entry point: config = {"trial": TrialConfig dict, "cpus": N}."""
+    """Ray Tune entry point: config = {"bundle": [TrialConfig dict, ...], "cpus": N}."""
     import ray
     from ray import tune
 
-    cfg = TrialConfig.from_dict(config["trial"])
+    cfgs = [TrialConfig.from_dict(d) for d in config["bundle"]]
     # Measured here: two 1-thread processes train LeNet 2.2x faster than one
     # 2-thread process, so a trial uses exactly the CPUs it was given.
     torch.set_num_threads(max(1, int(config["cpus"])))
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
-    run_trial(cfg, data, tune.report, device=device)
+    run_bundle(cfgs, data, tune.report, device=device)

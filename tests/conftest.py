@@ -44,7 +44,7 @@ def recorded_db(tmp_path_factory) -> Path:
     recorder = DatabaseRecorder(engine, ids)
     data = synthetic(256, 128)
     for t in trials:
-        fake = SimpleNamespace(config={"trial": t.to_dict()})
+        fake = SimpleNamespace(config={"bundle": [t.to_dict()]})
         recorder.on_trial_start(0, [], fake)
         run_trial(t, data, recorder.record)
         recorder.on_trial_complete(0, [], fake)

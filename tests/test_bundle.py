@@ -1,0 +1,132 @@
+"""Fused trials through the one training loop: run_bundle vs run_trial (its one-member case).
+
+Tolerance. A bundle computes each member's sums in another order (a grouped
+conv, a batched matmul; tests/test_fused.py bounds a single step's loss at
+1e-5 relative), and a few hundred training steps amplify that rounding, so
+epoch metrics are compared at 1e-3 relative (losses) and within 2 test
+examples (accuracy, on a 100-example test set): a member trained on another
+member's batches or hyper-parameters misses both by orders of magnitude.
+"""
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from sweep.data import synthetic
+from sweep.grid import expand_grid
+from sweep.spec import parse_spec
+from sweep.trial import CHECKPOINT, run_bundle, run_trial
+
+DATA = synthetic(train_size=320, test_size=100)
+LOSS_RTOL = 1e-3
+ACC_ATOL = 2 / 100
+
+
+def configs(out: Path, epochs: int = 2, **grid):
+    grid = {"activation": ["sigmoid", "relu"], "init": ["default", "xavier_uniform"],
+            "optimizer": [{"name": "sgd", "lr": 0.05, "momentum": 0.9}, {"name": "adam", "lr": 0.003}]} | grid
+    spec = parse_spec({"name": "b", "dataset": "synthetic", "epochs": epochs, "batch_size": 32, "stats_every": 4,
+                       "output": str(out), "grid": grid})
+    return expand_grid(spec)
+
+
+def by_trial(reports):
+    out = {}
+    for r in reports:
+        out.setdefault(r["config_hash"], []).append(r)
+    return out
+
+
+def assert_close(fused: list[dict], alone: list[dict]) -> None:
+    assert [r["epoch"] for r in fused] == [r["epoch"] for r in alone]
+    assert [r["images_seen"] for r in fused] == [r["images_seen"] for r in alone]
+    assert [r["status"] for r in fused] == [r["status"] for r in alone]
+    for f, a in zip(fused, alone):
+        for key in ("train_loss", "test_loss"):
+            if a[key] is not None:
+                assert f[key] == pytest.approx(a[key], rel=LOSS_RTOL, nan_ok=True), (a["epoch"], key)
+        assert abs(f["test_acc"] - a["test_acc"]) <= ACC_ATOL
+        assert [(s["step"], s["layer"], s["kind"]) for s in f["layer_stats"]] == \
+               [(s["step"], s["layer"], s["kind"]) for s in a["layer_stats"]]
+
+
+@pytest.fixture(scope="module")
+def eight(tmp_path_factory):
+    """The 8 configurations trained alone and as one bundle, 2 epochs."""
+    root = tmp_path_factory.mktemp("bundle")
+    alone = []
+    for cfg in configs(root / "alone"):
+        run_trial(cfg, DATA, alone.append)
+    fused = []
+    run_bundle(configs(root / "fused"), DATA, fused.append)
+    return root, by_trial(alone), by_trial(fused)
+
+
+def test_every_member_reports_as_its_unfused_trial(eight):
+    _, alone, fused = eight
+    assert fused.keys() == alone.keys() and len(fused) == 8
+    for key in alone:
+        assert_close(fused[key], alone[key])
+        # Before any training the weights are bit-identical: only the summation order differs.
+        assert fused[key][0]["test_loss"] == pytest.approx(alone[key][0]["test_loss"], rel=1e-6)
+
+
+def test_every_member_keeps_its_own_tensorboard_folder_and_checkpoint(eight):
+    root, _, _ = eight
+    for cfg in configs(root / "fused"):
+        folder = Path(cfg.logdir)
+        acc = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+        acc.Reload()
+        assert [e.step for e in acc.Scalars("accuracy/test")] == [0, 320, 640]
+        assert [e.step for e in acc.Scalars("activation/conv1/std")] == [128, 256, 320, 448, 576, 640]
+        ckpt = torch.load(folder / CHECKPOINT, weights_only=True)
+        assert ckpt["state"]["epoch"] == 2
+        assert set(ckpt["model"]) == {f"{layer}.{p}" for layer in ("conv1", "conv2", "fc1", "fc2", "fc3")
+                                      for p in ("weight", "bias")}
+
+
+@pytest.mark.parametrize("first, then", [("fused", "alone"), ("alone", "fused")])
+def test_a_sweep_stopped_one_way_resumes_the_other(tmp_path, eight, first, then):
+    _, alone, _ = eight
+    cfgs = configs(tmp_path)[::2]  # four of them: sigmoid and relu, default and xavier, SGD
+    one_epoch = [replace(c, epochs=1) for c in cfgs]
+    if first == "fused":
+        run_bundle(one_epoch, DATA, lambda r: None)
+    else:
+        for c in one_epoch:
+            run_trial(c, DATA, lambda r: None)
+    resumed = []
+    if then == "fused":
+        run_bundle(cfgs, DATA, resumed.append)
+    else:
+        for c in cfgs:
+            run_trial(c, DATA, resumed.append)
+    resumed = by_trial(resumed)
+    for key, reports in resumed.items():
+        assert [r["resumed_from"] for r in reports] == [1, 1]  # epoch 1 replayed, epoch 2 trained
+        assert_close(reports, alone[key][1:])
+
+
+def test_a_diverging_member_leaves_the_bundle_and_the_others_go_on(tmp_path):
+    grid = {"activation": ["relu", "tanh"], "init": ["xavier_uniform"],
+            "optimizer": [{"name": "sgd", "lr": [1e6, 0.05]}]}
+    cfgs = configs(tmp_path / "fused", **grid)
+    names = [c.name for c in cfgs]
+    assert names == ["relu-xavier_uniform-sgd-lr1e+06-s0", "relu-xavier_uniform-sgd-lr0.05-s0",
+                     "tanh-xavier_uniform-sgd-lr1e+06-s0", "tanh-xavier_uniform-sgd-lr0.05-s0"]
+    fused, alone = [], []
+    run_bundle(cfgs, DATA, fused.append)
+    for c in configs(tmp_path / "alone", **grid):
+        run_trial(c, DATA, alone.append)
+    fused, alone = by_trial(fused), by_trial(alone)
+    for cfg in cfgs:
+        assert_close(fused[cfg.config_hash], alone[cfg.config_hash])
+    relu_big = fused[cfgs[0].config_hash]
+    assert relu_big[-1]["status"] == "diverged" and relu_big[-1]["epoch"] == 1
+    assert relu_big[-1]["reason"].startswith("train loss nan at epoch 1, step ")
+    assert not (Path(cfgs[0].logdir) / CHECKPOINT).exists()
+    assert [r["epoch"] for r in fused[cfgs[1].config_hash]] == [0, 1, 2]
+    assert math.isfinite(fused[cfgs[1].config_hash][-1]["train_loss"])
