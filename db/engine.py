@@ -13,11 +13,11 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
-from sqlalchemy import Engine, create_engine, event, inspect, select
+from sqlalchemy import Engine, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.schema import SCHEMA_VERSION, Base, SchemaInfo
+from db.schema import SCHEMA_VERSION, UPGRADES, Base, SchemaInfo
 
 
 class DatabaseError(Exception):
@@ -132,9 +132,9 @@ def make_engine(url: str) -> Engine:
 
 
 def check_version(engine: Engine) -> bool:
-    """True if the database has our tables at our version; False if it is empty.
+    """True if the database has our tables at our version (upgrading an older one in place); False if empty.
 
-    Raises DatabaseError for another version or for foreign tables.
+    Raises DatabaseError for a newer or unknown version or for foreign tables.
     """
     tables = set(inspect(engine).get_table_names())
     if not tables:
@@ -145,12 +145,24 @@ def check_version(engine: Engine) -> bool:
         )
     with Session(engine) as s:
         version = s.scalar(select(SchemaInfo.version))
+    if isinstance(version, int) and 1 <= version < SCHEMA_VERSION:
+        _upgrade(engine, version)
+        return True
     if version != SCHEMA_VERSION:
         raise DatabaseError(
             f"{safe_url(str(engine.url))} has schema version {version}; "
             f"this sweep reads version {SCHEMA_VERSION}"
         )
     return True
+
+
+def _upgrade(engine: Engine, version: int) -> None:
+    """Bring a database of an older version to ours, in one transaction."""
+    with session_scope(engine) as s:
+        for v in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in UPGRADES[v]:
+                s.execute(text(statement))
+        s.get(SchemaInfo, 1).version = SCHEMA_VERSION
 
 
 def init_db(engine: Engine) -> None:

@@ -10,7 +10,13 @@ from datetime import datetime
 from sqlalchemy import Float, ForeignKey, Integer, String, Text, UniqueConstraint, DateTime
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# What each version added to the one before, as the statements that upgrade a
+# database in place (additive only: an older sweep's rows stay as they were).
+UPGRADES = {
+    2: ("ALTER TABLE trials ADD COLUMN bundle VARCHAR(400)", "ALTER TABLE trials ADD COLUMN device VARCHAR(50)"),
+}
 
 TRIAL_STATUSES = ("pending", "running", "completed", "failed", "diverged", "interrupted")
 
@@ -67,6 +73,9 @@ class Trial(Base):
     final_test_loss: Mapped[float | None] = mapped_column(Float)
     final_train_loss: Mapped[float | None] = mapped_column(Float)
     logdir: Mapped[str] = mapped_column(Text)
+    # Where it trained: the fused bundle (its Ray trial's name; NULL when alone) and the device (cpu, cuda:0).
+    bundle: Mapped[str | None] = mapped_column(String(400))
+    device: Mapped[str | None] = mapped_column(String(50))
 
 
 class EpochMetric(Base):

@@ -75,6 +75,11 @@ class TrialConfig:
         return cls(**{f.name: d[f.name] for f in fields(cls)})
 
 
+def bundle_name(members: list[TrialConfig]) -> str:
+    """A fused bundle's name: its first member's plus how many more (a single trial: its own name)."""
+    return members[0].name if len(members) == 1 else f"{members[0].name}+{len(members) - 1}"
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()

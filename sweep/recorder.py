@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 
 from db.engine import session_scope
 from db.queries import record_epoch, record_layer_stats, update_trial, utcnow
-from sweep.grid import TrialConfig
+from sweep.grid import TrialConfig, bundle_name
 
 
 def members(trial) -> list[TrialConfig]:
@@ -26,14 +26,8 @@ def members(trial) -> list[TrialConfig]:
     return [TrialConfig.from_dict(d) for d in trial.config["bundle"]]
 
 
-def bundle_name(bundle: list[dict[str, Any]]) -> str:
-    """A Ray trial's name: its configuration's, or for a fused bundle its first member's plus how many more."""
-    first = TrialConfig.from_dict(bundle[0]).name
-    return first if len(bundle) == 1 else f"{first}+{len(bundle) - 1}"
-
-
 def _name(trial) -> str:
-    return bundle_name(trial.config["bundle"])
+    return bundle_name(members(trial))
 
 
 def _error_text(trial) -> str:
@@ -78,6 +72,8 @@ class DatabaseRecorder(Callback):
             "run_seconds": result["run_seconds"],
             "best_test_acc": result["best_test_acc"],
             "best_epoch": result["best_epoch"],
+            "bundle": result["bundle"],
+            "device": result["device"],
         }
         if result["status"] == "diverged":
             # The epoch's own numbers go to epoch_metrics; the trial keeps its

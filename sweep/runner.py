@@ -20,7 +20,7 @@ from db.engine import (DatabaseError, check_sqlite_location, error_line, init_db
                        session_scope, sqlite_path)
 from db.queries import ensure_sweep, ensure_trials, trial_statuses, update_trial
 from sweep.data import DataError, load_dataset
-from sweep.grid import TrialConfig, expand_grid
+from sweep.grid import TrialConfig, bundle_name, expand_grid
 from sweep.hparams import write_experiment
 from sweep.spec import DEFAULT_GPU_SHARE, SpecError, SweepSpec
 
@@ -285,7 +285,7 @@ def _tune(spec, trials, todo, data, engine, address, out, progress_interval, epo
     import ray
     from ray import tune
 
-    from sweep.recorder import DatabaseRecorder, ProgressPrinter, bundle_name
+    from sweep.recorder import DatabaseRecorder, ProgressPrinter, members
     from sweep.trial import ray_trainable
 
     started_here = not ray.is_initialized()
@@ -320,8 +320,8 @@ def _tune(spec, trials, todo, data, engine, address, out, progress_interval, epo
                 max_concurrent_trials=spec.resources.max_concurrent,
                 # A fresh worker pays seconds of `import torch` per trial; reuse it.
                 reuse_actors=True,
-                trial_name_creator=lambda tr: bundle_name(tr.config["bundle"]),
-                trial_dirname_creator=lambda tr: bundle_name(tr.config["bundle"]),
+                trial_name_creator=lambda tr: bundle_name(members(tr)),
+                trial_dirname_creator=lambda tr: bundle_name(members(tr)),
             ),
             run_config=tune.RunConfig(
                 name=spec.name,

@@ -29,7 +29,7 @@ from models.nets import build_model
 from models.registry import ACTIVATIONS, init_weights
 from models.stats import STAT_NAMES
 from sweep.data import Arrays
-from sweep.grid import TrialConfig
+from sweep.grid import TrialConfig, bundle_name
 from sweep.hold import hold, holds_for
 from sweep.hparams import write_session_end, write_session_start
 
@@ -100,8 +100,10 @@ def _stats_rows(epoch: int, step: int, snapshot, bounded: bool) -> list[dict[str
 class _Member:
     """One configuration of a bundle: its model as built, its batch order, its folder and its progress."""
 
-    def __init__(self, cfg: TrialConfig, tensorboard: bool):
+    def __init__(self, cfg: TrialConfig, tensorboard: bool, bundle: str | None, device: str):
         self.cfg = cfg
+        # Where it trains, for the database: its bundle's name (None alone) and the device.
+        self.bundle, self.device = bundle, device
         self.logdir = Path(cfg.logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
         # Built exactly as an unfused trial always was: seed, network, initialisation.
@@ -173,7 +175,7 @@ class _Member:
             "run_seconds": self.state["run_seconds"],
             "best_test_acc": self.state["best_test_acc"], "best_epoch": self.state["best_epoch"],
             "layer_stats": rows, "status": status, "reason": reason, "config_hash": self.cfg.config_hash,
-            "resumed_from": self.resumed_from,
+            "resumed_from": self.resumed_from, "bundle": self.bundle, "device": self.device,
         }
 
     def save(self, result: dict[str, Any], model_state, optimizer_state) -> None:
@@ -226,8 +228,9 @@ def run_bundle(
     arrays = [_tensor(a, device) for a in (data.train_x, data.train_y, data.test_x, data.test_y)]
     members: list[_Member] = []
     try:
+        bundle = bundle_name(cfgs) if len(cfgs) > 1 else None
         for cfg in cfgs:
-            members.append(_Member(cfg, tensorboard))
+            members.append(_Member(cfg, tensorboard, bundle, str(device)))
         for start in sorted({m.state["epoch"] for m in members}):
             _train([m for m in members if m.state["epoch"] == start], *arrays, report, device, began)
     finally:

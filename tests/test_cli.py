@@ -64,8 +64,8 @@ def test_run_refuses_a_database_of_another_schema_version_before_training(tmp_pa
     from db.schema import SchemaInfo
 
     with session_scope(engine) as s:
-        s.get(SchemaInfo, 1).version = 2
+        s.get(SchemaInfo, 1).version = 99
     assert main(["run", _spec(tmp_path, output=str(tmp_path / "runs"))]) == 1
-    assert capsys.readouterr().err == (f"Error: sqlite:///{tmp_path / 'runs' / 'sweep.db'} has schema version 2; "
-                                       "this sweep reads version 1\n")
+    assert capsys.readouterr().err == (f"Error: sqlite:///{tmp_path / 'runs' / 'sweep.db'} has schema version 99; "
+                                       "this sweep reads version 2\n")
     assert not (tmp_path / "runs" / "t" / "relu-default-adam-lr0.01-s0").exists()
