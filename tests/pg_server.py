@@ -37,12 +37,12 @@ def _bindir() -> Path:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
                    key=lambda p: [int(x) for x in re.findall(r"\d+", p.parent.parent.name)])
     if not found:
-        raise RuntimeError("no PostgreSQL under /usr/lib/postgresql: run `bash .ci/setup` (installs Debian's postgresql)")
+        raise RuntimeError("no PostgreSQL under /usr/lib/postgresql: run `bash .ci/setup` (installs Debian's package)")
     return found[-1].parent
 
 
-def _as_server_user() -> tuple[list[str], pwd.struct_passwd | None]:
-    """The command prefix that drops root for initdb/postgres, and that user (nothing to do when not root)."""
+def _server_user() -> tuple[list[str], pwd.struct_passwd | None]:
+    """setpriv's options that drop root for initdb/postgres, and that user (none needed when not root)."""
     if os.geteuid() != 0:
         return [], None
     for name in SERVER_USERS:
@@ -50,7 +50,7 @@ def _as_server_user() -> tuple[list[str], pwd.struct_passwd | None]:
             user = pwd.getpwnam(name)
         except KeyError:
             continue
-        return ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"], user
+        return [f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"], user
     raise RuntimeError(f"none of the users {', '.join(SERVER_USERS)} exists to run PostgreSQL as: run `bash .ci/setup`")
 
 
@@ -70,7 +70,7 @@ class PostgresServer:
     @classmethod
     def start(cls) -> "PostgresServer":
         bindir = _bindir()
-        prefix, user = _as_server_user()
+        as_user, user = _server_user()
         # Not under pytest's tmp folder: that is private to root, and the server user must reach its data.
         folder = Path(tempfile.mkdtemp(prefix="sweep-pg-"))
         # Distinctive, so that grepping every output for it means something.
@@ -81,8 +81,8 @@ class PostgresServer:
             for path in (folder, pwfile):
                 os.chown(path, user.pw_uid, user.pw_gid)
         try:
-            subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-U", SUPERUSER, f"--pwfile={pwfile}",
-                            "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C", "--no-sync"],
+            subprocess.run(["setpriv", *as_user, str(bindir / "initdb"), "-D", str(data), "-U", SUPERUSER,
+                            f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C", "--no-sync"],
                            cwd=folder, check=True, capture_output=True, text=True)
         except subprocess.CalledProcessError as exc:
             shutil.rmtree(folder, ignore_errors=True)
@@ -96,7 +96,9 @@ class PostgresServer:
         for _ in range(5):  # a free port may be taken between choosing it and binding it
             port = _free_port()
             with open(log, "ab") as out:
-                proc = subprocess.Popen([*prefix, str(bindir / "postgres"), "-D", str(data), "-p", str(port)],
+                # If pytest dies without stopping it, the kernel sends the server SIGINT (fast shutdown).
+                proc = subprocess.Popen(["setpriv", "--pdeathsig=INT", *as_user, str(bindir / "postgres"),
+                                         "-D", str(data), "-p", str(port)],
                                         cwd=folder, stdout=out, stderr=subprocess.STDOUT)
             server = cls(folder, port, password, proc, log)
             if server._wait_ready(bindir):
