@@ -41,8 +41,8 @@ from sweep.spec import load_spec  # noqa: E402
 from sweep.trial import run_trial  # noqa: E402
 
 
-def blog_loop(data_dir: Path, images: int) -> float:
-    """Images/s of the blog-style loop over `images` training images."""
+def blog_loop(data_dir: Path, images: int, device: str = "cpu") -> float:
+    """Images/s of the blog-style loop over `images` training images (each batch moved to `device`)."""
     import torchvision
     from torch.utils.data import DataLoader, Subset
 
@@ -53,11 +53,13 @@ def blog_loop(data_dir: Path, images: int) -> float:
     torch.manual_seed(0)
     model = LeNet("relu")
     init_weights(model, "xavier_uniform", 1.0, "relu")
+    model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     weights = weight_layers(model)
     start = time.perf_counter()
     seen = 0
     for batch, (x, y) in enumerate(loader, 1):
+        x, y = x.to(device), y.to(device)
         logits, acts = model(x)
         loss = F.cross_entropy(logits, y)
         optimizer.zero_grad()
@@ -70,7 +72,7 @@ def blog_loop(data_dir: Path, images: int) -> float:
     return seen / (time.perf_counter() - start)
 
 
-def sweep_loop(data_dir: Path, images: int, workdir: Path) -> float:
+def sweep_loop(data_dir: Path, images: int, workdir: Path, device: str = "cpu") -> float:
     """Images/s of run_trial's training epoch (evaluation excluded) over `images` images."""
     spec = load_spec(ROOT / "sweeps.yaml")
     cfg = next(t for t in expand_grid(spec) if t.activation == "relu" and t.init == "xavier_uniform"
@@ -78,27 +80,39 @@ def sweep_loop(data_dir: Path, images: int, workdir: Path) -> float:
     cfg = replace(cfg, epochs=1, train_limit=images, logdir=str(workdir / "trial"))
     data = load_dataset("fashion_mnist", data_dir, images, None)
     reports = []
-    run_trial(cfg, data, reports.append)
+    run_trial(cfg, data, reports.append, device=device)
     return images / reports[-1]["epoch_seconds"]
 
 
-def study(out: Path) -> dict:
-    """Run the default study into `out`; wall time vs the sum of the trials' own run time."""
-    spec = (ROOT / "sweeps.yaml").read_text().replace("output: runs", f"output: {out}")
-    spec_path = out / "sweeps.yaml"
+def study(out: Path, spec_file: str = "sweeps.yaml", resources: dict | None = None) -> dict:
+    """Run a study (default: the default study) into `out`; wall time vs the sum of the trials' own run time.
+
+    `resources` replaces the spec's resources (e.g. {"gpu": 0.25, "fuse": "off"}).
+    """
+    import yaml
+
+    raw = yaml.safe_load((ROOT / spec_file).read_text())
+    raw["output"] = str(out)
+    dataset = raw.get("dataset", {})
+    dataset = {"name": dataset} if isinstance(dataset, str) else dataset
+    raw["dataset"] = {**dataset, "data_dir": str(ROOT / "data")}  # the spec's paths resolve against `out`
+    if resources is not None:
+        raw["resources"] = {**raw.get("resources", {}), **resources}
+    spec_path = out / spec_file
     out.mkdir(parents=True, exist_ok=True)
-    spec_path.write_text(spec)
+    spec_path.write_text(yaml.safe_dump(raw))
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "sweep.cli", "run", str(spec_path), "--progress-interval", "60"],
                    cwd=ROOT, check=True)
     wall = time.perf_counter() - start
     with sqlite3.connect(out / "sweep.db") as conn:
-        train, n = conn.execute("SELECT SUM(run_seconds), COUNT(*) FROM trials").fetchone()
+        train, n, images = conn.execute("SELECT SUM(run_seconds), COUNT(*), SUM(images_seen) FROM trials").fetchone()
     import os
 
-    slots = os.cpu_count()  # trials run 1 CPU each, so this many at once
+    slots = os.cpu_count()  # CPU trials run 1 CPU each, so this many at once
     ideal = train / slots
-    return {"trials": n, "wall_s": round(wall, 1), "sum_trial_s": round(train, 1), "parallel_slots": slots,
+    return {"trials": n, "wall_s": round(wall, 1), "images_per_s": round(images / wall),
+            "sum_trial_s": round(train, 1), "parallel_slots": slots,
             "ideal_wall_s": round(ideal, 1), "overhead_share": round(1 - ideal / wall, 3)}
 
 
