@@ -20,7 +20,8 @@ import pytest
 import yaml
 from sqlalchemy import text
 
-from db import init_db, make_engine, safe_url, trials_frame
+from db import make_engine, safe_url, trials_frame
+from sweep.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -156,18 +157,18 @@ def test_a_sweep_on_postgresql_stores_what_the_same_sweep_on_sqlite_stores(runs,
 
 
 def _while_held_then_kill(proc: subprocess.Popen, folder: Path, url: str, holds: dict[str, str],
-                          outputs: list[str]) -> None:
+                          outputs: list[str], capsys) -> None:
     """Wait for the holds; read while the sweep holds its connections; SIGKILL the driver; wait for its workers."""
     workers = wait_held(folder, proc, holds)
     assert epochs_stored(url) == {ADAM: [0, 1], SGD: [0, 1]}
 
-    # Readers while the sweep runs: pandas through db/, and the CLI report.
+    # Readers in this process while the sweep's driver holds its connections: pandas through db/, the CLI report.
     assert set(trials_frame(make_engine(url), "syn")["status"]) == {"running"}
-    report = subprocess.run([sys.executable, "-m", "sweep.cli", "report", "--db", url, "--format", "csv"],
-                            cwd=folder, env=ENV, capture_output=True, text=True, timeout=120)
-    outputs += [report.stdout, report.stderr]
-    assert report.returncode == 0, report.stderr
-    assert len(report.stdout.splitlines()) == 1 + 2
+    code = main(["report", "--db", url, "--format", "csv"])
+    report = capsys.readouterr()
+    outputs += [report.out, report.err]
+    assert code == 0, report.err
+    assert len(report.out.splitlines()) == 1 + 2
 
     proc.kill()  # SIGKILL: no handler runs, the trials stay "running"
     finish(proc, outputs)
@@ -176,7 +177,7 @@ def _while_held_then_kill(proc: subprocess.Popen, folder: Path, url: str, holds:
     wait_gone(workers.values())  # the Ray instance the driver started goes down with it
 
 
-def test_driver_killed_on_postgresql_then_rerun_stores_every_epoch_once(runs, pg_server, tmp_path):
+def test_driver_killed_on_postgresql_then_rerun_stores_every_epoch_once(runs, pg_server, tmp_path, capsys):
     reference = runs[0]
     url = pg_server.url(pg_server.create_database())
     outputs: list[str] = []
@@ -184,7 +185,7 @@ def test_driver_killed_on_postgresql_then_rerun_stores_every_epoch_once(runs, pg
     holds = {ADAM: "saved2", SGD: f"epoch2.{MID_EPOCH}"}
     proc = start(tmp_path, pg_spec(url), holds)
     try:
-        _while_held_then_kill(proc, tmp_path, url, holds, outputs)
+        _while_held_then_kill(proc, tmp_path, url, holds, outputs, capsys)
     finally:
         if proc.poll() is None:  # a failed check must not leave a held sweep behind
             os.killpg(proc.pid, signal.SIGKILL)
@@ -198,7 +199,7 @@ def test_driver_killed_on_postgresql_then_rerun_stores_every_epoch_once(runs, pg
     assert_no_password(pg_server.password, outputs, tmp_path / "out")
 
 
-def test_database_errors_are_one_line_without_the_password_and_write_nothing(pg_server, tmp_path):
+def test_database_errors_are_one_line_without_the_password_and_write_nothing(pg_server, tmp_path, capsys, caplog):
     database = pg_server.create_database()
     wrong = "wrong-" + pg_server.password[::-1]
     with socket.socket() as s:  # a loopback port nothing listens on
@@ -209,15 +210,18 @@ def test_database_errors_are_one_line_without_the_password_and_write_nothing(pg_
         "closed-port": pg_server.url(database).replace(f":{pg_server.port}/", f":{closed}/"),
         "missing-driver": pg_server.url(database, driver="pg8000"),
     }
-    # Side by side: each only imports, loads the tiny data set and fails to open its database.
-    procs = {name: start(tmp_path / name, pg_spec(url)) for name, url in cases.items()}
-    outputs: dict[str, list[str]] = {name: [] for name in cases}
-    codes = {name: finish(proc, outputs[name]) for name, proc in procs.items()}
-    assert codes == dict.fromkeys(cases, 1)
+    # `sweep run` in this process: the database is opened before Ray starts, so each case fails in a moment.
+    err = {}
+    for name, url in cases.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "spec.yaml").write_text(yaml.safe_dump(pg_spec(url)))
+        assert main(["run", str(tmp_path / name / "spec.yaml")]) == 1, name
+        captured = capsys.readouterr()
+        assert captured.out == "", name
+        err[name] = captured.err
+        assert sorted(p.name for p in (tmp_path / name).iterdir()) == ["spec.yaml"]  # no out/, no lock
 
     shown = {name: safe_url(url) for name, url in cases.items()}
-    err = {name: o[1] for name, o in outputs.items()}
-    assert {name: o[0] for name, o in outputs.items()} == dict.fromkeys(cases, "")
     assert all(e.count("\n") == 1 for e in err.values()), err
     assert err["wrong-password"].startswith(f"Error: database {shown['wrong-password']}: OperationalError: ")
     assert 'password authentication failed for user "sweep"' in err["wrong-password"]
@@ -225,9 +229,8 @@ def test_database_errors_are_one_line_without_the_password_and_write_nothing(pg_
     assert "Connection refused" in err["closed-port"]
     assert err["missing-driver"] == (f"Error: database {shown['missing-driver']}: "
                                      "ModuleNotFoundError: No module named 'pg8000'\n")
-    for name in cases:
-        assert sorted(p.name for p in (tmp_path / name).iterdir()) == ["spec.yaml"]  # no out/, no lock
-        assert all(secret not in "".join(outputs[name]) for secret in (wrong, pg_server.password))
+    for secret in (wrong, pg_server.password):
+        assert secret not in "".join(err.values()) + caplog.text
     assert query(pg_server.url(database), "SELECT COUNT(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
 
 
