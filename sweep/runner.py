@@ -12,7 +12,7 @@ import os
 import shutil
 import signal
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -269,8 +269,10 @@ def _free_gpu_bytes() -> int | None:
 
 
 def _record_plan(engine, spec: SweepSpec, trials: list[TrialConfig], todo: list[TrialConfig]) -> dict[str, int]:
+    # The resolved spec goes into the database for whoever reads the results: never the database's password.
+    stored = asdict(replace(spec, database=spec.database and safe_url(spec.database)))
     with session_scope(engine) as s:
-        sweep_id = ensure_sweep(s, spec.name, json.dumps(asdict(spec), sort_keys=True))
+        sweep_id = ensure_sweep(s, spec.name, json.dumps(stored, sort_keys=True))
         trial_ids = ensure_trials(s, sweep_id, [trial_row(t) for t in trials])
         for t in todo:
             update_trial(s, trial_ids[t.config_hash], status="pending", error=None)

@@ -1,10 +1,13 @@
 """Nothing lost: real processes interrupted and killed, rows counted, numbers compared.
 
-Every test runs the real CLI on a small synthetic sweep (4 trials x 6 epochs,
-2 at a time) and compares with one uninterrupted reference run of the same spec.
-No test hopes a timer lands at the right moment: hold points (sweep/hold.py)
-stop the running trials exactly where each case is about, the test waits for
-their files, then strikes.
+Every test runs the real CLI on a small synthetic sweep (4 trials x 4 epochs,
+2 Ray trials at a time) and compares with one uninterrupted reference run of
+the same spec, once unfused and once fused (two bundles of two: relu's and
+tanh's). No test hopes a timer lands at the right moment: hold points
+(sweep/hold.py) stop the running trials exactly where each case is about, the
+test waits for their files, then strikes. A fused bundle stops as a whole
+when one member holds; the cases hold the last member of a bundle to save
+(tanh-sgd) so that both members stand at the same checkpoint.
 """
 import os
 import signal
@@ -15,72 +18,41 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from db import make_engine, trials_frame
+from sweep_process import ENV, start, wait_gone, wait_held
 
-ROOT = Path(__file__).resolve().parent.parent
-EPOCHS = 6
+EPOCHS = 4
+IMAGES = 2000
 SPEC = {
-    "name": "syn", "dataset": {"name": "synthetic", "train_limit": 6000, "test_limit": 500},
-    "epochs": EPOCHS, "stats_every": 40,
+    "name": "syn", "dataset": {"name": "synthetic", "train_limit": IMAGES, "test_limit": 500},
+    "epochs": EPOCHS, "stats_every": 10,
     "grid": {"activation": ["tanh", "relu"], "init": ["xavier_uniform"],
              "optimizer": [{"name": "adam", "lr": 0.001}, {"name": "sgd", "lr": 0.01}]},
     "resources": {"cpu": 1, "max_concurrent": 2},
     "output": "out",
 }
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-# The grid's first two trials: the two that run first, 2 at a time.
 TANH_ADAM, TANH_SGD = "tanh-xavier_uniform-adam-lr0.001-s0", "tanh-xavier_uniform-sgd-lr0.01-s0"
-# 6000 images in batches of 64: 94 batches per epoch, statistics at batches 40 and 80.
-MID_EPOCH = "batch50"
+RELU_ADAM, RELU_SGD = "relu-xavier_uniform-adam-lr0.001-s0", "relu-xavier_uniform-sgd-lr0.01-s0"
+# 2000 images in batches of 64: 32 batches per epoch, statistics at batches 10, 20, 30 and 32.
+MID_EPOCH = "batch16"
 
 
-def start(folder: Path, spec=SPEC, holds: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start `sweep run` in `folder`; `holds` maps a trial name to the moment it is to stop at."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "spec.yaml").write_text(yaml.safe_dump(spec))
-    env = dict(ENV)
-    if holds:
-        (folder / "holds").mkdir(exist_ok=True)
-        env.update(SWEEP_HOLD=",".join(f"{name}@{moment}" for name, moment in holds.items()),
-                   SWEEP_HOLD_DIR=str(folder / "holds"))
-    # A session of its own, as a terminal gives a foreground job: Ctrl-C goes to the group.
-    return subprocess.Popen([sys.executable, "-m", "sweep.cli", "run", "spec.yaml", "--progress-interval", "1"],
-                            cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-
-
-def wait_held(folder: Path, proc: subprocess.Popen, holds: dict[str, str], timeout: float = 300.0) -> dict[str, int]:
-    """Wait until every trial of `holds` stands at its moment; their worker pids, by trial name."""
-    markers = {name: folder / "holds" / f"{name}@{moment}" for name, moment in holds.items()}
-    deadline = time.monotonic() + timeout
-    while not all(m.exists() for m in markers.values()):
-        if proc.poll() is not None:
-            raise AssertionError(f"the sweep ended before its holds: {proc.communicate()}")
-        assert time.monotonic() < deadline, f"timed out waiting for {sorted(markers)}"
-        time.sleep(0.1)
-    return {name: int(m.read_text()) for name, m in markers.items()}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is gone
-    except FileNotFoundError:
-        return False
-
-
-def wait_gone(pids, timeout: float = 120.0) -> None:
-    """Wait until none of `pids` is alive (a killed driver's workers must not outlive it)."""
-    deadline = time.monotonic() + timeout
-    while any(_alive(pid) for pid in pids):
-        assert time.monotonic() < deadline, f"processes still alive: {pids}"
-        time.sleep(0.1)
+def spec_for(fuse) -> dict:
+    return {**SPEC, "resources": {**SPEC["resources"], "fuse": fuse}}
 
 
 def epochs_stored(folder: Path) -> dict[str, list[int]]:
     return {name: [r[0] for r in rows] for name, rows in results(folder).items()}
+
+
+def wait_stored(folder: Path, expected: dict[str, list[int]], timeout: float = 120.0) -> None:
+    """Wait until the driver has stored exactly the epochs `expected` (reports reach it asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while (stored := epochs_stored(folder)) != expected:
+        assert time.monotonic() < deadline, f"stored {stored}, expected {expected}"
+        time.sleep(0.1)
 
 
 def run(folder: Path, spec=SPEC) -> subprocess.CompletedProcess:
@@ -120,42 +92,72 @@ def results(folder: Path) -> dict[str, list[tuple]]:
     return out
 
 
-def assert_complete_and_equal_to(reference: Path, folder: Path) -> None:
+def assert_complete_and_equal_to(reference: Path, folder: Path, rel: float = 0.0) -> None:
+    """Every trial completed, every epoch and snapshot stored once, the reference's numbers
+    (exactly, or within `rel` for a sweep that changed between fused and unfused on the way)."""
     assert dict(query(folder, "SELECT name, status FROM trials")) == dict.fromkeys(results(reference), "completed")
-    assert results(folder) == results(reference)  # every epoch exactly once, same numbers
-    for table in ("layer_stats",):
-        assert query(folder, f"SELECT COUNT(*) FROM {table}") == query(reference, f"SELECT COUNT(*) FROM {table}")
+    if rel == 0.0:
+        assert results(folder) == results(reference)  # every epoch exactly once, same numbers
+    else:
+        got, want = results(folder), results(reference)
+        assert {n: [r[:2] for r in rows] for n, rows in got.items()} == {n: [r[:2] for r in rows] for n, rows in want.items()}
+        for name in want:
+            for g, w in zip(got[name], want[name]):
+                for have, expected in zip(g[2:4], w[2:4]):  # losses (no train loss before training)
+                    assert have == (None if expected is None else pytest.approx(expected, rel=rel)), (name, g[0])
+                assert abs(g[4] - w[4]) <= 2 / 500, (name, g[0])  # accuracy: within 2 of 500 test examples
+    assert query(folder, "SELECT COUNT(*) FROM layer_stats") == query(reference, "SELECT COUNT(*) FROM layer_stats")
     assert query(folder, "SELECT COUNT(*) FROM layer_stats GROUP BY trial_id, step, layer, kind HAVING COUNT(*) > 1") == []
     for name in results(reference):
         acc = EventAccumulator(str(folder / "out" / "syn" / name))
         acc.Reload()
         steps = [e.step for e in acc.Scalars("accuracy/test")]
-        assert steps == [6000 * e for e in range(EPOCHS + 1)], name  # no duplicated or overlapping points
+        assert steps == [IMAGES * e for e in range(EPOCHS + 1)], name  # no duplicated or overlapping points
         train_steps = [e.step for e in acc.Scalars("loss/train")]
         assert train_steps == sorted(set(train_steps)), name
 
 
+def event_files(folder: Path, name: str) -> int:
+    return len(list((folder / "out" / "syn" / name).glob("events.out.tfevents.*")))
+
+
+# Each case unfused and fused; a module-scoped parameter, so each mode's reference runs once.
+BOTH_MODES = pytest.mark.parametrize("fuse", ["off", 2], ids=["unfused", "fused"], scope="module")
+
+
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> Path:
+def reference(tmp_path_factory, fuse) -> Path:
     folder = tmp_path_factory.mktemp("reference")
-    done = run(folder)
+    done = run(folder, spec_for(fuse))
     assert done.returncode == 0, done.stderr
     assert len(results(folder)) == 4 and all(len(r) == EPOCHS + 1 for r in results(folder).values())
+    assert ("fused: 4 trials in 2 bundle(s) of up to 2" in done.stdout) == (fuse == 2)
     return folder
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_stops_cleanly_and_the_rerun_completes(reference, tmp_path, signum, code):
+# Per mode: where each running trial (or bundle) holds, and what the driver has stored by then.
+# Unfused, tanh-adam and tanh-sgd run first; fused, the relu bundle and the tanh bundle.
+BEFORE_FIRST_CHECKPOINT_AND_BETWEEN_CHECKPOINT_AND_REPORT = {
+    "off": ({TANH_ADAM: f"epoch1.{MID_EPOCH}", TANH_SGD: "saved2"}, {TANH_ADAM: [0], TANH_SGD: [0, 1]}),
+    2: ({RELU_ADAM: f"epoch1.{MID_EPOCH}", TANH_SGD: "saved2"},
+        {RELU_ADAM: [0], RELU_SGD: [0], TANH_ADAM: [0, 1, 2], TANH_SGD: [0, 1]}),
+}
+
+
+@BOTH_MODES
+def test_signal_stops_cleanly_and_the_rerun_completes(reference, fuse, tmp_path):
     # One trial mid-way through its first epoch (TensorBoard points written, no
     # checkpoint yet), the other between its epoch-2 checkpoint and that epoch's report.
-    holds = {TANH_ADAM: f"epoch1.{MID_EPOCH}", TANH_SGD: "saved2"}
-    proc = start(tmp_path, holds=holds)
+    # Ctrl-C unfused, SIGTERM fused (the driver turns SIGTERM into Ctrl-C: the trials see one path).
+    signum, code = (signal.SIGINT, 130) if fuse == "off" else (signal.SIGTERM, 143)
+    holds, stored = BEFORE_FIRST_CHECKPOINT_AND_BETWEEN_CHECKPOINT_AND_REPORT[fuse]
+    proc = start(tmp_path, spec_for(fuse), holds=holds)
     wait_held(tmp_path, proc, holds)
-    assert epochs_stored(tmp_path) == {TANH_ADAM: [0], TANH_SGD: [0, 1]}
+    wait_stored(tmp_path, stored)
 
     # Concurrent readers while the sweep writes: pandas through db/, the CLI report, a second run.
     engine = make_engine(f"sqlite:///{tmp_path / 'out' / 'sweep.db'}")
-    assert set(trials_frame(engine, "syn")["status"]) == {"running", "pending"}
+    assert set(trials_frame(engine, "syn")["status"]) == ({"running", "pending"} if fuse == "off" else {"running"})
     report = subprocess.run([sys.executable, "-m", "sweep.cli", "report", "--db",
                              f"sqlite:///{tmp_path / 'out' / 'sweep.db'}", "--format", "csv"],
                             cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
@@ -175,61 +177,93 @@ def test_signal_stops_cleanly_and_the_rerun_completes(reference, tmp_path, signu
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == code, out + err
     assert "interrupted: run the same command again to continue" in err
+    started = {TANH_ADAM, TANH_SGD} if fuse == "off" else {TANH_ADAM, TANH_SGD, RELU_ADAM, RELU_SGD}
     assert dict(query(tmp_path, "SELECT name, status FROM trials")) == {
-        TANH_ADAM: "interrupted", TANH_SGD: "interrupted",
-        "relu-xavier_uniform-adam-lr0.001-s0": "pending", "relu-xavier_uniform-sgd-lr0.01-s0": "pending"}
+        name: "interrupted" if name in started else "pending" for name in (TANH_ADAM, TANH_SGD, RELU_ADAM, RELU_SGD)}
     # Only whole epochs were stored; the held report of epoch 2 never reached the driver.
-    assert epochs_stored(tmp_path) == {TANH_ADAM: [0], TANH_SGD: [0, 1]}
+    assert epochs_stored(tmp_path) == stored
 
-    again = run(tmp_path)
+    again = run(tmp_path, spec_for(fuse))
     assert again.returncode == 0, again.stderr
-    # Started over (no checkpoint) and continued from epoch 2, its report replayed.
-    assert f"resumed {TANH_SGD} from epoch 2" in again.stdout and TANH_ADAM + " from" not in again.stdout
+    # Started over where there was no checkpoint; continued from epoch 2, its report replayed.
+    resumed = {TANH_SGD} if fuse == "off" else {TANH_ADAM, TANH_SGD}
+    for name in started:
+        assert (f"resumed {name} from epoch 2" in again.stdout) == (name in resumed), name
     assert_complete_and_equal_to(reference, tmp_path)
 
 
-def test_driver_killed_then_rerun_resumes_stale_trials(reference, tmp_path):
-    holds = {TANH_ADAM: "saved2", TANH_SGD: f"epoch3.{MID_EPOCH}"}
-    proc = start(tmp_path, holds=holds)
+@BOTH_MODES
+def test_driver_killed_then_rerun_resumes_stale_trials(reference, fuse, tmp_path):
+    # Unfused: one trial between checkpoint 2 and its report, one mid-epoch 3.
+    # Fused: the tanh bundle between checkpoint 2 and tanh-sgd's report, the relu bundle mid-epoch 3.
+    holds = ({TANH_ADAM: "saved2", TANH_SGD: f"epoch3.{MID_EPOCH}"} if fuse == "off"
+             else {TANH_SGD: "saved2", RELU_ADAM: f"epoch3.{MID_EPOCH}"})
+    stored = ({TANH_ADAM: [0, 1], TANH_SGD: [0, 1, 2]} if fuse == "off"
+              else {TANH_ADAM: [0, 1, 2], TANH_SGD: [0, 1], RELU_ADAM: [0, 1, 2], RELU_SGD: [0, 1, 2]})
+    proc = start(tmp_path, spec_for(fuse), holds=holds)
     workers = wait_held(tmp_path, proc, holds)
+    wait_stored(tmp_path, stored)
     proc.kill()  # SIGKILL: no handler runs, trials stay "running" in the database
     proc.communicate(timeout=60)
-    assert dict(query(tmp_path, f"SELECT name, status FROM trials WHERE name IN ('{TANH_ADAM}', '{TANH_SGD}')")) == {
-        TANH_ADAM: "running", TANH_SGD: "running"}
-    assert epochs_stored(tmp_path) == {TANH_ADAM: [0, 1], TANH_SGD: [0, 1, 2]}
+    assert {name: status for name, status in query(tmp_path, "SELECT name, status FROM trials")
+            if name in stored} == dict.fromkeys(stored, "running")
     wait_gone(workers.values())  # the Ray instance the driver started goes down with it
 
-    again = run(tmp_path)
+    again = run(tmp_path, spec_for(fuse))
     assert again.returncode == 0, again.stderr
-    assert f"resumed {TANH_ADAM} from epoch 2" in again.stdout
-    assert f"resumed {TANH_SGD} from epoch 2" in again.stdout
+    for name in stored:
+        assert f"resumed {name} from epoch 2" in again.stdout, name
     assert_complete_and_equal_to(reference, tmp_path)
 
 
-def test_killed_worker_is_retried_from_its_checkpoint(reference, tmp_path):
-    holds = {TANH_SGD: f"epoch3.{MID_EPOCH}"}
-    proc = start(tmp_path, holds=holds)
+@BOTH_MODES
+def test_killed_worker_is_retried_from_its_checkpoint(reference, fuse, tmp_path):
+    holds = {TANH_ADAM: f"epoch3.{MID_EPOCH}"}
+    proc = start(tmp_path, spec_for(fuse), holds=holds)
     workers = wait_held(tmp_path, proc, holds)
-    os.kill(workers[TANH_SGD], signal.SIGKILL)
+    os.kill(workers[TANH_ADAM], signal.SIGKILL)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, out + err
     assert "done: 4 completed; 0 already finished before this run" in out
     assert_complete_and_equal_to(reference, tmp_path)
-    # Continued from its checkpoint (a fresh start would have deleted the first attempt's events).
-    assert len(list((tmp_path / "out" / "syn" / TANH_SGD).glob("events.out.tfevents.*"))) == 2
+    # Continued from its checkpoint (a fresh start would have deleted the first attempt's events);
+    # fused, its bundle partner too.
+    assert event_files(tmp_path, TANH_ADAM) == 2
+    assert event_files(tmp_path, TANH_SGD) == (1 if fuse == "off" else 2)
 
 
-def test_raising_epochs_extends_finished_trials(reference, tmp_path):
-    short = {**SPEC, "epochs": 3}
+@BOTH_MODES
+def test_raising_epochs_extends_finished_trials(reference, fuse, tmp_path):
+    short = {**spec_for(fuse), "epochs": 2}
     assert run(tmp_path, short).returncode == 0
-    assert set(query(tmp_path, "SELECT epochs_done FROM trials")) == {(3,)}
-    longer = run(tmp_path, SPEC)
+    assert set(query(tmp_path, "SELECT epochs_done FROM trials")) == {(2,)}
+    longer = run(tmp_path, spec_for(fuse))
     assert longer.returncode == 0, longer.stderr
     assert "sweep syn: 4 trials (0 already finished)" in longer.stdout
     assert_complete_and_equal_to(reference, tmp_path)
-    # Not started over: each trial continued from its epoch-3 checkpoint.
+    # Not started over: each trial continued from its epoch-2 checkpoint.
     for name in results(reference):
-        assert f"resumed {name} from epoch 3" in longer.stdout
+        assert f"resumed {name} from epoch 2" in longer.stdout
+
+
+@pytest.mark.parametrize("fuse", ["off"], ids=["unfused"], scope="module")
+def test_a_sweep_interrupted_fused_resumes_unfused(reference, fuse, tmp_path):
+    # Interrupted fused, then run to the end unfused; the other way round is tests/test_bundle.py's.
+    other = 2
+    holds, stored = BEFORE_FIRST_CHECKPOINT_AND_BETWEEN_CHECKPOINT_AND_REPORT[other]
+    proc = start(tmp_path, spec_for(other), holds=holds)
+    wait_held(tmp_path, proc, holds)
+    wait_stored(tmp_path, stored)
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    again = run(tmp_path, spec_for(fuse))
+    assert again.returncode == 0, again.stderr
+    resumed = {TANH_ADAM, TANH_SGD} if other == 2 else {TANH_SGD}
+    for name in (TANH_ADAM, TANH_SGD, RELU_ADAM, RELU_SGD):
+        assert (f"resumed {name} from epoch 2" in again.stdout) == (name in resumed), name
+    # A trial's first epochs trained in one mode, the rest in the other: the same numbers up to float rounding.
+    assert_complete_and_equal_to(reference, tmp_path, rel=1e-3)
 
 
 def test_trial_retries_are_bounded_and_the_failure_recorded(tmp_path):

@@ -8,12 +8,11 @@ by SIGKILL at held moments (sweep/hold.py) and rerun must leave every
 held mid-write; a wrong password, a closed port and a missing driver each
 give one line. The password must never appear in any output or file.
 """
+import json
 import os
 import signal
 import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,9 +21,8 @@ from sqlalchemy import text
 
 from db import make_engine, safe_url, trials_frame
 from sweep.cli import main
+from sweep_process import start, wait_gone, wait_held
 
-ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 EPOCHS = 3
 SPEC = {
     "name": "syn", "dataset": {"name": "synthetic", "train_limit": 640, "test_limit": 128},
@@ -39,52 +37,11 @@ ADAM, SGD = "tanh-xavier_uniform-adam-lr0.001-s0", "tanh-xavier_uniform-sgd-lr0.
 MID_EPOCH = "batch5"
 
 
-def start(folder: Path, spec: dict, holds: dict[str, str] | None = None) -> subprocess.Popen:
-    """`sweep run spec.yaml` in `folder`; `holds` maps a trial name to the moment it is to stop at."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "spec.yaml").write_text(yaml.safe_dump(spec))
-    env = dict(ENV)
-    if holds:
-        (folder / "holds").mkdir(exist_ok=True)
-        env.update(SWEEP_HOLD=",".join(f"{name}@{moment}" for name, moment in holds.items()),
-                   SWEEP_HOLD_DIR=str(folder / "holds"))
-    return subprocess.Popen([sys.executable, "-m", "sweep.cli", "run", "spec.yaml", "--progress-interval", "1"],
-                            cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-
-
 def finish(proc: subprocess.Popen, outputs: list[str]) -> int:
     """Wait for `proc`; its stdout and stderr go to `outputs` (to be searched for the password)."""
     out, err = proc.communicate(timeout=600)
     outputs += [out, err]
     return proc.returncode
-
-
-def wait_held(folder: Path, proc: subprocess.Popen, holds: dict[str, str], timeout: float = 300.0) -> dict[str, int]:
-    """Wait until every trial of `holds` stands at its moment (its marker file exists); worker pids by trial."""
-    markers = {name: folder / "holds" / f"{name}@{moment}" for name, moment in holds.items()}
-    deadline = time.monotonic() + timeout
-    while not all(m.exists() for m in markers.values()):
-        if proc.poll() is not None:
-            raise AssertionError(f"the sweep ended before its holds: {proc.communicate()}")
-        assert time.monotonic() < deadline, f"timed out waiting for {sorted(markers)}"
-        time.sleep(0.1)
-    return {name: int(m.read_text()) for name, m in markers.items()}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def wait_gone(pids, timeout: float = 120.0) -> None:
-    """Wait until none of `pids` is alive (a killed driver's workers must not outlive it)."""
-    deadline = time.monotonic() + timeout
-    while any(_alive(pid) for pid in pids):
-        assert time.monotonic() < deadline, f"processes still alive: {pids}"
-        time.sleep(0.1)
 
 
 def query(url: str, sql: str) -> list[tuple]:
@@ -154,6 +111,9 @@ def test_a_sweep_on_postgresql_stores_what_the_same_sweep_on_sqlite_stores(runs,
     frame = trials_frame(make_engine(url), "syn")
     assert sorted(frame["name"]) == [ADAM, SGD] and set(frame["epochs_done"]) == {EPOCHS}
     assert_no_password(pg_server.password, outputs, folder / "out")
+    # Nor in the results: the stored spec names the database with its password masked.
+    (spec_json,), = query(url, "SELECT spec_json FROM sweeps")
+    assert pg_server.password not in spec_json and json.loads(spec_json)["database"] == safe_url(url)
 
 
 def _while_held_then_kill(proc: subprocess.Popen, folder: Path, url: str, holds: dict[str, str],
