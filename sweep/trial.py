@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 
 from models.fused import FusedNet
 from models.nets import build_model
@@ -34,7 +33,6 @@ from sweep.hold import hold, holds_for
 from sweep.hparams import write_session_end, write_session_start
 
 CHECKPOINT = "checkpoint.pt"
-EVAL_BATCH = 1000
 # Reports kept in the checkpoint and sent again on resume: a trial can be
 # killed after saving an epoch but before the driver stored its report (or the
 # driver itself can die); the driver's upserts make the replay harmless.
@@ -47,22 +45,6 @@ def _tensor(array, device: torch.device) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return torch.from_numpy(array).to(device)
-
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over a whole set, one host sync at the end."""
-    model.eval()
-    loss = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device)
-    for start in range(0, len(x), EVAL_BATCH):
-        logits, _ = model(x[start:start + EVAL_BATCH])
-        target = y[start:start + EVAL_BATCH]
-        loss += F.cross_entropy(logits, target, reduction="sum")
-        correct += (logits.argmax(1) == target).sum()
-    model.train()
-    total_loss, total_correct = torch.stack([loss, correct]).tolist()
-    return total_loss / len(x), total_correct / len(x)
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:
