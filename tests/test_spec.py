@@ -59,6 +59,12 @@ def test_defaults():
     assert spec.resources.gpu == "auto" and spec.resources.cpu == 1.0
 
 
+@pytest.mark.parametrize("value, expected", [("auto", "auto"), ("off", "off"), (False, "off"), (4, 4)])
+def test_fuse_is_auto_off_or_a_bundle_size(value, expected):
+    assert parse_spec(with_("resources.fuse", value)).resources.fuse == expected  # YAML reads a bare off as false
+    assert parse_spec(MINIMAL).resources.fuse == "auto"
+
+
 def test_lists_of_hyper_parameters_multiply_the_grid():
     spec = parse_spec({"name": "t", "grid": {
         "activation": ["relu"], "seed": [0, 1, 2],
@@ -130,6 +136,9 @@ def test_auto_gain_is_resolved_per_activation():
     (with_("metric", "acc"), "metric: 'acc' is not a known metric; allowed: final_test_acc, best_test_acc, "
      "final_test_loss, final_train_loss"),
     (with_("resources.gpu", -1), "resources.gpu: -1 must be >= 0"),
+    (with_("resources.fuse", "on"), "resources.fuse: 'on' is not auto, off or a number of configurations >= 1"),
+    (with_("resources.fuse", 0), "resources.fuse: 0 is not auto, off or a number of configurations >= 1"),
+    (with_("resources.fuse", True), "resources.fuse: True is not auto, off or a number of configurations >= 1"),
     (with_("database", "runs/x.db"), "database: 'runs/x.db' is not a database URL like sqlite:///runs/sweep.db"),
     (with_("database", "my db://x"), "database: 'my db://x' is not a database URL like sqlite:///runs/sweep.db"),
     (with_("grid.init", [{"name": "xavier_uniform", "gain": "autoo"}]),
