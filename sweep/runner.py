@@ -268,7 +268,8 @@ def _free_gpu_bytes() -> int | None:
     return torch.cuda.mem_get_info()[0]
 
 
-def _record_plan(engine, spec: SweepSpec, trials: list[TrialConfig], todo: list[TrialConfig]) -> dict[str, int]:
+def record_plan(engine, spec: SweepSpec, trials: list[TrialConfig], todo: list[TrialConfig]) -> dict[str, int]:
+    """The sweep row and one row per configuration (`todo` set pending); trial ids by config hash."""
     # The resolved spec goes into the database for whoever reads the results: never the database's password.
     stored = asdict(replace(spec, database=spec.database and safe_url(spec.database)))
     with session_scope(engine) as s:
@@ -308,7 +309,7 @@ def _tune(spec, trials, todo, data, engine, address, out, progress_interval, epo
                            _free_gpu_bytes(), _member_bytes(todo[0]))
         bundles = plan_bundles(todo, size)
         cpu, gpu = _resources(spec, cluster, fused=size > 1)
-        trial_ids = _record_plan(engine, spec, trials, todo)
+        trial_ids = record_plan(engine, spec, trials, todo)
         write_experiment(spec.sweep_dir, trials)
         if size > 1:
             print(f"fused: {len(todo)} trials in {len(bundles)} bundle(s) of up to {size}", file=out, flush=True)

@@ -5,20 +5,17 @@ DatabaseRecorder, exactly as in a sweep, minus the scheduling. The server
 (tests/pg_server.py) is started once per session on a loopback port, only
 by the tests that ask for it.
 """
-import json
-from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from db.engine import init_db, make_engine, session_scope
+from db.engine import init_db, make_engine
 from pg_server import PostgresServer
-from db.queries import ensure_sweep, ensure_trials
 from sweep.data import synthetic
 from sweep.grid import expand_grid
 from sweep.recorder import DatabaseRecorder
-from sweep.runner import trial_row
+from sweep.runner import record_plan
 from sweep.spec import parse_spec
 from sweep.trial import run_trial
 
@@ -38,9 +35,7 @@ def recorded_db(tmp_path_factory) -> Path:
     trials = expand_grid(spec)
     engine = make_engine(spec.database_url)
     init_db(engine)
-    with session_scope(engine) as s:
-        sweep_id = ensure_sweep(s, spec.name, json.dumps(asdict(spec)))
-        ids = ensure_trials(s, sweep_id, [trial_row(t) for t in trials])
+    ids = record_plan(engine, spec, trials, [])
     recorder = DatabaseRecorder(engine, ids)
     data = synthetic(256, 128)
     for t in trials:

@@ -6,17 +6,16 @@ import io
 import json
 import math
 import tomllib
-from dataclasses import asdict
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
 from db.engine import init_db, make_engine, session_scope
-from db.queries import ensure_sweep, ensure_trials, record_epoch, update_trial
+from db.queries import record_epoch, update_trial
 from sweep.cli import main
 from sweep.grid import expand_grid
-from sweep.runner import trial_row
+from sweep.runner import record_plan
 from sweep.spec import parse_spec
 
 SPEC = {"name": "hand", "dataset": "synthetic", "epochs": 4,
@@ -42,9 +41,8 @@ def build(folder: Path, spec: dict = SPEC, trials: dict = TRIALS) -> Path:
     configs = expand_grid(spec)
     engine = make_engine(spec.database_url)
     init_db(engine)
+    ids = record_plan(engine, spec, configs, [])
     with session_scope(engine) as s:
-        sweep_id = ensure_sweep(s, spec.name, json.dumps(asdict(spec)))
-        ids = ensure_trials(s, sweep_id, [trial_row(t) for t in configs])
         for t in configs:
             if t.name not in trials:
                 continue
