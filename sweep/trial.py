@@ -277,8 +277,9 @@ def _train(members: list[_Member], train_x, train_y, test_x, test_y, report, dev
                 # Stopped where its unfused trial stops: before this step, its epoch cut short.
                 reasons = {k: f"train loss {train_losses[k]} at epoch {epoch}, step {members[k].state['images_seen']}"
                            for k in diverged}
-                _finish_diverged(members, diverged, reasons, epoch, epoch_loss / epoch_images, rows,
-                                 evaluate_all(), started, report, began)
+                wall = time.perf_counter() - started
+                _finish_diverged(members, diverged, reasons, epoch, (epoch_loss / epoch_images).tolist(), rows,
+                                 evaluate_all(), wall, report, began)
             if len(diverged) == len(members):
                 return
             net.step()
@@ -294,15 +295,13 @@ def _train(members: list[_Member], train_x, train_y, test_x, test_y, report, dev
         wall = time.perf_counter() - started
         tests = evaluate_all()
         diverged = [k for k, loss in enumerate(mean_losses) if not math.isfinite(loss)]
+        _finish_diverged(members, diverged, {k: f"train loss {mean_losses[k]} at epoch {epoch}" for k in diverged},
+                         epoch, mean_losses, rows, tests, wall, report, began)
         for k, m in enumerate(members):
+            if k in diverged:
+                continue
             m.state["train_seconds"] += wall
             m.state["epoch"] = epoch
-            if k in diverged:
-                result = m.result(epoch, mean_losses[k], tests[k], wall, rows[k], "diverged",
-                                  f"train loss {mean_losses[k]} at epoch {epoch}", began)
-                m.end_session(success=False)
-                report(result)
-                continue
             result = m.result(epoch, mean_losses[k], tests[k], wall, rows[k], "running", None, began)
             m.save(result, *net.member_state(k))
             if epoch == cfg.epochs:
@@ -316,10 +315,8 @@ def _train(members: list[_Member], train_x, train_y, test_x, test_y, report, dev
             members = _without(members, diverged)
 
 
-def _finish_diverged(members, diverged, reasons, epoch, mean_losses, rows, tests, started, report, began) -> None:
-    """Report members whose loss became NaN/inf mid-epoch as diverged, with their cut-short epoch's numbers."""
-    wall = time.perf_counter() - started
-    mean_losses = mean_losses.tolist()
+def _finish_diverged(members, diverged, reasons, epoch, mean_losses, rows, tests, wall, report, began) -> None:
+    """Report members whose loss became NaN/inf as diverged, with their (possibly cut-short) epoch's numbers."""
     for k in diverged:
         m = members[k]
         m.state["train_seconds"] += wall
