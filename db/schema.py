@@ -10,12 +10,13 @@ from datetime import datetime
 from sqlalchemy import Float, ForeignKey, Integer, String, Text, UniqueConstraint, DateTime
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # What each version added to the one before, as the statements that upgrade a
 # database in place (additive only: an older sweep's rows stay as they were).
 UPGRADES = {
     2: ("ALTER TABLE trials ADD COLUMN bundle VARCHAR(400)", "ALTER TABLE trials ADD COLUMN device VARCHAR(50)"),
+    3: ("ALTER TABLE trials ADD COLUMN node VARCHAR(100)",),
 }
 
 TRIAL_STATUSES = ("pending", "running", "completed", "failed", "diverged", "interrupted")
@@ -73,9 +74,11 @@ class Trial(Base):
     final_test_loss: Mapped[float | None] = mapped_column(Float)
     final_train_loss: Mapped[float | None] = mapped_column(Float)
     logdir: Mapped[str] = mapped_column(Text)
-    # Where it trained: the fused bundle (its Ray trial's name; NULL when alone) and the device (cpu, cuda:0).
+    # Where it trained: the fused bundle (its Ray trial's name; NULL when alone), the device (cpu, cuda:0)
+    # and the Ray node ("host/node-id-start"; NULL outside Ray), of its latest epoch.
     bundle: Mapped[str | None] = mapped_column(String(400))
     device: Mapped[str | None] = mapped_column(String(50))
+    node: Mapped[str | None] = mapped_column(String(100))
 
 
 class EpochMetric(Base):

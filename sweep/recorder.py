@@ -74,6 +74,7 @@ class DatabaseRecorder(Callback):
             "best_epoch": result["best_epoch"],
             "bundle": result["bundle"],
             "device": result["device"],
+            "node": result["node"],
         }
         if result["status"] == "diverged":
             # The epoch's own numbers go to epoch_metrics; the trial keeps its

@@ -82,10 +82,10 @@ def _stats_rows(epoch: int, step: int, snapshot, bounded: bool) -> list[dict[str
 class _Member:
     """One configuration of a bundle: its model as built, its batch order, its folder and its progress."""
 
-    def __init__(self, cfg: TrialConfig, tensorboard: bool, bundle: str | None, device: str):
+    def __init__(self, cfg: TrialConfig, tensorboard: bool, bundle: str | None, device: str, node: str | None):
         self.cfg = cfg
-        # Where it trains, for the database: its bundle's name (None alone) and the device.
-        self.bundle, self.device = bundle, device
+        # Where it trains, for the database: its bundle's name (None alone), the device and the node.
+        self.bundle, self.device, self.node = bundle, device, node
         self.logdir = Path(cfg.logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
         # Built exactly as an unfused trial always was: seed, network, initialisation.
@@ -158,6 +158,7 @@ class _Member:
             "best_test_acc": self.state["best_test_acc"], "best_epoch": self.state["best_epoch"],
             "layer_stats": rows, "status": status, "reason": reason, "config_hash": self.cfg.config_hash,
             "resumed_from": self.resumed_from, "bundle": self.bundle, "device": self.device,
+            "node": self.node,
         }
 
     def save(self, result: dict[str, Any], model_state, optimizer_state) -> None:
@@ -185,9 +186,10 @@ def run_trial(
     report: Callable[[dict[str, Any]], None],
     device: str | torch.device = "cpu",
     tensorboard: bool = True,
+    node: str | None = None,
 ) -> None:
     """Train `cfg` on `data`, calling `report` once before training and after each epoch: a one-member bundle."""
-    run_bundle([cfg], data, report, device, tensorboard)
+    run_bundle([cfg], data, report, device, tensorboard, node)
 
 
 def run_bundle(
@@ -196,6 +198,7 @@ def run_bundle(
     report: Callable[[dict[str, Any]], None],
     device: str | torch.device = "cpu",
     tensorboard: bool = True,
+    node: str | None = None,
 ) -> None:
     """Train configurations that share network shape, batch size, epochs and data as one stacked network.
 
@@ -203,7 +206,8 @@ def run_bundle(
     epoch's metrics and the layer statistics of every snapshot, taken every
     `stats_every` batches), exactly as it would alone. Members continue from
     their own checkpoints; members checkpointed at different epochs train in
-    turn, one stacked network per starting epoch.
+    turn, one stacked network per starting epoch. `node` names the machine
+    in the reports (None outside a Ray cluster).
     """
     device = torch.device(device)
     began = time.perf_counter()
@@ -212,7 +216,7 @@ def run_bundle(
     try:
         bundle = bundle_name(cfgs) if len(cfgs) > 1 else None
         for cfg in cfgs:
-            members.append(_Member(cfg, tensorboard, bundle, str(device)))
+            members.append(_Member(cfg, tensorboard, bundle, str(device), node))
         for start in sorted({m.state["epoch"] for m in members}):
             _train([m for m in members if m.state["epoch"] == start], *arrays, report, device, began)
     finally:
@@ -348,4 +352,14 @@ def ray_trainable(config: dict[str, Any], data: Arrays) -> None:
     # 2-thread process, so a trial uses exactly the CPUs it was given.
     torch.set_num_threads(max(1, int(config["cpus"])))
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
-    run_bundle(cfgs, data, tune.report, device=device)
+    run_bundle(cfgs, data, tune.report, device=device, node=node_name())
+
+
+def node_name() -> str:
+    """This Ray node as the database names it: host name and the start of Ray's node id ("gpu07/3f9c2a1b");
+    the id tells apart nodes that share a host, like a test cluster on one machine."""
+    import socket
+
+    import ray
+
+    return f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
