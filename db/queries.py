@@ -8,27 +8,31 @@ Reads return plain values or pandas DataFrames for notebook users:
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, and_, bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
 from db.engine import DatabaseError, check_version
 from db.schema import EpochMetric, LayerStat, Sweep, Trial
 
-_CHUNK = 500  # rows per statement, well under SQLite's bound-parameter limit
+# The per-epoch summary columns of epoch_metrics (see EpochMetric and summarize_snapshot).
+SUMMARY_COLUMNS = ("max_sat_frac", "max_dead_frac", "grad_std_ratio")
+# The column trial_figures adds with a threshold: training images seen when test accuracy first reached it.
+THRESHOLD_COLUMN = "images_to_threshold"
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def _insert(session: Session):
-    dialect = session.get_bind().dialect.name
+def _insert(dialect: str):
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
     elif dialect == "postgresql":
@@ -38,19 +42,66 @@ def _insert(session: Session):
     return insert
 
 
+@functools.lru_cache(maxsize=64)
+def _upsert_statement(dialect, table, columns: tuple[str, ...], keys: tuple[str, ...], update_existing: bool):
+    """(statement, its SQL text for the driver, the order of its parameters where they are positional): one upsert per table and set of columns, built and compiled
+    once; building and compiling cost more than executing it for the recorder's small batches."""
+    stmt = _insert(dialect.name)(table)
+    if update_existing:
+        stmt = stmt.on_conflict_do_update(index_elements=list(keys),
+                                          set_={c: stmt.excluded[c] for c in columns if c not in keys})
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
+    compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
+    return stmt, str(compiled), compiled.positiontup if compiled.positional else None
+
+
 def upsert(session: Session, model, rows: Sequence[dict[str, Any]], keys: Sequence[str],
-           update_existing: bool = True) -> None:
-    """Insert rows; on a natural-key conflict update the other columns (or keep the row)."""
-    insert = _insert(session)
-    for start in range(0, len(rows), _CHUNK):
-        chunk = rows[start:start + _CHUNK]
-        stmt = insert(model).values(list(chunk))
-        if update_existing:
-            cols = {c: stmt.excluded[c] for c in chunk[0] if c not in keys}
-            stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_=cols)
-        else:
-            stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
-        session.execute(stmt)
+           update_existing: bool = True, plain: bool = False) -> None:
+    """Insert rows (all with the same keys); on a natural-key conflict update the other columns (or keep the row).
+
+    One statement executed for all the rows (the driver's executemany), where a multi-row VALUES statement
+    had to be compiled again for every batch. `plain`: every value is a number, text or None, handed to
+    the driver as it is (no per-value type processing): the statistics' path, several times faster.
+    """
+    if not rows:
+        return
+    conn = session.connection()
+    stmt, sql, order = _upsert_statement(conn.dialect, model.__table__, tuple(rows[0]), tuple(keys),
+                                         update_existing)
+    if plain:
+        conn.exec_driver_sql(sql, [tuple(r[k] for k in order) for r in rows] if order else [dict(r) for r in rows])
+    else:
+        conn.execute(stmt, list(rows))
+
+
+def _upsert_tuples(session: Session, model, columns: tuple[str, ...], rows: list[tuple], keys: Sequence[str]) -> None:
+    """upsert(plain=True) of rows given as tuples in `columns` order: the statistics' hot path, with no dict
+    per row."""
+    if not rows:
+        return
+    conn = session.connection()
+    _, sql, order = _upsert_statement(conn.dialect, model.__table__, columns, tuple(keys), True)
+    if order is None:
+        rows = [dict(zip(columns, r)) for r in rows]
+    elif tuple(order) != columns:
+        at = [columns.index(k) for k in order]
+        rows = [tuple(r[i] for i in at) for r in rows]
+    conn.exec_driver_sql(sql, rows)
+
+
+_STAT_VALUES = ("mean", "std", "p98", "zero_frac", "dead_frac", "sat_frac")
+_LAYER_COLUMNS = ("trial_id", "epoch", "step", "layer", "kind", *_STAT_VALUES, "nan_fields")
+
+
+def _layer_tuple(trial_id: int, r: dict[str, Any]) -> tuple:
+    """A layer_stats row as a _LAYER_COLUMNS tuple, NaN stored as _flag_nans stores it."""
+    values = [r.get(c) for c in _STAT_VALUES]
+    nans = None
+    if any(v != v for v in values):
+        nans = ",".join(c for c, v in zip(_STAT_VALUES, values) if v != v)
+        values = [None if v != v else v for v in values]
+    return (trial_id, r["epoch"], r["step"], r["layer"], r["kind"], *values, nans)
 
 
 def ensure_sweep(session: Session, name: str, spec_json: str) -> int:
@@ -75,7 +126,33 @@ def ensure_trials(session: Session, sweep_id: int, rows: Iterable[dict[str, Any]
 
 def update_trial(session: Session, trial_id: int, **values: Any) -> None:
     """Set columns of one trial row."""
-    session.execute(update(Trial).where(Trial.trial_id == trial_id).values(**values))
+    table = Trial.__table__
+    session.connection().execute(update(table).where(table.c.trial_id == trial_id).values(**values))
+
+
+def update_trials(session: Session, changes: Sequence[tuple[int, dict[str, Any]]]) -> None:
+    """Set columns of many trial rows, in order (a later change of a trial's column wins): one executemany
+    per set of columns.
+
+    Example: update_trials(s, [(7, {"epochs_done": 3}), (8, {"epochs_done": 2, "status": "diverged"})])
+    """
+    merged: dict[int, dict[str, Any]] = {}
+    for trial_id, values in changes:
+        merged.setdefault(trial_id, {}).update(values)
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for trial_id, values in merged.items():
+        groups.setdefault(tuple(values), []).append({"t": trial_id, **{f"v_{k}": v for k, v in values.items()}})
+    conn = session.connection()
+    for columns, params in groups.items():
+        conn.execute(_trial_update(columns), params)
+
+
+@functools.lru_cache(maxsize=64)
+def _trial_update(columns: tuple[str, ...]):
+    # Parameters named apart from the columns they set (SQLAlchemy reserves the column names).
+    table = Trial.__table__
+    return update(table).where(table.c.trial_id == bindparam("t")).values(
+        **{c: bindparam(f"v_{c}") for c in columns})
 
 
 def trial_statuses(session: Session, sweep: str) -> dict[str, tuple[str, int]]:
@@ -90,8 +167,10 @@ def trial_statuses(session: Session, sweep: str) -> dict[str, tuple[str, int]]:
 def _flag_nans(row: dict[str, Any], trial_id: int) -> dict[str, Any]:
     """NaN -> NULL plus its column name in nan_fields, so NULL ("does not apply")
     and NaN (a diverged value) stay distinguishable; infinities are kept as they are."""
-    nans = [k for k, v in row.items() if isinstance(v, float) and math.isnan(v)]
-    return {**row, **{k: None for k in nans}, "nan_fields": ",".join(nans) or None, "trial_id": trial_id}
+    nans = [k for k, v in row.items() if v != v]  # NaN is the one value unequal to itself
+    if not nans:
+        return {**row, "nan_fields": None, "trial_id": trial_id}
+    return {**row, **{k: None for k in nans}, "nan_fields": ",".join(nans), "trial_id": trial_id}
 
 
 def record_epoch(session: Session, trial_id: int, row: dict[str, Any]) -> None:
@@ -99,10 +178,118 @@ def record_epoch(session: Session, trial_id: int, row: dict[str, Any]) -> None:
     upsert(session, EpochMetric, [_flag_nans(row, trial_id)], ["trial_id", "epoch"])
 
 
+def record_results(session: Session, results: Sequence[tuple[int, dict[str, Any], Sequence[dict[str, Any]]]]
+                   ) -> None:
+    """Upsert many reports at once, each (trial_id, its epoch_metrics row, its layer_stats rows in layer order).
+
+    Each report carries its epoch's snapshots (the trial reports an epoch with the statistics taken
+    during it), so the epoch's summary (summarize_snapshot of its last snapshot) goes into the epoch row
+    in the same statement. One executemany per table for the whole batch.
+    Example: record_results(s, [(7, {"epoch": 1, "images_seen": 60000, ...}, rows)])
+    """
+    epochs, stats = [], []
+    for trial_id, row, layer_rows in results:
+        mine = [r for r in layer_rows if r["epoch"] == row["epoch"]]
+        step = max((r["step"] for r in mine), default=None)
+        summary = summarize_snapshot([r for r in mine if r["step"] == step])
+        epochs.append(_flag_nans({**row, "stats_step": step, **summary}, trial_id))
+        stats += [_layer_tuple(trial_id, r) for r in layer_rows]
+    upsert(session, EpochMetric, epochs, ["trial_id", "epoch"], plain=True)
+    _upsert_tuples(session, LayerStat, _LAYER_COLUMNS, stats, ["trial_id", "step", "layer", "kind"])
+
+
 def record_layer_stats(session: Session, trial_id: int, rows: Sequence[dict[str, Any]]) -> None:
-    """Upsert layer_stats rows (keys: epoch, step, layer, kind and the statistics)."""
-    if rows:
-        upsert(session, LayerStat, [_flag_nans(r, trial_id) for r in rows], ["trial_id", "step", "layer", "kind"])
+    """Upsert layer_stats rows (keys: epoch, step, layer, kind and the statistics), in layer order,
+    and bring their epochs' summaries up to date (record the epoch's own row first: see summarize_snapshot)."""
+    if not rows:
+        return
+    upsert(session, LayerStat, [_flag_nans(r, trial_id) for r in rows], ["trial_id", "step", "layer", "kind"])
+    newest: dict[int, int] = {}
+    for r in rows:
+        newest[r["epoch"]] = max(newest.get(r["epoch"], r["step"]), r["step"])
+    conn, table = session.connection(), EpochMetric.__table__
+    for epoch, step in newest.items():
+        stored = conn.execute(_STORED_STEP, {"t": trial_id, "e": epoch}).one_or_none()
+        if stored is None or (stored.stats_step is not None and stored.stats_step > step):
+            continue  # no epoch row to summarise into, or it already stands for a later snapshot
+        if stored.stats_step == step:  # a replay, or more rows of the same snapshot: read it whole
+            snapshot = _snapshot(session, trial_id, epoch, step)
+        else:  # a later snapshot than any stored for the epoch: these rows are all of it
+            snapshot = [r for r in rows if r["epoch"] == epoch and r["step"] == step]
+        conn.execute(update(table).where(table.c.epoch_metric_id == stored.epoch_metric_id)
+                     .values(stats_step=step, **summarize_snapshot(snapshot)))
+
+
+_STORED_STEP = (select(EpochMetric.epoch_metric_id, EpochMetric.stats_step)
+                .where(EpochMetric.trial_id == bindparam("t"), EpochMetric.epoch == bindparam("e")))
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def summarize_snapshot(rows: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+    """The flag summary of one statistics snapshot (one trial and step, rows in layer order):
+    max_sat_frac and max_dead_frac, the largest over its activation layers, and grad_std_ratio,
+    the first weight layer's gradient std over the last one's (of those whose std is a number, as
+    pandas' first/last take them). NaN and "does not apply" are None; x/0 is infinite, as in numpy.
+
+    The flags' thresholds compare with these (a layer passes a threshold only if the largest does),
+    so a flag reads the epoch's layers only where it fires.
+    Example: summarize_snapshot(rows)["grad_std_ratio"] -> 0.001
+    """
+    acts = [r for r in rows if r["kind"] == "activation"]
+
+    def largest(column: str) -> float | None:
+        values = [r[column] for r in acts if not _missing(r.get(column))]
+        return max(values) if values else None
+
+    stds = [r["std"] for r in rows if r["kind"] == "gradient" and not _missing(r.get("std"))]
+    ratio = None
+    if stds:
+        with np.errstate(all="ignore"):
+            ratio = float(np.float64(stds[0]) / np.float64(stds[-1]))
+        ratio = None if math.isnan(ratio) else ratio
+    return {"max_sat_frac": largest("sat_frac"), "max_dead_frac": largest("dead_frac"), "grad_std_ratio": ratio}
+
+
+_SNAPSHOT_COLUMNS = (LayerStat.epoch, LayerStat.step, LayerStat.layer, LayerStat.kind, LayerStat.std,
+                     LayerStat.sat_frac, LayerStat.dead_frac)
+
+
+def _snapshot(session: Session, trial_id: int, epoch: int, step: int) -> list[dict[str, Any]]:
+    """The stored rows of one snapshot, in layer order."""
+    found = session.execute(select(*_SNAPSHOT_COLUMNS).where(
+        LayerStat.trial_id == trial_id, LayerStat.step == step, LayerStat.epoch == epoch)
+        .order_by(LayerStat.layer_stat_id))
+    return [dict(r._mapping) for r in found]
+
+
+def backfill_epoch_summaries(session: Session, trial_ids: Iterable[int] | None = None) -> None:
+    """Compute every epoch's summary columns from the stored layer_stats (of `trial_ids`, default all):
+    the upgrade of a database written before they existed, one trial at a time to bound memory."""
+    if trial_ids is None:
+        trial_ids = session.scalars(select(Trial.trial_id).order_by(Trial.trial_id)).all()
+    for trial_id in trial_ids:
+        last = (select(LayerStat.epoch, func.max(LayerStat.step).label("step"))
+                .where(LayerStat.trial_id == trial_id).group_by(LayerStat.epoch).subquery())
+        found = session.execute(
+            select(*_SNAPSHOT_COLUMNS)
+            .join(last, and_(last.c.epoch == LayerStat.epoch, last.c.step == LayerStat.step))
+            .where(LayerStat.trial_id == trial_id).order_by(LayerStat.layer_stat_id))
+        snapshots: dict[tuple[int, int], list[dict[str, Any]]] = {}
+        for r in found:
+            snapshots.setdefault((r.epoch, r.step), []).append(dict(r._mapping))
+        # Parameters named apart from the columns they set (SQLAlchemy reserves the column names).
+        updates = [{"t": trial_id, "e": epoch, "v_stats_step": step,
+                    **{f"v_{k}": v for k, v in summarize_snapshot(rows).items()}}
+                   for (epoch, step), rows in snapshots.items()]
+        if updates:
+            table = EpochMetric.__table__
+            session.connection().execute(
+                update(table).where(table.c.trial_id == bindparam("t"), table.c.epoch == bindparam("e"))
+                .values(stats_step=bindparam("v_stats_step"), **{c: bindparam(f"v_{c}") for c in SUMMARY_COLUMNS}),
+                updates)
 
 
 # --------------------------------------------------------------------------- reads

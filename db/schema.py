@@ -16,8 +16,16 @@ SCHEMA_VERSION = 3
 # database in place (additive only: an older sweep's rows stay as they were).
 UPGRADES = {
     2: ("ALTER TABLE trials ADD COLUMN bundle VARCHAR(400)", "ALTER TABLE trials ADD COLUMN device VARCHAR(50)"),
-    3: ("ALTER TABLE trials ADD COLUMN node VARCHAR(100)",),
+    3: ("ALTER TABLE trials ADD COLUMN node VARCHAR(100)",
+        # The flag summary of each epoch's last statistics snapshot (EpochMetric), filled from layer_stats.
+        "ALTER TABLE epoch_metrics ADD COLUMN stats_step INTEGER",
+        "ALTER TABLE epoch_metrics ADD COLUMN max_sat_frac FLOAT",
+        "ALTER TABLE epoch_metrics ADD COLUMN max_dead_frac FLOAT",
+        "ALTER TABLE epoch_metrics ADD COLUMN grad_std_ratio FLOAT"),
 }
+# Columns an upgrade adds that old rows must have filled, so that an old sweep reports the same numbers:
+# version -> the function of db.queries that fills them (it takes the upgrade's session).
+BACKFILLS = {3: "backfill_epoch_summaries"}
 
 TRIAL_STATUSES = ("pending", "running", "completed", "failed", "diverged", "interrupted")
 
@@ -96,6 +104,14 @@ class EpochMetric(Base):
     wall_seconds: Mapped[float | None] = mapped_column(Float)
     # SQLite cannot store NaN (it becomes NULL): the columns that were NaN, comma-separated.
     nan_fields: Mapped[str | None] = mapped_column(String(200))
+    # The epoch's last statistics snapshot, which stands for the epoch in the pathology flags (db/flags.py),
+    # summarised so that flags and depth plots never scan layer_stats: its step (NULL: no statistics), the
+    # largest sat_frac and dead_frac of its activation layers, and the first weight layer's gradient std
+    # over the last one's. Kept up to date by the recorder (db.queries.record_epoch); see summarize_snapshots.
+    stats_step: Mapped[int | None] = mapped_column(Integer)
+    max_sat_frac: Mapped[float | None] = mapped_column(Float)
+    max_dead_frac: Mapped[float | None] = mapped_column(Float)
+    grad_std_ratio: Mapped[float | None] = mapped_column(Float)
 
 
 class LayerStat(Base):

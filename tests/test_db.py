@@ -14,7 +14,7 @@ from sqlalchemy import func, select, text
 
 from db.engine import (DatabaseError, check_sqlite_location, filesystem_type, init_db, make_engine, safe_url,
                        session_scope)
-from db.queries import (ensure_sweep, ensure_trials, epoch_metrics_frame, layer_stats_frame, record_epoch,
+from db.queries import (SUMMARY_COLUMNS, ensure_sweep, ensure_trials, epoch_metrics_frame, layer_stats_frame, record_epoch,
                         record_layer_stats, sweep_names, trials_frame, update_trial)
 from db.schema import EpochMetric, LayerStat, SchemaInfo, Trial
 from sweep import runner
@@ -125,9 +125,11 @@ def test_a_version_1_database_is_upgraded_in_place_keeping_its_rows(engine):
     with session_scope(engine) as s:
         ids = ensure_trials(s, ensure_sweep(s, "a", "{}"), [trial_row("h1")])
         update_trial(s, ids["h1"], status="completed", epochs_done=3)
-    with engine.begin() as conn:  # what version 1 had: no bundle, device or node column
+    with engine.begin() as conn:  # what version 1 had: no bundle, device or node column, no epoch summaries
         for column in ("bundle", "device", "node"):
             conn.execute(text(f"ALTER TABLE trials DROP COLUMN {column}"))
+        for column in ("stats_step", *SUMMARY_COLUMNS):
+            conn.execute(text(f"ALTER TABLE epoch_metrics DROP COLUMN {column}"))
         conn.execute(text("UPDATE schema_info SET version = 1"))
     init_db(engine)
     with session_scope(engine) as s:
