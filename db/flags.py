@@ -13,15 +13,23 @@ at which it appeared, judged on the last snapshot of each epoch:
 - chance: test accuracy within `chance_margin` of 1/classes from some epoch
   >= 1 to the last one recorded;
 - diverged: the loss became NaN or infinite (the trial's status).
+
+`flags_frame` reads them from the database without loading the statistics:
+each epoch row carries the summary of its last snapshot (the largest
+sat_frac and dead_frac, the gradient std ratio: db.queries.summarize_snapshot),
+the database finds each trial's first epoch past a threshold, and only those
+epochs' layers are read to name the layer. `compute_flags`, the same flags
+from pandas frames of every row, is the definition the tests hold it to.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import pandas as pd
-from sqlalchemy import Engine
+from sqlalchemy import Engine, and_, case, func, select
 
 from db.queries import epoch_metrics_frame, layer_stats_frame, trials_frame
+from db.schema import EpochMetric, LayerStat, Sweep, Trial
 
 FLAG_COLUMNS = ["trial", "label", "flag", "layer", "epoch", "value"]
 
@@ -85,9 +93,73 @@ def compute_flags(trials: pd.DataFrame, epochs: pd.DataFrame, stats: pd.DataFram
 
 
 def flags_frame(engine: Engine, sweep: str, thresholds: FlagThresholds = FlagThresholds()) -> pd.DataFrame:
-    """Pathology flags of every trial of a sweep: trial, label, flag, layer, epoch, value."""
-    return compute_flags(trials_frame(engine, sweep), epoch_metrics_frame(engine, sweep),
-                         layer_stats_frame(engine, sweep), thresholds)
+    """Pathology flags of every trial of a sweep: trial, label, flag, layer, epoch, value.
+
+    The same as compute_flags on the sweep's frames, computed by the database from the epochs' summaries.
+    Example: flags_frame(engine, "fashion-activations", FlagThresholds(dead=0.3))
+    """
+    t = thresholds
+    with engine.connect() as conn:
+        sweep_id = conn.scalar(select(Sweep.sweep_id).where(Sweep.name == sweep))
+        names = {r.trial_id: (r.name, r.label, r.status, r.epochs_done) for r in conn.execute(
+            select(Trial.trial_id, Trial.name, Trial.label, Trial.status, Trial.epochs_done)
+            .where(Trial.sweep_id == sweep_id))}
+        records: list[tuple] = []  # (trial_id, flag, layer, epoch, value)
+        for flag, summary, column in (("saturated", EpochMetric.max_sat_frac, LayerStat.sat_frac),
+                                      ("dead", EpochMetric.max_dead_frac, LayerStat.dead_frac)):
+            limit = t.saturated if flag == "saturated" else t.dead
+            records += [(r.trial_id, flag, r.layer, r.epoch, r.value)
+                        for r in conn.execute(_first_layer(sweep_id, summary > limit, "activation", column > limit,
+                                                           column))]
+        for flag, hit in (("vanishing", EpochMetric.grad_std_ratio < t.vanishing),
+                          ("exploding", EpochMetric.grad_std_ratio > t.exploding)):
+            records += [(r.trial_id, flag, r.layer, r.epoch, r.ratio)
+                        for r in conn.execute(_first_layer(sweep_id, hit, "gradient", None, EpochMetric.grad_std_ratio,
+                                                           "ratio"))]
+        records += [(r.trial_id, "chance", None, r.epoch, r.test_acc) for r in conn.execute(_chance(sweep_id, t))]
+    records += [(trial_id, "diverged", None, int(done), float("nan"))
+                for trial_id, (_, _, status, done) in names.items() if status == "diverged"]
+    frame = pd.DataFrame(
+        [{"trial": names[i][0], "label": names[i][1], "flag": flag, "layer": layer, "epoch": int(epoch),
+          "value": float(value)} for i, flag, layer, epoch, value in records], columns=FLAG_COLUMNS)
+    frame["layer"] = frame["layer"].astype(object).where(frame["layer"].notna(), None)
+    return frame.sort_values(["trial", "epoch", "flag"], kind="stable").reset_index(drop=True)
+
+
+def _epochs_of(sweep_id: int):
+    return (select(EpochMetric.trial_id).join(Trial, Trial.trial_id == EpochMetric.trial_id)
+            .where(Trial.sweep_id == sweep_id))
+
+
+def _first_layer(sweep_id: int, hit, kind: str, layer_hit, value, value_name: str = "value"):
+    """Per trial, the first epoch whose summary passes `hit`, and in that epoch's last snapshot the first
+    layer of `kind` (in layer order) passing `layer_hit` (any layer where None), with `value`."""
+    first = (_epochs_of(sweep_id).add_columns(func.min(EpochMetric.epoch).label("epoch"))
+             .where(hit).group_by(EpochMetric.trial_id).subquery())
+    layers = (select(LayerStat.trial_id, LayerStat.epoch, LayerStat.layer, value.label(value_name),
+                     func.row_number().over(partition_by=LayerStat.trial_id,
+                                            order_by=LayerStat.layer_stat_id).label("place"))
+              .select_from(first)
+              .join(EpochMetric, and_(EpochMetric.trial_id == first.c.trial_id, EpochMetric.epoch == first.c.epoch))
+              .join(LayerStat, and_(LayerStat.trial_id == first.c.trial_id, LayerStat.step == EpochMetric.stats_step,
+                                    LayerStat.epoch == first.c.epoch))
+              .where(LayerStat.kind == kind, *([layer_hit] if layer_hit is not None else []))
+              .subquery())
+    return select(layers.c.trial_id, layers.c.epoch, layers.c.layer, layers.c[value_name]).where(layers.c.place == 1)
+
+
+def _chance(sweep_id: int, t: FlagThresholds):
+    """Per trial whose last epoch (>= 1) is near chance, the start of that final run of near-chance epochs."""
+    near = func.abs(EpochMetric.test_acc - 1.0 / t.classes) <= t.chance_margin
+    far_epoch = case((near, None), else_=EpochMetric.epoch)  # NULL accuracy: not near
+    runs = (_epochs_of(sweep_id).where(EpochMetric.epoch >= 1)
+            .add_columns(func.max(EpochMetric.epoch).label("last"), func.max(far_epoch).label("last_far"),
+                         func.min(EpochMetric.epoch).label("first"))
+            .group_by(EpochMetric.trial_id).subquery())
+    start = func.coalesce(runs.c.last_far + 1, runs.c.first)
+    return (select(runs.c.trial_id, EpochMetric.epoch, EpochMetric.test_acc)
+            .join(EpochMetric, and_(EpochMetric.trial_id == runs.c.trial_id, EpochMetric.epoch == start))
+            .where(func.coalesce(runs.c.last_far, -1) < runs.c.last))
 
 
 def describe_flags(flags: pd.DataFrame, trials: int | None = None) -> str:

@@ -87,3 +87,71 @@ def test_describe_flags_of_several_seeds_counts_each_flag_once():
     assert describe_flags(flags[flags["trial"] != "s2"], trials=2) == "chance@1 (2/2), dead fc1@1 (2/2)"
     assert describe_flags(flags, trials=3) == "chance@1 (2/3), dead fc1@1 (2/3), dead fc2@3 (1/3)"
     assert describe_flags(flags[flags["trial"] == "s1"]) == "dead fc1@1, chance@2"
+
+
+# ---------------------------------------------------------------- the database's flags, held to compute_flags
+
+from db.engine import init_db, make_engine, session_scope  # noqa: E402
+from db.flags import flags_frame  # noqa: E402
+from db.queries import (ensure_sweep, ensure_trials, epoch_metrics_frame, layer_stats_frame, record_epoch,  # noqa: E402
+                        record_layer_stats, trials_frame, update_trial)
+
+THRESHOLD_SETS = [FlagThresholds(), FlagThresholds(saturated=0.95, dead=0.75, vanishing=1e-4, exploding=1e4,
+                                                   chance_margin=0.001),
+                  FlagThresholds(saturated=0.2, dead=0.05, vanishing=0.9, exploding=1.5, chance_margin=0.2)]
+
+
+def reference(engine, sweep, thresholds):
+    """Today's flags: compute_flags on every row of the sweep, loaded into pandas."""
+    return compute_flags(trials_frame(engine, sweep), epoch_metrics_frame(engine, sweep),
+                         layer_stats_frame(engine, sweep), thresholds)
+
+
+@pytest.fixture
+def hand_db(db_url):
+    """TRIALS, _epochs() and _stats() written through db/, each trial's epochs before its statistics."""
+    engine = make_engine(db_url)
+    init_db(engine)
+    stats = _stats()
+    with session_scope(engine) as s:
+        ids = ensure_trials(s, ensure_sweep(s, "hand", "{}"), [
+            {"config_hash": r.name, "name": r.name, "label": r.label, "model": "lenet", "activation": "tanh",
+             "init": "default", "gain": 1.0, "optimizer": "sgd", "lr": 0.1, "optimizer_params_json": "{}",
+             "seed": 0, "config_json": "{}", "logdir": "/tmp/x"} for r in TRIALS.itertuples()])
+        for r in TRIALS.itertuples():
+            update_trial(s, ids[r.name], status=r.status, epochs_done=r.epochs_done)
+        for r in _epochs().itertuples():
+            record_epoch(s, ids[r.trial], {"epoch": r.epoch, "images_seen": 100 * r.epoch, "test_acc": r.test_acc})
+        for trial, rows in stats.groupby("trial", sort=False):
+            rows = rows.drop(columns=["trial_id", "trial", "label", "layer_stat_id"])
+            record_layer_stats(s, ids[trial], [{k: (None if v != v else v) for k, v in r.items()}
+                                               for r in rows.to_dict("records")])
+    yield engine
+    engine.dispose()
+
+
+@pytest.mark.parametrize("thresholds", THRESHOLD_SETS)
+def test_the_databases_flags_are_compute_flags(hand_db, thresholds):
+    got = flags_frame(hand_db, "hand", thresholds)
+    pd.testing.assert_frame_equal(got, reference(hand_db, "hand", thresholds))
+    pd.testing.assert_frame_equal(got, compute_flags(TRIALS, _epochs(), _stats(), thresholds))
+
+
+def test_the_databases_flags_with_exact_values(hand_db):
+    got = {(r.trial, r.flag): (r.layer, r.epoch, r.value) for r in flags_frame(hand_db, "hand").itertuples()}
+    assert got[("A", "saturated")] == ("fc1", 1, 0.6)  # the epoch's last snapshot, not its earlier one
+    assert got[("A", "vanishing")] == ("conv1", 1, 1e-5 / 1e-2)
+    assert got[("B", "dead")] == ("fc2", 2, 0.7)
+    assert got[("C", "exploding")] == ("conv1", 3, 1000.0)
+    assert got[("C", "chance")] == (None, 2, 0.11)
+    assert got[("D", "diverged")][:2] == (None, 2) and math.isnan(got[("D", "diverged")][2])
+    assert len(got) == 6
+
+
+@pytest.mark.parametrize("thresholds", THRESHOLD_SETS)
+def test_flags_of_a_recorded_sweep_are_compute_flags(recorded_db, thresholds):
+    engine = make_engine(f"sqlite:///{recorded_db / 'sweep.db'}")
+    got = flags_frame(engine, "rec", thresholds)
+    pd.testing.assert_frame_equal(got, reference(engine, "rec", thresholds))
+    if thresholds == THRESHOLD_SETS[2]:  # lax thresholds: every kind of layer flag fires somewhere
+        assert {"saturated", "dead", "vanishing", "exploding"} <= set(got["flag"])
