@@ -340,6 +340,45 @@ def layer_stats_frame(engine: Engine, sweep: str | None = None) -> pd.DataFrame:
                        (LayerStat.trial_id, LayerStat.step, LayerStat.kind, LayerStat.layer_stat_id))
 
 
+def trial_figures(engine: Engine, sweep: str, sweep_epochs: int, threshold: float | None = None) -> pd.DataFrame:
+    """trials_frame with each trial's figures read from its epoch rows at the sweep's `sweep_epochs`,
+    computed by the database (the epoch rows never leave it).
+
+    Up to epoch `sweep_epochs` (a diverged trial, whose epochs_done is the epoch with the non-finite
+    loss: up to the epoch before): final_test_acc, final_test_loss and final_train_loss from the last
+    such epoch, `epochs` its number; best_test_acc and best_epoch from the earliest epoch with the
+    highest test accuracy; with `threshold`, images_to_threshold: training images seen when test
+    accuracy first reached it (NaN: never). A trial without such epochs has NaN figures.
+    Example: trial_figures(engine, "fashion-activations", 3, threshold=0.7)
+    """
+    trials = trials_frame(engine, sweep)
+    diverged_early = and_(Trial.status == "diverged", Trial.epochs_done - 1 < sweep_epochs)
+    scope = (select(EpochMetric.trial_id).join(Trial, Trial.trial_id == EpochMetric.trial_id)
+             .join(Sweep, Sweep.sweep_id == Trial.sweep_id)
+             .where(Sweep.name == sweep,
+                    EpochMetric.epoch <= case((diverged_early, Trial.epochs_done - 1), else_=sweep_epochs)))
+    last = scope.add_columns(func.max(EpochMetric.epoch).label("epoch")).group_by(EpochMetric.trial_id).subquery()
+    finals = (select(last.c.trial_id, last.c.epoch.label("epochs"), EpochMetric.test_acc.label("final_test_acc"),
+                     EpochMetric.test_loss.label("final_test_loss"), EpochMetric.train_loss.label("final_train_loss"))
+              .join(EpochMetric, and_(EpochMetric.trial_id == last.c.trial_id, EpochMetric.epoch == last.c.epoch)))
+    ranked = (scope.add_columns(EpochMetric.epoch, EpochMetric.test_acc, func.row_number().over(
+        partition_by=EpochMetric.trial_id, order_by=(EpochMetric.test_acc.desc(), EpochMetric.epoch)).label("place"))
+        .where(EpochMetric.test_acc.is_not(None)).subquery())
+    best = select(ranked.c.trial_id, ranked.c.test_acc.label("best_test_acc"),
+                  ranked.c.epoch.label("best_epoch")).where(ranked.c.place == 1)
+    parts = [finals, best]
+    if threshold is not None:
+        parts.append(scope.add_columns(func.min(EpochMetric.images_seen).label(THRESHOLD_COLUMN))
+                     .where(EpochMetric.test_acc >= threshold).group_by(EpochMetric.trial_id))
+    figures = trials.drop(columns=["final_test_acc", "final_test_loss", "final_train_loss", "best_test_acc",
+                                   "best_epoch"])
+    for part in parts:
+        found = _frame(engine, part).set_index("trial_id")
+        for column in found:
+            figures[column] = figures["trial_id"].map(found[column]).astype(float)
+    return figures
+
+
 def sweep_spec_json(engine: Engine, name: str) -> str | None:
     """The resolved spec a sweep was last run with, as JSON text."""
     with Session(engine) as s:

@@ -134,11 +134,12 @@ def _open_sweep(args: argparse.Namespace):
 
 
 def _results(engine, name: str, epochs: int, threshold: float | None = None):
-    """The sweep's trials with their figures at `epochs` (sweep.report.trial_results)."""
-    from db import epoch_metrics_frame, trials_frame
-    from sweep.report import trial_results
+    """The sweep's trials with their figures at `epochs`, computed by the database (as sweep.report.trial_results
+    defines them)."""
+    from db.queries import trial_figures
+    from sweep.report import results_from_figures
 
-    return trial_results(trials_frame(engine, name), epoch_metrics_frame(engine, name), epochs, threshold)
+    return results_from_figures(trial_figures(engine, name, epochs, threshold), epochs)
 
 
 def _terminal_width() -> int:

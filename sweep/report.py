@@ -16,11 +16,12 @@ import math
 import pandas as pd
 
 from db.flags import describe_flags
+from db.queries import THRESHOLD_COLUMN
 from db.schema import TRIAL_STATUSES
 from sweep.spec import METRICS
 
 FORMATS = ("table", "markdown", "csv", "json")
-THRESHOLD = "images_to_threshold"
+THRESHOLD = THRESHOLD_COLUMN  # images_to_threshold
 # Ranking metrics: name -> True where larger is better; the threshold metric needs --threshold.
 RANK_METRICS = {**METRICS, THRESHOLD: False}
 # Columns --where may filter on and --by may group by.
@@ -72,12 +73,10 @@ def trial_results(trials: pd.DataFrame, epochs: pd.DataFrame, sweep_epochs: int,
     final_train_loss, best_test_acc and best_epoch recomputed from the epoch
     rows up to `sweep_epochs` (for a diverged trial, whose epochs_done is the
     epoch with the non-finite loss, up to the epoch before); `epochs`, the
-    last epoch they come from; `finished` (diverged, or at `sweep_epochs`),
-    the trials that are aggregated; status "unfinished" for a completed trial
-    with fewer epochs; `gain` as the spec wrote it (1, auto, 2.5); `params`,
-    the optimizer's other hyper-parameters; and with `threshold`,
-    images_to_threshold: training images seen when test accuracy first
-    reached it (NaN: never).
+    last epoch they come from; and with `threshold`, images_to_threshold:
+    training images seen when test accuracy first reached it (NaN: never);
+    then what results_from_figures adds. This is the definition in pandas;
+    the CLI has the database compute the same figures (db.queries.trial_figures).
 
     Example: trial_results(trials_frame(engine, "rec"), epoch_metrics_frame(engine, "rec"), 3, threshold=0.7)
     """
@@ -96,14 +95,27 @@ def trial_results(trials: pd.DataFrame, epochs: pd.DataFrame, sweep_epochs: int,
         best_test_acc=ids.map(best["test_acc"]).astype(float),
         best_epoch=ids.map(best["epoch"]).astype(float),
         epochs=ids.map(last["epoch"]).astype(float),
-        gain=[json.loads(c).get("gain_label", f"{g:g}") for c, g in zip(trials["config_json"], trials["gain"])],
-        params=trials["optimizer_params_json"].map(_params),
     )
-    out["finished"] = diverged | out["epochs"].eq(sweep_epochs)
-    out["status"] = out["status"].mask(out["status"].eq("completed") & ~out["finished"], "unfinished")
     if threshold is not None:
         first_hit = rows[rows["test_acc"] >= threshold].groupby("trial_id")["images_seen"].min()
         out[THRESHOLD] = ids.map(first_hit).astype(float)
+    return results_from_figures(out, sweep_epochs)
+
+
+def results_from_figures(figures: pd.DataFrame, sweep_epochs: int) -> pd.DataFrame:
+    """Trials with their figures at `sweep_epochs` (trial_results' or db.queries.trial_figures') made
+    report rows: `finished` (diverged, or at `sweep_epochs`), the trials that are aggregated; status
+    "unfinished" for a completed trial with fewer epochs; `gain` as the spec wrote it (1, auto, 2.5);
+    `params`, the optimizer's other hyper-parameters.
+
+    Example: results_from_figures(trial_figures(engine, "rec", 3), 3)
+    """
+    out = figures.assign(
+        gain=[json.loads(c).get("gain_label", f"{g:g}") for c, g in zip(figures["config_json"], figures["gain"])],
+        params=figures["optimizer_params_json"].map(_params),
+    )
+    out["finished"] = out["status"].eq("diverged") | out["epochs"].eq(sweep_epochs)
+    out["status"] = out["status"].mask(out["status"].eq("completed") & ~out["finished"], "unfinished")
     return out
 
 

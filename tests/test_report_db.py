@@ -44,7 +44,7 @@ def build(folder: Path, spec: dict = SPEC, trials: dict = TRIALS) -> Path:
     ids = record_plan(engine, spec, configs, [])
     with session_scope(engine) as s:
         for t in configs:
-            if t.name not in trials:
+            if trials.get(t.name) is None:
                 continue
             accs, status = trials[t.name]["accs"], trials[t.name].get("status", "completed")
             for epoch, acc in enumerate(accs):
@@ -195,3 +195,25 @@ def test_version_is_the_installed_package_version(capsys):
     assert exit_.value.code == 0
     pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
     assert capsys.readouterr().out == f"sweep {version('sweep')}\n" == f"sweep {pyproject['project']['version']}\n"
+
+
+# ---------------------------------------------------------------- the database's figures, held to trial_results
+
+@pytest.mark.parametrize("threshold", [None, 0.9, 0.5])
+def test_the_databases_figures_are_trial_results(db_url, tmp_path, threshold):
+    """trial_figures (SQL) gives what trial_results (pandas, on every epoch row) gives, at any epoch count:
+    further-trained, unfinished, diverged and pending trials included."""
+    import pandas as pd
+
+    from db import epoch_metrics_frame, trials_frame
+    from db.queries import trial_figures
+    from sweep.report import results_from_figures, trial_results
+
+    build(tmp_path, {**SPEC, "database": db_url}, {**TRIALS, "tanh-default-adam-lr0.01-s1": None})
+    engine = make_engine(db_url)
+    for epochs in (1, 2, 4, 6):
+        expected = trial_results(trials_frame(engine, "hand"), epoch_metrics_frame(engine, "hand"), epochs, threshold)
+        got = results_from_figures(trial_figures(engine, "hand", epochs, threshold), epochs)
+        assert sorted(got.columns) == sorted(expected.columns)
+        pd.testing.assert_frame_equal(got[expected.columns], expected)
+    engine.dispose()
