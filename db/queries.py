@@ -379,6 +379,52 @@ def trial_figures(engine: Engine, sweep: str, sweep_epochs: int, threshold: floa
     return figures
 
 
+def curves_frame(engine: Engine, sweep: str, facet: str) -> pd.DataFrame:
+    """Test accuracy per configuration (label), value of `facet` (a trials column) and images seen, seeds
+    pooled by the database: label, <facet>, images_seen, n, mean, std (sample std; NaN for one seed).
+
+    Example: curves_frame(engine, "fashion-activations", "activation")
+    """
+    acc = EpochMetric.test_acc
+    stmt = (select(Trial.label, getattr(Trial, facet).label(facet), EpochMetric.images_seen,
+                   func.count(acc).label("n"), func.avg(acc).label("mean"), func.avg(acc * acc).label("square"))
+            .join(Trial, Trial.trial_id == EpochMetric.trial_id).join(Sweep, Sweep.sweep_id == Trial.sweep_id)
+            .where(Sweep.name == sweep)
+            .group_by(Trial.label, getattr(Trial, facet), EpochMetric.images_seen)
+            .order_by(func.min(Trial.trial_id), EpochMetric.images_seen))
+    frame = _frame(engine, stmt)
+    n = frame["n"].astype(float)
+    variance = ((frame["square"] - frame["mean"] ** 2) * n / (n - 1)).clip(lower=0)
+    frame["std"] = np.sqrt(variance.where(n > 1))
+    return frame.drop(columns="square")
+
+
+def stats_epochs(engine: Engine, sweep: str) -> list[int]:
+    """The epochs of a sweep that have statistics, in order."""
+    stmt = (select(EpochMetric.epoch).distinct().join(Trial, Trial.trial_id == EpochMetric.trial_id)
+            .join(Sweep, Sweep.sweep_id == Trial.sweep_id)
+            .where(Sweep.name == sweep, EpochMetric.stats_step.is_not(None)).order_by(EpochMetric.epoch))
+    with engine.connect() as conn:
+        return [int(e) for e in conn.scalars(stmt)]
+
+
+def depth_frame(engine: Engine, sweep: str, epochs: Sequence[int]) -> pd.DataFrame:
+    """Each configuration's (label's) mean std per layer of `epochs`' last snapshots, seeds pooled:
+    label, epoch, kind, layer, std, in layer order. Reads only those snapshots' rows.
+
+    Example: depth_frame(engine, "fashion-activations", [1, 3])
+    """
+    stmt = (select(Trial.label, LayerStat.epoch, LayerStat.kind, LayerStat.layer, func.avg(LayerStat.std).label("std"))
+            .select_from(EpochMetric)
+            .join(Trial, Trial.trial_id == EpochMetric.trial_id).join(Sweep, Sweep.sweep_id == Trial.sweep_id)
+            .join(LayerStat, and_(LayerStat.trial_id == EpochMetric.trial_id, LayerStat.step == EpochMetric.stats_step,
+                                  LayerStat.epoch == EpochMetric.epoch))
+            .where(Sweep.name == sweep, EpochMetric.epoch.in_(list(epochs)))
+            .group_by(Trial.label, LayerStat.epoch, LayerStat.kind, LayerStat.layer)
+            .order_by(func.min(Trial.trial_id), LayerStat.epoch, LayerStat.kind, func.min(LayerStat.layer_stat_id)))
+    return _frame(engine, stmt)
+
+
 def sweep_spec_json(engine: Engine, name: str) -> str | None:
     """The resolved spec a sweep was last run with, as JSON text."""
     with Session(engine) as s:

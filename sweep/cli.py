@@ -237,9 +237,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
       sweep plot fashion-activations --epochs 1,3 --heatmap activation,optimizer
       sweep plot --metric best_test_acc --heatmap activation,gain
     """
-    from db import epoch_metrics_frame, layer_stats_frame, sqlite_path
+    from db import sqlite_path
+    from db.queries import curves_frame, depth_frame, stats_epochs
     from sweep.plot import plot_curves, plot_depth, plot_heatmap
-    from sweep.report import FACTORS
+    from sweep.report import FACTORS, RANK_METRICS
 
     engine, name, metric, sweep_epochs = _open_sweep(args)
     factors = args.heatmap.split(",")
@@ -248,17 +249,19 @@ def cmd_plot(args: argparse.Namespace) -> int:
             raise CliError(f"{factor!r} is not a factor; use one of {', '.join(FACTORS)}", 2)
     if len(factors) != 2:
         raise CliError(f"--heatmap {args.heatmap!r}: two factors, comma-separated", 2)
-    epochs = epoch_metrics_frame(engine, name)
-    results = _results(engine, name, sweep_epochs)
-    stats = layer_stats_frame(engine, name)
-    if stats.empty:
+    available = stats_epochs(engine, name)
+    if not available:
         raise CliError(f"sweep {name} has no statistics yet; wait for its first epoch")
-    available = sorted(stats["epoch"].unique())
     chosen = [int(e) for e in args.epochs.split(",")] if args.epochs else sorted({available[0], available[-1]})
     missing = [e for e in chosen if e not in available]
     if missing:
         raise CliError(f"--epochs: no statistics for epoch {missing[0]}; available: "
                        f"{', '.join(map(str, available))}", 2)
+    results = _results(engine, name, sweep_epochs)
+    finished = results[results["finished"]]
+    # Configurations best first by the metric (finished seeds' mean), for the lines a big sweep names.
+    means = finished.groupby("label")[metric].mean().dropna()
+    ranking = list(means.sort_values(ascending=not RANK_METRICS[metric], kind="stable").index)
     if args.out:
         out = Path(args.out)
     elif sqlite_path(engine.url) is not None:
@@ -266,9 +269,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
     else:
         out = Path(DEFAULT_OUTPUT) / "plots" / name
     written = [
-        plot_curves(epochs, out / "accuracy.png", facet=args.facet),
-        plot_depth(stats, out / "depth.png", chosen),
-        plot_heatmap(results[results["finished"]], metric, tuple(factors), out / "heatmap.png"),
+        plot_curves(curves_frame(engine, name, args.facet), out / "accuracy.png", args.facet, ranking),
+        plot_depth(depth_frame(engine, name, chosen), out / "depth.png", chosen, ranking),
+        plot_heatmap(finished, metric, tuple(factors), out / "heatmap.png"),
     ]
     for path in written:
         print(path)

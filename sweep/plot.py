@@ -29,20 +29,60 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def plot_curves(epochs: pd.DataFrame, path: Path, facet: str = "activation") -> Path:
-    """Test accuracy against images seen, one line per configuration (seeds
-    averaged), one panel per value of `facet`. 1400 x 450 px per row of 4 panels."""
-    values = list(dict.fromkeys(epochs[facet]))
+# Lines named per panel: the best and the worst half of this many configurations; the others are drawn
+# thin and grey, one legend entry for all of them, so a sweep of hundreds stays readable.
+MAX_NAMED = 10
+
+
+def _named(labels: list[str], ranking: list[str] | None) -> list[str]:
+    """The labels of one panel that get their own colour and legend entry: all when there are at most
+    MAX_NAMED, else the MAX_NAMED / 2 best and worst by `ranking` (best first), best first."""
+    if ranking is None or len(labels) <= MAX_NAMED:
+        return labels
+    mine = set(labels)
+    ranked = [label for label in ranking if label in mine] + [label for label in labels if label not in ranking]
+    half = MAX_NAMED // 2
+    return ranked[:half] + ranked[-half:]
+
+
+def _others(ax, lines: list[tuple], count: int) -> None:
+    """Configurations not named: thin grey lines, one legend entry."""
+    from matplotlib.collections import LineCollection
+
+    if lines:
+        ax.add_collection(LineCollection(lines, colors="0.75", linewidths=0.6, zorder=1,
+                                         label=f"{count} more configurations"))
+        ax.autoscale_view()
+
+
+def plot_curves(curves: pd.DataFrame, path: Path, facet: str = "activation", ranking: list[str] | None = None,
+                ) -> Path:
+    """Test accuracy against images seen, one line per configuration (seeds as replicates: the mean, and a
+    95% band where there are several), one panel per value of `facet`. `curves` is db's curves_frame.
+    With more than MAX_NAMED configurations in a panel, the best and worst by `ranking` (labels, best
+    first) are named and the others drawn grey. 1400 x 450 px per row of 4 panels."""
+    from sweep.report import t95
+
+    values = list(dict.fromkeys(curves[facet]))
     cols = min(4, max(1, len(values)))
     rows = math.ceil(len(values) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(14, 4.5 * rows), squeeze=False, sharey=True)
-    colors = _colors(list(dict.fromkeys(epochs["label"])))
     for ax, value in zip(axes.flat, values):
-        part = epochs[epochs[facet] == value]
-        for label, g in part.groupby("label", sort=False):
-            curve = g.groupby("images_seen")["test_acc"].mean()
-            ax.plot(curve.index, curve.values, marker="o", ms=3, color=colors[label],
-                    label=label.replace(f"{value}-", "", 1) if facet == "activation" else label)
+        part = curves[curves[facet] == value]
+        groups = {label: g for label, g in part.groupby("label", sort=False)}
+        named = _named(list(groups), ranking)
+        colors = _colors(named)
+        rest = [g for label, g in groups.items() if label not in set(named)]
+        _others(ax, [list(zip(g["images_seen"], g["mean"])) for g in rest], len(rest))
+        for label in named:
+            g = groups[label]
+            shown = label.replace(f"{value}-", "", 1) if facet == "activation" else label
+            ax.plot(g["images_seen"], g["mean"], marker="o" if len(g) <= 30 else None, ms=3, color=colors[label],
+                    label=shown, zorder=3)
+            half = g["n"].map(lambda n: t95(int(n)) if n > 1 else math.nan) * g["std"] / g["n"].pow(0.5)
+            if half.notna().any():
+                ax.fill_between(g["images_seen"], g["mean"] - half, g["mean"] + half, color=colors[label],
+                                alpha=0.2, linewidth=0, zorder=2)
         ax.set_title(f"{facet} = {value}")
         ax.set_xlabel("training images seen")
         ax.grid(alpha=0.3)
@@ -54,25 +94,30 @@ def plot_curves(epochs: pd.DataFrame, path: Path, facet: str = "activation") -> 
     return _save(fig, path)
 
 
-def plot_depth(stats: pd.DataFrame, path: Path, epochs: list[int]) -> Path:
+def plot_depth(depth: pd.DataFrame, path: Path, epochs: list[int], ranking: list[str] | None = None) -> Path:
     """Activation std (top) and weight-gradient std (bottom, log scale) per layer,
-    input to output, one line per configuration, one column per chosen epoch
-    (the last snapshot of that epoch): Glorot & Bengio's figures for every
-    cell of the grid. 500 px per column x 900 px, plus 300 px for the legend
-    (wider where its names need more)."""
-    labels = list(dict.fromkeys(stats["label"]))
-    colors = _colors(labels)
+    input to output, one line per configuration (the mean over its seeds), one column per chosen epoch
+    (the last snapshot of that epoch): Glorot & Bengio's figures for every cell of the grid. `depth` is
+    db's depth_frame. With more than MAX_NAMED configurations, the best and worst by `ranking` are named
+    and the others drawn grey. 500 px per column x 900 px, plus 300 px for the legend (wider where its
+    names need more)."""
+    named = _named(list(dict.fromkeys(depth["label"])), ranking)
+    colors = _colors(named)
     fig, axes = plt.subplots(2, len(epochs), figsize=(5 * len(epochs) + 3, 9), squeeze=False)
     for col, epoch in enumerate(epochs):
-        part = stats[stats["epoch"] == epoch]
-        part = part[part["step"] == part.groupby("trial")["step"].transform("max")]
+        part = depth[depth["epoch"] == epoch]
         for row, kind in enumerate(("activation", "gradient")):
             ax = axes[row, col]
-            sub = part[part["kind"] == kind].sort_values("layer_stat_id")
+            sub = part[part["kind"] == kind]
             order = list(dict.fromkeys(sub["layer"]))
-            for label, g in sub.groupby("label", sort=False):
-                profile = g.groupby("layer", sort=False)["std"].mean().reindex(order)
-                ax.plot(range(len(order)), profile.values, marker="o", color=colors[label], label=label)
+            profiles = {label: g.set_index("layer")["std"].reindex(order)
+                        for label, g in sub.groupby("label", sort=False)}
+            rest = [p for label, p in profiles.items() if label not in set(named)]
+            _others(ax, [list(zip(range(len(order)), p.values)) for p in rest], len(rest))
+            for label in named:
+                if label in profiles:
+                    ax.plot(range(len(order)), profiles[label].values, marker="o", color=colors[label], label=label,
+                            zorder=3)
             ax.set_xticks(range(len(order)), order)
             ax.set_title(f"{kind} std, epoch {epoch}")
             if kind == "gradient":

@@ -43,13 +43,17 @@ class ReportError(ValueError):
     """A report option that cannot be used; the message is one line for the user."""
 
 
+def t95(n: int) -> float:
+    """The two-sided 95% Student t critical value for the mean of n >= 2 values."""
+    return _T95[n - 2] if n - 1 <= len(_T95) else 1.96
+
+
 def ci95(values: pd.Series) -> float:
     """Half-width of the 95% confidence interval of the mean (t distribution); NaN below n = 2."""
     n = len(values)
     if n < 2:
         return math.nan
-    t = _T95[n - 2] if n - 1 <= len(_T95) else 1.96
-    return t * values.std(ddof=1) / math.sqrt(n)
+    return t95(n) * values.std(ddof=1) / math.sqrt(n)
 
 
 def did_you_mean(value: str, allowed) -> str:
