@@ -169,12 +169,27 @@ def describe_flags(flags: pd.DataFrame, trials: int | None = None) -> str:
     configuration), each also says how many of them showed it:
     'chance@1 (2/2), dead fc1@1 (1/2)'.
     """
+    return describe_records(flag_records(flags), trials)
+
+
+def flag_records(flags: pd.DataFrame) -> list[tuple]:
+    """The rows of a flags frame as (trial, flag, layer, epoch) tuples, for describe_records."""
+    return list(zip(flags["trial"], flags["flag"], flags["layer"], flags["epoch"]))
+
+
+def describe_records(records: list[tuple], trials: int | None = None) -> str:
+    """describe_flags of (trial, flag, layer, epoch) tuples: plain Python, for a report that describes
+    the flags of a thousand trials one by one."""
+    groups: dict[tuple, list] = {}  # (flag, layer) -> [earliest epoch, trials], earliest first
+    for trial, flag, layer, epoch in sorted(records, key=lambda r: (r[3], r[1])):
+        key = (flag, layer if isinstance(layer, str) else None)
+        if key not in groups:
+            groups[key] = [epoch, set()]
+        groups[key][1].add(trial)
     parts = []
-    earliest_first = flags.sort_values(["epoch", "flag"], kind="stable")
-    for (flag, layer), group in earliest_first.groupby(["flag", "layer"], sort=False, dropna=False):
-        epoch = group["epoch"].iloc[0]
-        text = f"{flag} {layer}@{epoch}" if isinstance(layer, str) else f"{flag}@{epoch}"
+    for (flag, layer), (epoch, shown_by) in groups.items():
+        text = f"{flag} {layer}@{epoch}" if layer is not None else f"{flag}@{epoch}"
         if trials is not None:
-            text += f" ({group['trial'].nunique()}/{trials})"
+            text += f" ({len(shown_by)}/{trials})"
         parts.append(text)
     return ", ".join(parts)

@@ -361,11 +361,10 @@ def trial_figures(engine: Engine, sweep: str, sweep_epochs: int, threshold: floa
     finals = (select(last.c.trial_id, last.c.epoch.label("epochs"), EpochMetric.test_acc.label("final_test_acc"),
                      EpochMetric.test_loss.label("final_test_loss"), EpochMetric.train_loss.label("final_train_loss"))
               .join(EpochMetric, and_(EpochMetric.trial_id == last.c.trial_id, EpochMetric.epoch == last.c.epoch)))
-    ranked = (scope.add_columns(EpochMetric.epoch, EpochMetric.test_acc, func.row_number().over(
-        partition_by=EpochMetric.trial_id, order_by=(EpochMetric.test_acc.desc(), EpochMetric.epoch)).label("place"))
-        .where(EpochMetric.test_acc.is_not(None)).subquery())
-    best = select(ranked.c.trial_id, ranked.c.test_acc.label("best_test_acc"),
-                  ranked.c.epoch.label("best_epoch")).where(ranked.c.place == 1)
+    top = scope.add_columns(func.max(EpochMetric.test_acc).label("acc")).group_by(EpochMetric.trial_id).subquery()
+    best = (scope.add_columns(func.max(top.c.acc).label("best_test_acc"), func.min(EpochMetric.epoch).label("best_epoch"))
+            .join(top, and_(top.c.trial_id == EpochMetric.trial_id, top.c.acc == EpochMetric.test_acc))
+            .group_by(EpochMetric.trial_id))  # the earliest epoch with the highest accuracy
     parts = [finals, best]
     if threshold is not None:
         parts.append(scope.add_columns(func.min(EpochMetric.images_seen).label(THRESHOLD_COLUMN))

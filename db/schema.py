@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Float, ForeignKey, Integer, String, Text, UniqueConstraint, DateTime
+from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SCHEMA_VERSION = 3
@@ -21,7 +21,9 @@ UPGRADES = {
         "ALTER TABLE epoch_metrics ADD COLUMN stats_step INTEGER",
         "ALTER TABLE epoch_metrics ADD COLUMN max_sat_frac FLOAT",
         "ALTER TABLE epoch_metrics ADD COLUMN max_dead_frac FLOAT",
-        "ALTER TABLE epoch_metrics ADD COLUMN grad_std_ratio FLOAT"),
+        "ALTER TABLE epoch_metrics ADD COLUMN grad_std_ratio FLOAT",
+        "CREATE INDEX ix_epoch_metrics_reading ON epoch_metrics "
+        "(trial_id, epoch, test_acc, images_seen, stats_step, max_sat_frac, max_dead_frac, grad_std_ratio)"),
 }
 # Columns an upgrade adds that old rows must have filled, so that an old sweep reports the same numbers:
 # version -> the function of db.queries that fills them (it takes the upgrade's session).
@@ -93,7 +95,11 @@ class EpochMetric(Base):
     """One row per trial and epoch; epoch 0 is the evaluation before training."""
 
     __tablename__ = "epoch_metrics"
-    __table_args__ = (UniqueConstraint("trial_id", "epoch"),)
+    # ix_epoch_metrics_reading covers what the report, the flags and the plots read of every epoch: they
+    # scan it in (trial, epoch) order without visiting the rows, which a big sweep wrote scattered.
+    __table_args__ = (UniqueConstraint("trial_id", "epoch"),
+                      Index("ix_epoch_metrics_reading", "trial_id", "epoch", "test_acc", "images_seen", "stats_step",
+                            "max_sat_frac", "max_dead_frac", "grad_std_ratio"))
     epoch_metric_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     trial_id: Mapped[int] = mapped_column(ForeignKey("trials.trial_id"), index=True)
     epoch: Mapped[int] = mapped_column(Integer)

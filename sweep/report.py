@@ -15,7 +15,7 @@ import math
 
 import pandas as pd
 
-from db.flags import describe_flags
+from db.flags import describe_records, flag_records
 from db.queries import THRESHOLD_COLUMN
 from db.schema import TRIAL_STATUSES
 from sweep.spec import METRICS
@@ -238,6 +238,7 @@ def rank_configurations(results: pd.DataFrame, metric: str, flags: pd.DataFrame 
     if metric not in RANK_METRICS:
         raise KeyError(metric)
     rows = []
+    by_trial = _records_by_trial(flags)
     for label, group in results.groupby("label", sort=False):
         done = group[group["finished"]]
         first = group.iloc[0]
@@ -253,8 +254,8 @@ def rank_configurations(results: pd.DataFrame, metric: str, flags: pd.DataFrame 
         row["epochs"] = _span(group["epochs"])
         row["status"] = _status(group)
         if flags is not None:
-            mine = flags[flags["trial"].isin(group["name"])]
-            row["flags"] = describe_flags(mine, len(group) if len(group) > 1 else None)
+            mine = [r for name in group["name"] for r in by_trial.get(name, [])]
+            row["flags"] = describe_records(mine, len(group) if len(group) > 1 else None)
         row["gain"], row["params"] = first["gain"], first["params"]
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -300,6 +301,14 @@ def factor_effects(results: pd.DataFrame, metric: str, factors: list[str]) -> pd
     return matrix.reset_index()
 
 
+def _records_by_trial(flags: pd.DataFrame | None) -> dict[str, list[tuple]]:
+    """A flags frame's rows (flag_records) per trial name."""
+    by_trial: dict[str, list[tuple]] = {}
+    for record in flag_records(flags) if flags is not None else []:
+        by_trial.setdefault(record[0], []).append(record)
+    return by_trial
+
+
 def trial_table(results: pd.DataFrame, metric: str, flags: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per trial (seeds not aggregated): finished trials best first, then unfinished ones, with flags.
 
@@ -309,7 +318,8 @@ def trial_table(results: pd.DataFrame, metric: str, flags: pd.DataFrame | None =
                THRESHOLD, "epochs", "status"]
     table = results[[c for c in dict.fromkeys(columns) if c in results]]
     if flags is not None:
-        table = table.assign(flags=[describe_flags(flags[flags["trial"] == t]) for t in table["name"]])
+        by_trial = _records_by_trial(flags)
+        table = table.assign(flags=[describe_records(by_trial.get(t, [])) for t in table["name"]])
     keys = _best_first(table[metric], metric)
     keys.insert(0, "unfinished", ~results["finished"])
     table = table.loc[keys.sort_values(list(keys.columns), kind="stable").index]

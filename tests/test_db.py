@@ -128,6 +128,7 @@ def test_a_version_1_database_is_upgraded_in_place_keeping_its_rows(engine):
     with engine.begin() as conn:  # what version 1 had: no bundle, device or node column, no epoch summaries
         for column in ("bundle", "device", "node"):
             conn.execute(text(f"ALTER TABLE trials DROP COLUMN {column}"))
+        conn.execute(text("DROP INDEX ix_epoch_metrics_reading"))
         for column in ("stats_step", *SUMMARY_COLUMNS):
             conn.execute(text(f"ALTER TABLE epoch_metrics DROP COLUMN {column}"))
         conn.execute(text("UPDATE schema_info SET version = 1"))

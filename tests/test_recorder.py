@@ -154,6 +154,7 @@ def test_an_old_database_is_upgraded_and_backfilled_and_reports_the_same(db_url,
     assert {"saturated", "dead", "vanishing", "exploding", "chance"} <= set(before[2]["flag"])
     with engine.begin() as conn:  # what version 2 had: no node column, no epoch summaries
         conn.execute(text("ALTER TABLE trials DROP COLUMN node"))
+        conn.execute(text("DROP INDEX ix_epoch_metrics_reading"))
         for column in ("stats_step", *SUMMARY_COLUMNS):
             conn.execute(text(f"ALTER TABLE epoch_metrics DROP COLUMN {column}"))
         conn.execute(text("UPDATE schema_info SET version = 2"))
