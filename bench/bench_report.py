@@ -1,0 +1,242 @@
+"""Benchmark: `sweep report` (and its views), flags and `sweep plot` on a big sweep, with peak memory.
+
+Builds a results database through the project's own code: a sweep of
+--trials configurations (activation x init x optimizer setting x seed, as
+expand_grid makes them) planned by runner.record_plan, then fed LeNet-shaped
+synthetic reports (7 statistics snapshots per epoch: 4 activation layers and
+5 weight gradients, 63 layer_stats rows per epoch) through the driver's
+DatabaseRecorder as Ray Tune would (on_trial_result, on_step_end), all trials
+advancing together. The curves are made up but behave like the study's:
+sigmoid with plain SGD stays at chance with vanishing gradients, some ReLU
+layers die, tanh saturates, a few trials diverge.
+
+Each command then runs in its own process (`python -m sweep.cli ...`); the
+wall time and the child's peak resident memory (wait4's ru_maxrss) are
+printed. With --old, the same commands also run with the code of commit
+3351924 (before this benchmark; `git archive` into a temporary folder) on
+--old-epochs epochs of the same sweep: that code loads every layer statistic
+into pandas and does not fit in memory at 200 epochs.
+
+    python bench/bench_report.py                            # 1,000 trials x 200 epochs (12.6M rows; ~10 min to build)
+    python bench/bench_report.py --trials 1000 --epochs 20 --old   # side by side with today's code
+    python bench/bench_report.py --db /tmp/big.db --reuse   # time an existing database again
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from db.engine import init_db, make_engine  # noqa: E402
+from sweep.grid import expand_grid  # noqa: E402
+from sweep.recorder import DatabaseRecorder  # noqa: E402
+from sweep.runner import record_plan  # noqa: E402
+from sweep.spec import parse_spec  # noqa: E402
+
+OLD_COMMIT = "3351924"
+SNAPSHOTS = 7  # per epoch: 6 every 100 batches of 64 (a 40k-image epoch) and one at the epoch's end
+ACTIVATION_LAYERS = ("conv1", "conv2", "fc1", "fc2")
+GRADIENT_LAYERS = ("conv1", "conv2", "fc1", "fc2", "fc3")
+IMAGES = 6400 * (SNAPSHOTS - 1) + 1600  # images per epoch
+COMMANDS = {
+    "sweep report": [],
+    "sweep report --by activation,init": ["--by", "activation,init"],
+    "sweep report --trials --top 5": ["--trials", "--top", "5"],
+    "sweep report --threshold 0.8 --metric images_to_threshold": ["--threshold", "0.8", "--metric",
+                                                                   "images_to_threshold"],
+    "sweep report --where optimizer=adam --top 10": ["--where", "optimizer=adam", "--top", "10"],
+    "sweep plot": None,
+}
+
+
+def grid_spec(trials: int, epochs: int, output: Path) -> dict:
+    """A grid of `trials` configurations: 5 activations x 5 inits x 8 optimizer settings x seeds."""
+    seeds = max(1, math.ceil(trials / 200))
+    return {
+        "name": "big", "dataset": "synthetic", "epochs": epochs, "output": str(output),
+        "grid": {"activation": ["sigmoid", "tanh", "softsign", "relu", "leaky_relu"],
+                 "init": ["default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal"],
+                 "optimizer": [{"name": "sgd", "lr": [0.1, 0.03, 0.01, 0.003, 0.001]},
+                               {"name": "adam", "lr": [0.01, 0.003, 0.001]}],
+                 "seed": list(range(seeds))},
+    }
+
+
+class SyntheticTrial:
+    """LeNet-shaped reports of one configuration, epoch after epoch (deterministic per trial)."""
+
+    def __init__(self, cfg, index: int):
+        self.cfg = cfg
+        self.rng = np.random.default_rng(index)
+        stuck = cfg.activation == "sigmoid" and cfg.optimizer == "sgd" and cfg.lr <= 0.01
+        self.ceiling = 0.1 if stuck else 0.80 + 0.1 * self.rng.random()
+        self.tau = 2 + 20 * self.rng.random()
+        self.diverge_at = int(self.rng.integers(5, 150)) if self.rng.random() < 0.03 else None
+        self.grad_ratio = 1e-3 if stuck else 10 ** self.rng.uniform(-1.5, 1.0)
+        self.dead_layer = int(self.rng.integers(0, 4)) if cfg.activation == "relu" and self.rng.random() < 0.3 else None
+        self.saturating = cfg.activation in ("sigmoid", "tanh") and self.rng.random() < 0.4
+        self.best = (None, None)
+        self.done = False
+
+    def report(self, epoch: int) -> dict:
+        rng = self.rng
+        diverged = self.diverge_at is not None and epoch >= self.diverge_at
+        acc = 0.1 if epoch == 0 else min(0.99, self.ceiling * (1 - math.exp(-epoch / self.tau)) + 0.1 * math.exp(
+            -epoch / self.tau) + 0.005 * rng.standard_normal())
+        loss = math.nan if diverged else 2.3 * (1 - acc) + 0.05 * rng.random()
+        rows = []
+        if epoch > 0:
+            first = (epoch - 1) * IMAGES
+            for k in range(SNAPSHOTS):
+                step = first + min(6400 * (k + 1), IMAGES)
+                for i, layer in enumerate(ACTIVATION_LAYERS):
+                    sat = (0.3 + 0.5 * rng.random()) if self.saturating else 0.05 * rng.random()
+                    dead = (0.4 + 0.01 * epoch if i == self.dead_layer else 0.0) if self.cfg.activation == "relu" else 0.0
+                    rows.append({"epoch": epoch, "step": step, "layer": layer, "kind": "activation",
+                                 "mean": rng.random(), "std": 0.5 + rng.random(), "p98": 2.0, "zero_frac": dead,
+                                 "dead_frac": min(dead, 1.0), "sat_frac": sat if self.cfg.activation in (
+                                     "sigmoid", "tanh", "softsign") else None})
+                for i, layer in enumerate(GRADIENT_LAYERS):
+                    std = math.nan if diverged else 1e-2 * self.grad_ratio ** (1 - i / 4) * (1 + 0.1 * rng.random())
+                    rows.append({"epoch": epoch, "step": step, "layer": layer, "kind": "gradient",
+                                 "mean": 0.0, "std": std, "p98": 0.1, "zero_frac": 0.0, "dead_frac": None,
+                                 "sat_frac": None})
+        if not diverged and (self.best[0] is None or acc > self.best[0]):
+            self.best = (acc, epoch)
+        self.done = diverged
+        return {"epoch": epoch, "images_seen": epoch * IMAGES, "train_loss": None if epoch == 0 else loss,
+                "test_loss": loss, "test_acc": acc, "epoch_seconds": 1.0, "train_seconds": float(epoch),
+                "run_seconds": float(epoch) + 1, "best_test_acc": self.best[0], "best_epoch": self.best[1],
+                "layer_stats": rows, "status": "diverged" if diverged else "running",
+                "reason": "loss is nan" if diverged else None, "config_hash": self.cfg.config_hash,
+                "resumed_from": None, "bundle": None, "device": "cpu", "node": None}
+
+
+def build(db: Path, trials: int, epochs: int) -> None:
+    """The sweep's database, written through record_plan and the driver's recorder."""
+    spec = parse_spec({**grid_spec(trials, epochs, db.parent), "database": f"sqlite:///{db}"})
+    configs = expand_grid(spec)[:trials]
+    engine = make_engine(spec.database_url)
+    init_db(engine)
+    ids = record_plan(engine, spec, configs, configs)
+    recorder = DatabaseRecorder(engine, ids)
+    fakes = [SimpleNamespace(config={"bundle": [c.to_dict()]}) for c in configs]
+    sims = [SyntheticTrial(c, i) for i, c in enumerate(configs)]
+    for fake in fakes:
+        recorder.on_trial_start(0, [], fake)
+    began, rows = time.perf_counter(), 0
+    for epoch in range(epochs + 1):
+        for sim, fake in zip(sims, fakes):
+            if sim.done:
+                continue
+            result = sim.report(epoch)
+            rows += len(result["layer_stats"])
+            recorder.on_trial_result(0, [], fake, result)
+            recorder.on_step_end(0, [])
+        if epoch % 20 == 0:
+            took = time.perf_counter() - began
+            print(f"  epoch {epoch}: {rows:,} layer rows in {took:.0f} s ({rows / max(took, 1e-9):,.0f} rows/s "
+                  f"incl. making the reports)", flush=True)
+    for sim, fake in zip(sims, fakes):
+        if not sim.done:
+            recorder.on_trial_complete(0, [], fake)
+    recorder.on_experiment_end([])
+    engine.dispose()
+
+
+def old_code() -> Path:
+    """The packages as of OLD_COMMIT, in a temporary folder that goes first on PYTHONPATH."""
+    folder = Path(tempfile.mkdtemp(prefix="sweep-old-"))
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", OLD_COMMIT, "db", "sweep", "models"],
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
+def run(args: list[str], pythonpath: Path, cwd: Path) -> tuple[float, float, int, str]:
+    """(wall seconds, peak RSS in MB, exit code, last line of output) of `python -m sweep.cli ARGS`."""
+    env = {**os.environ, "PYTHONPATH": str(pythonpath), "COLUMNS": "200"}
+    began = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "sweep.cli", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - began
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    lines = out.strip().splitlines()
+    return wall, usage.ru_maxrss / 1024, proc.returncode, (lines[-1] if lines else "")
+
+
+def time_commands(db: Path, code: Path, label: str, repeats: int) -> dict[str, tuple[float, float]]:
+    figures = {}
+    with tempfile.TemporaryDirectory() as plots:
+        for name, extra in COMMANDS.items():
+            args = ["plot", "--db", str(db), "--out", plots] if extra is None else ["report", "--db", str(db), *extra]
+            best = None
+            for _ in range(repeats):
+                wall, peak, code_, last = run(args, code, code)
+                if code_ != 0:
+                    print(f"  {label}: {name}: exit {code_}: {last}", flush=True)
+                    break
+                best = (wall, peak) if best is None or wall < best[0] else best
+            if best:
+                figures[name] = best
+                print(f"  {label}: {name}: {best[0]:.2f} s, {best[1]:,.0f} MB", flush=True)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--db", type=Path, help="database file (default: a temporary one, deleted after)")
+    parser.add_argument("--reuse", action="store_true", help="time --db as it is, without building it")
+    parser.add_argument("--build-only", action="store_true", help="build --db and stop")
+    parser.add_argument("--old", action="store_true", help=f"also time the code of commit {OLD_COMMIT}")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per command; the fastest is shown")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="bench-report-"))
+    db = args.db or folder / "sweep.db"
+    try:
+        if not args.reuse:
+            if db.exists():
+                db.unlink()
+            print(f"building {args.trials} trials x {args.epochs} epochs into {db}", flush=True)
+            began = time.perf_counter()
+            build(db, args.trials, args.epochs)
+            print(f"built in {time.perf_counter() - began:.0f} s, {db.stat().st_size / 2**20:,.0f} MB", flush=True)
+            if args.build_only:
+                return
+        new = time_commands(db, ROOT, "new", args.repeats)
+        old = {}
+        if args.old:
+            old_tree = old_code()
+            old = time_commands(db, old_tree, f"old ({OLD_COMMIT})", 1)
+            shutil.rmtree(old_tree)
+        print(f"\n{args.trials} trials x {args.epochs} epochs ({db.stat().st_size / 2**20:,.0f} MB):")
+        print("| command | wall | peak memory |" + (f" {OLD_COMMIT}: wall | peak memory |" if old else ""))
+        print("|---|---|---|" + ("---|---|" if old else ""))
+        for name, (wall, peak) in new.items():
+            line = f"| `{name}` | {wall:.2f} s | {peak:,.0f} MB |"
+            if old:
+                o = old.get(name)
+                line += f" {o[0]:.1f} s | {o[1]:,.0f} MB |" if o else " failed | |"
+            print(line)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
