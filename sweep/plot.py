@@ -110,8 +110,8 @@ def plot_depth(depth: pd.DataFrame, path: Path, epochs: list[int], ranking: list
             ax = axes[row, col]
             sub = part[part["kind"] == kind]
             order = list(dict.fromkeys(sub["layer"]))
-            profiles = {label: g.set_index("layer")["std"].reindex(order)
-                        for label, g in sub.groupby("label", sort=False)}
+            table = sub.pivot(index="label", columns="layer", values="std").reindex(columns=order)
+            profiles = {label: table.loc[label] for label in dict.fromkeys(sub["label"])}
             rest = [p for label, p in profiles.items() if label not in set(named)]
             _others(ax, [list(zip(range(len(order)), p.values)) for p in rest], len(rest))
             for label in named:
