@@ -16,9 +16,11 @@ from typing import Any, Mapping
 import yaml
 
 from db.engine import sqlite_path
-from models.nets import MODELS
-from models.registry import ACTIVATIONS, GAIN_INITS, INITS, OPTIMIZERS
 from sweep.data import DATASETS
+
+# The registries (models/) import torch: seconds and hundreds of MB that
+# `sweep report` and `sweep plot`, which import this module, never need.
+# They are imported where a spec is validated.
 
 # Ranking metrics: name -> True where larger is better.
 METRICS: Mapping[str, bool] = {
@@ -206,6 +208,8 @@ def _dataset(raw: Any, path: str) -> DatasetSpec:
 
 
 def _model(raw: Any, path: str) -> ModelSpec:
+    from models.nets import MODELS
+
     if isinstance(raw, str):
         raw = {"name": raw}
     raw = _mapping(raw, path, ("name", "hidden"))
@@ -220,6 +224,8 @@ def _model(raw: Any, path: str) -> ModelSpec:
 
 
 def _init(raw: Any, path: str) -> InitSpec:
+    from models.registry import GAIN_INITS, INITS
+
     if isinstance(raw, str):
         raw = {"name": raw}
     raw = _mapping(raw, path, ("name", "gain"), required=("name",))
@@ -236,6 +242,8 @@ def _init(raw: Any, path: str) -> InitSpec:
 
 
 def _optimizer(raw: Any, path: str) -> OptimizerSpec:
+    from models.registry import OPTIMIZERS
+
     if isinstance(raw, str):
         raw = {"name": raw}
     if not isinstance(raw, dict):
@@ -267,6 +275,8 @@ def _optimizer(raw: Any, path: str) -> OptimizerSpec:
 
 
 def _grid(raw: Any, path: str) -> GridSpec:
+    from models.registry import ACTIVATIONS
+
     raw = _mapping(raw, path, ("activation", "init", "optimizer", "seed"),
                    required=("activation", "optimizer"))
     acts = _list(raw["activation"], f"{path}.activation")
