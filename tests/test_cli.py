@@ -61,11 +61,11 @@ def test_run_refuses_a_database_of_another_schema_version_before_training(tmp_pa
     (tmp_path / "runs").mkdir()
     engine = make_engine(f"sqlite:///{tmp_path / 'runs' / 'sweep.db'}")
     init_db(engine)
-    from db.schema import SchemaInfo
+    from db.schema import SCHEMA_VERSION, SchemaInfo
 
     with session_scope(engine) as s:
         s.get(SchemaInfo, 1).version = 99
     assert main(["run", _spec(tmp_path, output=str(tmp_path / "runs"))]) == 1
     assert capsys.readouterr().err == (f"Error: sqlite:///{tmp_path / 'runs' / 'sweep.db'} has schema version 99; "
-                                       "this sweep reads version 2\n")
+                                       f"this sweep reads version {SCHEMA_VERSION}\n")
     assert not (tmp_path / "runs" / "t" / "relu-default-adam-lr0.01-s0").exists()
