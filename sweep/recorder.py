@@ -192,6 +192,7 @@ class ProgressPrinter(Callback):
         self.epochs_at_start: dict[str, int] = {}
         self.state: dict[str, str] = {}  # config hash -> running, done or failed
         self.names: dict[str, str] = {}  # config hash -> trial name
+        self.starting: set[str] = set()  # started (or restarted after a failure), no report yet
         self.latest: dict[str, tuple[float, str]] = {}  # trial -> (its latest value of the metric, name)
         self.first_report: tuple[float, int] | None = None  # (time, epochs trained) when the first report came
 
@@ -234,12 +235,16 @@ class ProgressPrinter(Callback):
         for cfg in members(trial):
             self.state[cfg.config_hash] = "running"
             self.names[cfg.config_hash] = cfg.name
+            self.starting.add(cfg.config_hash)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         # Keyed by configuration: a fused bundle counts as its members.
         key = result["config_hash"]
         if key not in self.epochs_at_start:
             self.epochs_at_start[key] = result["resumed_from"] or 0
+        if key in self.starting:
+            # Each start says where it continues from: a rerun, or a retry after its worker or node died.
+            self.starting.discard(key)
             if result["resumed_from"]:
                 print(f"resumed {self.names[key]} from epoch {result['resumed_from']}", file=self.out, flush=True)
         if result["status"] == "diverged":

@@ -19,6 +19,7 @@ from typing import TextIO
 from db.engine import (DatabaseError, check_sqlite_location, error_line, init_db, make_engine, safe_url,
                        session_scope, sqlite_path)
 from db.queries import ensure_sweep, ensure_trials, trial_statuses, update_trial
+from sweep.cluster import ClusterError, check_shared_storage, ray_session
 from sweep.data import DataError, load_dataset
 from sweep.grid import TrialConfig, bundle_name, expand_grid
 from sweep.hparams import write_experiment
@@ -149,7 +150,8 @@ def run_sweep(spec: SweepSpec, address: str | None = None, out: TextIO = sys.std
     epochs, or diverged) are skipped; the others (new, failed, interrupted, or
     left "running" by a driver that died) start or continue from their last
     checkpoint. Every check (data, folder, lock, database version, cluster
-    resources) runs before the first sweep or trial row is written.
+    resources; on a cluster: the address, the token, the versions, the
+    shared output folder) runs before the first sweep or trial row is written.
     """
     trials = expand_grid(spec)
     if address is None:
@@ -164,7 +166,13 @@ def run_sweep(spec: SweepSpec, address: str | None = None, out: TextIO = sys.std
     try:
         _check_writable(spec.sweep_dir)
         with SweepLock(spec.sweep_dir):
-            return _run_locked(spec, trials, data, address, out, progress_interval)
+            try:
+                with ray_session(address):
+                    if address is not None:
+                        check_shared_storage(spec.sweep_dir)
+                    return _run_locked(spec, trials, data, out, progress_interval)
+            except ClusterError as exc:
+                raise RunError(str(exc)) from None
     except RunError:
         # Nothing was trained: leave no empty folder (or lock, or fresh database) behind.
         if made is not None:
@@ -181,8 +189,8 @@ def _first_missing(path: Path) -> Path | None:
     return missing
 
 
-def _run_locked(spec: SweepSpec, trials: list[TrialConfig], data, address, out, progress_interval) -> RunSummary:
-    """The part of run_sweep that holds the sweep's lock: database, plan, training."""
+def _run_locked(spec: SweepSpec, trials: list[TrialConfig], data, out, progress_interval) -> RunSummary:
+    """The part of run_sweep that holds the sweep's lock and Ray: database, plan, training."""
     url = spec.database_url
     engine = _open_database(url)
     with session_scope(engine) as s:
@@ -195,7 +203,7 @@ def _run_locked(spec: SweepSpec, trials: list[TrialConfig], data, address, out, 
         return RunSummary(len(trials), skipped, {}, False)
     # Epochs left to train, for the time estimate: trials continue from where they stopped.
     epochs_left = sum(spec.epochs - done.get(t.config_hash, ("new", 0))[1] for t in todo)
-    return _tune(spec, trials, todo, data, engine, address, out, progress_interval, epochs_left)
+    return _tune(spec, trials, todo, data, engine, out, progress_interval, epochs_left)
 
 
 # Most members per fused bundle on one GPU: measured on an H100 (issue 8), a
@@ -280,7 +288,7 @@ def record_plan(engine, spec: SweepSpec, trials: list[TrialConfig], todo: list[T
     return trial_ids
 
 
-def _tune(spec, trials, todo, data, engine, address, out, progress_interval, epochs_left) -> RunSummary:
+def _tune(spec, trials, todo, data, engine, out, progress_interval, epochs_left) -> RunSummary:
     # Ray's own result files and TensorBoard loggers would duplicate what
     # we write; keep its verbose tables and worker logs off the terminal.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -291,10 +299,6 @@ def _tune(spec, trials, todo, data, engine, address, out, progress_interval, epo
     from sweep.recorder import DatabaseRecorder, ProgressPrinter, members
     from sweep.trial import ray_trainable
 
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 logging_level="ERROR", configure_logging=True)
     received: list[int] = []
 
     def on_sigterm(signum, frame):
@@ -337,8 +341,6 @@ def _tune(spec, trials, todo, data, engine, address, out, progress_interval, epo
         tuner.fit()
     finally:
         signal.signal(signal.SIGTERM, previous)
-        if started_here:
-            ray.shutdown()
 
     # A trial Ray stopped without a final status (Ctrl-C, SIGTERM) is interrupted:
     # its checkpoint lets the next run continue it. One never started stays pending.

@@ -16,17 +16,18 @@ ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def start(folder: Path, spec: dict, holds: dict[str, str] | None = None) -> subprocess.Popen:
-    """`sweep run spec.yaml` in `folder`; `holds` maps a trial name to the moment it is to stop at."""
+def start(folder: Path, spec: dict, holds: dict[str, str] | None = None, args: tuple[str, ...] = (),
+          env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`sweep run spec.yaml [args]` in `folder`; `holds` maps a trial name to the moment it is to stop at."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "spec.yaml").write_text(yaml.safe_dump(spec))
-    env = dict(ENV)
+    env = {**ENV, **(env or {})}
     if holds:
         (folder / "holds").mkdir(exist_ok=True)
         env.update(SWEEP_HOLD=",".join(f"{name}@{moment}" for name, moment in holds.items()),
                    SWEEP_HOLD_DIR=str(folder / "holds"))
     # A session of its own, as a terminal gives a foreground job: Ctrl-C goes to the group.
-    return subprocess.Popen([sys.executable, "-m", "sweep.cli", "run", "spec.yaml", "--progress-interval", "1"],
+    return subprocess.Popen([sys.executable, "-m", "sweep.cli", "run", "spec.yaml", "--progress-interval", "1", *args],
                             cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 

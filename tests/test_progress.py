@@ -84,3 +84,16 @@ def test_a_resumed_trial_counts_only_the_epochs_trained_in_this_run():
     clock.now = 9.0
     printer.on_trial_result(0, [], RELU, report(RELU, 2, resumed_from=1))
     assert printer._trained() == 1  # epoch 2 only; epoch 1 was trained by the run before
+
+
+def test_a_trial_retried_after_its_node_died_says_where_it_continues_from():
+    printer = ProgressPrinter(1, 3, out=io.StringIO(), clock=Clock())
+    printer.on_trial_start(0, [], RELU)
+    printer.on_trial_result(0, [], RELU, report(RELU, 0))
+    printer.on_trial_result(0, [], RELU, report(RELU, 1))
+    assert printer.out.getvalue() == ""  # a fresh start says nothing
+    printer.on_trial_start(0, [], RELU)  # Tune starts it again after its worker was lost
+    printer.on_trial_result(0, [], RELU, report(RELU, 1, resumed_from=1))  # the replay of its checkpointed epoch
+    printer.on_trial_result(0, [], RELU, report(RELU, 2, resumed_from=1))
+    assert printer.out.getvalue() == "resumed relu-default-adam-lr0.01-s0 from epoch 1\n"  # once per start
+    assert printer._trained() == 2  # epochs 1 and 2, counted once each

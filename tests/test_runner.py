@@ -2,7 +2,7 @@
 import yaml
 
 from db.engine import init_db, make_engine, session_scope
-from db.schema import SchemaInfo
+from db.schema import SCHEMA_VERSION, SchemaInfo
 from sweep.cli import main
 from sweep.grid import bundle_name, expand_grid
 from sweep.runner import FUSE_GPU_MAX, bundle_size, plan_bundles
@@ -22,7 +22,8 @@ def test_a_run_refused_by_its_database_leaves_no_folder_lock_or_row(tmp_path, ca
             "output": "runs", "database": "sqlite:///db/other.db"}
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
     assert main(["run", "s.yaml"]) == 1
-    assert capsys.readouterr().err == f"Error: {url} has schema version 99; this sweep reads version 2\n"
+    expected = f"Error: {url} has schema version 99; this sweep reads version {SCHEMA_VERSION}\n"
+    assert capsys.readouterr().err == expected
     assert sorted(p.name for p in tmp_path.iterdir()) == ["db", "s.yaml"]  # no runs/, no runs/t/.lock
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT COUNT(*) FROM sweeps").scalar() == 0
