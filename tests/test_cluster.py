@@ -40,8 +40,8 @@ SPEC = {
     "resources": {"cpu": 1, "max_concurrent": 2},
     "output": "out",
 }
-# A client the cluster refuses gives up after this many seconds, not Ray's default 20 (only the wait is shorter).
-REFUSED_CLIENT_ENV = {"RAY_py_gcs_connect_timeout_s": "5"}
+# A client the cluster refuses gives up after 2 tries (about 2 s), not Ray's default 20: only the wait is shorter.
+REFUSED_CLIENT_ENV = {"RAY_gcs_server_port_wait_time_s": "2"}
 TRIALS = sorted(f"{a}-xavier_uniform-{o}-s0" for a in ("tanh", "relu") for o in ("adam-lr0.001", "sgd-lr0.01"))
 
 
