@@ -6,13 +6,18 @@ pixel size (figure inches x DPI), so tests can check what they get.
 Big sweeps (hundreds of configurations) are drawn in about a second: the
 configurations not named are one LineCollection per panel, the panels are
 placed with fixed margins in inches (tight_layout measures every tick label,
-about half of the drawing time), log axes are labelled without mathtext, and
-the PNGs are compressed lightly.
+about half of the drawing time), log axes are labelled without mathtext, the
+PNGs are compressed lightly, and draw_all draws the biggest picture in a
+second process.
 """
 from __future__ import annotations
 
 import math
+import os
+import sys
+import traceback
 from pathlib import Path
+from typing import Callable
 
 import matplotlib
 
@@ -22,9 +27,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.collections import LineCollection, PolyCollection  # noqa: E402
 from matplotlib.font_manager import FontProperties  # noqa: E402
-from matplotlib.ticker import LogFormatter  # noqa: E402
+from matplotlib.ticker import LogFormatter, LogLocator  # noqa: E402
 
 DPI = 100
+# Titles sit at the top of their panels (y=1.0 of the axes): left to matplotlib, each title's position is
+# worked out from its panel's tick labels, computed once more for it (a third of a depth plot's time).
+TITLE_Y = 1.0
 # zlib level of the PNGs: 1 writes a big sweep's pictures in a third of the time of the default 6, for
 # files a few tens of kB larger.
 PNG_COMPRESSION = 1
@@ -61,6 +69,12 @@ def _margins(fig, left: float, right: float, bottom: float, top: float, wspace: 
 MAX_NAMED = 10
 
 
+def _in_order(column: pd.Series) -> list:
+    """The distinct values of a column in order of appearance (unique(): iterating an Arrow-backed string
+    column value by value took a tenth of a second on 40,000 rows)."""
+    return list(column.unique())
+
+
 def _named(labels: list[str], ranking: list[str] | None) -> list[str]:
     """The labels of one panel that get their own colour and legend entry: all when there are at most
     MAX_NAMED, else the MAX_NAMED / 2 best and worst by `ranking` (best first), best first."""
@@ -89,7 +103,7 @@ def plot_curves(curves: pd.DataFrame, path: Path, facet: str = "activation", ran
     per row of 4 panels."""
     from sweep.report import t95
 
-    values = list(dict.fromkeys(curves[facet]))
+    values = _in_order(curves[facet])
     cols = min(4, max(1, len(values)))
     rows = math.ceil(len(values) / cols)
     fig = plt.figure(figsize=(14, 4.5 * rows))
@@ -128,7 +142,7 @@ def plot_curves(curves: pd.DataFrame, path: Path, facet: str = "activation", ran
         ax.set_ylim(low - 0.03 * (high - low), high + 0.03 * (high - low))  # one scale for all panels
         if i % cols:
             ax.tick_params(labelleft=False)
-        ax.set_title(f"{facet} = {value}")
+        ax.set_title(f"{facet} = {value}", y=TITLE_Y)
         ax.set_xlabel("training images seen")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
@@ -144,8 +158,10 @@ DEPTH_MARGINS = {"left": 0.8, "bottom": 0.45, "top": 0.35, "wspace": 0.75, "hspa
 
 def _plain_log_labels(ax) -> None:
     """Label a log y axis 1e-05 rather than with mathtext (10 to the -5): parsing mathtext cost a third of
-    a second of every depth plot."""
+    a second of every depth plot. Minor ticks at 2 and 5 times the powers of ten, not at every multiple:
+    matplotlib builds each tick from several artists, about 2 ms apiece."""
     ax.yaxis.set_major_formatter(LogFormatter(10))
+    ax.yaxis.set_minor_locator(LogLocator(10, subs=(2.0, 5.0)))
     ax.yaxis.set_minor_formatter(LogFormatter(10, labelOnlyBase=False))
 
 
@@ -156,7 +172,7 @@ def plot_depth(depth: pd.DataFrame, path: Path, epochs: list[int], ranking: list
     db's depth_frame. With more than MAX_NAMED configurations, the best and worst by `ranking` are named
     and the others drawn thin and grey. 500 px per column x 900 px, plus 300 px for the legend (wider
     where its names need more)."""
-    named = _named(list(dict.fromkeys(depth["label"])), ranking)
+    named = _named(_in_order(depth["label"]), ranking)
     colors = _colors(named)
     fig, axes = plt.subplots(2, len(epochs), figsize=(5 * len(epochs) + 3, 9), squeeze=False)
     for col, epoch in enumerate(epochs):
@@ -164,8 +180,8 @@ def plot_depth(depth: pd.DataFrame, path: Path, epochs: list[int], ranking: list
         for row, kind in enumerate(("activation", "gradient")):
             ax = axes[row, col]
             sub = part[part["kind"] == kind]
-            order = list(dict.fromkeys(sub["layer"]))
-            labels = list(dict.fromkeys(sub["label"]))
+            order = _in_order(sub["layer"])
+            labels = _in_order(sub["label"])
             table = sub.pivot(index="label", columns="layer", values="std").reindex(index=labels, columns=order)
             x = np.arange(len(order), dtype=float)
             values = table.to_numpy(dtype=float)
@@ -176,7 +192,7 @@ def plot_depth(depth: pd.DataFrame, path: Path, epochs: list[int], ranking: list
                 if label in where:
                     ax.plot(x, values[where[label]], marker="o", color=colors[label], label=label, zorder=3)
             ax.set_xticks(range(len(order)), order)
-            ax.set_title(f"{kind} std, epoch {epoch}")
+            ax.set_title(f"{kind} std, epoch {epoch}", y=TITLE_Y)
             if kind == "gradient":
                 ax.set_yscale("log")
                 _plain_log_labels(ax)
@@ -231,5 +247,41 @@ def plot_heatmap(trials: pd.DataFrame, metric: str, factors: tuple[str, str], pa
                 ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="black" if light else "white",
                         fontsize=10)
     fig.colorbar(image, ax=ax, label=metric)
-    ax.set_title(f"{metric} by {rows_f} x {cols_f}")
+    ax.set_title(f"{metric} by {rows_f} x {cols_f}", y=TITLE_Y)
     return _save(fig, path)
+
+
+def draw_all(pictures: list[tuple[Path, Callable[[], object]]]) -> list[Path]:
+    """Draw `pictures`, (path, function writing it) pairs, and return their paths. The first is drawn in a
+    forked process while this one draws the others, where there is fork and a second core: drawing is
+    Python holding the GIL, and a big sweep's curves alone take about a second. The child shares this
+    process's memory (copy on write) and leaves with os._exit (no atexit handlers, no second flush of
+    this process's buffers). Call it with no other thread running (a lock held by one at the fork stays
+    held in the child). A picture that fails raises here, after the child is reaped."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if len(pictures) < 2 or not hasattr(os, "fork") or cores < 2:
+        for _, draw in pictures:
+            draw()
+        return [path for path, _ in pictures]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: its picture, then gone
+        status = 1
+        try:
+            pictures[0][1]()
+            status = 0
+        except BaseException:
+            traceback.print_exc()
+            sys.stderr.flush()
+        finally:
+            os._exit(status)
+    try:
+        for _, draw in pictures[1:]:
+            draw()
+    finally:
+        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    if code != 0:
+        raise RuntimeError(f"drawing {pictures[0][0]} failed in its process (exit status {code}; its error "
+                           f"is above)")
+    return [path for path, _ in pictures]

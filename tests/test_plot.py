@@ -152,3 +152,24 @@ def test_curves_frame_pools_the_seeds_of_each_configuration(db_url, tmp_path):
     assert len(merged) == len(got) and (merged["n"] == merged["n_pandas"]).all()
     np.testing.assert_allclose(merged["mean"], merged["mean_pandas"])
     np.testing.assert_allclose(merged["std"], merged["std_pandas"], atol=1e-7)  # NaN where one seed is left
+
+
+def test_draw_all_draws_every_picture_and_raises_for_one_that_fails(tmp_path, capfd):
+    """draw_all draws the first picture in a forked process: its file is there when draw_all returns, and
+    its failure is raised here (a child that dies must not pass for a picture)."""
+    def picture(path, fail=False):
+        def draw():
+            if fail:
+                raise ValueError("no such column")
+            fig, ax = plt.subplots(figsize=(2, 1))
+            plot._save(fig, path)
+        return path, draw
+
+    paths = [tmp_path / f"{name}.png" for name in ("a", "b", "c")]
+    assert plot.draw_all([picture(p) for p in paths]) == paths
+    assert all(matplotlib.image.imread(p).shape == (100, 200, 4) for p in paths)
+    with pytest.raises(RuntimeError, match="a.png failed"):
+        plot.draw_all([picture(paths[0], fail=True), picture(paths[1])])
+    assert "ValueError: no such column" in capfd.readouterr().err
+    with pytest.raises(ValueError, match="no such column"):  # in this process: raised as it is
+        plot.draw_all([picture(paths[0]), picture(paths[1], fail=True)])
