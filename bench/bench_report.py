@@ -10,14 +10,19 @@ advancing together. The curves are made up but behave like the study's:
 sigmoid with plain SGD stays at chance with vanishing gradients, some ReLU
 layers die, tanh saturates, a few trials diverge.
 
-Each command then runs in its own process (`python -m sweep.cli ...`); the
-wall time and the child's peak resident memory (wait4's ru_maxrss) are
-printed. With --old, the same commands also run with the code of commit
+Each command then runs in its own process (`python -m sweep.cli ...`); its
+wall time, CPU time (user + system, its children included: above the wall
+time where `sweep plot` draws in two processes) and peak resident memory
+(wait4's ru_maxrss, or the process and its children together, sampled every
+10 ms, where that is more) are printed. Each is started through a small
+launcher process: started from this one, a process's ru_maxrss would include
+this benchmark's own 700 MB (torch and Ray, imported to build the sweep). The machine's load average is
+printed with the table: on a shared machine, wall times follow it. With --old, the same commands also run with the code of commit
 3351924 (before this benchmark; `git archive` into a temporary folder) on
 --old-epochs epochs of the same sweep: that code loads every layer statistic
 into pandas and does not fit in memory at 200 epochs.
 
-    python bench/bench_report.py                            # 1,000 trials x 200 epochs (12.6M rows; ~10 min to build)
+    python bench/bench_report.py                            # 1,000 trials x 200 epochs (12.4M rows; ~7 min to build)
     python bench/bench_report.py --trials 1000 --epochs 20 --old   # side by side with today's code
     python bench/bench_report.py --db /tmp/big.db --reuse   # time an existing database again
 """
@@ -30,6 +35,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -165,35 +171,82 @@ def old_code() -> Path:
     return folder
 
 
-def run(args: list[str], pythonpath: Path, cwd: Path) -> tuple[float, float, int, str]:
-    """(wall seconds, peak RSS in MB, exit code, last line of output) of `python -m sweep.cli ARGS`."""
+def _tree_rss_mb(pid: int, itself: bool = True) -> float:
+    """Resident memory of a process (unless not `itself`) and its descendants together, in MB (shared
+    pages counted in each: an upper bound for `sweep plot`, whose drawing child is a fork sharing its
+    parent's pages)."""
+    total, todo = 0, [(pid, itself)]
+    while todo:
+        p, counted = todo.pop()
+        try:
+            if counted:
+                with open(f"/proc/{p}/status") as f:
+                    total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo += [(int(c), True) for c in f.read().split()]
+        except (OSError, StopIteration, ValueError):  # gone meanwhile, or a zombie without VmRSS
+            pass
+    return total / 1024
+
+
+# Starts the command and reports its wall time, CPU time and peak memory (wait4) into the file argv[1]. A
+# process's ru_maxrss also holds the memory of the process it was started from (Linux folds the old
+# memory's peak in at exec; Popen's vfork shares this benchmark's 700 MB, torch and Ray included, with
+# the child until then): started from this small launcher instead, the command's figure is its own.
+LAUNCHER = """
+import os, sys, time
+began = time.perf_counter()
+pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{time.perf_counter() - began} {usage.ru_utime + usage.ru_stime} {usage.ru_maxrss / 1024} "
+            f"{os.waitstatus_to_exitcode(status)}")
+"""
+
+
+def run(args: list[str], pythonpath: Path, cwd: Path) -> tuple[float, float, float, int, str]:
+    """(wall seconds, CPU seconds (user + system, children included), peak memory in MB, exit code, last
+    line of output) of `python -m sweep.cli ARGS`, started through LAUNCHER. Peak memory: the larger of
+    the process's peak resident memory (wait4's ru_maxrss, which covers each reaped child on its own) and
+    the sum over the process and its children, sampled every 10 ms."""
     env = {**os.environ, "PYTHONPATH": str(pythonpath), "COLUMNS": "200"}
-    began = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "sweep.cli", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - began
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    with tempfile.NamedTemporaryFile("r", suffix=".txt") as figures:
+        proc = subprocess.Popen([sys.executable, "-S", "-c", LAUNCHER, figures.name, sys.executable, "-m",
+                                 "sweep.cli", *args], cwd=cwd, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        tree_peak, done = [0.0], threading.Event()
+
+        def sample():
+            while not done.wait(0.01):
+                tree_peak[0] = max(tree_peak[0], _tree_rss_mb(proc.pid, itself=False))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        out = proc.stdout.read()
+        proc.wait()
+        done.set()
+        sampler.join()
+        wall, cpu, peak, code = figures.read().split()
     lines = out.strip().splitlines()
-    return wall, usage.ru_maxrss / 1024, proc.returncode, (lines[-1] if lines else "")
+    return float(wall), float(cpu), max(float(peak), tree_peak[0]), int(code), (lines[-1] if lines else "")
 
 
-def time_commands(db: Path, code: Path, label: str, repeats: int) -> dict[str, tuple[float, float]]:
+def time_commands(db: Path, code: Path, label: str, repeats: int) -> dict[str, tuple[float, float, float]]:
+    """{command: (wall, CPU, peak memory)} of the fastest of `repeats` runs of each command."""
     figures = {}
     with tempfile.TemporaryDirectory() as plots:
         for name, extra in COMMANDS.items():
             args = ["plot", "--db", str(db), "--out", plots] if extra is None else ["report", "--db", str(db), *extra]
             best = None
             for _ in range(repeats):
-                wall, peak, code_, last = run(args, code, code)
+                wall, cpu, peak, code_, last = run(args, code, code)
                 if code_ != 0:
                     print(f"  {label}: {name}: exit {code_}: {last}", flush=True)
                     break
-                best = (wall, peak) if best is None or wall < best[0] else best
+                best = (wall, cpu, peak) if best is None or wall < best[0] else best
             if best:
                 figures[name] = best
-                print(f"  {label}: {name}: {best[0]:.2f} s, {best[1]:,.0f} MB", flush=True)
+                print(f"  {label}: {name}: {best[0]:.2f} s wall, {best[1]:.2f} s CPU, {best[2]:,.0f} MB", flush=True)
     return figures
 
 
@@ -225,14 +278,17 @@ def main() -> None:
             old_tree = old_code()
             old = time_commands(db, old_tree, f"old ({OLD_COMMIT})", 1)
             shutil.rmtree(old_tree)
-        print(f"\n{args.trials} trials x {args.epochs} epochs ({db.stat().st_size / 2**20:,.0f} MB):")
-        print("| command | wall | peak memory |" + (f" {OLD_COMMIT}: wall | peak memory |" if old else ""))
-        print("|---|---|---|" + ("---|---|" if old else ""))
-        for name, (wall, peak) in new.items():
-            line = f"| `{name}` | {wall:.2f} s | {peak:,.0f} MB |"
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
+        print(f"\n{args.trials} trials x {args.epochs} epochs ({db.stat().st_size / 2**20:,.0f} MB), "
+              f"{os.cpu_count()} CPUs, load average {load:.1f} at the end; whole processes, fastest of "
+              f"{args.repeats}:")
+        print("| command | wall | CPU | peak memory |" + (f" {OLD_COMMIT}: wall | peak memory |" if old else ""))
+        print("|---|---|---|---|" + ("---|---|" if old else ""))
+        for name, (wall, cpu, peak) in new.items():
+            line = f"| `{name}` | {wall:.2f} s | {cpu:.2f} s | {peak:,.0f} MB |"
             if old:
                 o = old.get(name)
-                line += f" {o[0]:.1f} s | {o[1]:,.0f} MB |" if o else " failed | |"
+                line += f" {o[0]:.1f} s | {o[2]:,.0f} MB |" if o else " failed | |"
             print(line)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
