@@ -154,9 +154,11 @@ def test_curves_frame_pools_the_seeds_of_each_configuration(db_url, tmp_path):
     np.testing.assert_allclose(merged["std"], merged["std_pandas"], atol=1e-7)  # NaN where one seed is left
 
 
-def test_draw_all_draws_every_picture_and_raises_for_one_that_fails(tmp_path, capfd):
-    """draw_all draws the first picture in a forked process: its file is there when draw_all returns, and
-    its failure is raised here (a child that dies must not pass for a picture)."""
+@pytest.mark.parametrize("fork", [True, False])
+def test_draw_all_draws_every_picture_and_raises_for_one_that_fails(tmp_path, capfd, fork):
+    """draw_all draws the first picture in a forked process (or here, without a spare core): its file is
+    there when draw_all returns, and its failure is raised here (a child that dies must not pass for a
+    picture)."""
     def picture(path, fail=False):
         def draw():
             if fail:
@@ -166,10 +168,14 @@ def test_draw_all_draws_every_picture_and_raises_for_one_that_fails(tmp_path, ca
         return path, draw
 
     paths = [tmp_path / f"{name}.png" for name in ("a", "b", "c")]
-    assert plot.draw_all([picture(p) for p in paths]) == paths
+    assert plot.draw_all([picture(p) for p in paths], fork=fork) == paths
     assert all(matplotlib.image.imread(p).shape == (100, 200, 4) for p in paths)
-    with pytest.raises(RuntimeError, match="a.png failed"):
-        plot.draw_all([picture(paths[0], fail=True), picture(paths[1])])
-    assert "ValueError: no such column" in capfd.readouterr().err
+    if fork:
+        with pytest.raises(RuntimeError, match="a.png failed"):
+            plot.draw_all([picture(paths[0], fail=True), picture(paths[1])], fork=fork)
+        assert "ValueError: no such column" in capfd.readouterr().err
+    else:
+        with pytest.raises(ValueError, match="no such column"):
+            plot.draw_all([picture(paths[0], fail=True), picture(paths[1])], fork=fork)
     with pytest.raises(ValueError, match="no such column"):  # in this process: raised as it is
-        plot.draw_all([picture(paths[0]), picture(paths[1], fail=True)])
+        plot.draw_all([picture(paths[0]), picture(paths[1], fail=True)], fork=fork)
