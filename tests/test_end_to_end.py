@@ -39,7 +39,8 @@ def test_synthetic_sweep_end_to_end(tmp_path):
                  "optimizer": [{"name": "adam", "lr": 0.01},
                                {"name": "sgd", "lr": 0.1, "nesterov": True},  # torch refuses nesterov w/o momentum
                                {"name": "sgd", "lr": 1e6}]},  # relu diverges; sigmoid is bounded and does not
-        "resources": {"cpu": 1, "max_failures": 0},
+        # A failing trial is retried once, then recorded failed with its traceback.
+        "resources": {"cpu": 1, "max_failures": 1},
         "output": "out",
     }
     write_spec(tmp_path, spec)
