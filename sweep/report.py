@@ -12,7 +12,9 @@ from __future__ import annotations
 import difflib
 import json
 import math
+from collections import Counter
 
+import numpy as np
 import pandas as pd
 
 from db.flags import describe_records, flag_records
@@ -188,9 +190,17 @@ def _missed(reached: str) -> float:
     return 1 - hits / total if total else 1.0
 
 
-def _status(group: pd.DataFrame) -> str:
-    counts = group["status"].value_counts(sort=False)
-    return counts.index[0] if len(counts) == 1 else ", ".join(f"{n} {s}" for s, n in counts.items())
+def _mean(values) -> float:
+    """The mean of the non-missing values (NaN without any), as pandas' Series.mean."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if len(values) else math.nan
+
+
+def _status(statuses) -> str:
+    """'completed', or '1 completed, 1 unfinished': each status with its count, in order of appearance."""
+    counts = dict(Counter(statuses))
+    return next(iter(counts)) if len(counts) == 1 else ", ".join(f"{n} {s}" for s, n in counts.items())
 
 
 def _span(values: pd.Series) -> str | None:
@@ -239,24 +249,29 @@ def rank_configurations(results: pd.DataFrame, metric: str, flags: pd.DataFrame 
         raise KeyError(metric)
     rows = []
     by_trial = _records_by_trial(flags)
-    for label, group in results.groupby("label", sort=False):
-        done = group[group["finished"]]
-        first = group.iloc[0]
-        row = {"config": label, "activation": first["activation"], "init": first["init"],
-               "optimizer": first["optimizer"], "lr": first["lr"], "n": len(done), **_spread(done[metric], metric)}
-        if THRESHOLD in group:
-            row["reached"] = _reached(done[THRESHOLD])
-        for column in ("final_test_acc", "best_test_acc", "final_train_loss", "final_test_loss", THRESHOLD,
-                       "train_seconds"):
-            if column in group and column != metric:
-                row[column] = done[column].mean()
-        row["best_epoch"] = _span(done["best_epoch"])
-        row["epochs"] = _span(group["epochs"])
-        row["status"] = _status(group)
+    # Plain arrays per column and positions per configuration: pandas per group cost 0.5 s on 200 of them.
+    column = {c: results[c].to_numpy() for c in results.columns}
+    finished = column["finished"].astype(bool) if len(results) else np.zeros(0, bool)
+    figures = [c for c in ("final_test_acc", "best_test_acc", "final_train_loss", "final_test_loss", THRESHOLD,
+                           "train_seconds") if c in results and c != metric]
+    positions = results.groupby("label", sort=False).indices
+    for label in pd.unique(results["label"]):  # in order of first appearance
+        where = np.sort(positions[label])
+        done, first = where[finished[where]], where[0]
+        row = {"config": label, "activation": column["activation"][first], "init": column["init"][first],
+               "optimizer": column["optimizer"][first], "lr": column["lr"][first], "n": len(done),
+               **_spread(pd.Series(column[metric][done], dtype=float), metric)}
+        if THRESHOLD in results:
+            row["reached"] = _reached(pd.Series(column[THRESHOLD][done], dtype=float))
+        for name in figures:
+            row[name] = _mean(column[name][done])
+        row["best_epoch"] = _span(pd.Series(column["best_epoch"][done], dtype=float))
+        row["epochs"] = _span(pd.Series(column["epochs"][where], dtype=float))
+        row["status"] = _status(column["status"][where])
         if flags is not None:
-            mine = [r for name in group["name"] for r in by_trial.get(name, [])]
-            row["flags"] = describe_records(mine, len(group) if len(group) > 1 else None)
-        row["gain"], row["params"] = first["gain"], first["params"]
+            mine = [r for name in column["name"][where] for r in by_trial.get(name, [])]
+            row["flags"] = describe_records(mine, len(where) if len(where) > 1 else None)
+        row["gain"], row["params"] = column["gain"][first], column["params"][first]
         rows.append(row)
     table = pd.DataFrame(rows)
     return table if table.empty else _ranked(table, metric)
