@@ -173,11 +173,6 @@ def _flag_nans(row: dict[str, Any], trial_id: int) -> dict[str, Any]:
     return {**row, **{k: None for k in nans}, "nan_fields": ",".join(nans), "trial_id": trial_id}
 
 
-def record_epoch(session: Session, trial_id: int, row: dict[str, Any]) -> None:
-    """Upsert one epoch_metrics row (keys: epoch, images_seen, losses, test_acc, wall_seconds)."""
-    upsert(session, EpochMetric, [_flag_nans(row, trial_id)], ["trial_id", "epoch"])
-
-
 def record_results(session: Session, results: Sequence[tuple[int, dict[str, Any], Sequence[dict[str, Any]]]]
                    ) -> None:
     """Upsert many reports at once, each (trial_id, its epoch_metrics row, its layer_stats rows in layer order).
@@ -196,32 +191,6 @@ def record_results(session: Session, results: Sequence[tuple[int, dict[str, Any]
         stats += [_layer_tuple(trial_id, r) for r in layer_rows]
     upsert(session, EpochMetric, epochs, ["trial_id", "epoch"], plain=True)
     _upsert_tuples(session, LayerStat, _LAYER_COLUMNS, stats, ["trial_id", "step", "layer", "kind"])
-
-
-def record_layer_stats(session: Session, trial_id: int, rows: Sequence[dict[str, Any]]) -> None:
-    """Upsert layer_stats rows (keys: epoch, step, layer, kind and the statistics), in layer order,
-    and bring their epochs' summaries up to date (record the epoch's own row first: see summarize_snapshot)."""
-    if not rows:
-        return
-    upsert(session, LayerStat, [_flag_nans(r, trial_id) for r in rows], ["trial_id", "step", "layer", "kind"])
-    newest: dict[int, int] = {}
-    for r in rows:
-        newest[r["epoch"]] = max(newest.get(r["epoch"], r["step"]), r["step"])
-    conn, table = session.connection(), EpochMetric.__table__
-    for epoch, step in newest.items():
-        stored = conn.execute(_STORED_STEP, {"t": trial_id, "e": epoch}).one_or_none()
-        if stored is None or (stored.stats_step is not None and stored.stats_step > step):
-            continue  # no epoch row to summarise into, or it already stands for a later snapshot
-        if stored.stats_step == step:  # a replay, or more rows of the same snapshot: read it whole
-            snapshot = _snapshot(session, trial_id, epoch, step)
-        else:  # a later snapshot than any stored for the epoch: these rows are all of it
-            snapshot = [r for r in rows if r["epoch"] == epoch and r["step"] == step]
-        conn.execute(update(table).where(table.c.epoch_metric_id == stored.epoch_metric_id)
-                     .values(stats_step=step, **summarize_snapshot(snapshot)))
-
-
-_STORED_STEP = (select(EpochMetric.epoch_metric_id, EpochMetric.stats_step)
-                .where(EpochMetric.trial_id == bindparam("t"), EpochMetric.epoch == bindparam("e")))
 
 
 def _missing(value) -> bool:
@@ -255,14 +224,6 @@ def summarize_snapshot(rows: Sequence[dict[str, Any]]) -> dict[str, float | None
 
 _SNAPSHOT_COLUMNS = (LayerStat.epoch, LayerStat.step, LayerStat.layer, LayerStat.kind, LayerStat.std,
                      LayerStat.sat_frac, LayerStat.dead_frac)
-
-
-def _snapshot(session: Session, trial_id: int, epoch: int, step: int) -> list[dict[str, Any]]:
-    """The stored rows of one snapshot, in layer order."""
-    found = session.execute(select(*_SNAPSHOT_COLUMNS).where(
-        LayerStat.trial_id == trial_id, LayerStat.step == step, LayerStat.epoch == epoch)
-        .order_by(LayerStat.layer_stat_id))
-    return [dict(r._mapping) for r in found]
 
 
 def backfill_epoch_summaries(session: Session, trial_ids: Iterable[int] | None = None) -> None:

@@ -113,7 +113,8 @@ class EpochMetric(Base):
     # The epoch's last statistics snapshot, which stands for the epoch in the pathology flags (db/flags.py),
     # summarised so that flags and depth plots never scan layer_stats: its step (NULL: no statistics), the
     # largest sat_frac and dead_frac of its activation layers, and the first weight layer's gradient std
-    # over the last one's. Kept up to date by the recorder (db.queries.record_epoch); see summarize_snapshots.
+    # over the last one's. Written with the epoch's row by the recorder (db.queries.record_results);
+    # see summarize_snapshot.
     stats_step: Mapped[int | None] = mapped_column(Integer)
     max_sat_frac: Mapped[float | None] = mapped_column(Float)
     max_dead_frac: Mapped[float | None] = mapped_column(Float)

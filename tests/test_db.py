@@ -14,8 +14,8 @@ from sqlalchemy import func, select, text
 
 from db.engine import (DatabaseError, check_sqlite_location, filesystem_type, init_db, make_engine, safe_url,
                        session_scope)
-from db.queries import (SUMMARY_COLUMNS, ensure_sweep, ensure_trials, epoch_metrics_frame, layer_stats_frame, record_epoch,
-                        record_layer_stats, sweep_names, trials_frame, update_trial)
+from db.queries import (SUMMARY_COLUMNS, ensure_sweep, ensure_trials, epoch_metrics_frame, layer_stats_frame,
+                        record_results, sweep_names, trials_frame, update_trial)
 from db.schema import EpochMetric, LayerStat, SchemaInfo, Trial
 from sweep import runner
 from sweep.cli import main
@@ -72,10 +72,9 @@ def test_replaying_results_is_harmless(engine):
               "zero_frac": 0.0, "dead_frac": None, "sat_frac": None} for k in ("activation", "gradient")]
     for _ in range(3):
         with session_scope(engine) as s:
-            record_epoch(s, tid, row)
-            record_layer_stats(s, tid, stats)
+            record_results(s, [(tid, row, stats)])
     with session_scope(engine) as s:
-        record_epoch(s, tid, {**row, "test_acc": 0.75})  # a later report of the same epoch wins
+        record_results(s, [(tid, {**row, "test_acc": 0.75}, stats)])  # a later report of the same epoch wins
     assert count(engine, EpochMetric) == 1 and count(engine, LayerStat) == 2
     assert epoch_metrics_frame(engine, "a")["test_acc"].tolist() == [0.75]
     assert layer_stats_frame(engine, "a")["kind"].tolist() == ["activation", "gradient"]
@@ -95,11 +94,11 @@ def test_infinity_is_stored_and_nan_becomes_null(engine):
     # then see two conventions); infinities are stored as they are.
     with session_scope(engine) as s:
         tid = ensure_trials(s, ensure_sweep(s, "a", "{}"), [trial_row("h")])["h"]
-        record_epoch(s, tid, {"epoch": 4, "images_seen": 9, "train_loss": math.inf, "test_loss": math.nan,
-                              "test_acc": 0.1, "wall_seconds": 1.0})
-        record_layer_stats(s, tid, [{"epoch": 4, "step": 9, "layer": "fc1", "kind": "gradient", "mean": -math.inf,
-                                     "std": math.nan, "p98": math.inf, "zero_frac": 0.0, "dead_frac": None,
-                                     "sat_frac": None}])
+        record_results(s, [(tid, {"epoch": 4, "images_seen": 9, "train_loss": math.inf, "test_loss": math.nan,
+                                  "test_acc": 0.1, "wall_seconds": 1.0},
+                            [{"epoch": 4, "step": 9, "layer": "fc1", "kind": "gradient", "mean": -math.inf,
+                              "std": math.nan, "p98": math.inf, "zero_frac": 0.0, "dead_frac": None,
+                              "sat_frac": None}])])
     df = epoch_metrics_frame(engine, "a")
     assert df["train_loss"].tolist() == [math.inf]
     assert df["test_loss"].isna().tolist() == [True]

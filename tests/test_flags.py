@@ -93,8 +93,8 @@ def test_describe_flags_of_several_seeds_counts_each_flag_once():
 
 from db.engine import init_db, make_engine, session_scope  # noqa: E402
 from db.flags import flags_frame  # noqa: E402
-from db.queries import (ensure_sweep, ensure_trials, epoch_metrics_frame, layer_stats_frame, record_epoch,  # noqa: E402
-                        record_layer_stats, trials_frame, update_trial)
+from db.queries import (ensure_sweep, ensure_trials, epoch_metrics_frame, layer_stats_frame,  # noqa: E402
+                        record_results, trials_frame, update_trial)
 
 THRESHOLD_SETS = [FlagThresholds(), FlagThresholds(saturated=0.95, dead=0.75, vanishing=1e-4, exploding=1e4,
                                                    chance_margin=0.001),
@@ -109,7 +109,8 @@ def reference(engine, sweep, thresholds):
 
 @pytest.fixture
 def hand_db(db_url):
-    """TRIALS, _epochs() and _stats() written through db/, each trial's epochs before its statistics."""
+    """TRIALS, _epochs() and _stats() written through db/ as the recorder writes them: each epoch with its
+    statistics."""
     engine = make_engine(db_url)
     init_db(engine)
     stats = _stats()
@@ -120,12 +121,12 @@ def hand_db(db_url):
              "seed": 0, "config_json": "{}", "logdir": "/tmp/x"} for r in TRIALS.itertuples()])
         for r in TRIALS.itertuples():
             update_trial(s, ids[r.name], status=r.status, epochs_done=r.epochs_done)
+        layer_rows = stats.drop(columns=["trial_id", "label", "layer_stat_id"]).to_dict("records")
         for r in _epochs().itertuples():
-            record_epoch(s, ids[r.trial], {"epoch": r.epoch, "images_seen": 100 * r.epoch, "test_acc": r.test_acc})
-        for trial, rows in stats.groupby("trial", sort=False):
-            rows = rows.drop(columns=["trial_id", "trial", "label", "layer_stat_id"])
-            record_layer_stats(s, ids[trial], [{k: (None if v != v else v) for k, v in r.items()}
-                                               for r in rows.to_dict("records")])
+            mine = [{k: (None if v != v else v) for k, v in row.items() if k != "trial"} for row in layer_rows
+                    if row["trial"] == r.trial and row["epoch"] == r.epoch]
+            record_results(s, [(ids[r.trial], {"epoch": r.epoch, "images_seen": 100 * r.epoch, "test_acc": r.test_acc},
+                                mine)])
     yield engine
     engine.dispose()
 

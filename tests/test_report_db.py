@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from db.engine import init_db, make_engine, session_scope
-from db.queries import record_epoch, update_trial
+from db.queries import record_results, update_trial
 from sweep.cli import main
 from sweep.grid import expand_grid
 from sweep.runner import record_plan
@@ -49,10 +49,10 @@ def build(folder: Path, spec: dict = SPEC, trials: dict = TRIALS) -> Path:
             accs, status = trials[t.name]["accs"], trials[t.name].get("status", "completed")
             for epoch, acc in enumerate(accs):
                 bad = status == "diverged" and epoch == len(accs) - 1
-                record_epoch(s, ids[t.config_hash], {
+                record_results(s, [(ids[t.config_hash], {
                     "epoch": epoch, "images_seen": 1024 * epoch, "test_acc": acc, "wall_seconds": 1.0,
                     "train_loss": math.nan if bad else None if epoch == 0 else 1 - acc,
-                    "test_loss": math.nan if bad else 1 - acc})
+                    "test_loss": math.nan if bad else 1 - acc}, [])])
             finite = accs[:-1] if status == "diverged" else accs
             # An older recorder let the diverged epoch set the best accuracy.
             update_trial(s, ids[t.config_hash], status=status, epochs_done=len(accs) - 1,
