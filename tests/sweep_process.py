@@ -1,10 +1,11 @@
-"""Running `sweep run` as a real process, and striking it at held moments (sweep/hold.py).
+"""Running `sweep run` as a real process, striking it at held moments (sweep/hold.py), reading what it stored.
 
 Shared by the fault tests and the PostgreSQL tests: start a sweep with trials
 to hold, wait until each stands at its moment, then signal or kill; wait until
 killed processes are really gone.
 """
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -57,3 +58,18 @@ def wait_gone(pids, timeout: float = 120.0) -> None:
     while any(_alive(pid) for pid in pids):
         assert time.monotonic() < deadline, f"processes still alive: {pids}"
         time.sleep(0.1)
+
+
+def query(folder: Path, sql: str) -> list[tuple]:
+    """Rows of `sql` on the sweep's SQLite database (spec `output: out` in `folder`)."""
+    with sqlite3.connect(folder / "out" / "sweep.db") as conn:
+        return conn.execute(sql).fetchall()
+
+
+def results(folder: Path) -> dict[str, list[tuple]]:
+    """Per trial: every epoch row (epoch, images seen, losses, accuracy), in order."""
+    out: dict[str, list[tuple]] = {}
+    for name, *rest in query(folder, """SELECT t.name, e.epoch, e.images_seen, e.train_loss, e.test_loss, e.test_acc
+                                        FROM epoch_metrics e JOIN trials t USING (trial_id) ORDER BY t.name, e.epoch"""):
+        out.setdefault(name, []).append(tuple(rest))
+    return out

@@ -17,7 +17,6 @@ import re
 import shlex
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from sweep_process import ENV, start, wait_gone, wait_held
+from sweep_process import ENV, query, results, start, wait_gone, wait_held
 
 RAY = str(Path(sys.executable).with_name("ray"))
 HEAD, WORKERS, UNSHARED = "127.0.0.2", ("127.0.0.3", "127.0.0.4"), "127.0.0.5"
@@ -187,20 +186,6 @@ def run(folder: Path, cluster: Cluster, spec=SPEC, env=None) -> subprocess.Compl
     proc = start(folder, spec, args=("--address", cluster.address), env={**cluster.env, **(env or {})})
     out, err = proc.communicate(timeout=600)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
-def query(folder: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(folder / "out" / "sweep.db") as conn:
-        return conn.execute(sql).fetchall()
-
-
-def results(folder: Path) -> dict[str, list[tuple]]:
-    """Per trial: every epoch row (epoch, images seen, losses, accuracy), in order."""
-    out: dict[str, list[tuple]] = {}
-    for name, *rest in query(folder, """SELECT t.name, e.epoch, e.images_seen, e.train_loss, e.test_loss, e.test_acc
-                                        FROM epoch_metrics e JOIN trials t USING (trial_id) ORDER BY t.name, e.epoch"""):
-        out.setdefault(name, []).append(tuple(rest))
-    return out
 
 
 def assert_complete(folder: Path) -> None:

@@ -21,7 +21,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from db import make_engine, trials_frame
-from sweep_process import ENV, start, wait_gone, wait_held
+from sweep_process import ENV, query, results, start, wait_gone, wait_held
 
 EPOCHS = 3
 IMAGES = 2000
@@ -61,11 +61,6 @@ def run(folder: Path, spec=SPEC) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def query(folder: Path, sql: str):
-    with sqlite3.connect(folder / "out" / "sweep.db") as conn:
-        return conn.execute(sql).fetchall()
-
-
 def wait_for(folder: Path, sql: str, timeout: float = 180.0):
     """Poll the database (as a concurrent reader would) until `sql` returns a true first value."""
     deadline = time.monotonic() + timeout
@@ -80,16 +75,6 @@ def wait_for(folder: Path, sql: str, timeout: float = 180.0):
                 return row[0][0]
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for: {sql}")
-
-
-def results(folder: Path) -> dict[str, list[tuple]]:
-    """Per trial: every epoch row (epoch, images seen, losses, accuracy), in order."""
-    rows = query(folder, """SELECT t.name, e.epoch, e.images_seen, e.train_loss, e.test_loss, e.test_acc
-                            FROM epoch_metrics e JOIN trials t USING (trial_id) ORDER BY t.name, e.epoch""")
-    out: dict[str, list[tuple]] = {}
-    for name, *rest in rows:
-        out.setdefault(name, []).append(tuple(rest))
-    return out
 
 
 def assert_complete_and_equal_to(reference: Path, folder: Path, rel: float = 0.0) -> None:
