@@ -12,6 +12,9 @@ import time
 from pathlib import Path
 
 import yaml
+from sqlalchemy import text
+
+from db import make_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -60,16 +63,37 @@ def wait_gone(pids, timeout: float = 120.0) -> None:
         time.sleep(0.1)
 
 
-def query(folder: Path, sql: str) -> list[tuple]:
-    """Rows of `sql` on the sweep's SQLite database (spec `output: out` in `folder`)."""
-    with sqlite3.connect(folder / "out" / "sweep.db") as conn:
-        return conn.execute(sql).fetchall()
+def query(db: Path | str, sql: str) -> list[tuple]:
+    """Rows of `sql` on a sweep's database: a folder (its spec says `output: out`, SQLite) or a database URL."""
+    if isinstance(db, Path):
+        with sqlite3.connect(db / "out" / "sweep.db") as conn:
+            return conn.execute(sql).fetchall()
+    engine = make_engine(db)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql))]
+    finally:
+        engine.dispose()
 
 
-def results(folder: Path) -> dict[str, list[tuple]]:
+def results(db: Path | str) -> dict[str, list[tuple]]:
     """Per trial: every epoch row (epoch, images seen, losses, accuracy), in order."""
     out: dict[str, list[tuple]] = {}
-    for name, *rest in query(folder, """SELECT t.name, e.epoch, e.images_seen, e.train_loss, e.test_loss, e.test_acc
-                                        FROM epoch_metrics e JOIN trials t USING (trial_id) ORDER BY t.name, e.epoch"""):
+    for name, *rest in query(db, """SELECT t.name, e.epoch, e.images_seen, e.train_loss, e.test_loss, e.test_acc
+                                    FROM epoch_metrics e JOIN trials t ON t.trial_id = e.trial_id
+                                    ORDER BY t.name, e.epoch"""):
         out.setdefault(name, []).append(tuple(rest))
     return out
+
+
+def epochs_stored(db: Path | str) -> dict[str, list[int]]:
+    return {name: [r[0] for r in rows] for name, rows in results(db).items()}
+
+
+def wait_stored(db: Path | str, expected: dict[str, list[int]], timeout: float = 120.0) -> None:
+    """Wait until the driver has stored exactly the epochs `expected`: reports reach it, and its recorder
+    writes them, a moment after the trial sent them (a trial can stand at a hold before its report is stored)."""
+    deadline = time.monotonic() + timeout
+    while (stored := epochs_stored(db)) != expected:
+        assert time.monotonic() < deadline, f"stored {stored}, expected {expected}"
+        time.sleep(0.1)

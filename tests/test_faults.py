@@ -21,7 +21,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from db import make_engine, trials_frame
-from sweep_process import ENV, query, results, start, wait_gone, wait_held
+from sweep_process import ENV, epochs_stored, query, results, start, wait_gone, wait_held, wait_stored
 
 EPOCHS = 3
 IMAGES = 2000
@@ -41,18 +41,6 @@ MID_EPOCH = "batch16"
 
 def spec_for(fuse) -> dict:
     return {**SPEC, "resources": {**SPEC["resources"], "fuse": fuse}}
-
-
-def epochs_stored(folder: Path) -> dict[str, list[int]]:
-    return {name: [r[0] for r in rows] for name, rows in results(folder).items()}
-
-
-def wait_stored(folder: Path, expected: dict[str, list[int]], timeout: float = 120.0) -> None:
-    """Wait until the driver has stored exactly the epochs `expected` (reports reach it asynchronously)."""
-    deadline = time.monotonic() + timeout
-    while (stored := epochs_stored(folder)) != expected:
-        assert time.monotonic() < deadline, f"stored {stored}, expected {expected}"
-        time.sleep(0.1)
 
 
 def run(folder: Path, spec=SPEC) -> subprocess.CompletedProcess:

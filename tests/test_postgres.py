@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy import text
 
 from db import make_engine, safe_url, trials_frame
 from sweep.cli import main
-from sweep_process import start, wait_gone, wait_held
+from sweep_process import epochs_stored, query, results, start, wait_gone, wait_held, wait_stored
 
 EPOCHS = 3
 SPEC = {
@@ -42,29 +41,6 @@ def finish(proc: subprocess.Popen, outputs: list[str]) -> int:
     out, err = proc.communicate(timeout=600)
     outputs += [out, err]
     return proc.returncode
-
-
-def query(url: str, sql: str) -> list[tuple]:
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(text(sql))]
-    finally:
-        engine.dispose()
-
-
-def results(url: str) -> dict[str, list[tuple]]:
-    """Per trial: every epoch row (epoch, images seen, losses, accuracy), in epoch order."""
-    rows = query(url, """SELECT t.name, e.epoch, e.images_seen, e.train_loss, e.test_loss, e.test_acc
-                         FROM epoch_metrics e JOIN trials t ON t.trial_id = e.trial_id""")
-    out: dict[str, list[tuple]] = {}
-    for name, *rest in sorted(rows, key=lambda r: (r[0], r[1])):
-        out.setdefault(name, []).append(tuple(rest))
-    return out
-
-
-def epochs_stored(url: str) -> dict[str, list[int]]:
-    return {name: [r[0] for r in rows] for name, rows in results(url).items()}
 
 
 def assert_same_results(reference: str, url: str) -> None:
@@ -120,7 +96,7 @@ def _while_held_then_kill(proc: subprocess.Popen, folder: Path, url: str, holds:
                           outputs: list[str], capsys) -> None:
     """Wait for the holds; read while the sweep holds its connections; SIGKILL the driver; wait for its workers."""
     workers = wait_held(folder, proc, holds)
-    assert epochs_stored(url) == {ADAM: [0, 1], SGD: [0, 1]}
+    wait_stored(url, {ADAM: [0, 1], SGD: [0, 1]})
 
     # Readers in this process while the sweep's driver holds its connections: pandas through db/, the CLI report.
     assert set(trials_frame(make_engine(url), "syn")["status"]) == {"running"}

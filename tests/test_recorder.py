@@ -5,7 +5,6 @@ import random
 from types import SimpleNamespace
 
 import pandas as pd
-import pytest
 from sqlalchemy import func, select, text
 
 from db.engine import init_db, make_engine, session_scope
