@@ -28,7 +28,6 @@ from dataclasses import dataclass
 import pandas as pd
 from sqlalchemy import Engine, and_, case, func, select
 
-from db.queries import epoch_metrics_frame, layer_stats_frame, trials_frame
 from db.schema import EpochMetric, LayerStat, Sweep, Trial
 
 FLAG_COLUMNS = ["trial", "label", "flag", "layer", "epoch", "value"]
