@@ -6,10 +6,12 @@ spec or bad arguments, 1 for everything else), never a traceback.
 from __future__ import annotations
 
 import argparse
+import atexit
 import inspect
 import os
 import shutil
 import sys
+import threading
 from pathlib import Path
 
 from db.flags import FlagThresholds
@@ -409,5 +411,30 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def program() -> None:
+    """The `sweep` program (and `python -m sweep.cli`): main(), then out without the interpreter's
+    teardown of its modules. Freeing torch, Ray, pandas and the rest took 2.2 s at the end of every
+    `sweep run` on 2 cores, after the work was done. Every atexit handler still runs (Ray's, logging's),
+    then the output is flushed. Where a thread of the command still runs, or an exception is left
+    uncaught, it is Python's usual way out."""
+    try:
+        code = main()
+    except SystemExit as exc:  # argparse's errors and --help
+        code = 0 if exc.code is None else exc.code
+    except BrokenPipeError:  # the reader left (`sweep report | head -3`): no traceback, as other tools
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the last flush must not fail
+        code = 1
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if not isinstance(code, int) or others:
+        sys.exit(code)
+    atexit._run_exitfuncs()  # what Python runs at exit before its teardown
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader gone, a closed stream
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    program()

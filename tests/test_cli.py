@@ -1,9 +1,14 @@
-"""CLI errors for the report and TensorBoard commands: one line, non-zero exit."""
+"""CLI errors for the report and TensorBoard commands: one line, non-zero exit; the program's way out."""
+import os
+import subprocess
+import sys
+
 import pytest
 
 from db.engine import init_db, make_engine, session_scope
 from db.queries import ensure_sweep
 from sweep.cli import main
+from sweep_process import ENV
 
 
 def test_report_on_a_missing_database(tmp_path, capsys):
@@ -69,3 +74,38 @@ def test_run_refuses_a_database_of_another_schema_version_before_training(tmp_pa
     assert capsys.readouterr().err == (f"Error: sqlite:///{tmp_path / 'runs' / 'sweep.db'} has schema version 99; "
                                        f"this sweep reads version {SCHEMA_VERSION}\n")
     assert not (tmp_path / "runs" / "t" / "relu-default-adam-lr0.01-s0").exists()
+
+
+# The program itself, as a shell runs it: main(), then out without the interpreter's teardown.
+PROGRAM = [sys.executable, "-m", "sweep.cli"]
+
+
+def test_the_program_exits_with_main_s_status_and_runs_every_atexit_handler(recorded_db, tmp_path):
+    # An atexit handler registered before the program starts (as logging's is), its output unflushed.
+    code = ("import atexit, sys; atexit.register(lambda: print('handler ran')); from sweep.cli import program; "
+            "sys.argv = ['sweep', *sys.argv[1:]]; program()")
+    db = str(recorded_db / "sweep.db")
+    cases = {  # arguments: (status, what stdout starts with, stderr)
+        ("report", "--db", db, "--format", "csv"): (0, "rank,config,", ""),
+        ("report", "--db", str(tmp_path / "none.db")): (
+            1, "", f"Error: no database at {tmp_path / 'none.db'}; run `sweep run SPEC` first or pass --db\n"),
+        ("--help",): (0, "usage: sweep", ""),
+    }
+    for args, (status, out, err) in cases.items():
+        done = subprocess.run([sys.executable, "-c", code, *args], env=ENV, capture_output=True, text=True,
+                              timeout=120)
+        assert (done.returncode, done.stderr) == (status, err), args
+        assert done.stdout.startswith(out) and done.stdout.endswith("handler ran\n"), args
+    bad = subprocess.run([*PROGRAM, "report", "--bogus"], env=ENV, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.endswith("error: unrecognized arguments: --bogus\n")
+
+
+def test_a_reader_gone_ends_the_program_quietly(recorded_db):
+    read, write = os.pipe()
+    os.close(read)  # the reader left before the first line (`sweep report | head -0`)
+    try:
+        done = subprocess.run([*PROGRAM, "report", "--db", str(recorded_db / "sweep.db")], env=ENV,
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (1, "")  # no BrokenPipeError traceback
