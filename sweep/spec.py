@@ -15,7 +15,6 @@ from typing import Any, Mapping
 
 import yaml
 
-from db.engine import sqlite_path
 from sweep.data import DATASETS
 
 # The registries (models/) import torch: seconds and hundreds of MB that
@@ -320,6 +319,8 @@ TOP_KEYS = ("name", "dataset", "model", "epochs", "batch_size", "stats_every", "
 
 
 def _is_url(text: str) -> bool:
+    from db.engine import sqlite_path  # SQLAlchemy: not for the trials, which import this module's types
+
     try:
         sqlite_path(text)  # parses the URL
     except Exception:  # SQLAlchemy's ArgumentError, or ValueError from a bad port
@@ -359,6 +360,8 @@ def _relative_to(spec: SweepSpec, folder: Path) -> SweepSpec:
     """
     def resolve(p: str) -> str:
         return str((folder / p).resolve())
+
+    from db.engine import sqlite_path
 
     database = spec.database
     file = sqlite_path(database) if database else None
