@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import weakref
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Iterator
@@ -114,9 +115,14 @@ def check_sqlite_location(url: str, mountinfo: Path = Path("/proc/self/mountinfo
         )
 
 
+# Every engine make_engine made in this process, for dispose_all.
+_ENGINES: "weakref.WeakSet[Engine]" = weakref.WeakSet()
+
+
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite connections get WAL and a busy timeout."""
     engine = create_engine(url)
+    _ENGINES.add(engine)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")
@@ -129,6 +135,14 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
     return engine
+
+
+def dispose_all() -> None:
+    """Close the pooled connections of every engine make_engine made in this process, as the interpreter's
+    teardown would: a SQLite database's last connection folds its WAL back into the file and removes it, a
+    PostgreSQL server sees its sessions end rather than drop (for a program that leaves with os._exit)."""
+    for engine in list(_ENGINES):
+        engine.dispose()
 
 
 def check_version(engine: Engine) -> bool:

@@ -415,7 +415,8 @@ def program() -> None:
     """The `sweep` program (and `python -m sweep.cli`): main(), then out without the interpreter's
     teardown of its modules. Freeing torch, Ray, pandas and the rest took 2.2 s at the end of every
     `sweep run` on 2 cores, after the work was done. Every atexit handler still runs (Ray's, logging's),
-    then the output is flushed. Where a thread of the command still runs, or an exception is left
+    the database connections are closed (SQLite folds its WAL back into the file), then the output is
+    flushed. Where a thread of the command still runs, or an exception is left
     uncaught, it is Python's usual way out."""
     try:
         code = main()
@@ -428,6 +429,8 @@ def program() -> None:
     if not isinstance(code, int) or others:
         sys.exit(code)
     atexit._run_exitfuncs()  # what Python runs at exit before its teardown
+    if "db.engine" in sys.modules:  # and the database connections that teardown would close
+        sys.modules["db.engine"].dispose_all()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -1,5 +1,6 @@
 """CLI errors for the report and TensorBoard commands: one line, non-zero exit; the program's way out."""
 import os
+import sqlite3
 import subprocess
 import sys
 
@@ -96,6 +97,14 @@ def test_the_program_exits_with_main_s_status_and_runs_every_atexit_handler(reco
                               timeout=120)
         assert (done.returncode, done.stderr) == (status, err), args
         assert done.stdout.startswith(out) and done.stdout.endswith("handler ran\n"), args
+    # Its database connections closed on the way out: SQLite's WAL folded back into the file and removed.
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    with sqlite3.connect(recorded_db / "sweep.db") as source, sqlite3.connect(copy / "sweep.db") as target:
+        source.backup(target)  # the fixture's rows, some still in its WAL
+    done = subprocess.run([*PROGRAM, "report", "--db", str(copy / "sweep.db")], env=ENV, capture_output=True,
+                          timeout=120)
+    assert done.returncode == 0 and sorted(p.name for p in copy.iterdir()) == ["sweep.db"]
     bad = subprocess.run([*PROGRAM, "report", "--bogus"], env=ENV, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.endswith("error: unrecognized arguments: --bogus\n")
 
