@@ -416,8 +416,8 @@ def program() -> None:
     teardown of its modules. Freeing torch, Ray, pandas and the rest took 2.2 s at the end of every
     `sweep run` on 2 cores, after the work was done. Every atexit handler still runs (Ray's, logging's),
     the database connections are closed (SQLite folds its WAL back into the file), then the output is
-    flushed. Where a thread of the command still runs, or an exception is left
-    uncaught, it is Python's usual way out."""
+    flushed. Where a thread of the command still runs, or an exception is left uncaught, it is Python's
+    usual way out."""
     try:
         code = main()
     except SystemExit as exc:  # argparse's errors and --help
