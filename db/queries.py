@@ -17,7 +17,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, and_, bindparam, case, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from db.engine import DatabaseError, check_version
 from db.schema import EpochMetric, LayerStat, Sweep, Trial
@@ -314,28 +314,32 @@ def trial_figures(engine: Engine, sweep: str, sweep_epochs: int, threshold: floa
     """
     trials = trials_frame(engine, sweep)
     diverged_early = and_(Trial.status == "diverged", Trial.epochs_done - 1 < sweep_epochs)
-    scope = (select(EpochMetric.trial_id).join(Trial, Trial.trial_id == EpochMetric.trial_id)
-             .join(Sweep, Sweep.sweep_id == Trial.sweep_id)
-             .where(Sweep.name == sweep,
-                    EpochMetric.epoch <= case((diverged_early, Trial.epochs_done - 1), else_=sweep_epochs)))
-    last = scope.add_columns(func.max(EpochMetric.epoch).label("epoch")).group_by(EpochMetric.trial_id).subquery()
-    finals = (select(last.c.trial_id, last.c.epoch.label("epochs"), EpochMetric.test_acc.label("final_test_acc"),
-                     EpochMetric.test_loss.label("final_test_loss"), EpochMetric.train_loss.label("final_train_loss"))
-              .join(EpochMetric, and_(EpochMetric.trial_id == last.c.trial_id, EpochMetric.epoch == last.c.epoch)))
-    top = scope.add_columns(func.max(EpochMetric.test_acc).label("acc")).group_by(EpochMetric.trial_id).subquery()
-    best = (scope.add_columns(func.max(top.c.acc).label("best_test_acc"), func.min(EpochMetric.epoch).label("best_epoch"))
-            .join(top, and_(top.c.trial_id == EpochMetric.trial_id, top.c.acc == EpochMetric.test_acc))
-            .group_by(EpochMetric.trial_id))  # the earliest epoch with the highest accuracy
-    parts = [finals, best]
+    upto = (select(Trial.trial_id, case((diverged_early, Trial.epochs_done - 1), else_=sweep_epochs).label("upto"))
+            .join(Sweep, Sweep.sweep_id == Trial.sweep_id).where(Sweep.name == sweep).subquery())
+    # Per trial, subqueries the database answers from the index on (trial_id, epoch, test_acc, images_seen):
+    # the last epoch a seek, the best a walk through the trial's own rows (grouping all of a sweep's epoch
+    # rows by trial took 0.3 s of 0.35 s on a 1,000-trial x 200-epoch sweep).
+    mine = and_(EpochMetric.trial_id == upto.c.trial_id, EpochMetric.epoch <= upto.c.upto)
+    per_trial = [upto.c.trial_id, select(func.max(EpochMetric.epoch)).where(mine).scalar_subquery().label("last"),
+                 select(EpochMetric.epoch).where(mine, EpochMetric.test_acc.is_not(None))
+                 .order_by(EpochMetric.test_acc.desc(), EpochMetric.epoch).limit(1)  # the earliest of the best
+                 .scalar_subquery().label("best")]
     if threshold is not None:
-        parts.append(scope.add_columns(func.min(EpochMetric.images_seen).label(THRESHOLD_COLUMN))
-                     .where(EpochMetric.test_acc >= threshold).group_by(EpochMetric.trial_id))
+        per_trial.append(select(func.min(EpochMetric.images_seen)).where(mine, EpochMetric.test_acc >= threshold)
+                         .scalar_subquery().label(THRESHOLD_COLUMN))
+    epochs = select(*per_trial).subquery()
+    final, best = aliased(EpochMetric), aliased(EpochMetric)
+    stmt = (select(epochs.c.trial_id, final.epoch.label("epochs"), final.test_acc.label("final_test_acc"),
+                   final.test_loss.label("final_test_loss"), final.train_loss.label("final_train_loss"),
+                   best.test_acc.label("best_test_acc"), best.epoch.label("best_epoch"),
+                   *([epochs.c[THRESHOLD_COLUMN]] if threshold is not None else []))
+            .outerjoin(final, and_(final.trial_id == epochs.c.trial_id, final.epoch == epochs.c.last))
+            .outerjoin(best, and_(best.trial_id == epochs.c.trial_id, best.epoch == epochs.c.best)))
+    found = _frame(engine, stmt).set_index("trial_id")
     figures = trials.drop(columns=["final_test_acc", "final_test_loss", "final_train_loss", "best_test_acc",
                                    "best_epoch"])
-    for part in parts:
-        found = _frame(engine, part).set_index("trial_id")
-        for column in found:
-            figures[column] = figures["trial_id"].map(found[column]).astype(float)
+    for column in found:
+        figures[column] = figures["trial_id"].map(found[column]).astype(float)
     return figures
 
 

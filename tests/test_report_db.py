@@ -202,14 +202,17 @@ def test_version_is_the_installed_package_version(capsys):
 @pytest.mark.parametrize("threshold", [None, 0.9, 0.5])
 def test_the_databases_figures_are_trial_results(db_url, tmp_path, threshold):
     """trial_figures (SQL) gives what trial_results (pandas, on every epoch row) gives, at any epoch count:
-    further-trained, unfinished, diverged and pending trials included."""
+    further-trained, unfinished, diverged and pending trials included, and a trial whose best accuracy
+    comes twice (the earlier counts) with a NaN accuracy between."""
     import pandas as pd
 
     from db import epoch_metrics_frame, trials_frame
     from db.queries import trial_figures
     from sweep.report import results_from_figures, trial_results
 
-    build(tmp_path, {**SPEC, "database": db_url}, {**TRIALS, "tanh-default-adam-lr0.01-s1": None})
+    build(tmp_path, {**SPEC, "database": db_url}, {**TRIALS, "tanh-default-adam-lr0.01-s1": None,
+                                                    "relu-default-adam-lr0.01-s1": {"accs": [0.1, 0.8, math.nan,
+                                                                                             0.8, 0.7]}})
     engine = make_engine(db_url)
     for epochs in (1, 2, 4, 6):
         expected = trial_results(trials_frame(engine, "hand"), epoch_metrics_frame(engine, "hand"), epochs, threshold)
