@@ -13,9 +13,7 @@ second process.
 from __future__ import annotations
 
 import math
-import os
 import sys
-import traceback
 from pathlib import Path
 from typing import Callable
 
@@ -28,6 +26,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.collections import LineCollection, PolyCollection  # noqa: E402
 from matplotlib.font_manager import FontProperties  # noqa: E402
 from matplotlib.ticker import LogFormatter, LogLocator  # noqa: E402
+
+from sweep.forked import Forked, spare_core  # noqa: E402
 
 DPI = 100
 # Titles sit at the top of their panels (y=1.0 of the axes): left to matplotlib, each title's position is
@@ -251,48 +251,19 @@ def plot_heatmap(trials: pd.DataFrame, metric: str, factors: tuple[str, str], pa
     return _save(fig, path)
 
 
-def spare_core() -> bool:
-    """Whether a second process would find a core of its own: at least two cores, and the load average of
-    the last minute at most one less. On a machine busy with other work, the fork and the pages it copies
-    only add (measured: 5% more wall time at a load of 3 on 2 cores)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    return cores >= 2 and load <= cores - 1
-
-
 def draw_all(pictures: list[tuple[Path, Callable[[], object]]], fork: bool | None = None) -> list[Path]:
     """Draw `pictures`, (path, function writing it) pairs, and return their paths. With `fork` (default:
-    where os.fork exists and there is a spare_core), the first is drawn in a forked process while this one
-    draws the others: drawing is Python holding the GIL, and a big sweep's curves alone take about a
-    second. The child shares this process's memory (copy on write) and leaves with os._exit (no atexit
-    handlers, no second flush of this process's buffers). Call it with no other thread running (a lock
-    held by one at the fork stays held in the child). A picture that fails raises here, after the child
-    is reaped."""
+    where there is a spare_core), the first is drawn in a forked process (sweep.forked) while this one
+    draws the others: a big sweep's curves alone take about a second. A picture that fails raises here,
+    after the child is reaped."""
     if fork is None:
-        fork = hasattr(os, "fork") and spare_core()
-    if len(pictures) < 2 or not fork:
-        for _, draw in pictures:
-            draw()
-        return [path for path, _ in pictures]
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # the child: its picture, then gone
-        status = 1
-        try:
-            pictures[0][1]()
-            status = 0
-        except BaseException:
-            traceback.print_exc()
-            sys.stderr.flush()
-        finally:
-            os._exit(status)
+        fork = spare_core()
+    first = Forked(pictures[0][1], fork=fork and len(pictures) > 1, what=f"drawing {pictures[0][0]}")
     try:
         for _, draw in pictures[1:]:
             draw()
-    finally:
-        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-    if code != 0:
-        raise RuntimeError(f"drawing {pictures[0][0]} failed in its process (exit status {code}; its error "
-                           f"is above)")
+    except BaseException:
+        first.reap()  # this process's error is the one to see
+        raise
+    first.result()
     return [path for path, _ in pictures]
