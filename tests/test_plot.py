@@ -154,6 +154,19 @@ def test_curves_frame_pools_the_seeds_of_each_configuration(db_url, tmp_path):
     np.testing.assert_allclose(merged["std"], merged["std_pandas"], atol=1e-7)  # NaN where one seed is left
 
 
+def test_pictures_are_drawn_in_the_plot_style_and_leave_matplotlib_s_settings_alone(monkeypatch, tmp_path):
+    hinting = []
+    save = plot._save
+    monkeypatch.setattr(plot, "_save", lambda fig, path: hinting.append(matplotlib.rcParams["text.hinting"])
+                        or save(fig, path))
+    configs = configurations(3)
+    with matplotlib.rc_context({"text.hinting": "force_autohint"}):  # a user's own setting
+        plot.plot_curves(curves_frame(configs), tmp_path / "a.png")
+        plot.plot_depth(depth_frame(configs, [1]), tmp_path / "d.png", [1])
+        assert matplotlib.rcParams["text.hinting"] == "force_autohint"
+    assert hinting == [plot.STYLE["text.hinting"]] * 2 == ["no_hinting"] * 2
+
+
 @pytest.mark.parametrize("fork", [True, False])
 def test_draw_all_draws_every_picture_and_raises_for_one_that_fails(tmp_path, capfd, fork):
     """draw_all draws the first picture in a forked process (or here, without a spare core): its file is
