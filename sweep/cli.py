@@ -253,34 +253,34 @@ def cmd_plot(args: argparse.Namespace) -> int:
             raise CliError(f"{factor!r} is not a factor; use one of {', '.join(FACTORS)}", 2)
     if len(factors) != 2:
         raise CliError(f"--heatmap {args.heatmap!r}: two factors, comma-separated", 2)
-    available = stats_epochs(engine, name)
-    if not available:
-        raise CliError(f"sweep {name} has no statistics yet; wait for its first epoch")
-    chosen = [int(e) for e in args.epochs.split(",")] if args.epochs else sorted({available[0], available[-1]})
-    missing = [e for e in chosen if e not in available]
-    if missing:
-        raise CliError(f"--epochs: no statistics for epoch {missing[0]}; available: "
-                       f"{', '.join(map(str, available))}", 2)
-
     parent = os.getpid()
 
     def read():
+        """The epochs of the depth profiles (--epochs checked), the trials with their figures, the curves."""
         if os.getpid() != parent:  # forked: connections of its own; the pooled ones are the parent's
             engine.dispose(close=False)
-        return _results(engine, name, sweep_epochs), curves_frame(engine, name, args.facet)
+        available = stats_epochs(engine, name)
+        if not available:
+            raise CliError(f"sweep {name} has no statistics yet; wait for its first epoch")
+        chosen = [int(e) for e in args.epochs.split(",")] if args.epochs else sorted({available[0], available[-1]})
+        missing = [e for e in chosen if e not in available]
+        if missing:
+            raise CliError(f"--epochs: no statistics for epoch {missing[0]}; available: "
+                           f"{', '.join(map(str, available))}", 2)
+        return chosen, _results(engine, name, sweep_epochs), curves_frame(engine, name, args.facet)
 
-    # Where a core is spare, a second process reads the trials' figures and the curves (most of the reading)
-    # while this one imports matplotlib and reads the depth profiles: on a 1,000-trial sweep, 0.8 s and 0.6 s
-    # at the same time. A thread could not do it: the import holds the GIL, and the reads want it per row.
+    # Where a core is spare, a second process reads while this one imports matplotlib (0.9 s and 0.7 s on a
+    # 1,000-trial sweep, at the same time; a thread could not: the import holds the GIL, and the reads want
+    # it for every row). Then the accuracy curves are drawn in one process while this one reads the depth
+    # profiles and draws them and the heat map.
     fork = spare_core()
     reading = Forked(read, fork=fork, what="reading the sweep")
     try:
         from sweep.plot import draw_all, plot_curves, plot_depth, plot_heatmap
-        depth = depth_frame(engine, name, chosen)
     except BaseException:
         reading.reap()
         raise
-    results, curves = reading.result()
+    chosen, results, curves = reading.result()
     finished = results[results["finished"]]
     # Configurations best first by the metric (finished seeds' mean), for the lines a big sweep names.
     means = finished.groupby("label")[metric].mean().dropna()
@@ -291,10 +291,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
         out = sqlite_path(engine.url).parent / "plots" / name
     else:
         out = Path(DEFAULT_OUTPUT) / "plots" / name
-    engine.dispose()  # nothing of it goes into the drawing process
+    engine.dispose()  # no connection of this process goes into the drawing process
     written = draw_all(fork=fork, pictures=[
         (out / "accuracy.png", lambda: plot_curves(curves, out / "accuracy.png", args.facet, ranking)),
-        (out / "depth.png", lambda: plot_depth(depth, out / "depth.png", chosen, ranking)),
+        (out / "depth.png", lambda: plot_depth(depth_frame(engine, name, chosen), out / "depth.png", chosen, ranking)),
         (out / "heatmap.png", lambda: plot_heatmap(finished, metric, tuple(factors), out / "heatmap.png")),
     ])
     for path in written:
