@@ -25,6 +25,11 @@ into pandas and does not fit in memory at 200 epochs.
     python bench/bench_report.py                            # 1,000 trials x 200 epochs (12.4M rows; ~7 min to build)
     python bench/bench_report.py --trials 1000 --epochs 20 --old   # side by side with today's code
     python bench/bench_report.py --db /tmp/big.db --reuse   # time an existing database again
+    python bench/bench_report.py --db /tmp/big.db --reuse --repeats 5 --baseline b5efb5c   # against a commit
+
+With --baseline COMMIT, that commit's code runs each command too, taking
+turns with this tree run by run; the table shows the fastest and the median
+of each.
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ import argparse
 import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -162,10 +168,10 @@ def build(db: Path, trials: int, epochs: int) -> None:
     engine.dispose()
 
 
-def old_code() -> Path:
-    """The packages as of OLD_COMMIT, in a temporary folder that goes first on PYTHONPATH."""
-    folder = Path(tempfile.mkdtemp(prefix="sweep-old-"))
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", OLD_COMMIT, "db", "sweep", "models"],
+def old_code(commit: str = OLD_COMMIT) -> Path:
+    """The packages as of `commit`, in a temporary folder that goes first on PYTHONPATH."""
+    folder = Path(tempfile.mkdtemp(prefix=f"sweep-{commit}-"))
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "db", "sweep", "models"],
                              check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
     return folder
@@ -231,22 +237,29 @@ def run(args: list[str], pythonpath: Path, cwd: Path) -> tuple[float, float, flo
     return float(wall), float(cpu), max(float(peak), tree_peak[0]), int(code), (lines[-1] if lines else "")
 
 
-def time_commands(db: Path, code: Path, label: str, repeats: int) -> dict[str, tuple[float, float, float]]:
-    """{command: (wall, CPU, peak memory)} of the fastest of `repeats` runs of each command."""
-    figures = {}
+def time_commands(db: Path, trees: dict[str, Path], repeats: int) -> dict[str, dict[str, tuple]]:
+    """{tree label: {command: (fastest wall, its CPU, its peak memory, median wall)}} over `repeats` runs of
+    each command with each tree's code, the trees taking turns run by run (a machine that slows down for a
+    while slows them alike)."""
+    figures = {label: {} for label in trees}
     with tempfile.TemporaryDirectory() as plots:
         for name, extra in COMMANDS.items():
             args = ["plot", "--db", str(db), "--out", plots] if extra is None else ["report", "--db", str(db), *extra]
-            best = None
+            runs = {label: [] for label in trees}
             for _ in range(repeats):
-                wall, cpu, peak, code_, last = run(args, code, code)
-                if code_ != 0:
-                    print(f"  {label}: {name}: exit {code_}: {last}", flush=True)
-                    break
-                best = (wall, cpu, peak) if best is None or wall < best[0] else best
-            if best:
-                figures[name] = best
-                print(f"  {label}: {name}: {best[0]:.2f} s wall, {best[1]:.2f} s CPU, {best[2]:,.0f} MB", flush=True)
+                for label, code in trees.items():
+                    wall, cpu, peak, code_, last = run(args, code, code)
+                    if code_ != 0:
+                        print(f"  {label}: {name}: exit {code_}: {last}", flush=True)
+                        continue
+                    runs[label].append((wall, cpu, peak))
+            for label, done in runs.items():
+                if done:
+                    wall, cpu, peak = min(done)
+                    median = statistics.median(w for w, _, _ in done)
+                    figures[label][name] = (wall, cpu, peak, median)
+                    print(f"  {label}: {name}: {wall:.2f} s wall (median {median:.2f} s), {cpu:.2f} s CPU, "
+                          f"{peak:,.0f} MB", flush=True)
     return figures
 
 
@@ -259,6 +272,8 @@ def main() -> None:
     parser.add_argument("--build-only", action="store_true", help="build --db and stop")
     parser.add_argument("--old", action="store_true", help=f"also time the code of commit {OLD_COMMIT}")
     parser.add_argument("--repeats", type=int, default=2, help="runs per command; the fastest is shown")
+    parser.add_argument("--baseline", metavar="COMMIT",
+                        help="also time the code of this commit, taking turns with this tree run by run")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-report-"))
     db = args.db or folder / "sweep.db"
@@ -272,20 +287,32 @@ def main() -> None:
             print(f"built in {time.perf_counter() - began:.0f} s, {db.stat().st_size / 2**20:,.0f} MB", flush=True)
             if args.build_only:
                 return
-        new = time_commands(db, ROOT, "new", args.repeats)
+        trees = {"this tree": ROOT}
+        if args.baseline:
+            trees[args.baseline] = old_code(args.baseline)
+        timed = time_commands(db, trees, args.repeats)
+        new = timed["this tree"]
+        base = timed.get(args.baseline, {})
         old = {}
         if args.old:
             old_tree = old_code()
-            old = time_commands(db, old_tree, f"old ({OLD_COMMIT})", 1)
+            old = time_commands(db, {OLD_COMMIT: old_tree}, 1)[OLD_COMMIT]
             shutil.rmtree(old_tree)
+        for label, tree in trees.items():
+            if tree != ROOT:
+                shutil.rmtree(tree)
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
         print(f"\n{args.trials} trials x {args.epochs} epochs ({db.stat().st_size / 2**20:,.0f} MB), "
-              f"{os.cpu_count()} CPUs, load average {load:.1f} at the end; whole processes, fastest of "
+              f"{os.cpu_count()} CPUs, load average {load:.1f} at the end; whole processes, fastest (median) of "
               f"{args.repeats}:")
-        print("| command | wall | CPU | peak memory |" + (f" {OLD_COMMIT}: wall | peak memory |" if old else ""))
-        print("|---|---|---|---|" + ("---|---|" if old else ""))
-        for name, (wall, cpu, peak) in new.items():
-            line = f"| `{name}` | {wall:.2f} s | {cpu:.2f} s | {peak:,.0f} MB |"
+        print("| command | wall | CPU | peak memory |" + (f" {args.baseline}: wall | peak memory |" if base else "")
+              + (f" {OLD_COMMIT}: wall | peak memory |" if old else ""))
+        print("|---|---|---|---|" + ("---|---|" if base else "") + ("---|---|" if old else ""))
+        for name, (wall, cpu, peak, median) in new.items():
+            line = f"| `{name}` | {wall:.2f} s ({median:.2f} s) | {cpu:.2f} s | {peak:,.0f} MB |"
+            if base:
+                b = base.get(name)
+                line += f" {b[0]:.2f} s ({b[3]:.2f} s) | {b[2]:,.0f} MB |" if b else " failed | |"
             if old:
                 o = old.get(name)
                 line += f" {o[0]:.1f} s | {o[2]:,.0f} MB |" if o else " failed | |"
