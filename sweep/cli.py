@@ -41,10 +41,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     Example: sweep run sweeps.yaml
     """
-    gc.enable()  # the driver lives as long as the sweep: its garbage is collected (see program())
     from sweep.runner import RunError, run_sweep
 
-    spec = load_spec(args.spec)
+    spec = load_spec(args.spec)  # torch comes in with the models' registries
+    # The driver lives as long as the sweep: its garbage is collected from here on (see program()), past the
+    # imports' objects, which stay to the end.
+    gc.freeze()
+    gc.enable()
     try:
         summary = run_sweep(spec, address=args.address, progress_interval=args.progress_interval)
     except RunError as exc:
