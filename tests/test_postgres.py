@@ -5,8 +5,8 @@ only. A small synthetic sweep (2 trials x 3 epochs, 2 at a time) runs on
 SQLite and on PostgreSQL and must store the same epoch rows; a driver killed
 by SIGKILL at held moments (sweep/hold.py) and rerun must leave every
 (trial, epoch) row exactly once; `sweep report` reads while the sweep is
-held mid-write; a wrong password, a closed port and a missing driver each
-give one line. The password must never appear in any output or file.
+held mid-write; `sweep plot` draws the same pictures from either database; a
+wrong password, a closed port and a missing driver each give one line. The password must never appear in any output or file.
 """
 import json
 import os
@@ -90,6 +90,29 @@ def test_a_sweep_on_postgresql_stores_what_the_same_sweep_on_sqlite_stores(runs,
     # Nor in the results: the stored spec names the database with its password masked.
     (spec_json,), = query(url, "SELECT spec_json FROM sweeps")
     assert pg_server.password not in spec_json and json.loads(spec_json)["database"] == safe_url(url)
+
+
+@pytest.mark.parametrize("fork", [True, False])
+def test_sweep_plot_on_postgresql_draws_what_it_draws_on_sqlite(runs, tmp_path, capsys, monkeypatch, fork):
+    """In two processes (the reading one opens connections of its own) and in one; a bad --epochs found by
+    the reading process is the same one-line error."""
+    import matplotlib.image
+    import numpy as np
+
+    import sweep.forked
+
+    reference, url, _, _ = runs
+    monkeypatch.setattr(sweep.forked, "spare_core", lambda: fork)
+    for name, where in (("sqlite", reference), ("postgresql", url)):
+        assert main(["plot", "--db", where, "--out", str(tmp_path / name)]) == 0
+    pictures = ("accuracy.png", "depth.png", "heatmap.png")
+    assert capsys.readouterr().out.split() == [str(tmp_path / n / p) for n in ("sqlite", "postgresql") for p in pictures]
+    for picture in pictures:
+        np.testing.assert_array_equal(matplotlib.image.imread(tmp_path / "postgresql" / picture),
+                                      matplotlib.image.imread(tmp_path / "sqlite" / picture))
+    assert main(["plot", "--db", url, "--out", str(tmp_path / "x"), "--epochs", "1,7"]) == 2
+    assert capsys.readouterr().err == "Error: --epochs: no statistics for epoch 7; available: 1, 2, 3\n"
+    assert not (tmp_path / "x").exists()
 
 
 def _while_held_then_kill(proc: subprocess.Popen, folder: Path, url: str, holds: dict[str, str],
