@@ -125,20 +125,21 @@ def test_the_program_collects_no_garbage_but_a_sweep_s_driver_does(recorded_db, 
     # back on for `sweep run`, whose driver lives as long as the sweep.
     spec = tmp_path / "s.yaml"
     spec.write_text("name: t\ndataset: synthetic\ngrid: {activation: [relu], optimizer: [{name: sgd, lr: 0.1}]}\n")
-    code = ("import gc, sys\n"
-            "import sweep.report as report, sweep.runner as runner\n"
-            "def run_sweep(spec, **options):\n"
-            "    print('run', gc.isenabled()); raise runner.RunError('stopped by the test')\n"
-            "runner.run_sweep = run_sweep\n"
-            "format_report = report.format_report\n"
-            "def formatted(*args, **options):\n"
-            "    print('report', gc.isenabled()); return format_report(*args, **options)\n"
-            "report.format_report = formatted\n"
-            "from sweep.cli import program\n"
-            "sys.argv = ['sweep', *sys.argv[1:]]; program()")
-    done = subprocess.run([sys.executable, "-c", code, "report", "--db", str(recorded_db / "sweep.db"), "--format",
-                           "csv"], env=ENV, capture_output=True, text=True, timeout=120)
+    program = "from sweep.cli import program\nsys.argv = ['sweep', *sys.argv[1:]]; program()\n"
+    report = ("import gc, sys\n"
+              "import sweep.report as report\n"
+              "format_report = report.format_report\n"
+              "def formatted(*args, **options):\n"
+              "    print('report', gc.isenabled()); return format_report(*args, **options)\n"
+              "report.format_report = formatted\n" + program)
+    run = ("import gc, sys\n"
+           "import sweep.runner as runner\n"
+           "def run_sweep(spec, **options):\n"
+           "    print('run', gc.isenabled()); raise runner.RunError('stopped by the test')\n"
+           "runner.run_sweep = run_sweep\n" + program)
+    done = subprocess.run([sys.executable, "-c", report, "report", "--db", str(recorded_db / "sweep.db"),
+                           "--format", "csv"], env=ENV, capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stdout.splitlines()[0]) == (0, "report False")
-    done = subprocess.run([sys.executable, "-c", code, "run", str(spec)], env=ENV, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", run, "run", str(spec)], env=ENV, capture_output=True, text=True,
                           timeout=120)
     assert (done.returncode, done.stdout, done.stderr) == (1, "run True\n", "Error: stopped by the test\n")
