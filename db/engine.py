@@ -145,6 +145,18 @@ def dispose_all() -> None:
         engine.dispose()
 
 
+def _leave_the_parents_connections() -> None:
+    """In a forked child: every engine starts a pool of its own, the parent's pooled connections left alone
+    (SQLAlchemy's advice for fork: dispose(close=False)). A child that used or closed them would speak on
+    the parent's sockets and file handles."""
+    for engine in list(_ENGINES):
+        engine.dispose(close=False)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_leave_the_parents_connections)
+
+
 def check_version(engine: Engine) -> bool:
     """True if the database has our tables at our version (upgrading an older one in place); False if empty.
 

@@ -256,12 +256,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
             raise CliError(f"{factor!r} is not a factor; use one of {', '.join(FACTORS)}", 2)
     if len(factors) != 2:
         raise CliError(f"--heatmap {args.heatmap!r}: two factors, comma-separated", 2)
-    parent = os.getpid()
 
     def read():
-        """The epochs of the depth profiles (--epochs checked), the trials with their figures, the curves."""
-        if os.getpid() != parent:  # forked: connections of its own; the pooled ones are the parent's
-            engine.dispose(close=False)
+        """The epochs of the depth profiles (--epochs checked), the trials with their figures, the curves.
+        Forked, it opens connections of its own (db.engine, at fork)."""
         available = stats_epochs(engine, name)
         if not available:
             raise CliError(f"sweep {name} has no statistics yet; wait for its first epoch")
@@ -294,7 +292,6 @@ def cmd_plot(args: argparse.Namespace) -> int:
         out = sqlite_path(engine.url).parent / "plots" / name
     else:
         out = Path(DEFAULT_OUTPUT) / "plots" / name
-    engine.dispose()  # no connection of this process goes into the drawing process
     written = draw_all(fork=fork, pictures=[
         (out / "accuracy.png", lambda: plot_curves(curves, out / "accuracy.png", args.facet, ranking)),
         (out / "depth.png", lambda: plot_depth(depth_frame(engine, name, chosen), out / "depth.png", chosen, ranking)),

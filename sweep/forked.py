@@ -9,8 +9,7 @@ the rest. Drawing and importing are Python holding the GIL, so threads would tak
 The child shares this process's memory (copy on write), so whatever it needs is already there; it sends
 its return value back pickled through a pipe and leaves with os._exit (no atexit handlers, no second flush
 of this process's buffers). Start one with no other thread running (a lock held by one at the fork stays
-held in the child), and a database engine's pooled connections left alone in the child
-(engine.dispose(close=False) there: they belong to this process).
+held in the child). The engines of db.engine open connections of their own in the child (at fork).
 
 With fork=False (a platform without os.fork, or no spare core) the function runs at once, in this process,
 and result() gives what it gave: the same calls serve both.

@@ -49,6 +49,27 @@ def test_the_dialect_is_the_one_asked_for(engine, db_url):
     assert engine.dialect.name == db_url.split(":")[0].split("+")[0]
 
 
+def test_a_forked_child_opens_connections_of_its_own(engine):
+    """The parent's pooled connection stays the parent's: the child gets a fresh pool, and the parent's
+    connection still answers after the child has used the database."""
+    from sweep.forked import Forked
+
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    pool = engine.pool
+    assert pool.checkedin() == 1
+
+    def child():
+        fresh, idle = engine.pool is not pool, engine.pool.checkedin()
+        with engine.connect() as conn:
+            return fresh, idle, conn.execute(select(func.count()).select_from(Trial)).scalar()
+
+    assert Forked(child).result() == (True, 0, 0)
+    assert engine.pool is pool and pool.checkedin() == 1
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT 2")).scalar() == 2
+
+
 def test_trials_are_unique_per_sweep_and_config_and_keep_their_status(engine):
     with session_scope(engine) as s:
         sweep_id = ensure_sweep(s, "a", "{}")
