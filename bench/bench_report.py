@@ -34,6 +34,7 @@ of each.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import shutil
@@ -56,6 +57,8 @@ from sweep.grid import expand_grid  # noqa: E402
 from sweep.recorder import DatabaseRecorder  # noqa: E402
 from sweep.runner import record_plan  # noqa: E402
 from sweep.spec import parse_spec  # noqa: E402
+
+from baseline import baseline_code  # noqa: E402  (bench/, this script's folder)
 
 OLD_COMMIT = "3351924"
 SNAPSHOTS = 7  # per epoch: 6 every 100 batches of 64 (a 40k-image epoch) and one at the epoch's end
@@ -168,15 +171,6 @@ def build(db: Path, trials: int, epochs: int) -> None:
     engine.dispose()
 
 
-def old_code(commit: str = OLD_COMMIT) -> Path:
-    """The packages as of `commit`, in a temporary folder that goes first on PYTHONPATH."""
-    folder = Path(tempfile.mkdtemp(prefix=f"sweep-{commit}-"))
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "db", "sweep", "models"],
-                             check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
-    return folder
-
-
 def _tree_rss_mb(pid: int, itself: bool = True) -> float:
     """Resident memory of a process (unless not `itself`) and its descendants together, in MB (shared
     pages counted in each: an upper bound for `sweep plot`, whose drawing child is a fork sharing its
@@ -287,20 +281,17 @@ def main() -> None:
             print(f"built in {time.perf_counter() - began:.0f} s, {db.stat().st_size / 2**20:,.0f} MB", flush=True)
             if args.build_only:
                 return
-        trees = {"this tree": ROOT}
-        if args.baseline:
-            trees[args.baseline] = old_code(args.baseline)
-        timed = time_commands(db, trees, args.repeats)
+        with contextlib.ExitStack() as stack:
+            trees = {"this tree": ROOT}
+            if args.baseline:
+                trees[args.baseline] = stack.enter_context(baseline_code(args.baseline))
+            timed = time_commands(db, trees, args.repeats)
         new = timed["this tree"]
         base = timed.get(args.baseline, {})
         old = {}
         if args.old:
-            old_tree = old_code()
-            old = time_commands(db, {OLD_COMMIT: old_tree}, 1)[OLD_COMMIT]
-            shutil.rmtree(old_tree)
-        for label, tree in trees.items():
-            if tree != ROOT:
-                shutil.rmtree(tree)
+            with baseline_code(OLD_COMMIT) as old_tree:
+                old = time_commands(db, {OLD_COMMIT: old_tree}, 1)[OLD_COMMIT]
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
         print(f"\n{args.trials} trials x {args.epochs} epochs ({db.stat().st_size / 2**20:,.0f} MB), "
               f"{os.cpu_count()} CPUs, load average {load:.1f} at the end; whole processes, fastest (median) of "

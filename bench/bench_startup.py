@@ -2,7 +2,7 @@
 
 Runs the same 4-trial synthetic sweep (3 epochs of 2,000 images, 2 trials at a
 time: the fault tests' sweep) with this working tree and with a baseline
-commit (checked out into a temporary git worktree), alternating, and prints per
+commit (its code in a temporary folder: bench/baseline.py), alternating, and prints per
 side the median and fastest wall time of the whole `sweep run` process and of
 its parts, from its own output:
 
@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+from baseline import baseline_code  # bench/, this script's folder
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = {
@@ -66,19 +68,13 @@ def main() -> None:
                              "and the trial workers stopped importing SQLAlchemy)")
     parser.add_argument("--runs", type=int, default=3, help="runs per side (default 3)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp) / "baseline"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(base), args.baseline],
-                       check=True)
-        try:
-            sides = {f"baseline {args.baseline}": base, "this tree": ROOT}
-            got: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
-            for i in range(args.runs):
-                for name, tree in sides.items():
-                    got[name].append(one_run(tree, Path(tmp) / f"{name.split()[0]}-{i}"))
-                    print(f"run {i + 1}/{args.runs} {name}: {got[name][-1]['wall']:.1f} s", file=sys.stderr)
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=True)
+    with tempfile.TemporaryDirectory() as tmp, baseline_code(args.baseline) as base:
+        sides = {f"baseline {args.baseline}": base, "this tree": ROOT}
+        got: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
+        for i in range(args.runs):
+            for name, tree in sides.items():
+                got[name].append(one_run(tree, Path(tmp) / f"{name.split()[0]}-{i}"))
+                print(f"run {i + 1}/{args.runs} {name}: {got[name][-1]['wall']:.1f} s", file=sys.stderr)
     print(f"{args.runs} runs per side, alternating; seconds, median (fastest)")
     print(f"{'':>28} {'wall':>13} {'start':>13} {'run':>13} {'exit':>13}")
     for name, runs in got.items():
