@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.schema import BACKFILLS, SCHEMA_VERSION, UPGRADES, Base, SchemaInfo
+from db.schema import BACKFILLS, NEW_TABLES, SCHEMA_VERSION, UPGRADES, Base, SchemaInfo
 
 
 class DatabaseError(Exception):
@@ -183,13 +183,16 @@ def check_version(engine: Engine) -> bool:
 
 
 def _upgrade(engine: Engine, version: int) -> None:
-    """Bring a database of an older version to ours, in one transaction: new columns, then their backfills."""
+    """Bring a database of an older version to ours, in one transaction: new columns, indexes and tables, then
+    their backfills."""
     from db import queries  # queries imports this module
 
     with session_scope(engine) as s:
         for v in range(version + 1, SCHEMA_VERSION + 1):
             for statement in UPGRADES[v]:
                 s.execute(text(statement))
+            for table in NEW_TABLES.get(v, ()):
+                Base.metadata.tables[table].create(s.connection())
         for v in range(version + 1, SCHEMA_VERSION + 1):
             if v in BACKFILLS:
                 getattr(queries, BACKFILLS[v])(s)

@@ -138,14 +138,16 @@ def test_other_schema_version_is_refused(engine, db_url):
         s.get(SchemaInfo, 1).version = 99
     with pytest.raises(DatabaseError) as err:
         init_db(engine)
-    assert str(err.value) == f"{safe_url(db_url)} has schema version 99; this sweep reads version 3"
+    assert str(err.value) == f"{safe_url(db_url)} has schema version 99; this sweep reads version 4"
 
 
 def test_a_version_1_database_is_upgraded_in_place_keeping_its_rows(engine):
     with session_scope(engine) as s:
         ids = ensure_trials(s, ensure_sweep(s, "a", "{}"), [trial_row("h1")])
         update_trial(s, ids["h1"], status="completed", epochs_done=3)
-    with engine.begin() as conn:  # what version 1 had: no bundle, device or node column, no epoch summaries
+    with engine.begin() as conn:  # what version 1 had: no bundle, device or node column, no epoch summaries, no curves
+        conn.execute(text("DROP TABLE config_curves"))
+        conn.execute(text("DROP INDEX ix_epoch_metrics_curves"))
         for column in ("bundle", "device", "node"):
             conn.execute(text(f"ALTER TABLE trials DROP COLUMN {column}"))
         conn.execute(text("DROP INDEX ix_epoch_metrics_reading"))
@@ -154,7 +156,7 @@ def test_a_version_1_database_is_upgraded_in_place_keeping_its_rows(engine):
         conn.execute(text("UPDATE schema_info SET version = 1"))
     init_db(engine)
     with session_scope(engine) as s:
-        assert s.get(SchemaInfo, 1).version == 3
+        assert s.get(SchemaInfo, 1).version == 4
         row = s.get(Trial, ids["h1"])
         assert (row.status, row.epochs_done, row.bundle, row.device, row.node) == ("completed", 3, None, None, None)
         update_trial(s, ids["h1"], bundle="b+1", device="cuda:0", node="gpu07/3f9c2a1b")

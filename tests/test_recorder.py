@@ -1,16 +1,19 @@
-"""The driver's recorder: batched writes within their delay, the epochs' flag summaries, and an old
-database upgraded in place and backfilled so that it reports the same numbers; on SQLite and PostgreSQL."""
+"""The driver's recorder: batched writes within their delay, the epochs' flag summaries, the
+configurations' curves, and an old database upgraded in place and backfilled so that it reports the same
+numbers; on SQLite and PostgreSQL."""
 import math
 import random
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, func, select, text
 
 from db.engine import init_db, make_engine, session_scope
 from db.flags import FlagThresholds, flags_frame
-from db.queries import SUMMARY_COLUMNS, backfill_epoch_summaries, summarize_snapshot, trial_figures
-from db.schema import EpochMetric, LayerStat, SchemaInfo
+from db.queries import (SUMMARY_COLUMNS, backfill_config_curves, backfill_epoch_summaries, curves_frame,
+                        epoch_metrics_frame, summarize_snapshot, trial_figures)
+from db.schema import SCHEMA_VERSION, ConfigCurve, EpochMetric, LayerStat, SchemaInfo
 from sweep.grid import expand_grid
 from sweep.recorder import DatabaseRecorder
 from sweep.runner import record_plan
@@ -133,6 +136,41 @@ def test_each_epoch_row_carries_its_last_snapshots_summary(db_url, tmp_path):
     engine.dispose()
 
 
+def test_config_curves_pool_the_seeds_as_the_epoch_rows_stand(db_url, tmp_path):
+    """The recorder keeps config_curves equal to pooling the epoch rows as they are now: a later report of
+    an epoch replaces its accuracy (never counted twice), a NaN accuracy is not counted; the backfill
+    computes the same rows, and the live grouping (a facet the label does not name) the same numbers."""
+    engine, made = recorded(db_url, tmp_path)
+    configs = expand_grid(parse_spec({**SPEC, "output": str(tmp_path), "database": db_url}))
+    recorder = DatabaseRecorder(engine, planned_ids(engine))
+    recorder.record({**made[configs[0].name, 2], "test_acc": 0.77})
+    recorder.record({**made[configs[1].name, 3], "test_acc": math.nan})
+    got = curves_frame(engine, "r", "activation")
+    epochs = epoch_metrics_frame(engine, "r")
+    assert epochs["test_acc"].isna().sum() == 1 and (epochs["test_acc"] == 0.77).sum() == 1
+    pooled = epochs.groupby(["label", "activation", "images_seen"], sort=False)["test_acc"]
+    expected = pooled.agg(["count", "mean", "std"]).reset_index().rename(columns={"count": "n"})
+    assert list(got.columns) == ["label", "activation", "images_seen", "n", "mean", "std"]
+    assert len(got) == count(engine, ConfigCurve) == 2 * 5
+    pd.testing.assert_frame_equal(got[["label", "activation", "images_seen", "n"]],
+                                  expected[["label", "activation", "images_seen", "n"]], check_dtype=False)
+    assert sorted(got["n"]) == [1] + [2] * 9
+    np.testing.assert_allclose(got["mean"], expected["mean"])
+    np.testing.assert_allclose(got["std"], expected["std"], atol=1e-7)  # NaN where one seed is left
+    live = curves_frame(engine, "r", "model")  # one model: the same configurations, grouped live
+    pd.testing.assert_frame_equal(live.drop(columns="model"), got.drop(columns="activation"))
+    with session_scope(engine) as s:
+        s.execute(delete(ConfigCurve))
+        backfill_config_curves(s)
+    pd.testing.assert_frame_equal(curves_frame(engine, "r", "activation"), got)
+    engine.dispose()
+
+
+def planned_ids(engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return dict(conn.execute(text("SELECT config_hash, trial_id FROM trials")).all())
+
+
 def test_summary_of_a_snapshot():
     rows = [{"kind": "activation", "sat_frac": 0.2, "dead_frac": None},
             {"kind": "activation", "sat_frac": math.nan, "dead_frac": 0.7},
@@ -149,9 +187,11 @@ def test_an_old_database_is_upgraded_and_backfilled_and_reports_the_same(db_url,
     engine, _ = recorded(db_url, tmp_path)
     lax = FlagThresholds(saturated=0.5, dead=0.5, vanishing=0.5, exploding=2.0, chance_margin=0.01)
     before = (summaries(engine), flags_frame(engine, "r"), flags_frame(engine, "r", lax),
-              trial_figures(engine, "r", 3, 0.5))
+              trial_figures(engine, "r", 3, 0.5), curves_frame(engine, "r", "activation"))
     assert {"saturated", "dead", "vanishing", "exploding", "chance"} <= set(before[2]["flag"])
-    with engine.begin() as conn:  # what version 2 had: no node column, no epoch summaries
+    with engine.begin() as conn:  # what version 2 had: no node column, no epoch summaries, no curves
+        conn.execute(text("DROP TABLE config_curves"))
+        conn.execute(text("DROP INDEX ix_epoch_metrics_curves"))
         conn.execute(text("ALTER TABLE trials DROP COLUMN node"))
         conn.execute(text("DROP INDEX ix_epoch_metrics_reading"))
         for column in ("stats_step", *SUMMARY_COLUMNS):
@@ -161,10 +201,11 @@ def test_an_old_database_is_upgraded_and_backfilled_and_reports_the_same(db_url,
     engine = make_engine(db_url)
     init_db(engine)
     with session_scope(engine) as s:
-        assert s.get(SchemaInfo, 1).version == 3
+        assert s.get(SchemaInfo, 1).version == SCHEMA_VERSION == 4
     pd.testing.assert_frame_equal(summaries(engine), before[0])
     pd.testing.assert_frame_equal(flags_frame(engine, "r"), before[1])
     pd.testing.assert_frame_equal(flags_frame(engine, "r", lax), before[2])
     pd.testing.assert_frame_equal(trial_figures(engine, "r", 3, 0.5).drop(columns="node"),
                                   before[3].drop(columns="node"))
+    pd.testing.assert_frame_equal(curves_frame(engine, "r", "activation"), before[4])
     engine.dispose()
