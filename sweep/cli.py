@@ -258,8 +258,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
         raise CliError(f"--heatmap {args.heatmap!r}: two factors, comma-separated", 2)
 
     def read():
-        """The epochs of the depth profiles (--epochs checked), the trials with their figures, the curves.
-        Forked, it opens connections of its own (db.engine, at fork)."""
+        """The epochs of the depth profiles (--epochs checked), the trials with their figures, the curves,
+        the depth profiles. Forked, it opens connections of its own (db.engine, at fork)."""
         available = stats_epochs(engine, name)
         if not available:
             raise CliError(f"sweep {name} has no statistics yet; wait for its first epoch")
@@ -268,12 +268,13 @@ def cmd_plot(args: argparse.Namespace) -> int:
         if missing:
             raise CliError(f"--epochs: no statistics for epoch {missing[0]}; available: "
                            f"{', '.join(map(str, available))}", 2)
-        return chosen, _results(engine, name, sweep_epochs), curves_frame(engine, name, args.facet)
+        return (chosen, _results(engine, name, sweep_epochs), curves_frame(engine, name, args.facet),
+                depth_frame(engine, name, chosen))
 
-    # Where a core is spare, a second process reads while this one imports matplotlib (0.9 s and 0.7 s on a
+    # Where a core is spare, a second process reads while this one imports matplotlib (0.5 s each on a
     # 1,000-trial sweep, at the same time; a thread could not: the import holds the GIL, and the reads want
-    # it for every row). Then the accuracy curves are drawn in one process while this one reads the depth
-    # profiles and draws them and the heat map.
+    # it for every row). Then the accuracy curves are drawn in one process while this one draws the depth
+    # profiles and the heat map.
     fork = spare_core()
     reading = Forked(read, fork=fork, what="reading the sweep")
     try:
@@ -281,7 +282,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     except BaseException:
         reading.reap()
         raise
-    chosen, results, curves = reading.result()
+    chosen, results, curves, depth = reading.result()
     finished = results[results["finished"]]
     # Configurations best first by the metric (finished seeds' mean), for the lines a big sweep names.
     means = finished.groupby("label")[metric].mean().dropna()
@@ -294,7 +295,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         out = Path(DEFAULT_OUTPUT) / "plots" / name
     written = draw_all(fork=fork, pictures=[
         (out / "accuracy.png", lambda: plot_curves(curves, out / "accuracy.png", args.facet, ranking)),
-        (out / "depth.png", lambda: plot_depth(depth_frame(engine, name, chosen), out / "depth.png", chosen, ranking)),
+        (out / "depth.png", lambda: plot_depth(depth, out / "depth.png", chosen, ranking)),
         (out / "heatmap.png", lambda: plot_heatmap(finished, metric, tuple(factors), out / "heatmap.png")),
     ])
     for path in written:
