@@ -29,7 +29,8 @@ into pandas and does not fit in memory at 200 epochs.
 
 With --baseline COMMIT, that commit's code runs each command too, taking
 turns with this tree run by run; the table shows the fastest and the median
-of each.
+of each. A commit of an older schema version reads a copy of the database
+in its version (bench/baseline.py's database_for).
 """
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ from sweep.recorder import DatabaseRecorder  # noqa: E402
 from sweep.runner import record_plan  # noqa: E402
 from sweep.spec import parse_spec  # noqa: E402
 
-from baseline import baseline_code  # noqa: E402  (bench/, this script's folder)
+from baseline import baseline_code, database_for  # noqa: E402  (bench/, this script's folder)
 
 OLD_COMMIT = "3351924"
 SNAPSHOTS = 7  # per epoch: 6 every 100 batches of 64 (a 40k-image epoch) and one at the epoch's end
@@ -231,17 +232,18 @@ def run(args: list[str], pythonpath: Path, cwd: Path) -> tuple[float, float, flo
     return float(wall), float(cpu), max(float(peak), tree_peak[0]), int(code), (lines[-1] if lines else "")
 
 
-def time_commands(db: Path, trees: dict[str, Path], repeats: int) -> dict[str, dict[str, tuple]]:
+def time_commands(trees: dict[str, tuple[Path, Path]], repeats: int) -> dict[str, dict[str, tuple]]:
     """{tree label: {command: (fastest wall, its CPU, its peak memory, median wall)}} over `repeats` runs of
-    each command with each tree's code, the trees taking turns run by run (a machine that slows down for a
-    while slows them alike)."""
+    each command with each tree's code on its database (trees: label -> (code, database)), the trees taking
+    turns run by run (a machine that slows down for a while slows them alike)."""
     figures = {label: {} for label in trees}
     with tempfile.TemporaryDirectory() as plots:
         for name, extra in COMMANDS.items():
-            args = ["plot", "--db", str(db), "--out", plots] if extra is None else ["report", "--db", str(db), *extra]
             runs = {label: [] for label in trees}
             for _ in range(repeats):
-                for label, code in trees.items():
+                for label, (code, db) in trees.items():
+                    args = (["plot", "--db", str(db), "--out", plots] if extra is None
+                            else ["report", "--db", str(db), *extra])
                     wall, cpu, peak, code_, last = run(args, code, code)
                     if code_ != 0:
                         print(f"  {label}: {name}: exit {code_}: {last}", flush=True)
@@ -281,17 +283,23 @@ def main() -> None:
             print(f"built in {time.perf_counter() - began:.0f} s, {db.stat().st_size / 2**20:,.0f} MB", flush=True)
             if args.build_only:
                 return
+        # An older database is upgraded now, as this tree's first command would (outside the timing), so that
+        # database_for can take the later versions' additions away again for an older commit.
+        engine = make_engine(f"sqlite:///{db}")
+        init_db(engine)
+        engine.dispose()
         with contextlib.ExitStack() as stack:
-            trees = {"this tree": ROOT}
+            trees = {"this tree": (ROOT, db)}
             if args.baseline:
-                trees[args.baseline] = stack.enter_context(baseline_code(args.baseline))
-            timed = time_commands(db, trees, args.repeats)
+                code = stack.enter_context(baseline_code(args.baseline))
+                trees[args.baseline] = (code, stack.enter_context(database_for(code, db)))
+            timed = time_commands(trees, args.repeats)
         new = timed["this tree"]
         base = timed.get(args.baseline, {})
         old = {}
         if args.old:
-            with baseline_code(OLD_COMMIT) as old_tree:
-                old = time_commands(db, {OLD_COMMIT: old_tree}, 1)[OLD_COMMIT]
+            with baseline_code(OLD_COMMIT) as old_tree, database_for(old_tree, db) as old_db:
+                old = time_commands({OLD_COMMIT: (old_tree, old_db)}, 1)[OLD_COMMIT]
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
         print(f"\n{args.trials} trials x {args.epochs} epochs ({db.stat().st_size / 2**20:,.0f} MB), "
               f"{os.cpu_count()} CPUs, load average {load:.1f} at the end; whole processes, fastest (median) of "
