@@ -94,13 +94,18 @@ _STAT_VALUES = ("mean", "std", "p98", "zero_frac", "dead_frac", "sat_frac")
 _LAYER_COLUMNS = ("trial_id", "epoch", "step", "layer", "kind", *_STAT_VALUES, "nan_fields")
 
 
+def _without_nans(names: Sequence[str], values: list) -> tuple[list, str | None]:
+    """(values with NaN as None, the names of those that were NaN, comma-separated, or None): how NaN is
+    stored, so that NULL ("does not apply") and NaN (a diverged value) stay distinguishable; infinities
+    are kept as they are."""
+    if all(v == v for v in values):  # NaN is the one value unequal to itself
+        return values, None
+    return [None if v != v else v for v in values], ",".join(n for n, v in zip(names, values) if v != v)
+
+
 def _layer_tuple(trial_id: int, r: dict[str, Any]) -> tuple:
-    """A layer_stats row as a _LAYER_COLUMNS tuple, NaN stored as _flag_nans stores it."""
-    values = [r.get(c) for c in _STAT_VALUES]
-    nans = None
-    if any(v != v for v in values):
-        nans = ",".join(c for c, v in zip(_STAT_VALUES, values) if v != v)
-        values = [None if v != v else v for v in values]
+    """A layer_stats row as a _LAYER_COLUMNS tuple, NaN stored as _without_nans says."""
+    values, nans = _without_nans(_STAT_VALUES, [r.get(c) for c in _STAT_VALUES])
     return (trial_id, r["epoch"], r["step"], r["layer"], r["kind"], *values, nans)
 
 
@@ -165,12 +170,9 @@ def trial_statuses(session: Session, sweep: str) -> dict[str, tuple[str, int]]:
 
 
 def _flag_nans(row: dict[str, Any], trial_id: int) -> dict[str, Any]:
-    """NaN -> NULL plus its column name in nan_fields, so NULL ("does not apply")
-    and NaN (a diverged value) stay distinguishable; infinities are kept as they are."""
-    nans = [k for k, v in row.items() if v != v]  # NaN is the one value unequal to itself
-    if not nans:
-        return {**row, "nan_fields": None, "trial_id": trial_id}
-    return {**row, **{k: None for k in nans}, "nan_fields": ",".join(nans), "trial_id": trial_id}
+    """The row with NaN stored as _without_nans says (nan_fields), for trial `trial_id`."""
+    values, nans = _without_nans(list(row), list(row.values()))
+    return {**dict(zip(row, values)), "nan_fields": nans, "trial_id": trial_id}
 
 
 def record_results(session: Session, results: Sequence[tuple[int, dict[str, Any], Sequence[dict[str, Any]]]]
