@@ -23,7 +23,11 @@ from sweep.cluster import ClusterError, check_shared_storage, ray_session
 from sweep.data import DataError, load_dataset
 from sweep.grid import TrialConfig, bundle_name, expand_grid
 from sweep.hparams import write_experiment
-from sweep.spec import DEFAULT_GPU_SHARE, SpecError, SweepSpec
+from sweep.spec import DEFAULT_GPU_SHARE, SpecError, SweepSpec, changed_setting, fixed_settings
+
+# The fixed settings a sweep ran with, beside its trials' folders: a second spec reusing the sweep's name and
+# output with another database still finds them.
+SETTINGS_FILE = "settings.json"
 
 
 class RunError(Exception):
@@ -154,6 +158,7 @@ def run_sweep(spec: SweepSpec, address: str | None = None, out: TextIO = sys.std
     shared output folder) runs before the first sweep or trial row is written.
     """
     trials = expand_grid(spec)
+    check_settings(spec)
     if address is None:
         _check_local_gpu(spec)
     try:
@@ -178,6 +183,53 @@ def run_sweep(spec: SweepSpec, address: str | None = None, out: TextIO = sys.std
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
         raise
+
+
+def _stored_specs(spec: SweepSpec):
+    """(where, stored spec) of every record of this sweep's settings: its folder's file and its database's row.
+    Reads only: nothing is created (a missing SQLite file is no record); a database that cannot be read here
+    is opened (and its error reported) later."""
+    file = spec.sweep_dir / SETTINGS_FILE
+    if file.exists():
+        try:
+            yield str(file), json.loads(file.read_text())
+        except (OSError, ValueError) as exc:
+            raise RunError(f"{file}: cannot read this sweep's settings: {exc}") from None
+    url = spec.database_url
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return
+    from sqlalchemy import select
+
+    from db.schema import Sweep
+
+    try:
+        engine = make_engine(url)
+        try:
+            with engine.connect() as conn:
+                stored = conn.scalar(select(Sweep.spec_json).where(Sweep.name == spec.name))
+        finally:
+            engine.dispose()
+    except Exception:  # no such table, unreachable: _open_database says so in one line
+        return
+    if stored:
+        yield f"database {safe_url(url)}", json.loads(stored)
+
+
+def _shown(value) -> str:
+    return "not set" if value is None else json.dumps(value)
+
+
+def check_settings(spec: SweepSpec) -> None:
+    """Refuse (SpecError, before anything is written) a spec that changes a fixed setting of a sweep that has run:
+    its trials would resume checkpoints and pool with rows computed under other settings."""
+    for where, stored in _stored_specs(spec):
+        changed = changed_setting(stored, spec)
+        if changed:
+            key, old, new = changed
+            raise SpecError(f"{key}: sweep {spec.name!r} ran with {_shown(old)} ({where}), this spec says "
+                            f"{_shown(new)}; a sweep's settings other than its grid values and epochs are fixed "
+                            "once it has run: give this spec a new name, or an output (or database) elsewhere")
 
 
 def _first_missing(path: Path) -> Path | None:
@@ -285,6 +337,11 @@ def record_plan(engine, spec: SweepSpec, trials: list[TrialConfig], todo: list[T
         trial_ids = ensure_trials(s, sweep_id, [trial_row(t) for t in trials])
         for t in todo:
             update_trial(s, trial_ids[t.config_hash], status="pending", error=None)
+    spec.sweep_dir.mkdir(parents=True, exist_ok=True)
+    settings = spec.sweep_dir / SETTINGS_FILE
+    tmp = settings.with_suffix(".tmp")
+    tmp.write_text(json.dumps(fixed_settings(stored), sort_keys=True) + "\n")
+    os.replace(tmp, settings)
     return trial_ids
 
 

@@ -40,6 +40,39 @@ class SpecError(ValueError):
     """A spec that cannot be used; the message is one line for the user."""
 
 
+# The settings that change what a sweep's trials compute, besides the grid's values: with them, a trial's
+# config hash (sweep.grid) and folder name (the grid's values alone) would part. They are fixed once a sweep
+# has run; new grid values add trials and more epochs extend them.
+FIXED_SETTINGS = ("dataset.name", "dataset.train_limit", "dataset.test_limit", "model.name", "model.hidden",
+                  "batch_size", "stats_every")
+
+
+def fixed_settings(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """FIXED_SETTINGS of a spec as stored (dataclasses.asdict of a SweepSpec, or its JSON): key -> value,
+    tuples as lists, so that a spec and its stored JSON compare equal. A key the mapping lacks is left out."""
+    out = {}
+    for key in FIXED_SETTINGS:
+        value: Any = spec
+        for part in key.split("."):
+            if not isinstance(value, Mapping) or part not in value:
+                break
+            value = value[part]
+        else:
+            out[key] = list(value) if isinstance(value, (tuple, list)) else value
+    return out
+
+
+def changed_setting(stored: Mapping[str, Any], spec: "SweepSpec") -> tuple[str, Any, Any] | None:
+    """The first fixed setting whose value in `spec` differs from `stored` (a stored spec): (key, old, new)."""
+    from dataclasses import asdict
+
+    old, new = fixed_settings(stored), fixed_settings(asdict(spec))
+    for key in FIXED_SETTINGS:
+        if key in old and old[key] != new[key]:
+            return key, old[key], new[key]
+    return None
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str = "fashion_mnist"
@@ -153,7 +186,14 @@ def _int(value: Any, path: str, minimum: int = 1) -> int:
     return value
 
 
+# YAML 1.1 (PyYAML) reads 1e-3 as a string: it wants a dot (1.0e-3) and a sign on the exponent. Papers and
+# `--where lr=1e-3` write it that way, so a string of exactly this form is the number it spells.
+_SCIENTIFIC = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
 def _number(value: Any, path: str, positive: bool = False, minimum: float | None = None) -> float:
+    if isinstance(value, str) and _SCIENTIFIC.match(value.strip()):
+        value = float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         _fail(path, f"{_show(value)} is not a finite number")
     if positive and value <= 0:
@@ -223,12 +263,19 @@ def _model(raw: Any, path: str) -> ModelSpec:
 
 
 def _init(raw: Any, path: str) -> InitSpec:
-    from models.registry import GAIN_INITS, INITS
+    from models.registry import ACTIVATION_GAIN_INITS, GAIN_INITS, INITS
 
     if isinstance(raw, str):
         raw = {"name": raw}
     raw = _mapping(raw, path, ("name", "gain"), required=("name",))
     name = _choice(raw["name"], INITS, f"{path}.name", "init")
+    if name in ACTIVATION_GAIN_INITS:
+        # Kaiming's gain comes from the activation (tanh 5/3, ReLU sqrt 2, ...): `auto` is all it can be.
+        gain = raw.get("gain", "auto")
+        if gain != "auto":
+            _fail(f"{path}.gain", f"{_show(gain)}: {name} takes its gain from the activation; "
+                                  "write gain: auto or leave gain out")
+        return InitSpec(name, "auto")
     gain = raw.get("gain", 1.0)
     if gain != 1.0 and name not in GAIN_INITS:
         _fail(f"{path}.gain", f"{name} takes no gain; gain applies to {', '.join(sorted(GAIN_INITS))}")
