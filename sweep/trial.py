@@ -53,6 +53,17 @@ def _save(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)  # atomic: a crash never leaves half a checkpoint
 
 
+class CheckpointMismatch(RuntimeError):
+    """A trial's folder holds the checkpoint of another configuration: never resumed, an error for the trial."""
+
+
+def _checkpoint_hash(ckpt: dict[str, Any]) -> str | None:
+    """The config hash a checkpoint was saved for (older checkpoints: that of its replayed reports)."""
+    if "config_hash" in ckpt:
+        return ckpt["config_hash"]
+    return ckpt["replay"][-1]["config_hash"] if ckpt.get("replay") else None
+
+
 def _forget_earlier_attempts(logdir: Path) -> None:
     """Delete the event files of attempts that left no checkpoint.
 
@@ -99,9 +110,16 @@ class _Member:
         self.state = {"epoch": 0, "images_seen": 0, "train_seconds": 0.0, "run_seconds": 0.0,
                       "best_test_acc": None, "best_epoch": None}
         ckpt_path = self.logdir / CHECKPOINT
+        # A save cut short (a full disk, a kill inside torch.save) leaves its temporary file: never a checkpoint.
+        ckpt_path.with_suffix(".tmp").unlink(missing_ok=True)
         if ckpt_path.exists():
             # On the CPU: RNG states must stay CPU tensors; the bundle moves the rest to its device.
             ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+            saved_for = _checkpoint_hash(ckpt)
+            if saved_for is not None and saved_for != cfg.config_hash:
+                raise CheckpointMismatch(
+                    f"{ckpt_path} was saved by another configuration (config hash {saved_for}, this trial's "
+                    f"{cfg.config_hash}): not resumed; move that folder away, or give the sweep a new name")
             self.module.load_state_dict(ckpt["model"])
             self.optimizer_state = ckpt["optimizer"]
             self.order.set_state(ckpt["order_rng"])
@@ -166,9 +184,12 @@ class _Member:
         if self.writer is not None:
             self.writer.flush()
         self.replay = [*self.replay, result][-REPLAY_EPOCHS:]
+        # The batch order's generator is the only random state training draws from after the weights are
+        # built (torch's global generator serves only the initialisation, from the seed), so it is all a
+        # resumed trial needs to continue exactly.
         _save(self.logdir / CHECKPOINT, {
-            "model": model_state, "optimizer": optimizer_state, "order_rng": self.order.get_state(),
-            "torch_rng": torch.get_rng_state(), "state": dict(self.state), "replay": self.replay,
+            "config_hash": self.cfg.config_hash, "model": model_state, "optimizer": optimizer_state,
+            "order_rng": self.order.get_state(), "state": dict(self.state), "replay": self.replay,
         })
 
     def end_session(self, success: bool) -> None:
@@ -245,6 +266,7 @@ def _train(members: list[_Member], train_x, train_y, test_x, test_y, report, dev
 
     n = len(train_x)
     batches = math.ceil(n / cfg.batch_size)
+    closing = closing_batch(n, cfg.batch_size)
     for epoch in range(members[0].state["epoch"] + 1, cfg.epochs + 1):
         started = time.perf_counter()
         perm = torch.stack([torch.randperm(n, generator=m.order) for m in members]).to(device)
@@ -266,9 +288,9 @@ def _train(members: list[_Member], train_x, train_y, test_x, test_y, report, dev
             for m in members:
                 m.state["images_seen"] += size
             diverged: list[int] = []
-            # Every stats_every batches, and at the end of each epoch so that
+            # Every stats_every batches, and on the epoch's last full batch (closing_batch), so that
             # every epoch has statistics however short it is.
-            if batch % cfg.stats_every == 0 or batch == batches:
+            if batch % cfg.stats_every == 0 or batch == closing:
                 # Gradients as backward left them, before the step and the next clear.
                 train_losses = (window_loss / window_batches).tolist()
                 window_loss.zero_()
@@ -317,6 +339,13 @@ def _train(members: list[_Member], train_x, train_y, test_x, test_y, report, dev
         if diverged:
             net.drop(diverged)
             members = _without(members, diverged)
+
+
+def closing_batch(images: int, batch_size: int) -> int:
+    """The batch (from 1) whose snapshot closes an epoch: its last full batch, so that statistics such as
+    dead_frac ("zero for every example of the batch") never judge a short remainder of one example; the
+    only batch where the epoch has no full one."""
+    return max(1, images // batch_size)
 
 
 def _finish_diverged(members, diverged, reasons, epoch, mean_losses, rows, tests, wall, report, began) -> None:
