@@ -10,9 +10,16 @@ at which it appeared, judged on the last snapshot of each epoch:
   (only ReLU-like activations produce exact zeros);
 - vanishing / exploding: the first weight layer's gradient std over the last
   one's below `vanishing` / above `exploding`;
+- exploding loss: the epoch's train loss above `exploding` times the test
+  loss before training (epoch 0), still finite (layer "loss");
 - chance: test accuracy within `chance_margin` of 1/classes from some epoch
-  >= 1 to the last one recorded;
+  >= 1 to the last one read;
 - diverged: the loss became NaN or infinite (the trial's status).
+
+Flags read the epochs the report reads (like with like): up to the sweep's
+`epochs` (a trial trained further is judged there), and for a diverged trial
+up to the epoch before the one whose loss was not finite (its evaluation on
+NaN logits says class 0, about 1/classes: never chance).
 
 `flags_frame` reads them from the database without loading the statistics:
 each epoch row carries the summary of its last snapshot (the largest
@@ -25,8 +32,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import json
+
 import pandas as pd
-from sqlalchemy import Engine, and_, case, func, select
+from sqlalchemy import Engine, and_, case, func, or_, select
+from sqlalchemy.orm import aliased
 
 from db.schema import EpochMetric, LayerStat, Sweep, Trial
 
@@ -52,11 +62,23 @@ def _first(rows: pd.DataFrame, flag: str, value_col: str) -> list[dict]:
              "value": float(getattr(r, value_col))} for r in rows.itertuples()]
 
 
+def _read_upto(trials: pd.DataFrame, sweep_epochs: int | None) -> dict[int, float]:
+    """trial_id -> the last epoch its flags read (the report's rule; module doc)."""
+    cap = float("inf") if sweep_epochs is None else sweep_epochs
+    return {r.trial_id: (r.epochs_done - 1 if r.status == "diverged" and r.epochs_done - 1 < cap else cap)
+            for r in trials.itertuples()}
+
+
 def compute_flags(trials: pd.DataFrame, epochs: pd.DataFrame, stats: pd.DataFrame,
-                  thresholds: FlagThresholds = FlagThresholds()) -> pd.DataFrame:
-    """Flags from the three frames of one sweep (see the module doc)."""
+                  thresholds: FlagThresholds = FlagThresholds(), sweep_epochs: int | None = None) -> pd.DataFrame:
+    """Flags from the three frames of one sweep at its `sweep_epochs` (see the module doc)."""
     t = thresholds
     records: list[dict] = []
+    upto = _read_upto(trials, sweep_epochs)
+    if not stats.empty:
+        stats = stats[stats["epoch"] <= stats["trial_id"].map(upto)]
+    if not epochs.empty:
+        epochs = epochs[epochs["epoch"] <= epochs["trial_id"].map(upto)]
     if not stats.empty:
         # The last snapshot of each epoch stands for that epoch.
         last = stats[stats["step"] == stats.groupby(["trial_id", "epoch"])["step"].transform("max")]
@@ -72,6 +94,13 @@ def compute_flags(trials: pd.DataFrame, epochs: pd.DataFrame, stats: pd.DataFram
             rows = ends[hit].sort_values(["trial_id", "epoch"]).groupby("trial_id").head(1)
             records += [{"trial": r.trial, "label": r.label, "flag": flag, "layer": r.first_layer,
                          "epoch": int(r.epoch), "value": float(r.ratio)} for r in rows.itertuples()]
+    if not epochs.empty and "train_loss" in epochs:
+        before = epochs[epochs["epoch"] == 0].set_index("trial_id")["test_loss"]
+        ratio = epochs["train_loss"] / epochs["trial_id"].map(before)
+        high = epochs[(epochs["epoch"] >= 1) & (ratio > t.exploding)].assign(ratio=ratio)
+        for r in high.sort_values(["trial_id", "epoch"]).groupby("trial_id").head(1).itertuples():
+            records.append({"trial": r.trial, "label": r.label, "flag": "exploding", "layer": "loss",
+                            "epoch": int(r.epoch), "value": float(r.ratio)})
     if not epochs.empty:
         chance = 1.0 / t.classes
         for trial_id, group in epochs[epochs["epoch"] >= 1].groupby("trial_id"):
@@ -99,7 +128,8 @@ def flags_frame(engine: Engine, sweep: str, thresholds: FlagThresholds = FlagThr
     """
     t = thresholds
     with engine.connect() as conn:
-        sweep_id = conn.scalar(select(Sweep.sweep_id).where(Sweep.name == sweep))
+        sweep_id, spec_json = conn.execute(select(Sweep.sweep_id, Sweep.spec_json).where(Sweep.name == sweep)).one()
+        epochs = _sweep_epochs(spec_json)
         names = {r.trial_id: (r.name, r.label, r.status, r.epochs_done) for r in conn.execute(
             select(Trial.trial_id, Trial.name, Trial.label, Trial.status, Trial.epochs_done)
             .where(Trial.sweep_id == sweep_id))}
@@ -108,14 +138,17 @@ def flags_frame(engine: Engine, sweep: str, thresholds: FlagThresholds = FlagThr
                                       ("dead", EpochMetric.max_dead_frac, LayerStat.dead_frac)):
             limit = t.saturated if flag == "saturated" else t.dead
             records += [(r.trial_id, flag, r.layer, r.epoch, r.value)
-                        for r in conn.execute(_first_layer(sweep_id, summary > limit, "activation", column > limit,
-                                                           column))]
+                        for r in conn.execute(_first_layer(sweep_id, epochs, summary > limit, "activation",
+                                                           column > limit, column))]
         for flag, hit in (("vanishing", EpochMetric.grad_std_ratio < t.vanishing),
                           ("exploding", EpochMetric.grad_std_ratio > t.exploding)):
             records += [(r.trial_id, flag, r.layer, r.epoch, r.ratio)
-                        for r in conn.execute(_first_layer(sweep_id, hit, "gradient", None, EpochMetric.grad_std_ratio,
-                                                           "ratio"))]
-        records += [(r.trial_id, "chance", None, r.epoch, r.test_acc) for r in conn.execute(_chance(sweep_id, t))]
+                        for r in conn.execute(_first_layer(sweep_id, epochs, hit, "gradient", None,
+                                                           EpochMetric.grad_std_ratio, "ratio"))]
+        records += [(r.trial_id, "exploding", "loss", r.epoch, r.ratio)
+                    for r in conn.execute(_exploding_loss(sweep_id, epochs, t))]
+        records += [(r.trial_id, "chance", None, r.epoch, r.test_acc)
+                    for r in conn.execute(_chance(sweep_id, epochs, t))]
     records += [(trial_id, "diverged", None, int(done), float("nan"))
                 for trial_id, (_, _, status, done) in names.items() if status == "diverged"]
     frame = pd.DataFrame(
@@ -125,15 +158,40 @@ def flags_frame(engine: Engine, sweep: str, thresholds: FlagThresholds = FlagThr
     return frame.sort_values(["trial", "epoch", "flag"], kind="stable").reset_index(drop=True)
 
 
-def _epochs_of(sweep_id: int):
-    return (select(EpochMetric.trial_id).join(Trial, Trial.trial_id == EpochMetric.trial_id)
+def _sweep_epochs(spec_json: str | None) -> int | None:
+    """The sweep's `epochs` from its stored spec (None where the spec does not say)."""
+    try:
+        return int(json.loads(spec_json or "{}")["epochs"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _epochs_of(sweep_id: int, sweep_epochs: int | None):
+    """The sweep's epoch rows that its flags read (_read_upto's rule, in SQL)."""
+    stmt = (select(EpochMetric.trial_id).join(Trial, Trial.trial_id == EpochMetric.trial_id)
             .where(Trial.sweep_id == sweep_id))
+    stmt = stmt.where(or_(Trial.status != "diverged", EpochMetric.epoch <= Trial.epochs_done - 1))
+    return stmt if sweep_epochs is None else stmt.where(EpochMetric.epoch <= sweep_epochs)
 
 
-def _first_layer(sweep_id: int, hit, kind: str, layer_hit, value, value_name: str = "value"):
+def _exploding_loss(sweep_id: int, sweep_epochs: int | None, t: FlagThresholds):
+    """Per trial, the first epoch >= 1 whose train loss is above t.exploding times the test loss of epoch 0."""
+    start = aliased(EpochMetric)
+    ratio = EpochMetric.train_loss / start.test_loss
+    hits = (_epochs_of(sweep_id, sweep_epochs).add_columns(EpochMetric.epoch, ratio.label("ratio"),
+                                                           func.row_number().over(
+                                                               partition_by=EpochMetric.trial_id,
+                                                               order_by=EpochMetric.epoch).label("place"))
+            .join(start, and_(start.trial_id == EpochMetric.trial_id, start.epoch == 0))
+            .where(EpochMetric.epoch >= 1, ratio > t.exploding).subquery())
+    return select(hits.c.trial_id, hits.c.epoch, hits.c.ratio).where(hits.c.place == 1)
+
+
+def _first_layer(sweep_id: int, sweep_epochs: int | None, hit, kind: str, layer_hit, value,
+                 value_name: str = "value"):
     """Per trial, the first epoch whose summary passes `hit`, and in that epoch's last snapshot the first
     layer of `kind` (in layer order) passing `layer_hit` (any layer where None), with `value`."""
-    first = (_epochs_of(sweep_id).add_columns(func.min(EpochMetric.epoch).label("epoch"))
+    first = (_epochs_of(sweep_id, sweep_epochs).add_columns(func.min(EpochMetric.epoch).label("epoch"))
              .where(hit).group_by(EpochMetric.trial_id).subquery())
     layers = (select(LayerStat.trial_id, LayerStat.epoch, LayerStat.layer, value.label(value_name),
                      func.row_number().over(partition_by=LayerStat.trial_id,
@@ -147,11 +205,11 @@ def _first_layer(sweep_id: int, hit, kind: str, layer_hit, value, value_name: st
     return select(layers.c.trial_id, layers.c.epoch, layers.c.layer, layers.c[value_name]).where(layers.c.place == 1)
 
 
-def _chance(sweep_id: int, t: FlagThresholds):
+def _chance(sweep_id: int, sweep_epochs: int | None, t: FlagThresholds):
     """Per trial whose last epoch (>= 1) is near chance, the start of that final run of near-chance epochs."""
     near = func.abs(EpochMetric.test_acc - 1.0 / t.classes) <= t.chance_margin
     far_epoch = case((near, None), else_=EpochMetric.epoch)  # NULL accuracy: not near
-    runs = (_epochs_of(sweep_id).where(EpochMetric.epoch >= 1)
+    runs = (_epochs_of(sweep_id, sweep_epochs).where(EpochMetric.epoch >= 1)
             .add_columns(func.max(EpochMetric.epoch).label("last"), func.max(far_epoch).label("last_far"),
                          func.min(EpochMetric.epoch).label("first"))
             .group_by(EpochMetric.trial_id).subquery())
