@@ -31,7 +31,9 @@ ACTIVATIONS: Mapping[str, Activation] = {
     "relu": Activation(nn.ReLU, "relu"),
     "leaky_relu": Activation(nn.LeakyReLU, "leaky_relu"),
     "elu": Activation(nn.ELU, None),
-    "selu": Activation(nn.SELU, "selu"),
+    # Self-normalising networks want the linear gain (PyTorch's documentation of calculate_gain and SELU),
+    # not calculate_gain("selu") = 3/4: both `gain: auto` and Kaiming use 1.
+    "selu": Activation(nn.SELU, None),
     "gelu": Activation(nn.GELU, None),
     "silu": Activation(nn.SiLU, None),
 }
@@ -43,15 +45,22 @@ def recommended_gain(activation: str) -> float:
     return nn.init.calculate_gain(name) if name else 1.0
 
 
+def _kaiming_nonlinearity(activation: str) -> str:
+    """The `nonlinearity` torch's Kaiming initialisers are given for an activation."""
+    name = ACTIVATIONS[activation].gain_name
+    return name if name in ("relu", "leaky_relu", "tanh", "sigmoid") else "linear"
+
+
+def kaiming_gain(activation: str) -> float:
+    """The gain torch's Kaiming initialisers use for an activation (a = 0, their default slope)."""
+    return nn.init.calculate_gain(_kaiming_nonlinearity(activation), 0)
+
+
 def _kaiming(fn):
     # Kaiming's formula is written for the activation's slope; torch names it
-    # with `nonlinearity`. Gain does not apply: the activation decides it.
+    # with `nonlinearity`, and the gain it uses is kaiming_gain's (stored as the trial's gain).
     def init(weight: torch.Tensor, gain: float, activation: str) -> None:
-        name = ACTIVATIONS[activation].gain_name
-        if name in ("relu", "leaky_relu", "tanh", "sigmoid", "selu"):
-            fn(weight, nonlinearity=name)
-        else:
-            fn(weight, nonlinearity="linear")
+        fn(weight, a=0, nonlinearity=_kaiming_nonlinearity(activation))
 
     return init
 
@@ -69,6 +78,18 @@ INITS: Mapping[str, Callable[[torch.Tensor, float, str], None] | None] = {
 
 # Inits whose formula takes a gain (the others ignore it).
 GAIN_INITS = frozenset({"xavier_uniform", "xavier_normal", "orthogonal"})
+# Inits whose gain the activation decides (kaiming_gain); a spec can only say `auto`.
+ACTIVATION_GAIN_INITS = frozenset({"kaiming_uniform", "kaiming_normal"})
+
+
+def init_gain(init: str, gain: float | str, activation: str) -> float:
+    """The gain an initialisation actually uses: Kaiming's from the activation, `auto` torch's recommended gain
+    for the activation, else the spec's number (1 for inits that take none)."""
+    if init in ACTIVATION_GAIN_INITS:
+        return kaiming_gain(activation)
+    if gain == "auto":
+        return recommended_gain(activation)
+    return float(gain)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from models.registry import recommended_gain
+from models.registry import ACTIVATION_GAIN_INITS, init_gain
 from sweep.spec import SpecError, SweepSpec
 
 # Fields that do not change what a trial computes up to a given epoch: raising
@@ -49,7 +49,9 @@ class TrialConfig:
     @property
     def label(self) -> str:
         """The name without the seed: what replicates over seeds share."""
-        init = self.init if self.gain_label == "1" else f"{self.init}-g{self.gain_label}"
+        # Kaiming's gain is always the activation's (auto): the name need not say it.
+        plain = self.gain_label == "1" or self.init in ACTIVATION_GAIN_INITS
+        init = self.init if plain else f"{self.init}-g{self.gain_label}"
         extra = "".join(f"-{k}{_fmt(v)}" for k, v in self.optimizer_params)
         return f"{self.activation}-{init}-{self.optimizer}-lr{_fmt(self.lr)}{extra}"
 
@@ -113,7 +115,7 @@ def expand_grid(spec: SweepSpec) -> list[TrialConfig]:
         gain_label = "auto" if init.gain == "auto" else _fmt(float(init.gain))
         trial = TrialConfig(
             sweep=spec.name, activation=act, init=init.name,
-            gain=recommended_gain(act) if init.gain == "auto" else float(init.gain),
+            gain=init_gain(init.name, init.gain, act),
             gain_label=gain_label, optimizer=opt, lr=lr, optimizer_params=hyper, seed=seed,
             model=spec.model.name, hidden=spec.model.hidden, dataset=spec.dataset.name,
             train_limit=spec.dataset.train_limit, test_limit=spec.dataset.test_limit,
