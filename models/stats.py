@@ -64,16 +64,15 @@ def tensor_stats(
     return torch.stack([v.mean(), std, percentile(v, 98.0), zero.float().mean(), dead, sat])
 
 
-def snapshot_stats(
+def snapshot_table(
     activations: dict[str, torch.Tensor],
     weights: dict[str, torch.Tensor],
     bounds: tuple[float, float] | None = None,
-) -> list[tuple[str, str, list[float]]]:
-    """Statistics of every activation layer and every weight gradient.
+) -> tuple[list[tuple[str, str]], torch.Tensor | None]:
+    """Statistics of every activation layer and every weight gradient, left on the device.
 
-    Returns rows (layer, kind, values) with kind "activation" or "gradient" and
-    values in STAT_NAMES order (NaN where a statistic does not apply). One
-    device-to-host copy for the whole snapshot.
+    Returns the rows' (layer, kind) keys, kind "activation" or "gradient", and
+    their values as one (rows, len(STAT_NAMES)) tensor (None without rows).
     """
     keys: list[tuple[str, str]] = []
     rows: list[torch.Tensor] = []
@@ -85,7 +84,24 @@ def snapshot_stats(
             continue
         keys.append((layer, "gradient"))
         rows.append(tensor_stats(weight.grad, per_unit=False))
-    if not rows:
-        return []
-    table = torch.stack(rows).cpu().tolist()
-    return [(layer, kind, vals) for (layer, kind), vals in zip(keys, table)]
+    return keys, (torch.stack(rows) if rows else None)
+
+
+def snapshot_rows(keys: list[tuple[str, str]], values: list[list[float]]) -> list[tuple[str, str, list[float]]]:
+    """(layer, kind, values) rows of a snapshot_table once copied to the host."""
+    return [(layer, kind, vals) for (layer, kind), vals in zip(keys, values)]
+
+
+def snapshot_stats(
+    activations: dict[str, torch.Tensor],
+    weights: dict[str, torch.Tensor],
+    bounds: tuple[float, float] | None = None,
+) -> list[tuple[str, str, list[float]]]:
+    """Statistics of every activation layer and every weight gradient.
+
+    Returns rows (layer, kind, values) with kind "activation" or "gradient" and
+    values in STAT_NAMES order (NaN where a statistic does not apply). One
+    device-to-host copy for the whole snapshot.
+    """
+    keys, table = snapshot_table(activations, weights, bounds)
+    return [] if table is None else snapshot_rows(keys, table.cpu().tolist())
