@@ -39,7 +39,7 @@ from torch import nn
 
 from models.nets import weight_layers
 from models.registry import make_optimizer
-from models.stats import snapshot_stats
+from models.stats import snapshot_rows, snapshot_table
 
 # Test-set examples per forward in FusedNet.evaluate (as in the unfused evaluation).
 EVAL_BATCH = 1000
@@ -119,11 +119,13 @@ class _MemberActivation(nn.Module):
 class _Group:
     """Members with one optimizer setting: their stacked leaves and the optimizer over them."""
 
-    def __init__(self, setting: tuple[str, Mapping], members: list[int], leaves: list[torch.Tensor]):
+    def __init__(self, setting: tuple[str, Mapping], members: list[int], leaves: list[torch.Tensor],
+                 capturable: bool = False):
         self.setting = setting
         self.members = members  # positions in the bundle, ascending
         self.leaves = leaves  # one (len(members), ...) tensor per parameter, in parameter order
-        self.optimizer = make_optimizer(setting[0], leaves, setting[1])
+        self.capturable = capturable
+        self.optimizer = make_optimizer(setting[0], leaves, setting[1], capturable=capturable)
 
     def per_member(self, i: int, value) -> bool:
         """Whether optimizer state `value` of parameter i has one slice per member (else it is
@@ -151,7 +153,7 @@ class FusedNet:
     """
 
     def __init__(self, modules: Sequence[nn.Module], optimizers: Sequence[tuple[str, Mapping]],
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", capturable: bool = False):
         if not modules or len(modules) != len(optimizers):
             raise ValueError(f"need one optimizer setting per member: {len(modules)} modules, "
                              f"{len(optimizers)} settings")
@@ -178,7 +180,7 @@ class FusedNet:
             leaves = [torch.stack([params[k][name].detach() for k in members]).to(device).requires_grad_()
                       for name in self._names]
             name, hyper = optimizers[members[0]]
-            self._groups.append(_Group((name, dict(hyper)), members, leaves))
+            self._groups.append(_Group((name, dict(hyper)), members, leaves, capturable))
         self._reorder()
 
     # --- structure -----------------------------------------------------------------
@@ -252,6 +254,19 @@ class FusedNet:
         k, b = y.shape
         return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(k, b).mean(1)
 
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Forward, the members' losses and backward for a batch x (K, B, ...), y (K, B); then `step()`.
+
+        The one training step, eager or replayed from a CUDA graph (models/graph.py): no value is read
+        on the host, no branch depends on one, and every shape follows from x's. Returns the members'
+        losses (K,), detached and on the device, and the activations for a statistics snapshot.
+        """
+        logits, acts = self.forward(x)
+        losses = self.member_losses(logits, y)
+        self.zero_grad()
+        losses.sum().backward()
+        return losses.detach(), acts
+
     def zero_grad(self) -> None:
         """Clear every member's gradients (set to None, as the unfused trial does)."""
         for group in self._groups:
@@ -278,12 +293,18 @@ class FusedNet:
         current weight gradients and its activation's bounds[k]. Member k's rows have the same order,
         names and values as its unfused trial's."""
         grads = self.weight_grads()
-        # snapshot_stats reads `.grad` off the weights it is given.
-        return [
-            snapshot_stats({layer: a[k] for layer, a in acts.items()},
+        # snapshot_table reads `.grad` off the weights it is given. Every member has the same rows: their
+        # tables travel to the host as one (K, rows, stats) copy, not one per member.
+        tables = [
+            snapshot_table({layer: a[k] for layer, a in acts.items()},
                            {layer: SimpleNamespace(grad=grad[k]) for layer, grad in grads.items()}, bounds[k])
             for k in range(len(self))
         ]
+        keys = tables[0][0]
+        if tables[0][1] is None:
+            return [[] for _ in tables]
+        values = torch.stack([table for _, table in tables]).cpu().tolist()
+        return [snapshot_rows(keys, member) for member in values]
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, chunk: int = EVAL_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
@@ -367,7 +388,7 @@ class FusedNet:
         if len(theirs) != len(mine):
             raise ValueError(f"member {k}'s optimizer state has {len(theirs)} parameter groups, expected {len(mine)}")
         for a, b in zip(mine, theirs):
-            differ = {key for key in a.keys() & b.keys() if key != "params" and a[key] != b[key]}
+            differ = {key for key in a.keys() & b.keys() if key not in _HOW and a[key] != b[key]}
             if differ or len(a["params"]) != len(b["params"]):
                 raise ValueError(f"member {k}'s optimizer state is for another setting: "
                                  + ", ".join(f"{key}={b[key]} (bundle: {a[key]})" for key in sorted(differ)))
@@ -394,13 +415,18 @@ class FusedNet:
                     if group.per_member(i, value):
                         entry[key] = value.index_select(0, index)
             leaves = [leaf.detach().index_select(0, index).requires_grad_() for leaf in group.leaves]
-            kept = _Group(group.setting, [renumber[group.members[j]] for j in rows], leaves)
+            kept = _Group(group.setting, [renumber[group.members[j]] for j in rows], leaves, group.capturable)
             kept.optimizer.load_state_dict(full)
             groups.append(kept)
         self._groups = groups
         self._activations = [self._activations[k] for k in keep]
         self._twin.act.set_members(self._activations)
         self._reorder()
+
+
+# Optimizer options that say how a step is computed, not what it computes: a member saved from a CUDA graph's
+# capturable optimizer continues on the CPU and the other way round (the group's own options are kept).
+_HOW = frozenset({"params", "capturable", "foreach", "fused", "differentiable"})
 
 
 def _same(a, b) -> bool:

@@ -136,13 +136,21 @@ def init_weights(model: nn.Module, init: str, gain: float, activation: str) -> N
                 nn.init.zeros_(module.bias)
 
 
-def make_optimizer(name: str, params, hyper: Mapping[str, object]) -> torch.optim.Optimizer:
+# Optimizers whose step keeps a counter that a CUDA graph can only replay in their capturable form (the
+# counter on the device); SGD has none and needs no option.
+CAPTURABLE = frozenset({"adam", "adamw", "rmsprop"})
+
+
+def make_optimizer(name: str, params, hyper: Mapping[str, object], capturable: bool = False) -> torch.optim.Optimizer:
     """Build optimizer `name` over `params` with spec hyper-parameters `hyper`.
 
-    The spec spells Adam's betas as beta1/beta2 so each is a scalar grid value.
+    The spec spells Adam's betas as beta1/beta2 so each is a scalar grid value. `capturable`: the form a
+    CUDA graph can replay (same numbers; the step counter stays on the device).
     """
     entry = OPTIMIZERS[name]
     kwargs = dict(hyper)
     if "beta1" in kwargs or "beta2" in kwargs:
         kwargs["betas"] = (kwargs.pop("beta1", 0.9), kwargs.pop("beta2", 0.999))
+    if capturable and name in CAPTURABLE:
+        kwargs["capturable"] = True
     return entry.cls(params, **kwargs)

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import torch
 
 from models.fused import FusedNet
+from models.graph import StepRunner, graphs_wanted
 from models.nets import build_model
 from models.registry import ACTIVATIONS, init_weights
 from models.stats import STAT_NAMES
@@ -248,7 +249,9 @@ def run_bundle(
 def _train(members: list[_Member], train_x, train_y, test_x, test_y, report, device, began: float) -> None:
     """Train members that stand at the same epoch together, to the end (or until each diverges)."""
     cfg = members[0].cfg
-    net = FusedNet([m.module for m in members], [(m.cfg.optimizer, m.cfg.hyper()) for m in members], device)
+    net = FusedNet([m.module for m in members], [(m.cfg.optimizer, m.cfg.hyper()) for m in members], device,
+                   capturable=graphs_wanted(device) is None)
+    runner = StepRunner(net, train_x, train_y, bundle_name([m.cfg for m in members]))
     for k, m in enumerate(members):
         if m.optimizer_state is not None:
             net.load_member_state(k, m.module.state_dict(), m.optimizer_state)
@@ -265,7 +268,6 @@ def _train(members: list[_Member], train_x, train_y, test_x, test_y, report, dev
             report({**past, "resumed_from": m.resumed_from})
 
     n = len(train_x)
-    batches = math.ceil(n / cfg.batch_size)
     closing = closing_batch(n, cfg.batch_size)
     for epoch in range(members[0].state["epoch"] + 1, cfg.epochs + 1):
         started = time.perf_counter()
@@ -276,21 +278,23 @@ def _train(members: list[_Member], train_x, train_y, test_x, test_y, report, dev
         rows: list[list[dict[str, Any]]] = [[] for _ in members]
         for batch, start in enumerate(range(0, n, cfg.batch_size), 1):
             idx = perm[:, start:start + cfg.batch_size]
-            logits, acts = net(train_x[idx])
-            losses = net.member_losses(logits, train_y[idx])
-            net.zero_grad()
-            losses.sum().backward()
             size = idx.shape[1]
+            # Every stats_every batches, and on the epoch's last full batch (closing_batch), so that
+            # every epoch has statistics however short it is.
+            snapshot = batch % cfg.stats_every == 0 or batch == closing
+            stepped = not snapshot and size == cfg.batch_size
+            if stepped:  # the whole step, from a CUDA graph where one is captured
+                losses = runner.plain(idx)
+            else:
+                losses, acts = runner.eager(idx)
             epoch_images += size
-            epoch_loss += losses.detach() * size
-            window_loss += losses.detach()
+            epoch_loss += losses * size
+            window_loss += losses
             window_batches += 1
             for m in members:
                 m.state["images_seen"] += size
             diverged: list[int] = []
-            # Every stats_every batches, and on the epoch's last full batch (closing_batch), so that
-            # every epoch has statistics however short it is.
-            if batch % cfg.stats_every == 0 or batch == closing:
+            if snapshot:
                 # Gradients as backward left them, before the step and the next clear.
                 train_losses = (window_loss / window_batches).tolist()
                 window_loss.zero_()
@@ -308,9 +312,11 @@ def _train(members: list[_Member], train_x, train_y, test_x, test_y, report, dev
                                  evaluate_all(), wall, report, began)
             if len(diverged) == len(members):
                 return
-            net.step()
+            if not stepped:
+                net.step()
             if diverged:
                 net.drop(diverged)
+                runner.reset(net)
                 members, rows = _without(members, diverged), _without(rows, diverged)
                 keep = torch.tensor([k for k in range(len(perm)) if k not in diverged], device=device)
                 perm, epoch_loss, window_loss = (t.index_select(0, keep) for t in (perm, epoch_loss, window_loss))
@@ -338,6 +344,7 @@ def _train(members: list[_Member], train_x, train_y, test_x, test_y, report, dev
             return
         if diverged:
             net.drop(diverged)
+            runner.reset(net)
             members = _without(members, diverged)
 
 
