@@ -2,9 +2,10 @@
 
 (a) the blog's loop (bench_train.blog_loop) on the GPU; (b) one unfused trial
 (run_trial) on the GPU; (c) the default study unfused, Ray packing trials at
-0.25 GPU each; (d) the default study fused (resources.fuse: auto); then
-(e) sweeps-full.yaml (the blog's 200 epochs) fused, if (d)'s rate says it fits
-before --deadline (a Unix time). Images/s, wall time and the card's peak memory
+0.25 GPU each; (d) the default study fused (resources.fuse: auto), eager steps;
+(e) the same with its plain steps replayed from CUDA graphs (SWEEP_CUDA_GRAPHS=1,
+models/graph.py); then (f) sweeps-full.yaml (the blog's 200 epochs) fused with
+graphs, if (e)'s rate says it fits before --deadline (a Unix time). Images/s, wall time and the card's peak memory
 (nvidia-smi, sampled every 0.2 s) for each.
 
     python bench/bench_gpu.py --deadline $(( $(date +%s) + 420 ))
@@ -12,6 +13,7 @@ before --deadline (a Unix time). Images/s, wall time and the card's peak memory
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import subprocess
 import sys
@@ -76,15 +78,20 @@ def main() -> None:
     figures["d_study_fused"] = measured("(d) default study, fused",
                                         lambda: study(out / "d", resources={"gpu": "auto", "fuse": "auto"}))
     figures["d_over_c"] = round(figures["d_study_fused"]["images_per_s"] / figures["c_study_unfused"]["images_per_s"], 2)
+    os.environ["SWEEP_CUDA_GRAPHS"] = "1"  # inherited by the sweep's driver, its Ray processes and the trials
+    figures["e_study_fused_graphs"] = measured("(e) default study, fused, CUDA graphs",
+                                               lambda: study(out / "e", resources={"gpu": "auto", "fuse": "auto"}))
+    figures["e_over_c"] = round(figures["e_study_fused_graphs"]["images_per_s"]
+                                / figures["c_study_unfused"]["images_per_s"], 2)
     full_images = 16 * 200 * 60000
-    predicted = full_images / figures["d_study_fused"]["images_per_s"]
-    figures["e_full_study_predicted_s"] = round(predicted)
-    figures["e_seconds_left"] = round(args.deadline - time.time())
+    predicted = full_images / figures["e_study_fused_graphs"]["images_per_s"]
+    figures["f_full_study_predicted_s"] = round(predicted)
+    figures["f_seconds_left"] = round(args.deadline - time.time())
     # Start-up and evaluation on top of the training rate: ask for a quarter more than predicted.
     if args.deadline and 1.25 * predicted < args.deadline - time.time():
-        figures["e_full_study_fused"] = measured("(e) sweeps-full.yaml, fused", lambda: study(
-            out / "e", spec_file="sweeps-full.yaml", resources={"gpu": "auto", "fuse": "auto"}))
-        report = subprocess.run([sys.executable, "-m", "sweep.cli", "report", "--spec", str(out / "e" / "sweeps-full.yaml")],
+        figures["f_full_study_fused_graphs"] = measured("(f) sweeps-full.yaml, fused, CUDA graphs", lambda: study(
+            out / "f", spec_file="sweeps-full.yaml", resources={"gpu": "auto", "fuse": "auto"}))
+        report = subprocess.run([sys.executable, "-m", "sweep.cli", "report", "--spec", str(out / "f" / "sweeps-full.yaml")],
                                 capture_output=True, text=True, cwd=ROOT)
         print(report.stdout + report.stderr, flush=True)
     print(json.dumps(figures, indent=2), flush=True)

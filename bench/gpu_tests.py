@@ -63,6 +63,36 @@ def test_a_cuda_trial_resumes_on_cuda_and_its_checkpoint_loads_on_the_cpu(tmp_pa
     assert [r["epoch"] for r in on_cpu] == [1, 2, 3] and on_cpu[-1]["device"] == "cpu"
 
 
+def test_graph_replayed_steps_equal_eager_steps(tmp_path, monkeypatch):
+    """models/graph.py: the plain steps from a CUDA graph give the eager steps' numbers (same kernels, same
+    order: exact is expected; assert_close's fused tolerance is the bound), a member dropped mid-bundle
+    included (a new capture)."""
+    import models.graph as graph
+
+    replays = []
+    plain = graph.StepRunner.plain
+
+    def counted(self, idx):
+        losses = plain(self, idx)
+        replays.append(self.graph is not None)
+        return losses
+
+    monkeypatch.setattr(graph.StepRunner, "plain", counted)
+    monkeypatch.delenv(graph.GRAPHS_ENV, raising=False)
+    eager = []
+    run_bundle(configs(tmp_path / "eager"), DATA, eager.append, device="cuda")
+    assert replays and not any(replays)
+    replays.clear()
+    monkeypatch.setenv(graph.GRAPHS_ENV, "1")
+    graphed = []
+    run_bundle(configs(tmp_path / "graphed"), DATA, graphed.append, device="cuda")
+    assert any(replays), "no step was replayed from a graph"
+    eager, graphed = by_trial(eager), by_trial(graphed)
+    assert graphed.keys() == eager.keys()
+    for key in eager:
+        assert_close(graphed[key], eager[key])
+
+
 @pytest.mark.parametrize("fuse, gpu", [("off", 0.25), ("auto", "auto")])
 def test_a_sweep_through_ray_trains_every_trial_on_the_gpu(tmp_path, fuse, gpu):
     spec = {"name": "g", "dataset": {"name": "synthetic", "train_limit": 2048, "test_limit": 256}, "epochs": 2,
