@@ -14,11 +14,12 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
-from sqlalchemy import Engine, create_engine, event, inspect, select, text
+from sqlalchemy import Engine, create_engine, event, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.schema import BACKFILLS, NEW_TABLES, SCHEMA_VERSION, UPGRADES, Base, SchemaInfo
+from db.schema import SCHEMA_VERSION, Base, SchemaInfo
+from db.upgrade import upgrade
 
 
 class DatabaseError(Exception):
@@ -58,9 +59,13 @@ def error_line(url: str, exc: BaseException) -> str:
 
 # Filesystem types (as /proc/self/mountinfo names them) on which SQLite's WAL is unsafe:
 # its shared-memory index assumes every process is on one host (sqlite.org/wal.html).
+# A FUSE filesystem shows as "fuse.<subtype>", the subtype its client sets: these are the network ones
+# (ceph-fuse: fuse.ceph-fuse; GlusterFS's client: fuse.glusterfs; MooseFS's mfsmount: fuse.mfs).
 NETWORK_FILESYSTEMS = frozenset({
-    "nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "fuse.sshfs", "sshfs",
-    "ceph", "fuse.ceph", "glusterfs", "fuse.glusterfs",
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "sshfs", "ceph", "glusterfs",
+    "afs", "gfs2", "ocfs2",
+    "fuse.sshfs", "fuse.ceph", "fuse.ceph-fuse", "fuse.glusterfs", "fuse.s3fs", "fuse.gcsfuse", "fuse.rclone",
+    "fuse.juicefs", "fuse.mfs",
 })
 
 
@@ -158,7 +163,8 @@ if hasattr(os, "register_at_fork"):
 
 
 def check_version(engine: Engine) -> bool:
-    """True if the database has our tables at our version (upgrading an older one in place); False if empty.
+    """True if the database has our tables at our version (upgrading an older one in place, in one
+    transaction: db.upgrade); False if empty.
 
     Raises DatabaseError for a newer or unknown version or for foreign tables.
     """
@@ -172,7 +178,8 @@ def check_version(engine: Engine) -> bool:
     with Session(engine) as s:
         version = s.scalar(select(SchemaInfo.version))
     if isinstance(version, int) and 1 <= version < SCHEMA_VERSION:
-        _upgrade(engine, version)
+        with session_scope(engine) as s:  # one transaction: all of the upgrade, or nothing
+            upgrade(s, version)
         return True
     if version != SCHEMA_VERSION:
         raise DatabaseError(
@@ -180,23 +187,6 @@ def check_version(engine: Engine) -> bool:
             f"this sweep reads version {SCHEMA_VERSION}"
         )
     return True
-
-
-def _upgrade(engine: Engine, version: int) -> None:
-    """Bring a database of an older version to ours, in one transaction: new columns, indexes and tables, then
-    their backfills."""
-    from db import queries  # queries imports this module
-
-    with session_scope(engine) as s:
-        for v in range(version + 1, SCHEMA_VERSION + 1):
-            for statement in UPGRADES[v]:
-                s.execute(text(statement))
-            for table in NEW_TABLES.get(v, ()):
-                Base.metadata.tables[table].create(s.connection())
-        for v in range(version + 1, SCHEMA_VERSION + 1):
-            if v in BACKFILLS:
-                getattr(queries, BACKFILLS[v])(s)
-        s.get(SchemaInfo, 1).version = SCHEMA_VERSION
 
 
 def init_db(engine: Engine) -> None:

@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, and_, bindparam, case, delete, func, insert, select, true, update
+from sqlalchemy import Engine, and_, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
 from db.engine import DatabaseError, check_version
 from db.schema import ConfigCurve, EpochMetric, LayerStat, Sweep, Trial
+# What the recorder's writes share with the upgrade's backfills is defined with the upgrade (db/upgrade.py),
+# which imports nothing of this module; the backfills stay importable from here, as before.
+from db.upgrade import (CURVE_COLUMNS, SUMMARY_COLUMNS, backfill_config_curves,  # noqa: F401
+                        backfill_epoch_summaries, pooled_accuracy, summarize_snapshot)
 
-# The per-epoch summary columns of epoch_metrics (see EpochMetric and summarize_snapshot).
-SUMMARY_COLUMNS = ("max_sat_frac", "max_dead_frac", "grad_std_ratio")
 # The column trial_figures adds with a threshold: training images seen when test accuracy first reached it.
 THRESHOLD_COLUMN = "images_to_threshold"
 
@@ -196,20 +197,6 @@ def record_results(session: Session, results: Sequence[tuple[int, dict[str, Any]
     _refresh_curves(session, {t for t, _, _ in results}, {row["images_seen"] for _, row, _ in results})
 
 
-def _pooled(*keys):
-    """Test accuracy per `keys` and images seen, pooled over epoch rows: n (rows with a number), mean,
-    square (the mean of the squares). The one definition of the curves' statistics: config_curves is
-    filled with it, and curves_frame computes it live for facets a configuration's label does not name.
-    The caller joins what `keys` come from and filters."""
-    acc = EpochMetric.test_acc
-    return (select(*keys, EpochMetric.images_seen, func.count(acc).label("n"), func.avg(acc).label("mean"),
-                   func.avg(acc * acc).label("square"))
-            .select_from(EpochMetric).group_by(*keys, EpochMetric.images_seen))
-
-
-_CURVE_COLUMNS = ("sweep_id", "label", "images_seen", "n", "test_acc_mean", "test_acc_square_mean")
-
-
 def _refresh_curves(session: Session, trial_ids: set[int], images: set[int]) -> None:
     """Compute again the config_curves rows of these trials' configurations at these numbers of images
     seen, from epoch_metrics (a replayed epoch replaces its numbers; it is never counted twice)."""
@@ -222,88 +209,35 @@ def _refresh_curves(session: Session, trial_ids: set[int], images: set[int]) -> 
     for sweep_id, mine in labels.items():
         session.execute(delete(ConfigCurve).where(ConfigCurve.sweep_id == sweep_id, ConfigCurve.label.in_(mine),
                                                   ConfigCurve.images_seen.in_(images)))
-        session.execute(insert(ConfigCurve).from_select(_CURVE_COLUMNS, _pooled(Trial.sweep_id, Trial.label)
+        session.execute(insert(ConfigCurve).from_select(CURVE_COLUMNS, pooled_accuracy(Trial.sweep_id, Trial.label)
                         .join(Trial, Trial.trial_id == EpochMetric.trial_id)
                         .where(Trial.sweep_id == sweep_id, Trial.label.in_(mine),
                                EpochMetric.images_seen.in_(images))))
-
-
-def backfill_config_curves(session: Session) -> None:
-    """Fill config_curves from every sweep's epoch_metrics: the upgrade of a database written before it
-    existed."""
-    session.execute(insert(ConfigCurve).from_select(_CURVE_COLUMNS, _pooled(Trial.sweep_id, Trial.label)
-                    .join(Trial, Trial.trial_id == EpochMetric.trial_id).where(true())))
-
-
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def summarize_snapshot(rows: Sequence[dict[str, Any]]) -> dict[str, float | None]:
-    """The flag summary of one statistics snapshot (one trial and step, rows in layer order):
-    max_sat_frac and max_dead_frac, the largest over its activation layers, and grad_std_ratio,
-    the first weight layer's gradient std over the last one's (of those whose std is a number, as
-    pandas' first/last take them). NaN and "does not apply" are None; x/0 is infinite, as in numpy.
-
-    The flags' thresholds compare with these (a layer passes a threshold only if the largest does),
-    so a flag reads the epoch's layers only where it fires.
-    Example: summarize_snapshot(rows)["grad_std_ratio"] -> 0.001
-    """
-    acts = [r for r in rows if r["kind"] == "activation"]
-
-    def largest(column: str) -> float | None:
-        values = [r[column] for r in acts if not _missing(r.get(column))]
-        return max(values) if values else None
-
-    stds = [r["std"] for r in rows if r["kind"] == "gradient" and not _missing(r.get("std"))]
-    ratio = None
-    if stds:
-        with np.errstate(all="ignore"):
-            ratio = float(np.float64(stds[0]) / np.float64(stds[-1]))
-        ratio = None if math.isnan(ratio) else ratio
-    return {"max_sat_frac": largest("sat_frac"), "max_dead_frac": largest("dead_frac"), "grad_std_ratio": ratio}
-
-
-_SNAPSHOT_COLUMNS = (LayerStat.epoch, LayerStat.step, LayerStat.layer, LayerStat.kind, LayerStat.std,
-                     LayerStat.sat_frac, LayerStat.dead_frac)
-
-
-def backfill_epoch_summaries(session: Session, trial_ids: Iterable[int] | None = None) -> None:
-    """Compute every epoch's summary columns from the stored layer_stats (of `trial_ids`, default all):
-    the upgrade of a database written before they existed, one trial at a time to bound memory."""
-    if trial_ids is None:
-        trial_ids = session.scalars(select(Trial.trial_id).order_by(Trial.trial_id)).all()
-    for trial_id in trial_ids:
-        last = (select(LayerStat.epoch, func.max(LayerStat.step).label("step"))
-                .where(LayerStat.trial_id == trial_id).group_by(LayerStat.epoch).subquery())
-        found = session.execute(
-            select(*_SNAPSHOT_COLUMNS)
-            .join(last, and_(last.c.epoch == LayerStat.epoch, last.c.step == LayerStat.step))
-            .where(LayerStat.trial_id == trial_id).order_by(LayerStat.layer_stat_id))
-        snapshots: dict[tuple[int, int], list[dict[str, Any]]] = {}
-        for r in found:
-            snapshots.setdefault((r.epoch, r.step), []).append(dict(r._mapping))
-        # Parameters named apart from the columns they set (SQLAlchemy reserves the column names).
-        updates = [{"t": trial_id, "e": epoch, "v_stats_step": step,
-                    **{f"v_{k}": v for k, v in summarize_snapshot(rows).items()}}
-                   for (epoch, step), rows in snapshots.items()]
-        if updates:
-            table = EpochMetric.__table__
-            session.connection().execute(
-                update(table).where(table.c.trial_id == bindparam("t"), table.c.epoch == bindparam("e"))
-                .values(stats_step=bindparam("v_stats_step"), **{c: bindparam(f"v_{c}") for c in SUMMARY_COLUMNS}),
-                updates)
 
 
 # --------------------------------------------------------------------------- reads
 
 
 def sweep_names(engine: Engine) -> list[str]:
-    """Names of all sweeps in the database, oldest first."""
+    """Names of all sweeps in the database, the one written last at the end: the default sweep of
+    `sweep report` and `sweep plot`, which is the one just run (after `sweep run b.yaml`, b), not the one
+    created last.
+
+    A sweep is written when its row is created and when the driver starts or ends one of its trials (their
+    started_at and finished_at: every `sweep run` that trains starts trials); sweeps written at the same
+    time keep the order of their creation.
+    Example: sweep_names(engine) -> ["fashion-activations", "fashion-depth"]
+    """
     if not check_version(engine):
         return []
+    stmt = (select(Sweep.sweep_id, Sweep.name, Sweep.created_at, func.max(Trial.started_at),
+                   func.max(Trial.finished_at))
+            .outerjoin(Trial, Trial.sweep_id == Sweep.sweep_id).group_by(Sweep.sweep_id, Sweep.name, Sweep.created_at))
     with Session(engine) as s:
-        return list(s.scalars(select(Sweep.name).order_by(Sweep.sweep_id)))
+        found = s.execute(stmt).all()
+    written = {sweep_id: max((t for t in times if t is not None), default=datetime.min)
+               for sweep_id, _, *times in found}
+    return [name for sweep_id, name, *_ in sorted(found, key=lambda r: (written[r[0]], r[0]))]
 
 
 def _frame(engine: Engine, stmt) -> pd.DataFrame:
@@ -413,7 +347,7 @@ def curves_frame(engine: Engine, sweep: str, facet: str) -> pd.DataFrame:
         # Grouped by two integers, not by (label, facet) strings (0.55 s -> 0.3 s for 200,000 epoch rows).
         config = (select(Trial.trial_id, func.min(Trial.trial_id).over(partition_by=[Trial.label, column]).label("config"))
                   .join(Sweep, Sweep.sweep_id == Trial.sweep_id).where(Sweep.name == sweep).subquery())
-        pooled = _pooled(config.c.config).join(config, config.c.trial_id == EpochMetric.trial_id).subquery()
+        pooled = pooled_accuracy(config.c.config).join(config, config.c.trial_id == EpochMetric.trial_id).subquery()
         points = select(*pooled.c).order_by(pooled.c.config, pooled.c.images_seen)
     found = _numbers(engine, points, 5)
     names = _frame(engine, select(Trial.trial_id, Trial.label, column.label(facet)).join(Sweep, Sweep.sweep_id == Trial.sweep_id)

@@ -7,13 +7,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+
+# The columns that count training images, 64-bit (BigInteger) since version 5: 1.28M images x 2,000
+# epochs is past a 32-bit INTEGER (2**31 - 1), which PostgreSQL enforces. SQLite's INTEGER is 64-bit.
+IMAGE_COLUMNS = (("trials", "images_seen"), ("epoch_metrics", "images_seen"), ("epoch_metrics", "stats_step"),
+                 ("layer_stats", "step"), ("config_curves", "images_seen"))
 
 # What each version added to the one before, as the statements that upgrade a
-# database in place (additive only: an older sweep's rows stay as they were).
+# database in place on every database (additive only: an older sweep's rows stay as they were).
 UPGRADES = {
     2: ("ALTER TABLE trials ADD COLUMN bundle VARCHAR(400)", "ALTER TABLE trials ADD COLUMN device VARCHAR(50)"),
     3: ("ALTER TABLE trials ADD COLUMN node VARCHAR(100)",
@@ -25,12 +30,17 @@ UPGRADES = {
         "CREATE INDEX ix_epoch_metrics_reading ON epoch_metrics "
         "(trial_id, epoch, test_acc, images_seen, stats_step, max_sat_frac, max_dead_frac, grad_std_ratio)"),
     4: ("CREATE INDEX ix_epoch_metrics_curves ON epoch_metrics (trial_id, images_seen, test_acc)",),
+    5: (),  # the image counts widened: nothing to do where INTEGER is 64-bit already (SQLite)
+}
+# Statements of a version for one database only (after that version's UPGRADES), by dialect name. They
+# change no column's values, so an older copy of the database needs nothing undone on SQLite.
+DIALECT_UPGRADES = {
+    5: {"postgresql": tuple(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE BIGINT"
+                            for table, column in IMAGE_COLUMNS)},
 }
 # Tables a version added, created from their models below (after that version's statements).
 NEW_TABLES = {4: ("config_curves",)}
-# Columns an upgrade adds that old rows must have filled, so that an old sweep reports the same numbers:
-# version -> the function of db.queries that fills them (it takes the upgrade's session).
-BACKFILLS = {3: "backfill_epoch_summaries", 4: "backfill_config_curves"}
+# The backfills of what the upgrades added, and the upgrade itself: db/upgrade.py.
 
 TRIAL_STATUSES = ("pending", "running", "completed", "failed", "diverged", "interrupted")
 
@@ -80,7 +90,7 @@ class Trial(Base):
     train_seconds: Mapped[float | None] = mapped_column(Float)  # training epochs only
     run_seconds: Mapped[float | None] = mapped_column(Float)  # the whole trial: + evaluation, checkpoints
     epochs_done: Mapped[int] = mapped_column(Integer, default=0)
-    images_seen: Mapped[int] = mapped_column(Integer, default=0)
+    images_seen: Mapped[int] = mapped_column(BigInteger, default=0)
     final_test_acc: Mapped[float | None] = mapped_column(Float)
     best_test_acc: Mapped[float | None] = mapped_column(Float)
     best_epoch: Mapped[int | None] = mapped_column(Integer)
@@ -109,7 +119,7 @@ class EpochMetric(Base):
     epoch_metric_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     trial_id: Mapped[int] = mapped_column(ForeignKey("trials.trial_id"), index=True)
     epoch: Mapped[int] = mapped_column(Integer)
-    images_seen: Mapped[int] = mapped_column(Integer)
+    images_seen: Mapped[int] = mapped_column(BigInteger)
     train_loss: Mapped[float | None] = mapped_column(Float)
     test_loss: Mapped[float | None] = mapped_column(Float)
     test_acc: Mapped[float | None] = mapped_column(Float)
@@ -120,8 +130,8 @@ class EpochMetric(Base):
     # summarised so that flags and depth plots never scan layer_stats: its step (NULL: no statistics), the
     # largest sat_frac and dead_frac of its activation layers, and the first weight layer's gradient std
     # over the last one's. Written with the epoch's row by the recorder (db.queries.record_results);
-    # see summarize_snapshot.
-    stats_step: Mapped[int | None] = mapped_column(Integer)
+    # see db.upgrade.summarize_snapshot.
+    stats_step: Mapped[int | None] = mapped_column(BigInteger)
     max_sat_frac: Mapped[float | None] = mapped_column(Float)
     max_dead_frac: Mapped[float | None] = mapped_column(Float)
     grad_std_ratio: Mapped[float | None] = mapped_column(Float)
@@ -135,7 +145,7 @@ class LayerStat(Base):
     layer_stat_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     trial_id: Mapped[int] = mapped_column(ForeignKey("trials.trial_id"), index=True)
     epoch: Mapped[int] = mapped_column(Integer)
-    step: Mapped[int] = mapped_column(Integer)  # training images seen
+    step: Mapped[int] = mapped_column(BigInteger)  # training images seen
     layer: Mapped[str] = mapped_column(String(50))
     kind: Mapped[str] = mapped_column(String(20))  # activation | gradient
     mean: Mapped[float | None] = mapped_column(Float)
@@ -160,7 +170,7 @@ class ConfigCurve(Base):
     config_curve_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.sweep_id"))
     label: Mapped[str] = mapped_column(String(200))
-    images_seen: Mapped[int] = mapped_column(Integer)
+    images_seen: Mapped[int] = mapped_column(BigInteger)
     n: Mapped[int] = mapped_column(Integer)
     test_acc_mean: Mapped[float | None] = mapped_column(Float)
     test_acc_square_mean: Mapped[float | None] = mapped_column(Float)

@@ -3,20 +3,22 @@
 Each test gets an empty database: a fresh SQLite file, or a fresh database on
 the session's PostgreSQL server (conftest.py's db_url).
 """
+import ast
 import functools
 import math
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy import func, select, text
+from sqlalchemy import func, inspect, select, text
 
 from db.engine import (DatabaseError, check_sqlite_location, filesystem_type, init_db, make_engine, safe_url,
                        session_scope)
-from db.queries import (SUMMARY_COLUMNS, ensure_sweep, ensure_trials, epoch_metrics_frame, layer_stats_frame,
-                        record_results, sweep_names, trials_frame, update_trial)
-from db.schema import EpochMetric, LayerStat, SchemaInfo, Trial
+from db.queries import (SUMMARY_COLUMNS, curves_frame, ensure_sweep, ensure_trials, epoch_metrics_frame,
+                        layer_stats_frame, record_results, sweep_names, trials_frame, update_trial, update_trials)
+from db.schema import IMAGE_COLUMNS, EpochMetric, LayerStat, SchemaInfo, Sweep, Trial
 from sweep import runner
 from sweep.cli import main
 
@@ -138,7 +140,7 @@ def test_other_schema_version_is_refused(engine, db_url):
         s.get(SchemaInfo, 1).version = 99
     with pytest.raises(DatabaseError) as err:
         init_db(engine)
-    assert str(err.value) == f"{safe_url(db_url)} has schema version 99; this sweep reads version 4"
+    assert str(err.value) == f"{safe_url(db_url)} has schema version 99; this sweep reads version 5"
 
 
 def test_a_version_1_database_is_upgraded_in_place_keeping_its_rows(engine):
@@ -156,13 +158,148 @@ def test_a_version_1_database_is_upgraded_in_place_keeping_its_rows(engine):
         conn.execute(text("UPDATE schema_info SET version = 1"))
     init_db(engine)
     with session_scope(engine) as s:
-        assert s.get(SchemaInfo, 1).version == 4
+        assert s.get(SchemaInfo, 1).version == 5
         row = s.get(Trial, ids["h1"])
         assert (row.status, row.epochs_done, row.bundle, row.device, row.node) == ("completed", 3, None, None, None)
         update_trial(s, ids["h1"], bundle="b+1", device="cuda:0", node="gpu07/3f9c2a1b")
     with session_scope(engine) as s:
         row = s.get(Trial, ids["h1"])
         assert (row.bundle, row.device, row.node) == ("b+1", "cuda:0", "gpu07/3f9c2a1b")
+
+
+# ---------------------------------------------------------------- images are counted in 64 bits
+
+# 1.28M images x 2,000 epochs: past a 32-bit INTEGER (2,147,483,647), which PostgreSQL enforces.
+MANY_IMAGES = 2_560_000_000
+
+
+def record_many_images(engine) -> None:
+    """One trial of sweep "a" whose epoch 2000 comes after MANY_IMAGES images, with statistics at that step."""
+    with session_scope(engine) as s:
+        tid = ensure_trials(s, ensure_sweep(s, "a", "{}"), [trial_row("h")])["h"]
+        record_results(s, [(tid, {"epoch": 2000, "images_seen": MANY_IMAGES, "train_loss": 0.2, "test_loss": 0.3,
+                                  "test_acc": 0.9, "wall_seconds": 1.0},
+                            [{"epoch": 2000, "step": MANY_IMAGES, "layer": "fc1", "kind": "gradient", "mean": 0.0,
+                              "std": 0.1, "p98": 0.2, "zero_frac": 0.0, "dead_frac": None, "sat_frac": None}])])
+        update_trials(s, [(tid, {"epochs_done": 2000, "images_seen": MANY_IMAGES})])
+
+
+def read_many_images(engine) -> list:
+    """Every image count record_many_images wrote, as read back: trial, epoch, its snapshot, statistics, curve."""
+    epochs = epoch_metrics_frame(engine, "a")
+    return [trials_frame(engine, "a")["images_seen"].tolist(), epochs["images_seen"].tolist(),
+            epochs["stats_step"].tolist(), layer_stats_frame(engine, "a")["step"].tolist(),
+            curves_frame(engine, "a", "activation")["images_seen"].tolist()]
+
+
+def column_types(engine) -> dict[tuple[str, str], str]:
+    """The database's type of each image count column, as SQLAlchemy reflects it."""
+    found = {}
+    for table, column in IMAGE_COLUMNS:
+        (reflected,) = [c for c in inspect(engine).get_columns(table) if c["name"] == column]
+        found[table, column] = type(reflected["type"]).__name__
+    return found
+
+
+def test_image_counts_past_32_bits_are_stored_and_read_back(engine):
+    record_many_images(engine)
+    assert read_many_images(engine) == [[MANY_IMAGES]] * 5
+    assert set(column_types(engine).values()) == {"BIGINT"}
+
+
+def test_an_older_database_gets_64_bit_image_counts_in_place(engine, db_url):
+    postgres = db_url.startswith("postgresql")
+    with engine.begin() as conn:  # what version 4 had: 32-bit image counts on PostgreSQL (SQLite's are 64-bit)
+        for table, column in IMAGE_COLUMNS:
+            if postgres:
+                conn.execute(text(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE INTEGER"))
+        conn.execute(text("UPDATE schema_info SET version = 4"))
+    if postgres:
+        assert set(column_types(engine).values()) == {"INTEGER"}
+    init_db(engine)
+    with session_scope(engine) as s:
+        assert s.get(SchemaInfo, 1).version == 5
+    if postgres:
+        assert set(column_types(engine).values()) == {"BIGINT"}
+    record_many_images(engine)
+    assert read_many_images(engine) == [[MANY_IMAGES]] * 5
+
+
+# ---------------------------------------------------------------- the default sweep: the one written last
+
+def at(day: int, hour: int = 0) -> datetime:
+    return datetime(2026, 11, day, hour)
+
+
+def test_sweep_names_end_with_the_sweep_written_last(engine):
+    """b is created first and a second; a trains; then b trains again: b was written last, though a is newer."""
+    with session_scope(engine) as s:
+        b = ensure_trials(s, ensure_sweep(s, "b", "{}"), [trial_row("h")])["h"]
+        a = ensure_trials(s, ensure_sweep(s, "a", "{}"), [trial_row("h")])["h"]
+        s.execute(Sweep.__table__.update().where(Sweep.name == "b").values(created_at=at(1)))
+        s.execute(Sweep.__table__.update().where(Sweep.name == "a").values(created_at=at(2)))
+    assert sweep_names(engine) == ["b", "a"]  # nothing trained yet: the order of creation
+    with session_scope(engine) as s:
+        update_trial(s, b, status="completed", started_at=at(1, 1), finished_at=at(1, 2))
+        update_trial(s, a, status="completed", started_at=at(2, 1), finished_at=at(2, 2))
+    assert sweep_names(engine) == ["b", "a"]
+    with session_scope(engine) as s:
+        update_trial(s, b, status="running", started_at=at(3))  # sweep run b.yaml again
+    assert sweep_names(engine) == ["a", "b"]
+    with session_scope(engine) as s:  # b is stopped; then a new sweep c is created
+        update_trial(s, b, status="interrupted", finished_at=at(4))
+        ensure_sweep(s, "c", "{}")
+        s.execute(Sweep.__table__.update().where(Sweep.name == "c").values(created_at=at(5)))
+    assert sweep_names(engine) == ["a", "b", "c"]
+    with session_scope(engine) as s:  # a trial of a that ends after c was created
+        update_trial(s, a, status="completed", finished_at=at(6))
+    assert sweep_names(engine) == ["b", "c", "a"]
+
+
+# ---------------------------------------------------------------- the db package's modules form no cycle
+
+def db_imports() -> dict[str, set[str]]:
+    """For each module of db/, the modules of db/ it imports anywhere (at the top or inside a function):
+    `from db.x import y`, `import db.x`, `from db import x` (a module) and relative imports. `from db import
+    name` (not a module) is an import of db/__init__.py."""
+    folder = Path(__file__).resolve().parent.parent / "db"
+    modules = {p.stem for p in folder.glob("*.py")} - {"__init__"}
+    found = {}
+    for path in sorted(folder.glob("*.py")):
+        name = "db" if path.stem == "__init__" else f"db.{path.stem}"
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names if a.name == "db" or a.name.startswith("db.")}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: within db/
+                    base = "db" + (f".{base}" if base else "")
+                if base == "db":
+                    targets |= {f"db.{a.name}" if a.name in modules else "db" for a in node.names}
+                elif base.startswith("db."):
+                    targets.add(base)
+        found[name] = targets - {name}
+    return found
+
+
+def test_the_db_modules_import_in_one_direction():
+    imports = db_imports()
+    assert imports["db.engine"] == {"db.schema", "db.upgrade"}  # the upgrade is found without db.queries
+    assert imports["db.upgrade"] == {"db.schema"}
+    mutual = sorted((a, b) for a in imports for b in imports[a] if a < b and a in imports.get(b, set()))
+    assert mutual == []
+
+    def cycle_from(module, path):
+        for target in sorted(imports.get(module, ())):
+            if target in path:
+                return [*path[path.index(target):], target]
+            found = cycle_from(target, [*path, target])
+            if found:
+                return found
+        return None
+
+    assert [cycle_from(m, [m]) for m in sorted(imports)] == [None] * len(imports)
 
 
 def test_foreign_database_is_refused(db_url):
@@ -237,6 +374,48 @@ def test_sqlite_on_a_network_filesystem_is_refused(tmp_path, folder, fstype):
         f"database sqlite:///{folder}/sweep.db is on a network filesystem ({fstype} at {point}), where SQLite's WAL "
         "is unsafe: keep the SQLite file on a local disk (database: sqlite:////local/path/sweep.db) "
         "or use PostgreSQL (database: postgresql+psycopg://user@host/db)")
+
+
+# Mounts as /proc/self/mountinfo shows them: a FUSE filesystem is "fuse.<subtype>", the subtype its client sets.
+NETWORK_MOUNTINFO = """\
+22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+40 22 0:50 / /mnt/cephfs rw,nosuid,nodev,relatime shared:20 - fuse.ceph-fuse ceph-fuse rw,user_id=0,group_id=0,allow_other
+41 22 0:51 / /mnt/gluster rw,relatime shared:21 - fuse.glusterfs gfs1:/vol0 rw,user_id=0,group_id=0,default_permissions,allow_other,max_read=131072
+42 22 0:52 / /mnt/s3 rw,nosuid,nodev,relatime shared:22 - fuse.s3fs s3fs rw,user_id=0,group_id=0
+43 22 0:53 / /mnt/gcs rw,nosuid,nodev,relatime shared:23 - fuse.gcsfuse lab-bucket rw,user_id=1000,group_id=1000
+44 22 0:54 / /mnt/drive rw,nosuid,nodev,relatime shared:24 - fuse.rclone lab: rw,user_id=1000,group_id=1000
+45 22 0:55 / /mnt/jfs rw,relatime shared:25 - fuse.juicefs JuiceFS:lab rw,user_id=0,group_id=0,default_permissions,allow_other
+46 22 0:56 / /mnt/mfs rw,nosuid,nodev,relatime shared:26 - fuse.mfs mfsmaster:9421 rw,user_id=0,group_id=0,allow_other
+47 22 0:57 / /mnt/cephk rw,relatime shared:27 - ceph 10.0.0.1:6789:/ rw,name=lab
+48 22 0:58 / /afs rw,relatime shared:28 - afs AFS rw
+49 22 253:3 / /srv/gfs2 rw,relatime shared:29 - gfs2 /dev/mapper/shared-gfs rw
+50 22 253:4 / /srv/ocfs2 rw,relatime shared:30 - ocfs2 /dev/sdd1 rw,_netdev,heartbeat=local
+51 22 0:59 / /home/me/plain rw,nosuid,nodev,relatime shared:31 - fuse.gocryptfs /home/me/.cipher rw,user_id=1000
+52 22 8:33 / /media/usb rw,nosuid,nodev,relatime shared:32 - fuseblk /dev/sdc1 rw,user_id=0,allow_other
+"""
+
+
+@pytest.mark.parametrize("folder, fstype", [
+    ("/mnt/cephfs/runs", "fuse.ceph-fuse"), ("/mnt/gluster/runs", "fuse.glusterfs"), ("/mnt/s3/runs", "fuse.s3fs"),
+    ("/mnt/gcs/runs", "fuse.gcsfuse"), ("/mnt/drive/runs", "fuse.rclone"), ("/mnt/jfs/runs", "fuse.juicefs"),
+    ("/mnt/mfs/runs", "fuse.mfs"), ("/mnt/cephk/runs", "ceph"), ("/afs/lab/runs", "afs"), ("/srv/gfs2/runs", "gfs2"),
+    ("/srv/ocfs2/runs", "ocfs2"),
+])
+def test_sqlite_on_a_network_fuse_or_cluster_filesystem_is_refused(tmp_path, folder, fstype):
+    (tmp_path / "mountinfo").write_text(NETWORK_MOUNTINFO)
+    point = filesystem_type(Path(folder), NETWORK_MOUNTINFO)[1]
+    with pytest.raises(DatabaseError) as err:
+        check_sqlite_location(f"sqlite:///{folder}/sweep.db", tmp_path / "mountinfo")
+    assert str(err.value) == (
+        f"database sqlite:///{folder}/sweep.db is on a network filesystem ({fstype} at {point}), where SQLite's WAL "
+        "is unsafe: keep the SQLite file on a local disk (database: sqlite:////local/path/sweep.db) "
+        "or use PostgreSQL (database: postgresql+psycopg://user@host/db)")
+
+
+def test_sqlite_on_a_local_fuse_filesystem_passes(tmp_path):
+    (tmp_path / "mountinfo").write_text(NETWORK_MOUNTINFO)
+    check_sqlite_location("sqlite:////home/me/plain/runs/sweep.db", tmp_path / "mountinfo")  # gocryptfs: local
+    check_sqlite_location("sqlite:////media/usb/runs/sweep.db", tmp_path / "mountinfo")  # ntfs-3g on a USB disk
 
 
 def test_sqlite_on_a_local_disk_and_other_databases_pass(tmp_path):

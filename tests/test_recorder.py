@@ -19,7 +19,7 @@ from sweep.recorder import DatabaseRecorder
 from sweep.runner import record_plan
 from sweep.spec import parse_spec
 
-SPEC = {"name": "r", "dataset": "synthetic", "epochs": 3,
+SPEC = {"name": "r", "dataset": "synthetic", "epochs": 4,
         "grid": {"activation": ["tanh", "relu"], "optimizer": [{"name": "adam", "lr": 0.01}], "seed": [0, 1]}}
 ACTS, GRADS = ("conv1", "conv2", "fc1", "fc2"), ("conv1", "conv2", "fc1", "fc2", "fc3")
 
@@ -201,7 +201,7 @@ def test_an_old_database_is_upgraded_and_backfilled_and_reports_the_same(db_url,
     engine = make_engine(db_url)
     init_db(engine)
     with session_scope(engine) as s:
-        assert s.get(SchemaInfo, 1).version == SCHEMA_VERSION == 4
+        assert s.get(SchemaInfo, 1).version == SCHEMA_VERSION == 5
     pd.testing.assert_frame_equal(summaries(engine), before[0])
     pd.testing.assert_frame_equal(flags_frame(engine, "r"), before[1])
     pd.testing.assert_frame_equal(flags_frame(engine, "r", lax), before[2])
