@@ -4,14 +4,18 @@ Like is compared with like. `trial_results` reads every figure of a trial
 from its epoch rows at the sweep's current `epochs` (a trial trained further
 is read at that epoch), from finite epochs only (a diverged trial stops at the
 epoch before its loss became NaN or infinite). A trial with fewer epochs is
-unfinished: listed, never aggregated. A seed that never reached a threshold
-is a miss, counted in `reached` and never averaged away.
+unfinished (whatever its status, unless it diverged): listed, never
+aggregated. A seed that never reached a threshold is a miss, counted in
+`reached` and never averaged away; configurations none of whose seeds reached
+it rank by how close they came.
 """
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import math
+import statistics
 from collections import Counter
 
 import numpy as np
@@ -28,26 +32,100 @@ THRESHOLD = THRESHOLD_COLUMN  # images_to_threshold
 RANK_METRICS = {**METRICS, THRESHOLD: False}
 # Columns --where may filter on and --by may group by.
 FACTORS = ("activation", "init", "gain", "optimizer", "lr", "seed", "model", "status")
-# A trial's report status: the database's, or "unfinished" for a completed one with fewer epochs than the sweep's.
+# What --where status= takes: the database's statuses, and "unfinished": every trial with fewer epochs than the
+# sweep's that did not diverge (pending, running, interrupted, failed, or completed when `epochs` was smaller),
+# the trials the report leaves out of its figures. Such a completed trial shows as "unfinished", the others
+# keep the status that says why.
 STATUSES = (*TRIAL_STATUSES, "unfinished")
 # Columns that hold counts (epochs, images, seeds): printed as integers.
 INTEGER_COLUMNS = ("rank", "n", "seed", "epochs", "best_epoch", THRESHOLD, f"{THRESHOLD}_mean")
 # Columns of the terminal view that only --wide or --columns show: the other figures of a configuration.
 EXTRA_COLUMNS = (*METRICS, "best_epoch", "train_seconds", "config", "seed")
 
-# Two-sided 95% Student t critical values for 1..30 degrees of freedom.
-_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-        2.045, 2.042)
-
-
 class ReportError(ValueError):
     """A report option that cannot be used; the message is one line for the user."""
 
 
+def _continued_fraction(a: float, b: float, x: float) -> float:
+    """The continued fraction of the regularized incomplete beta function I_x(a, b) (modified Lentz;
+    Numerical Recipes, betacf), which converges fast for x < (a + 1) / (a + b + 2)."""
+    tiny, eps = 1e-300, 1e-16
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 100_000):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1 + numerator * d
+            d = 1 / (d if abs(d) > tiny else tiny)
+            c = 1 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1) < eps:
+            break
+    return h
+
+
+def _incomplete_beta(a: float, b: float, x: float, y: float) -> float:
+    """The regularized incomplete beta function I_x(a, b), given x and y = 1 - x (each computed without
+    cancellation by the caller)."""
+    if x <= 0:
+        return 0.0
+    if y <= 0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(y))
+    if x < (a + 1) / (a + b + 2):
+        return front * _continued_fraction(a, b, x) / a
+    return 1 - front * _continued_fraction(b, a, y) / b
+
+
+def _t_tail(t: float, df: float) -> float:
+    """P(T > t) for Student's t with `df` degrees of freedom, t >= 0: I_{df/(df+t^2)}(df/2, 1/2) / 2."""
+    return _incomplete_beta(df / 2, 0.5, df / (df + t * t), t * t / (df + t * t)) / 2
+
+
+@functools.lru_cache(maxsize=None)
+def t_quantile(p: float, df: float) -> float:
+    """The `p` quantile (0.5 <= p < 1) of Student's t distribution with `df` > 0 degrees of freedom.
+
+    Newton's method on the upper tail from the normal quantile, which lies below it for every df: the
+    tail is convex for t > 0, so each step stays below the root and comes closer (no bracketing needed),
+    until the steps are within rounding (1e-12 relative or better). From 10,000 degrees of freedom on,
+    the Cornish-Fisher expansion, as exact as a float there.
+    Example: t_quantile(0.975, 31) -> 2.0395134464
+    """
+    if not 0.5 <= p < 1 or not df > 0:
+        raise ValueError(f"t_quantile({p}, {df}): needs 0.5 <= p < 1 and df > 0")
+    if df == 1:  # Cauchy
+        return math.tan(math.pi * (p - 0.5))
+    if df == 2:
+        return (2 * p - 1) * math.sqrt(2 / (4 * p * (1 - p)))
+    z = statistics.NormalDist().inv_cdf(p)
+    if df >= 10_000:
+        # The Cornish-Fisher expansion in 1/df (Abramowitz & Stegun 26.7.5): within 1e-15 here, where the
+        # incomplete beta function's lgamma terms (thousands each) would lose more than that.
+        g = ((z ** 3 + z) / 4, (5 * z ** 5 + 16 * z ** 3 + 3 * z) / 96,
+             (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / 384,
+             (79 * z ** 9 + 776 * z ** 7 + 1482 * z ** 5 - 1920 * z ** 3 - 945 * z) / 92160)
+        return z + sum(gk / df ** k for k, gk in enumerate(g, 1))
+    q = 1 - p
+    log_density = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    t = z
+    for _ in range(500):
+        density = math.exp(log_density - (df + 1) / 2 * math.log1p(t * t / df))
+        step = (_t_tail(t, df) - q) / density
+        if not step > 0:  # exactly, every step is upwards: this one is rounding noise at the root
+            break
+        t += step
+        if step <= 1e-14 * t:
+            break
+    return t
+
+
 def t95(n: int) -> float:
-    """The two-sided 95% Student t critical value for the mean of n >= 2 values."""
-    return _T95[n - 2] if n - 1 <= len(_T95) else 1.96
+    """The two-sided 95% Student t critical value for the mean of n >= 2 values (n - 1 degrees of freedom):
+    12.706 at n = 2, 2.040 at n = 32, towards 1.960."""
+    return t_quantile(0.975, n - 1)
 
 
 def ci95(values: pd.Series) -> float:
@@ -110,8 +188,9 @@ def trial_results(trials: pd.DataFrame, epochs: pd.DataFrame, sweep_epochs: int,
 
 def results_from_figures(figures: pd.DataFrame, sweep_epochs: int) -> pd.DataFrame:
     """Trials with their figures at `sweep_epochs` (trial_results' or db.queries.trial_figures') made
-    report rows: `finished` (diverged, or at `sweep_epochs`), the trials that are aggregated; status
-    "unfinished" for a completed trial with fewer epochs; `gain` as the spec wrote it (1, auto, 2.5);
+    report rows: `finished` (diverged, or at `sweep_epochs`), the trials that are aggregated (the others
+    are unfinished, whatever their status); status "unfinished" for a completed trial with fewer epochs
+    (it completed a smaller `epochs`); `gain` as the spec wrote it (1, auto, 2.5);
     `params`, the optimizer's other hyper-parameters.
 
     Example: results_from_figures(trial_figures(engine, "rec", 3), 3)
@@ -140,7 +219,9 @@ def filter_trials(trials: pd.DataFrame, where: list[tuple[str, str]]) -> pd.Data
     """Keep trials whose column KEY equals VALUE for every (KEY, VALUE).
 
     Numbers compare as numbers (lr=1e-3 keeps lr 0.001), gain as the spec
-    writes it (gain=auto). A status must be one of STATUSES; any other VALUE
+    writes it (gain=auto). A status must be one of STATUSES; status=unfinished
+    keeps every trial that is not `finished` (results_from_figures), whatever
+    its status: the ones the report leaves out of its figures. Any other VALUE
     must be one that some trial of the sweep has, else ReportError names the
     values there are, with a "did you mean".
 
@@ -153,7 +234,7 @@ def filter_trials(trials: pd.DataFrame, where: list[tuple[str, str]]) -> pd.Data
             if value not in STATUSES:
                 raise ReportError(f"--where status={value}: {value!r} is not a status; allowed: "
                                   f"{', '.join(STATUSES)}{did_you_mean(value, STATUSES)}")
-            keep &= trials["status"].eq(value)
+            keep &= ~trials["finished"].astype(bool) if value == "unfinished" else trials["status"].eq(value)
             continue
         listed = f"{key} in this sweep: {', '.join(_shown(v) for v in present)}"
         try:
@@ -221,11 +302,16 @@ def _ranked(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Best first; with the threshold metric, by share of seeds that reached it, then by mean images.
 
     Rows without a value of the metric (nothing finished, or nothing reached
-    the threshold) come last.
+    the threshold) come last. With the threshold metric, those none of whose
+    seeds reached it are ordered by how close they came: their best test
+    accuracy (`best_test_acc`, the mean of their seeds' best), highest first;
+    a sigmoid that stalled at 79% is nearer than one stuck at chance.
     """
     keys = _best_first(table[f"{metric}_mean"], metric)
     if metric == THRESHOLD:
         keys.insert(1, "missed", table["reached"].map(_missed))
+        if "best_test_acc" in table:
+            keys["closest"] = (-table["best_test_acc"].astype(float)).where(keys["empty"], 0.0)
     order = keys.sort_values(list(keys.columns), kind="stable").index
     table = table.loc[order].reset_index(drop=True)
     table.insert(0, "rank", range(1, len(table) + 1))
@@ -287,8 +373,10 @@ def factor_effects(results: pd.DataFrame, metric: str, factors: list[str]) -> pd
 
     One factor: per value, the metric's mean over every finished trial with
     that value (all other factors and seeds pooled), std, 95% interval and n,
-    best first; with the threshold metric also `reached` ('3/4'), ranked as
-    rank_configurations does. Two factors: the mean for each pair, first
+    best first; with the threshold metric also `reached` ('3/4') and
+    `best_test_acc` (the mean of the trials' best accuracy: how close the
+    values where no trial reached it came), ranked as rank_configurations
+    does. Two factors: the mean for each pair, first
     factor down, second across; with the threshold metric each cell reads
     'mean (reached/n)', e.g. '2048 (1/2)'.
 
@@ -302,9 +390,10 @@ def factor_effects(results: pd.DataFrame, metric: str, factors: list[str]) -> pd
             row = {factor: key, **_spread(group[metric], metric), "n": len(group)}
             if metric == THRESHOLD:
                 row["reached"] = _reached(group[metric])
+                row["best_test_acc"] = _mean(group["best_test_acc"])
             rows.append(row)
         columns = [factor, f"{metric}_mean", f"{metric}_std", f"{metric}_ci95", "n"]
-        table = pd.DataFrame(rows, columns=columns + (["reached"] if metric == THRESHOLD else []))
+        table = pd.DataFrame(rows, columns=columns + (["reached", "best_test_acc"] if metric == THRESHOLD else []))
         return table if table.empty else _ranked(table, metric).drop(columns="rank")
     rows_f, cols_f = factors
     if metric == THRESHOLD:

@@ -31,7 +31,7 @@ def test_configurations_aggregate_two_seeds_with_an_interval(capsys, recorded_db
     best = rows[0]
     accs = trials[trials["label"] == best["config"]]["final_test_acc"]
     assert best["final_test_acc_mean"] == pytest.approx(accs.mean())
-    assert best["final_test_acc_ci95"] == pytest.approx(12.706 * accs.std(ddof=1) / 2 ** 0.5)
+    assert best["final_test_acc_ci95"] == pytest.approx(12.7062047 * accs.std(ddof=1) / 2 ** 0.5)
     assert [r["final_test_acc_mean"] for r in rows] == sorted((r["final_test_acc_mean"] for r in rows), reverse=True)
 
 

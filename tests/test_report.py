@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from sweep.report import (ReportError, ci95, default_columns, factor_effects, filter_trials, format_report,
-                          rank_configurations, resolve_columns, trial_table)
+                          rank_configurations, resolve_columns, t95, t_quantile, trial_table)
 
 
 def results(rows):
@@ -105,6 +105,43 @@ def test_threshold_by_a_factor_counts_misses_too():
     assert matrix.values.tolist() == [["tanh", "2048 (1/4)"], ["relu", "4352 (4/4)"]]
 
 
+# Threshold 0.85, in grid order: no seed of sigmoid+sgd (stuck near chance) or sigmoid+adam (79%) reached it.
+MISSES = results([
+    {"label": "sigmoid-sgd", "activation": "sigmoid", "optimizer": "sgd", "images_to_threshold": math.nan,
+     "best_test_acc": 0.10},
+    {"label": "sigmoid-sgd", "activation": "sigmoid", "optimizer": "sgd", "images_to_threshold": math.nan,
+     "best_test_acc": 0.11},
+    {"label": "sigmoid-adam", "activation": "sigmoid", "images_to_threshold": math.nan, "best_test_acc": 0.79},
+    {"label": "sigmoid-adam", "activation": "sigmoid", "images_to_threshold": math.nan, "best_test_acc": 0.78},
+    {"label": "tanh-sgd", "activation": "tanh", "optimizer": "sgd", "images_to_threshold": math.nan,
+     "best_test_acc": 0.84},
+    {"label": "tanh-sgd", "activation": "tanh", "optimizer": "sgd", "images_to_threshold": 9000.0,
+     "best_test_acc": 0.86},
+    {"label": "relu-adam", "images_to_threshold": 3000.0, "best_test_acc": 0.9},
+    {"label": "relu-adam", "images_to_threshold": 4000.0, "best_test_acc": 0.91},
+    {"label": "unfinished", "images_to_threshold": math.nan, "best_test_acc": 0.95, "finished": False,
+     "status": "running"},
+]).assign(final_test_acc=0.5)
+
+
+def test_threshold_misses_rank_by_how_close_they_came():
+    table = rank_configurations(MISSES, "images_to_threshold")
+    assert table[["config", "reached", "best_test_acc"]].astype(object).values.tolist()[:4] == [
+        ["relu-adam", "2/2", pytest.approx(0.905)], ["tanh-sgd", "1/2", pytest.approx(0.85)],
+        ["sigmoid-adam", "0/2", pytest.approx(0.785)], ["sigmoid-sgd", "0/2", pytest.approx(0.105)]]
+    assert table["config"].tolist()[4:] == ["unfinished"]  # no finished seed: nothing to say how close
+
+
+def test_threshold_misses_by_a_factor_rank_by_how_close_they_came():
+    trials = MISSES.assign(activation=["sigmoid"] * 2 + ["tanh"] * 2 + ["relu"] * 5)  # sigmoid: the sgd seeds
+    table = factor_effects(trials, "images_to_threshold", ["activation"])
+    assert table[["activation", "reached", "n", "best_test_acc"]].values.tolist() == [
+        ["relu", "3/4", 4, pytest.approx((0.84 + 0.86 + 0.9 + 0.91) / 4)],
+        ["tanh", "0/2", 2, pytest.approx(0.785)], ["sigmoid", "0/2", 2, pytest.approx(0.105)]]
+    table = factor_effects(MISSES, "images_to_threshold", ["optimizer"])
+    assert table[["optimizer", "reached"]].values.tolist() == [["adam", "2/4"], ["sgd", "1/4"]]
+
+
 def test_formats():
     table = rank_configurations(SAMPLE, "final_test_acc")
     md = format_report(table, "markdown").splitlines()
@@ -158,10 +195,29 @@ def test_trial_table_lists_unfinished_trials_after_finished_ones_with_dashes_for
 
 
 def test_ci95_uses_student_t():
-    assert ci95(pd.Series([0.8, 0.85, 0.9])) == pytest.approx(4.303 * 0.05 / math.sqrt(3))
+    assert ci95(pd.Series([0.8, 0.85, 0.9])) == pytest.approx(4.3026527 * 0.05 / math.sqrt(3))
     assert math.isnan(ci95(pd.Series([0.8])))
     table = rank_configurations(SAMPLE, "final_test_acc").set_index("config")
-    assert table.loc["a", "final_test_acc_ci95"] == pytest.approx(12.706 * 0.0707107 / math.sqrt(2), rel=1e-5)
+    assert table.loc["a", "final_test_acc_ci95"] == pytest.approx(12.7062047 * 0.0707107 / math.sqrt(2), rel=1e-5)
+
+
+@pytest.mark.parametrize("df, expected", [(1, 12.706), (2, 4.303), (3, 3.182), (5, 2.571), (10, 2.228),
+                                          (30, 2.042), (31, 2.040), (40, 2.021), (60, 2.000), (120, 1.980),
+                                          (1000, 1.962)])
+def test_t95_is_the_student_t_quantile_for_every_n(df, expected):
+    assert round(t95(df + 1), 3) == expected
+    assert round(t_quantile(0.975, df), 3) == expected
+
+
+def test_t_quantile_is_exact_and_falls_towards_the_normal_one():
+    assert t_quantile(0.975, 1) == pytest.approx(12.7062047361747, rel=1e-12)  # tan(0.475 pi)
+    assert t_quantile(0.975, 2) == pytest.approx(4.30265272974946, rel=1e-12)
+    assert t_quantile(0.975, 31) == pytest.approx(2.03951344639641, rel=1e-10)
+    assert t_quantile(0.995, 10) == pytest.approx(3.16927267261695, rel=1e-10)
+    assert t_quantile(0.5, 7) == 0.0
+    values = [t95(n) for n in range(2, 400)] + [t95(n) for n in (1000, 10_000, 100_000)]
+    assert all(a > b for a, b in zip(values, values[1:]))
+    assert 1.959963984540054 < values[-1] < 1.95999  # the normal quantile, from above
 
 
 def test_factor_effects_pool_finished_trials():

@@ -83,7 +83,7 @@ def test_threshold_shows_who_reached_it_and_ranks_misses_last(capsys, db, monkey
         "sweep hand: 4 configurations ranked by mean images_to_threshold over seeds, at 4 epochs; "
         "threshold: test accuracy 0.9; 1 unfinished trial not aggregated\n"
         "rank  activation  init           gain  optimizer    lr  n  mean  ci95  reached  status\n"
-        "   1  tanh        default        1     adam       0.01  2  3584  6505  2/2      completed\n"
+        "   1  tanh        default        1     adam       0.01  2  3584  6506  2/2      completed\n"
         "   2  tanh        xavier_normal  auto  adam       0.01  1  4096     -  1/1      1 unfinished, 1 com…\n"
         "   3  relu        xavier_normal  auto  adam       0.01  2  1024     -  1/2      1 completed, 1 dive…\n"
         "   4  relu        default        1     adam       0.01  2  2048     -  1/2      completed\n"
@@ -152,6 +152,90 @@ def test_the_default_table_fits_columns(capsys, db, monkeypatch):
                                     "tanh-xavier_normal-gauto-adam-lr0.01  0.9200  4",
                                     "relu-default-adam-lr0.01              0.8700  4",
                                     "relu-xavier_normal-gauto-adam-lr0.01  0.7400  1-4"]
+
+
+def test_threshold_nobody_reached_ranks_by_how_close_they_came(capsys, db):
+    """At 0.99 no seed of any configuration reaches it (the one that does, at epoch 5, is read at 4): they rank
+    by their seeds' mean best accuracy, not in grid order (relu-default, tanh-default, relu-xavier, tanh-xavier)."""
+    args = ("--threshold", "0.99", "--metric", "images_to_threshold", "--format", "csv")
+    code, out, _ = report(capsys, *args, db=db)
+    assert code == 0
+    assert [(r["config"], r["reached"], r["best_test_acc"]) for r in rows(out)] == [
+        ("tanh-default-adam-lr0.01", "0/2", "0.925"), ("tanh-xavier_normal-gauto-adam-lr0.01", "0/1", "0.92"),
+        ("relu-default-adam-lr0.01", "0/2", "0.87"), ("relu-xavier_normal-gauto-adam-lr0.01", "0/2", "0.74")]
+    code, out, _ = report(capsys, *args, "--by", "activation", db=db)
+    assert [(r["activation"], r["reached"], r["n"], float(r["best_test_acc"])) for r in rows(out)] == [
+        ("tanh", "0/3", "3", pytest.approx((0.95 + 0.9 + 0.92) / 3)),
+        ("relu", "0/4", "4", pytest.approx((0.94 + 0.8 + 0.98 + 0.5) / 4))]
+
+
+# After a Ctrl-C: trials of every status with fewer epochs than the sweep's 4.
+STOPPED = {
+    "relu-default-adam-lr0.01-s0": {"accs": [0.1, 0.5, 0.6, 0.7, 0.8]},  # completed: finished
+    "relu-default-adam-lr0.01-s1": {"accs": [0.1, 0.5, 0.6], "status": "interrupted"},
+    "tanh-default-adam-lr0.01-s0": {"accs": [0.1, 0.5], "status": "failed"},
+    "tanh-default-adam-lr0.01-s1": {"accs": [0.1, 0.5, 0.6, 0.7], "status": "running"},
+    "relu-xavier_normal-gauto-adam-lr0.01-s0": {"accs": [0.1, 0.5, 0.6]},  # completed when epochs was 2
+    "relu-xavier_normal-gauto-adam-lr0.01-s1": {"accs": [0.1, 0.5, 0.97], "status": "diverged"},  # finished
+    # tanh-xavier_normal-gauto-adam-lr0.01-s0: pending, never started
+    "tanh-xavier_normal-gauto-adam-lr0.01-s1": {"accs": [0.1, 0.5, 0.6, 0.7, 0.8], "status": "failed"},  # at 4: finished
+}
+UNFINISHED = [("relu-default-adam-lr0.01-s1", "interrupted", "2"), ("tanh-default-adam-lr0.01-s0", "failed", "1"),
+              ("tanh-default-adam-lr0.01-s1", "running", "3"),
+              ("relu-xavier_normal-gauto-adam-lr0.01-s0", "unfinished", "2"),
+              ("tanh-xavier_normal-gauto-adam-lr0.01-s0", "pending", "")]
+
+
+def test_unfinished_is_every_trial_short_of_the_sweeps_epochs_that_did_not_diverge(capsys, tmp_path, monkeypatch):
+    """The trials the title counts as unfinished are the ones --where status=unfinished keeps, whatever their
+    status; a completed trial of an older, smaller `epochs` shows as unfinished."""
+    monkeypatch.setenv("COLUMNS", "200")
+    db = build(tmp_path, SPEC, STOPPED)
+    code, out, _ = report(capsys, db=db)
+    assert code == 0 and out.splitlines()[0] == (
+        "sweep hand: 4 configurations ranked by mean final_test_acc over seeds, at 4 epochs; "
+        "5 unfinished trials not aggregated")
+    code, out, _ = report(capsys, "--where", "status=unfinished", db=db)
+    assert out.splitlines()[0] == (
+        "sweep hand: 4 configurations ranked by mean final_test_acc over seeds, at 4 epochs; "
+        "5 unfinished trials not aggregated")
+    code, out, _ = report(capsys, "--where", "status=unfinished", "--trials", "--format", "csv", db=db)
+    assert sorted((r["trial"], r["status"], r["epochs"]) for r in rows(out)) == sorted(UNFINISHED)
+    code, out, _ = report(capsys, "--where", "status=completed", "--trials", "--format", "csv", db=db)
+    assert [r["trial"] for r in rows(out)] == ["relu-default-adam-lr0.01-s0"]
+    code, out, _ = report(capsys, "--where", "status=failed", "--trials", "--format", "csv", db=db)
+    assert [(r["trial"], r["epochs"]) for r in rows(out)] == [("tanh-xavier_normal-gauto-adam-lr0.01-s1", "4"),
+                                                              ("tanh-default-adam-lr0.01-s0", "1")]
+
+
+def test_the_default_sweep_is_the_one_written_last(capsys, tmp_path):
+    """b is created, then a; a trains; then `sweep run b.yaml` again: a bare report and plot read b."""
+    from datetime import datetime
+
+    from sqlalchemy import select, update
+
+    from db.queries import update_trials
+    from db.schema import Sweep, Trial
+
+    db = build(tmp_path, {**SPEC, "name": "b"}, TRIALS)
+    build(tmp_path, {**SPEC, "name": "a"}, TRIALS)
+    engine = make_engine(f"sqlite:///{db}")
+    with session_scope(engine) as s:
+        ids = {name: s.scalars(select(Trial.trial_id).join(Sweep, Sweep.sweep_id == Trial.sweep_id)
+                               .where(Sweep.name == name)).all() for name in ("a", "b")}
+        for name, day in (("b", 1), ("a", 2)):
+            s.execute(update(Sweep).where(Sweep.name == name).values(created_at=datetime(2026, 11, day)))
+            update_trials(s, [(t, {"started_at": datetime(2026, 11, day, 1), "finished_at": datetime(2026, 11, day, 2)})
+                              for t in ids[name]])
+    assert report(capsys, "--top", "1", db=db)[1].startswith("sweep a: ")
+    with session_scope(engine) as s:  # sweep run b.yaml: its trials start again
+        update_trials(s, [(t, {"status": "running", "started_at": datetime(2026, 11, 3)}) for t in ids["b"]])
+    engine.dispose()
+    assert report(capsys, "--top", "1", db=db)[1].startswith("sweep b: ")
+    assert main(["plot", "--db", str(db), "--epochs", "1"]) == 1  # b, which has no statistics
+    assert capsys.readouterr().err == "Error: sweep b has no statistics yet; wait for its first epoch\n"
+    code, _, err = report(capsys, "c", db=db)
+    assert (code, err) == (1, "Error: no sweep named 'c' in the database; it has: a, b\n")
 
 
 @pytest.mark.parametrize("args, message", [
