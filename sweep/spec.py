@@ -317,7 +317,31 @@ def _optimizer(raw: Any, path: str) -> OptimizerSpec:
                 checked.append(_number(v, vpath, positive=(key == "lr"), minimum=0.0))
         _unique(checked, kpath)
         params.append((key, tuple(checked)))
+    _buildable(name, params, path)
     return OptimizerSpec(name, tuple(params))
+
+
+def _buildable(name: str, params: list[tuple[str, tuple]], path: str) -> None:
+    """Build the optimizer of every value combination once, on a tiny parameter: what torch would refuse at
+    train time (nesterov without momentum, a beta of 1 or more) is refused here, in one line."""
+    import itertools
+
+    import torch
+
+    from models.registry import make_optimizer
+
+    keys = [k for k, _ in params]
+    for values in itertools.product(*(v for _, v in params)):
+        hyper = dict(zip(keys, values))
+        try:
+            make_optimizer(name, [torch.nn.Parameter(torch.zeros(1))], hyper)
+        except (ValueError, TypeError, RuntimeError) as exc:
+            shown = ", ".join(f"{k}: {_fmt_value(v)}" for k, v in hyper.items())
+            _fail(path, f"torch refuses {name} with {shown}: {str(exc).splitlines()[0]}")
+
+
+def _fmt_value(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else f"{value:g}"
 
 
 def _grid(raw: Any, path: str) -> GridSpec:

@@ -292,3 +292,19 @@ def test_numbers_in_scientific_notation_are_numbers(tmp_path):
         "activation": ["tanh"], "optimizer": [{"name": "adam", "lr": "1e-3x"}]}}))
     with pytest.raises(SpecError, match=r"grid.optimizer\[0\].lr\[0\]|grid.optimizer\[0\].lr: '1e-3x' is not a finite"):
         load_spec(tmp_path / "bad.yaml")
+
+
+def test_an_optimizer_setting_torch_refuses_is_refused_when_the_spec_is_loaded(tmp_path, capsys):
+    raw = {**BASE, "grid": {"activation": ["tanh"], "optimizer": [
+        {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True},
+        {"name": "sgd", "lr": 0.01, "nesterov": True}]}}
+    spec_path = _write(tmp_path, raw)
+    assert cli.main(["run", str(spec_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"Error: {spec_path}: grid.optimizer[1]: torch refuses sgd with lr: 0.01, nesterov: true: "
+                   "Nesterov momentum requires a momentum and zero dampening\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]  # nothing written
+    raw["grid"]["optimizer"] = [{"name": "adam", "lr": 0.1, "beta1": [0.9, 1.0]}]
+    with pytest.raises(SpecError, match=r"grid.optimizer\[0\]: torch refuses adam with beta1: 1, lr: 0.1: "
+                                        r"Invalid beta parameter at index 0: 1.0"):
+        load_spec(_write(tmp_path, raw))
