@@ -30,6 +30,46 @@ EXAMPLES = """examples:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's errors: one line `Error: ...`, exit 2 (argparse prints its usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"Error: {self.prog}: {message}; see {self.prog} --help\n")
+
+
+def _number(kind: str, low: float | None = None, high: float | None = None, integer: bool = False,
+            above: bool = False):
+    """An argparse type: a number in [low, high] (above: low excluded), said in one line when it is not."""
+    def parse(text: str):
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if value != value or (low is not None and (value <= low if above else value < low)) \
+                or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}")
+        return value
+    return parse
+
+
+SHARE = _number("a share in 0..1", 0.0, 1.0)
+POSITIVE = _number("a number > 0", 0.0, above=True)
+COUNT = _number("a whole number >= 1", 1, integer=True)
+PORT = _number("a TCP port (1..65535)", 1, 65535, integer=True)
+
+
+def _factor_list(option: str, text: str, factors, most: int) -> list[str]:
+    """Comma-separated factors of an option: known, not repeated, at most `most` (CliError, exit 2)."""
+    names = text.split(",")
+    if any(f not in factors for f in names) or len(names) > most:
+        count = "one or two" if most == 2 else f"at most {most}"
+        raise CliError(f"{option} {text!r}: {count} of {', '.join(factors)}, comma-separated", 2)
+    repeated = sorted({f for f in names if names.count(f) > 1})
+    if repeated:
+        raise CliError(f"{option} {text!r}: {repeated[0]} appears twice; give different factors", 2)
+    return names
+
+
 class CliError(Exception):
     def __init__(self, message: str, code: int = 1):
         super().__init__(message)
@@ -193,9 +233,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise CliError(f"--threshold {args.threshold:g}: a test accuracy, must be in 0..1 (e.g. 0.7)", 2)
-    factors = args.by.split(",") if args.by else []
-    if any(f not in FACTORS for f in factors) or len(factors) > 2:
-        raise CliError(f"--by {args.by!r}: one or two of {', '.join(FACTORS)}, comma-separated", 2)
+    factors = _factor_list("--by", args.by, FACTORS, 2) if args.by else []
     where = _parse_where(args.where)
     engine, name, metric, epochs = _open_sweep(args)
     if metric == THRESHOLD and args.threshold is None:
@@ -250,10 +288,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from sweep.report import FACTORS, RANK_METRICS
 
     engine, name, metric, sweep_epochs = _open_sweep(args)
-    factors = args.heatmap.split(",")
-    for factor in [*factors, args.facet]:
+    for factor in [*args.heatmap.split(","), args.facet]:
         if factor not in FACTORS:
             raise CliError(f"{factor!r} is not a factor; use one of {', '.join(FACTORS)}", 2)
+    factors = _factor_list("--heatmap", args.heatmap, FACTORS, 2)
     if len(factors) != 2:
         raise CliError(f"--heatmap {args.heatmap!r}: two factors, comma-separated", 2)
 
@@ -342,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     from db.flags import FlagThresholds
     from sweep.report import FORMATS, RANK_METRICS
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sweep", description="Parallel sweeps of training dynamics with a results database.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -353,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("spec", help="sweep spec (YAML)")
     run.add_argument("--address", help="join an existing Ray cluster (e.g. auto or ray://host:10001)")
-    run.add_argument("--progress-interval", type=float, default=15.0, metavar="S",
+    run.add_argument("--progress-interval", type=_number("a number of seconds >= 1", 1.0), default=15.0, metavar="S",
                      help="seconds between progress lines (default 15)")
     run.set_defaults(func=cmd_run)
 
@@ -366,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--by", metavar="FACTOR[,FACTOR]", help="marginal effect of one factor, or a matrix of two")
     report.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
                         help="keep only trials with this factor value (repeatable)")
-    report.add_argument("--top", type=int, metavar="N", help="only the first N rows")
+    report.add_argument("--top", type=COUNT, metavar="N", help="only the first N rows (N >= 1)")
     report.add_argument("--threshold", type=float, metavar="ACC",
                         help="add images seen until test accuracy first reached ACC (0..1) and how many seeds "
                              "reached it; ranked by it, configurations with a miss come after those without")
@@ -376,15 +414,17 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--columns", metavar="A,B,...", help="only these columns, in this order (any format)")
     flags = report.add_argument_group("pathology flag thresholds")
     defaults = FlagThresholds()
-    flags.add_argument("--saturated", type=float, default=defaults.saturated, metavar="SHARE",
+    flags.add_argument("--saturated", type=SHARE, default=defaults.saturated, metavar="SHARE",
                        help=f"share of values near an asymptote (default {defaults.saturated:g})")
-    flags.add_argument("--dead", type=float, default=defaults.dead, metavar="SHARE",
+    flags.add_argument("--dead", type=SHARE, default=defaults.dead, metavar="SHARE",
                        help=f"share of dead units (default {defaults.dead:g})")
-    flags.add_argument("--vanishing", type=float, default=defaults.vanishing, metavar="RATIO",
+    flags.add_argument("--vanishing", type=POSITIVE, default=defaults.vanishing, metavar="RATIO",
                        help=f"first/last layer gradient std below this (default {defaults.vanishing:g})")
-    flags.add_argument("--exploding", type=float, default=defaults.exploding, metavar="RATIO",
-                       help=f"first/last layer gradient std above this (default {defaults.exploding:g})")
-    flags.add_argument("--chance-margin", type=float, default=defaults.chance_margin, metavar="ACC",
+    flags.add_argument("--exploding", type=POSITIVE, default=defaults.exploding, metavar="RATIO",
+                       help=f"first/last layer gradient std above this, or a train loss this many times the loss "
+                            f"before training (default {defaults.exploding:g})")
+    flags.add_argument("--chance-margin", type=_number("an accuracy margin in 0..0.5", 0.0, 0.5),
+                       default=defaults.chance_margin, metavar="ACC",
                        help=f"accuracy within this of 1/classes is chance (default {defaults.chance_margin:g})")
     report.set_defaults(func=cmd_report)
 
@@ -404,8 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     where = tb.add_mutually_exclusive_group()
     where.add_argument("--output", default=DEFAULT_OUTPUT, help="output folder (default runs)")
     where.add_argument("--spec", help="take the output folder from this spec")
-    tb.add_argument("--host", default="127.0.0.1")
-    tb.add_argument("--port", type=int, default=6006)
+    tb.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    tb.add_argument("--port", type=PORT, default=6006, help="port (default 6006)")
     tb.set_defaults(func=cmd_tensorboard)
     return parser
 

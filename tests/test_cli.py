@@ -106,7 +106,7 @@ def test_the_program_exits_with_main_s_status_and_runs_every_atexit_handler(reco
                           timeout=120)
     assert done.returncode == 0 and sorted(p.name for p in copy.iterdir()) == ["sweep.db"]
     bad = subprocess.run([*PROGRAM, "report", "--bogus"], env=ENV, capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and bad.stderr.endswith("error: unrecognized arguments: --bogus\n")
+    assert bad.returncode == 2 and bad.stderr == "Error: sweep: unrecognized arguments: --bogus; see sweep --help\n"
 
 
 def test_a_reader_gone_ends_the_program_quietly(recorded_db):
