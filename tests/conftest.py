@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from db.engine import init_db, make_engine
 from pg_server import PostgresServer
@@ -25,6 +26,18 @@ RECORDED_SPEC = {
     "grid": {"activation": ["sigmoid", "relu"], "init": ["xavier_uniform"],
              "optimizer": [{"name": "sgd", "lr": 0.01}, {"name": "adam", "lr": 0.01}], "seed": [0, 1]},
 }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """One torch thread in the test processes, as a 1-CPU trial has (sweeps' trials set their own): on two
+    busy cores (`-n 2`, or other work), torch's default two threads per process oversubscribe them and
+    in-process training crawls: tests/test_bundle.py took 163 s with two threads, 25 s with one, on the
+    2-core machine at a load of about 4 (tests/test_fused.py pins one thread for the same reason)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,13 @@ conv, a batched matmul; tests/test_fused.py bounds a single step's loss at
 epoch metrics are compared at 1e-3 relative (losses) and within 2 test
 examples (accuracy, on a 100-example test set): a member trained on another
 member's batches or hyper-parameters misses both by orders of magnitude.
+Statistics rows: mean, std and p98 within 1e-3 (activations) or 5e-2
+(weight gradients: single gradient entries drift further than the losses,
+conv1's p98 measured up to 2.1e-2 here) of the row's scale (its largest
+|mean|, std, |p98|); the fractions (zero, dead, saturated) within two units
+of the narrowest layer (fc2, 84 units); None (does not apply), NaN and the
+row's keys exactly. A member given another member's slice, activation or
+bounds misses them by far more.
 """
 import math
 from dataclasses import replace
@@ -15,6 +22,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from models.fused import FusedNet
 from sweep.data import synthetic
 from sweep.grid import expand_grid
 from sweep.spec import parse_spec
@@ -23,6 +31,8 @@ from sweep.trial import CHECKPOINT, run_bundle, run_trial
 DATA = synthetic(train_size=320, test_size=100)
 LOSS_RTOL = 1e-3
 ACC_ATOL = 2 / 100
+STAT_RTOL = {"activation": 1e-3, "gradient": 5e-2}
+FRACTION_ATOL = 2 / 84
 
 
 def configs(out: Path, epochs: int = 2, **grid):
@@ -49,8 +59,26 @@ def assert_close(fused: list[dict], alone: list[dict]) -> None:
             if a[key] is not None:
                 assert f[key] == pytest.approx(a[key], rel=LOSS_RTOL, nan_ok=True), (a["epoch"], key)
         assert abs(f["test_acc"] - a["test_acc"]) <= ACC_ATOL
-        assert [(s["step"], s["layer"], s["kind"]) for s in f["layer_stats"]] == \
-               [(s["step"], s["layer"], s["kind"]) for s in a["layer_stats"]]
+        assert [(s["epoch"], s["step"], s["layer"], s["kind"]) for s in f["layer_stats"]] == \
+               [(s["epoch"], s["step"], s["layer"], s["kind"]) for s in a["layer_stats"]]
+        for fs, s in zip(f["layer_stats"], a["layer_stats"]):
+            assert_stats_close(fs, s)
+
+
+def assert_stats_close(fused: dict, alone: dict) -> None:
+    """One statistics row of a member against its unfused trial's (tolerances: module docstring)."""
+    where = (alone["step"], alone["layer"], alone["kind"])
+    assert fused.keys() == alone.keys(), where
+    finite = [abs(alone[k]) for k in ("mean", "std", "p98") if alone[k] is not None and math.isfinite(alone[k])]
+    scale = max(finite, default=0.0)
+    for key, expected in alone.items():
+        have = fused[key]
+        if key in ("epoch", "step", "layer", "kind") or expected is None or not math.isfinite(expected):
+            assert have == expected or (have != have and expected != expected), (where, key, have, expected)
+        elif key in ("mean", "std", "p98"):
+            assert abs(have - expected) <= STAT_RTOL[alone["kind"]] * scale, (where, key, have, expected)
+        else:  # zero_frac, dead_frac, sat_frac
+            assert abs(have - expected) <= FRACTION_ATOL, (where, key, have, expected)
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +158,46 @@ def test_a_diverging_member_leaves_the_bundle_and_the_others_go_on(tmp_path):
     assert not (Path(cfgs[0].logdir) / CHECKPOINT).exists()
     assert [r["epoch"] for r in fused[cfgs[1].config_hash]] == [0, 1, 2]
     assert math.isfinite(fused[cfgs[1].config_hash][-1]["train_loss"])
+
+
+def test_members_checkpointed_at_different_epochs_train_in_turn(tmp_path, monkeypatch):
+    """A bundle whose members stand at epochs 1 and 2 trains one stacked network per starting epoch
+    and ends where the members' uninterrupted unfused runs end."""
+    import sweep.trial
+
+    three = configs(tmp_path / "resumed", epochs=3)
+    # Per starting epoch a sigmoid and a relu member, one with SGD and one with Adam.
+    at = {three[1].name: 1, three[6].name: 1, three[2].name: 2, three[5].name: 2}
+    cfgs = [c for c in three if c.name in at]
+    for c in cfgs:  # stopped alone after their first or second epoch
+        run_trial(replace(c, epochs=at[c.name]), DATA, lambda r: None)
+    straight = []
+    for c in configs(tmp_path / "straight", epochs=3):
+        if c.name in at:
+            run_trial(c, DATA, straight.append)
+    straight = by_trial(straight)
+
+    stacked = []
+
+    def recording(modules, *args, **kwargs):
+        stacked.append(len(modules))
+        return FusedNet(modules, *args, **kwargs)
+
+    monkeypatch.setattr(sweep.trial, "FusedNet", recording)
+    resumed = []
+    run_bundle(cfgs, DATA, resumed.append)
+    assert stacked == [2, 2]  # the members at epoch 1 together, then those at epoch 2
+    resumed = by_trial(resumed)
+    assert resumed.keys() == straight.keys() and len(resumed) == 4
+    for c in cfgs:
+        reports = resumed[c.config_hash]
+        # The epochs up to its checkpoint replayed, the others trained; none twice.
+        assert [(r["epoch"], r["resumed_from"]) for r in reports] == [(1, at[c.name]), (2, at[c.name]), (3, at[c.name])]
+        assert reports[-1]["images_seen"] == 3 * 320
+        # Replayed epochs are the unfused run's own reports: exactly its numbers.
+        for r, s in zip(reports[:at[c.name]], straight[c.config_hash][1:]):
+            assert {k: v for k, v in r.items() if not k.endswith("seconds") and k != "resumed_from"} == \
+                   {k: v for k, v in s.items() if not k.endswith("seconds") and k != "resumed_from"}
+        assert_close(reports, straight[c.config_hash][1:])
+        assert (Path(c.logdir) / CHECKPOINT).exists()
+        assert torch.load(Path(c.logdir) / CHECKPOINT, weights_only=True)["state"]["epoch"] == 3

@@ -193,14 +193,14 @@ def assert_complete(folder: Path) -> None:
     assert dict(query(folder, "SELECT name, status FROM trials")) == dict.fromkeys(TRIALS, "completed")
     assert {name: [r[0] for r in rows] for name, rows in results(folder).items()} == {
         name: list(range(EPOCHS + 1)) for name in TRIALS}
-    # 1000 images in batches of 64: 16 batches per epoch, statistics at batches 5, 10, 15 and 16.
-    assert query(folder, "SELECT COUNT(DISTINCT step) FROM layer_stats GROUP BY trial_id") == [(4 * EPOCHS,)] * 4
+    # 1000 images in batches of 64: 16 batches per epoch, statistics at batches 5, 10 and 15 (the last full one).
+    assert query(folder, "SELECT COUNT(DISTINCT step) FROM layer_stats GROUP BY trial_id") == [(3 * EPOCHS,)] * 4
     for name in TRIALS:
         acc = EventAccumulator(str(folder / "out" / "syn" / name))
         acc.Reload()
         assert [e.step for e in acc.Scalars("accuracy/test")] == [IMAGES * e for e in range(EPOCHS + 1)], name
         train_steps = [e.step for e in acc.Scalars("loss/train")]
-        assert train_steps == sorted(set(train_steps)) and len(train_steps) == 4 * EPOCHS, name
+        assert train_steps == sorted(set(train_steps)) and len(train_steps) == 3 * EPOCHS, name
 
 
 @pytest.fixture(scope="module")
@@ -224,10 +224,12 @@ def test_a_sweep_runs_on_both_worker_nodes_everything_stored_once(cluster, refer
                             env=ENV, capture_output=True, text=True)
     assert report.returncode == 0, report.stderr
     finals = dict(query(reference, "SELECT name, final_test_acc FROM trials"))
-    ranked = sorted(finals, key=lambda n: -finals[n])
     lines = report.stdout.strip().splitlines()
     assert lines[0] == "trial,final_test_acc"
-    assert [line.split(",")[0] for line in lines[1:]] == ranked
+    ranked = [line.split(",")[0] for line in lines[1:]]
+    # Best first: the stored accuracies in the report's order are the sorted ones (equal ones in any order).
+    assert sorted(ranked) == sorted(finals)
+    assert [finals[n] for n in ranked] == sorted(finals.values(), reverse=True)
     assert [float(line.split(",")[1]) for line in lines[1:]] == pytest.approx([finals[n] for n in ranked], abs=1e-4)
 
 

@@ -4,8 +4,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from models.fused import FusedNet
 from sweep.data import synthetic
 from sweep.grid import expand_grid
 from sweep.spec import parse_spec
@@ -36,14 +38,14 @@ def test_reports_every_epoch_on_the_images_seen_axis(tmp_path):
     assert [r["images_seen"] for r in reports] == [0, 300, 600, 900]
     assert reports[0]["train_loss"] is None and reports[0]["layer_stats"] == []
     # 300 images in batches of 32 = 10 batches (last one of 12); snapshots after
-    # batches 4 and 8 and at the epoch's end.
+    # batches 4 and 8 and at the epoch's last full batch (9: 288 images), which closes it.
     first = reports[1]["layer_stats"]
-    assert sorted({r["step"] for r in first}) == [128, 256, 300]
+    assert sorted({r["step"] for r in first}) == [128, 256, 288]
     assert {(r["layer"], r["kind"]) for r in first} == {
         *((l, "activation") for l in ("conv1", "conv2", "fc1", "fc2")),
         *((l, "gradient") for l in ("conv1", "conv2", "fc1", "fc2", "fc3")),
     }
-    assert sorted({r["step"] for r in reports[3]["layer_stats"]}) == [728, 856, 900]
+    assert sorted({r["step"] for r in reports[3]["layer_stats"]}) == [728, 856, 888]
     assert all(r["status"] == "running" for r in reports)
     assert reports[-1]["test_acc"] > 0.5  # the synthetic set is learnable
     assert reports[-1]["best_test_acc"] == max(r["test_acc"] for r in reports)
@@ -57,8 +59,8 @@ def test_tensorboard_curves_share_the_images_seen_axis(tmp_path):
     assert Path(cfg.logdir).name == "tanh-xavier_uniform-adam-lr0.01-s0"
     assert [s for s, _ in tags["accuracy/test"]] == [0, 300, 600, 900]
     assert [v for _, v in tags["accuracy/test"]] == pytest.approx([r["test_acc"] for r in reports])
-    assert [s for s, _ in tags["loss/train"]] == [128, 256, 300, 428, 556, 600, 728, 856, 900]
-    assert [s for s, _ in tags["activation/fc1/std"]] == [128, 256, 300, 428, 556, 600, 728, 856, 900]
+    assert [s for s, _ in tags["loss/train"]] == [128, 256, 288, 428, 556, 588, 728, 856, 888]
+    assert [s for s, _ in tags["activation/fc1/std"]] == [128, 256, 288, 428, 556, 588, 728, 856, 888]
     assert "gradient/conv1/p98" in tags and "activation/conv2/sat_frac" in tags
     assert "gradient/conv1/dead_frac" not in tags  # not defined for gradients: never written as NaN
 
@@ -74,12 +76,17 @@ def test_resume_from_checkpoint_gives_the_same_numbers(tmp_path):
     resumed = []
     run_trial(cfg, DATA, resumed.append)
     assert [r["epoch"] for r in resumed] == [1, 2, 3]  # epoch 1 replayed from the checkpoint
-    for key in ("images_seen", "train_loss", "test_loss", "test_acc"):
-        assert resumed[-1][key] == straight[-1][key]
-    assert [r["mean"] for r in resumed[-1]["layer_stats"]] == [r["mean"] for r in straight[-1]["layer_stats"]]
+    assert [r["resumed_from"] for r in resumed] == [1, 1, 1] and straight[-1]["resumed_from"] is None
+    # Every number of every epoch, statistics included, exactly; only the clock differs.
+    assert [numbers(r) for r in resumed] == [numbers(r) for r in straight[1:]]
     # TensorBoard continues without duplicated points.
     steps = [s for s, _ in scalars(Path(cfg.logdir))["accuracy/test"]]
     assert steps == [0, 300, 600, 900]
+
+
+def numbers(report: dict) -> dict:
+    """A report without what a rerun may change: wall-clock times and where it resumed from."""
+    return {k: v for k, v in report.items() if not k.endswith("_seconds") and k != "resumed_from"}
 
 
 def test_a_fresh_start_leaves_no_points_of_an_earlier_attempt(tmp_path):
@@ -98,18 +105,31 @@ def test_a_fresh_start_leaves_no_points_of_an_earlier_attempt(tmp_path):
     run_trial(cfg, DATA, lambda result: None)
     tags = scalars(Path(cfg.logdir))
     assert [s for s, _ in tags["accuracy/test"]] == [0, 300, 600, 900]
-    assert [s for s, _ in tags["loss/train"]] == [128, 256, 300, 428, 556, 600, 728, 856, 900]
+    assert [s for s, _ in tags["loss/train"]] == [128, 256, 288, 428, 556, 588, 728, 856, 888]
 
 
-def test_divergence_stops_the_trial_with_a_reason(tmp_path):
+def test_divergence_stops_the_trial_with_a_reason(tmp_path, monkeypatch):
     cfg = config(tmp_path, activation=["relu"], optimizer=[{"name": "sgd", "lr": 1e6}])
+    # The evaluation after the loss became NaN (the trial's second) scores every test example right: the
+    # diverged epoch has the best accuracy there is, and must still not become the best.
+    evaluate, accuracies = FusedNet.evaluate, []
+
+    def diverged_epoch_scores_best(self, x, y, *args, **kwargs):
+        loss, acc = evaluate(self, x, y, *args, **kwargs)
+        if accuracies:
+            acc = torch.ones_like(acc)
+        accuracies.append(acc.tolist())
+        return loss, acc
+
+    monkeypatch.setattr(FusedNet, "evaluate", diverged_epoch_scores_best)
     reports = []
     run_trial(cfg, DATA, reports.append)
     last = reports[-1]
     assert last["status"] == "diverged"
-    assert last["epoch"] == 1 and len(reports) == 2
+    assert last["epoch"] == 1 and len(reports) == 2 and len(accuracies) == 2
     assert last["reason"].startswith("train loss nan at epoch 1, step ")
     assert math.isnan(last["train_loss"])
-    # The best is taken from finite epochs only, whatever the diverged epoch's accuracy.
+    # Stored as it is, but the best is taken from finite epochs only.
+    assert last["test_acc"] == 1.0 and reports[0]["test_acc"] < 1.0
     assert (last["best_test_acc"], last["best_epoch"]) == (reports[0]["test_acc"], 0)
     assert not (Path(cfg.logdir) / CHECKPOINT).exists()
