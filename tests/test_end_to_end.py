@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -37,25 +38,31 @@ def test_synthetic_sweep_end_to_end(tmp_path):
         "epochs": 2, "batch_size": 32, "stats_every": 3,
         "grid": {"activation": ["sigmoid", "relu"], "init": ["xavier_uniform"],
                  "optimizer": [{"name": "adam", "lr": 0.01},
-                               {"name": "sgd", "lr": 0.1, "nesterov": True},  # torch refuses nesterov w/o momentum
+                               {"name": "sgd", "lr": 0.1, "momentum": 0.9},  # its folders hold another's checkpoint
                                {"name": "sgd", "lr": 1e6}]},  # relu diverges; sigmoid is bounded and does not
         # A failing trial is retried once, then recorded failed with its traceback.
         "resources": {"cpu": 1, "max_failures": 1},
         "output": "out",
     }
     write_spec(tmp_path, spec)
+    # A trial never resumes another configuration's checkpoint: it fails (retried once) and says why.
+    for act in ("sigmoid", "relu"):
+        folder = tmp_path / "out" / "syn" / f"{act}-xavier_uniform-sgd-lr0.1-momentum0.9-s0"
+        folder.mkdir(parents=True)
+        torch.save({"config_hash": "0123456789abcdef", "replay": []}, folder / "checkpoint.pt")
     run = sweep_cli("run", "spec.yaml", "--progress-interval", "1", cwd=tmp_path)
     assert run.returncode == 1, run.stderr  # two trials failed
     assert "done: 3 completed, 1 diverged, 2 failed; 0 already finished before this run" in run.stdout
-    assert "FAILED relu-xavier_uniform-sgd-lr0.1-nesterovtrue-s0: ValueError: Nesterov momentum requires" in run.stdout
+    failed = [line for line in run.stdout.splitlines() if line.startswith("FAILED relu-xavier_uniform-sgd-lr0.1-momentum0.9-s0: ")]
+    assert failed and "CheckpointMismatch: " in failed[0] and "config hash 0123456789abcdef" in failed[0], run.stdout
 
     db = tmp_path / "out" / "sweep.db"
     statuses = dict(query(db, "SELECT name, status FROM trials"))
     assert statuses == {
         "sigmoid-xavier_uniform-adam-lr0.01-s0": "completed",
-        "sigmoid-xavier_uniform-sgd-lr0.1-nesterovtrue-s0": "failed",
+        "sigmoid-xavier_uniform-sgd-lr0.1-momentum0.9-s0": "failed",
         "relu-xavier_uniform-adam-lr0.01-s0": "completed",
-        "relu-xavier_uniform-sgd-lr0.1-nesterovtrue-s0": "failed",
+        "relu-xavier_uniform-sgd-lr0.1-momentum0.9-s0": "failed",
         "sigmoid-xavier_uniform-sgd-lr1e+06-s0": "completed",
         "relu-xavier_uniform-sgd-lr1e+06-s0": "diverged",
     }
@@ -69,7 +76,7 @@ def test_synthetic_sweep_end_to_end(tmp_path):
     assert query(db, """SELECT e.train_loss, e.nan_fields FROM epoch_metrics e JOIN trials t USING (trial_id)
                         WHERE t.status = 'diverged' AND e.epoch = 1""") == [(None, "train_loss,test_loss")]
     error = query(db, "SELECT error FROM trials WHERE status = 'failed'")[0][0]
-    assert "Nesterov momentum requires a momentum and zero dampening" in error
+    assert "CheckpointMismatch" in error and "was saved by another configuration (config hash 0123456789abcdef" in error
     # Completed trials: epochs 0..2, 256 images per epoch; 8 batches -> snapshots after 3, 6
     # and 8 (the epoch's end), 9 layer keys (4 activation, 5 gradient) each.
     rows = query(db, """SELECT t.name, e.epoch, e.images_seen FROM epoch_metrics e
@@ -106,7 +113,7 @@ def test_synthetic_sweep_end_to_end(tmp_path):
     assert sorted(by_rank[:4]) == sorted(finals)
     assert [finals[label] for label in by_rank[:4]] == sorted(finals.values(), reverse=True)
     assert set(by_rank[4:]) == {
-        "sigmoid-xavier_uniform-sgd-lr0.1-nesterovtrue", "relu-xavier_uniform-sgd-lr0.1-nesterovtrue"}
+        "sigmoid-xavier_uniform-sgd-lr0.1-momentum0.9", "relu-xavier_uniform-sgd-lr0.1-momentum0.9"}
     diverged = {r["config"]: r for r in csv.DictReader(io.StringIO(report.stdout))}["relu-xavier_uniform-sgd-lr1e+06"]
     assert diverged["status"] == "diverged" and "diverged@1" in diverged["flags"].split(", ")
 
