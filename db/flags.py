@@ -35,9 +35,10 @@ from dataclasses import dataclass
 import json
 
 import pandas as pd
-from sqlalchemy import Engine, and_, case, func, or_, select
+from sqlalchemy import Engine, and_, case, func, select
 from sqlalchemy.orm import aliased
 
+from db.queries import last_epoch_read
 from db.schema import EpochMetric, LayerStat, Sweep, Trial
 
 FLAG_COLUMNS = ["trial", "label", "flag", "layer", "epoch", "value"]
@@ -63,7 +64,7 @@ def _first(rows: pd.DataFrame, flag: str, value_col: str) -> list[dict]:
 
 
 def _read_upto(trials: pd.DataFrame, sweep_epochs: int | None) -> dict[int, float]:
-    """trial_id -> the last epoch its flags read (the report's rule; module doc)."""
+    """trial_id -> the last epoch its flags read: db.queries.last_epoch_read's rule, on a pandas frame."""
     cap = float("inf") if sweep_epochs is None else sweep_epochs
     return {r.trial_id: (r.epochs_done - 1 if r.status == "diverged" and r.epochs_done - 1 < cap else cap)
             for r in trials.itertuples()}
@@ -166,12 +167,15 @@ def _sweep_epochs(spec_json: str | None) -> int | None:
         return None
 
 
+# A sweep whose stored spec names no `epochs` is read to its last epoch (and a diverged trial to the one before).
+NO_CAP = 2**31 - 1
+
+
 def _epochs_of(sweep_id: int, sweep_epochs: int | None):
-    """The sweep's epoch rows that its flags read (_read_upto's rule, in SQL)."""
-    stmt = (select(EpochMetric.trial_id).join(Trial, Trial.trial_id == EpochMetric.trial_id)
-            .where(Trial.sweep_id == sweep_id))
-    stmt = stmt.where(or_(Trial.status != "diverged", EpochMetric.epoch <= Trial.epochs_done - 1))
-    return stmt if sweep_epochs is None else stmt.where(EpochMetric.epoch <= sweep_epochs)
+    """The sweep's epoch rows that its flags read: the report's (db.queries.last_epoch_read)."""
+    upto = last_epoch_read(NO_CAP if sweep_epochs is None else sweep_epochs)
+    return (select(EpochMetric.trial_id).join(Trial, Trial.trial_id == EpochMetric.trial_id)
+            .where(Trial.sweep_id == sweep_id, EpochMetric.epoch <= upto))
 
 
 def _exploding_loss(sweep_id: int, sweep_epochs: int | None, t: FlagThresholds):

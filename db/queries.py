@@ -277,6 +277,14 @@ def layer_stats_frame(engine: Engine, sweep: str | None = None) -> pd.DataFrame:
                        (LayerStat.trial_id, LayerStat.step, LayerStat.kind, LayerStat.layer_stat_id))
 
 
+def last_epoch_read(sweep_epochs: int):
+    """The last epoch of a trial that the report and the flags read (like with like), as an SQL expression
+    over Trial: the sweep's `epochs`, or for a diverged trial the epoch before its non-finite one where that
+    is earlier (db.flags._read_upto is the same rule on pandas frames)."""
+    diverged_early = and_(Trial.status == "diverged", Trial.epochs_done - 1 < sweep_epochs)
+    return case((diverged_early, Trial.epochs_done - 1), else_=sweep_epochs)
+
+
 def trial_figures(engine: Engine, sweep: str, sweep_epochs: int, threshold: float | None = None) -> pd.DataFrame:
     """trials_frame with each trial's figures read from its epoch rows at the sweep's `sweep_epochs`,
     computed by the database (the epoch rows never leave it).
@@ -289,8 +297,7 @@ def trial_figures(engine: Engine, sweep: str, sweep_epochs: int, threshold: floa
     Example: trial_figures(engine, "fashion-activations", 3, threshold=0.7)
     """
     trials = trials_frame(engine, sweep)
-    diverged_early = and_(Trial.status == "diverged", Trial.epochs_done - 1 < sweep_epochs)
-    upto = (select(Trial.trial_id, case((diverged_early, Trial.epochs_done - 1), else_=sweep_epochs).label("upto"))
+    upto = (select(Trial.trial_id, last_epoch_read(sweep_epochs).label("upto"))
             .join(Sweep, Sweep.sweep_id == Trial.sweep_id).where(Sweep.name == sweep).subquery())
     # Per trial, subqueries the database answers from the index on (trial_id, epoch, test_acc, images_seen):
     # the last epoch a seek, the best a walk through the trial's own rows (grouping all of a sweep's epoch
