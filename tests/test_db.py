@@ -366,8 +366,13 @@ def test_the_last_of_stacked_mounts_is_the_visible_one():
                                             ("/gpfs/home/me", "gpfs"), ("/beegfs/x", "beegfs"),
                                             ("/home/me/remote/r", "fuse.sshfs")])
 def test_sqlite_on_a_network_filesystem_is_refused(tmp_path, folder, fstype):
-    (tmp_path / "mountinfo").write_text(MOUNTINFO)
-    point = filesystem_type(Path(folder), MOUNTINFO)[1]
+    assert_refused(tmp_path, MOUNTINFO, folder, fstype)
+
+
+def assert_refused(tmp_path, mountinfo: str, folder: str, fstype: str) -> None:
+    """check_sqlite_location refuses a database in `folder` under `mountinfo`, naming `fstype` and the mount."""
+    (tmp_path / "mountinfo").write_text(mountinfo)
+    point = filesystem_type(Path(folder), mountinfo)[1]
     with pytest.raises(DatabaseError) as err:
         check_sqlite_location(f"sqlite:///{folder}/sweep.db", tmp_path / "mountinfo")
     assert str(err.value) == (
@@ -402,14 +407,7 @@ NETWORK_MOUNTINFO = """\
     ("/srv/ocfs2/runs", "ocfs2"),
 ])
 def test_sqlite_on_a_network_fuse_or_cluster_filesystem_is_refused(tmp_path, folder, fstype):
-    (tmp_path / "mountinfo").write_text(NETWORK_MOUNTINFO)
-    point = filesystem_type(Path(folder), NETWORK_MOUNTINFO)[1]
-    with pytest.raises(DatabaseError) as err:
-        check_sqlite_location(f"sqlite:///{folder}/sweep.db", tmp_path / "mountinfo")
-    assert str(err.value) == (
-        f"database sqlite:///{folder}/sweep.db is on a network filesystem ({fstype} at {point}), where SQLite's WAL "
-        "is unsafe: keep the SQLite file on a local disk (database: sqlite:////local/path/sweep.db) "
-        "or use PostgreSQL (database: postgresql+psycopg://user@host/db)")
+    assert_refused(tmp_path, NETWORK_MOUNTINFO, folder, fstype)
 
 
 def test_sqlite_on_a_local_fuse_filesystem_passes(tmp_path):
