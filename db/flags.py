@@ -30,8 +30,6 @@ from pandas frames of every row, is the definition the tests hold it to.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import json
 
 import pandas as pd
@@ -40,18 +38,10 @@ from sqlalchemy.orm import aliased
 
 from db.queries import last_epoch_read
 from db.schema import EpochMetric, LayerStat, Sweep, Trial
+# The thresholds, shared with the stop rules that act on the same measures (sweep/stopping.py).
+from sweep.stopping import FlagThresholds  # noqa: F401 (imported from here by the CLI and tests)
 
 FLAG_COLUMNS = ["trial", "label", "flag", "layer", "epoch", "value"]
-
-
-@dataclass(frozen=True)
-class FlagThresholds:
-    saturated: float = 0.5  # share of values near an asymptote
-    dead: float = 0.5  # share of dead units
-    vanishing: float = 1e-2  # first/last layer gradient std ratio below this
-    exploding: float = 1e2  # ... above this
-    chance_margin: float = 0.02  # accuracy within this of 1/classes
-    classes: int = 10
 
 
 def _first(rows: pd.DataFrame, flag: str, value_col: str) -> list[dict]:

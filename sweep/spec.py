@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import yaml
 
 from sweep.data import DATASETS
+from sweep.stopping import RULES, AshaSpec, StopRule, StopSpec
 
 # The registries (models/) import torch: seconds and hundreds of MB that
 # `sweep report` and `sweep plot`, which import this module, never need.
@@ -131,6 +132,7 @@ class SweepSpec:
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
     output: str = DEFAULT_OUTPUT
     database: str | None = None  # None: sqlite file <output>/sweep.db
+    stop: StopSpec = field(default_factory=StopSpec)  # no rules: every trial runs every epoch
 
     @property
     def database_url(self) -> str:
@@ -385,8 +387,42 @@ def _fuse(value: Any, path: str) -> int | str:
     _fail(path, f"{_show(value)} is not auto, off or a number of configurations >= 1")
 
 
+def parse_stop(raw: Any, path: str = "stop") -> StopSpec:
+    """`stop:` rules, each `rule: N` (patience, the flag's threshold) or `rule: {<threshold>: x, epochs: N}`,
+    and `asha: {grace: G, reduction: R}` (sweep/stopping.py)."""
+    if raw is None:
+        return StopSpec()
+    raw = _mapping(raw, path, (*RULES, "asha"))
+    rules = []
+    for name, value in raw.items():
+        if name == "asha":
+            continue
+        where = f"{path}.{name}"
+        _, key, default = RULES[name]
+        if isinstance(value, dict):
+            value = _mapping(value, where, (key, "epochs"), required=("epochs",))
+            threshold = _number(value.get(key, default), f"{where}.{key}", positive=True)
+            if name in ("dead", "saturated", "chance") and threshold >= 1:
+                _fail(f"{where}.{key}", f"{threshold!r} must be below 1 (a share)" if name != "chance"
+                      else f"{threshold!r} must be below 1 (an accuracy margin)")
+            rules.append(StopRule(name, threshold, _int(value["epochs"], f"{where}.epochs")))
+        else:
+            if isinstance(value, bool) or not isinstance(value, int):
+                _fail(where, f"{_show(value)} is not a patience in epochs (an integer >= 1) "
+                             f"or a mapping like {{{key}: {default:g}, epochs: 3}}")
+            rules.append(StopRule(name, default, _int(value, where)))
+    asha = None
+    if "asha" in raw:
+        value = _mapping(raw["asha"], f"{path}.asha", ("grace", "reduction"), required=("grace",))
+        reduction = _number(value.get("reduction", 3), f"{path}.asha.reduction")
+        if reduction <= 1:
+            _fail(f"{path}.asha.reduction", f"{reduction!r} must be > 1 (the top 1/reduction continue)")
+        asha = AshaSpec(_int(value["grace"], f"{path}.asha.grace"), reduction)
+    return StopSpec(tuple(rules), asha)
+
+
 TOP_KEYS = ("name", "dataset", "model", "epochs", "batch_size", "stats_every", "metric",
-            "grid", "resources", "output", "database")
+            "grid", "resources", "stop", "output", "database")
 
 
 def _is_url(text: str) -> bool:
@@ -418,6 +454,7 @@ def parse_spec(raw: Any) -> SweepSpec:
         stats_every=_int(raw.get("stats_every", 100), "stats_every"),
         metric=_choice(raw.get("metric", "final_test_acc"), METRICS, "metric", "metric"),
         resources=_resources(raw.get("resources", {}), "resources"),
+        stop=parse_stop(raw.get("stop"), "stop"),
         output=output,
         database=database,
     )

@@ -32,6 +32,7 @@ from sweep.data import Arrays
 from sweep.grid import TrialConfig, bundle_name
 from sweep.hold import hold, holds_for
 from sweep.hparams import write_session_end, write_session_start
+from sweep.stopping import Stopper, epoch_measures
 
 CHECKPOINT = "checkpoint.pt"
 # Reports kept in the checkpoint and sent again on resume: a trial can be
@@ -108,8 +109,9 @@ class _Member:
         self.bounds = ACTIVATIONS[cfg.activation].bounds
         self.optimizer_state = None
         self.replay: list[dict[str, Any]] = []
+        # measures: each epoch's figures the stop rules read (sweep/stopping.py), from epoch 1.
         self.state = {"epoch": 0, "images_seen": 0, "train_seconds": 0.0, "run_seconds": 0.0,
-                      "best_test_acc": None, "best_epoch": None}
+                      "best_test_acc": None, "best_epoch": None, "measures": []}
         ckpt_path = self.logdir / CHECKPOINT
         # A save cut short (a full disk, a kill inside torch.save) leaves its temporary file: never a checkpoint.
         ckpt_path.with_suffix(".tmp").unlink(missing_ok=True)
@@ -124,7 +126,7 @@ class _Member:
             self.module.load_state_dict(ckpt["model"])
             self.optimizer_state = ckpt["optimizer"]
             self.order.set_state(ckpt["order_rng"])
-            self.state, self.replay = ckpt["state"], ckpt["replay"]
+            self.state, self.replay = {"measures": [], **ckpt["state"]}, ckpt["replay"]
         self.run_seconds_before = self.state["run_seconds"]
         self.resumed_from = self.state["epoch"] or None
         self.holds = holds_for(cfg.name)
@@ -209,9 +211,10 @@ def run_trial(
     device: str | torch.device = "cpu",
     tensorboard: bool = True,
     node: str | None = None,
+    stopper: Stopper | None = None,
 ) -> None:
     """Train `cfg` on `data`, calling `report` once before training and after each epoch: a one-member bundle."""
-    run_bundle([cfg], data, report, device, tensorboard, node)
+    run_bundle([cfg], data, report, device, tensorboard, node, stopper)
 
 
 def run_bundle(
@@ -221,6 +224,7 @@ def run_bundle(
     device: str | torch.device = "cpu",
     tensorboard: bool = True,
     node: str | None = None,
+    stopper: Stopper | None = None,
 ) -> None:
     """Train configurations that share network shape, batch size, epochs and data as one stacked network.
 
@@ -229,7 +233,8 @@ def run_bundle(
     `stats_every` batches), exactly as it would alone. Members continue from
     their own checkpoints; members checkpointed at different epochs train in
     turn, one stacked network per starting epoch. `node` names the machine
-    in the reports (None outside a Ray cluster).
+    in the reports (None outside a Ray cluster). `stopper` (sweep/stopping.py) ends members early after an
+    epoch: each leaves the bundle with status `stopped`, as a diverged member leaves it.
     """
     device = torch.device(device)
     began = time.perf_counter()
@@ -240,14 +245,15 @@ def run_bundle(
         for cfg in cfgs:
             members.append(_Member(cfg, tensorboard, bundle, str(device), node))
         for start in sorted({m.state["epoch"] for m in members}):
-            _train([m for m in members if m.state["epoch"] == start], *arrays, report, device, began)
+            _train([m for m in members if m.state["epoch"] == start], *arrays, report, device, began, stopper)
     finally:
         for m in members:
             m.close()
 
 
-def _train(members: list[_Member], train_x, train_y, test_x, test_y, report, device, began: float) -> None:
-    """Train members that stand at the same epoch together, to the end (or until each diverges)."""
+def _train(members: list[_Member], train_x, train_y, test_x, test_y, report, device, began: float,
+           stopper: Stopper | None = None) -> None:
+    """Train members that stand at the same epoch together, to the end (or until each diverges or stops)."""
     cfg = members[0].cfg
     net = FusedNet([m.module for m in members], [(m.cfg.optimizer, m.cfg.hyper()) for m in members], device,
                    capturable=graphs_wanted(device) is None)
@@ -329,23 +335,32 @@ def _train(members: list[_Member], train_x, train_y, test_x, test_y, report, dev
         diverged = [k for k, loss in enumerate(mean_losses) if not math.isfinite(loss)]
         _finish_diverged(members, diverged, {k: f"train loss {mean_losses[k]} at epoch {epoch}" for k in diverged},
                          epoch, mean_losses, rows, tests, wall, report, began)
-        for k, m in enumerate(members):
-            if k in diverged:
-                continue
+        going = [k for k in range(len(members)) if k not in diverged]
+        results = {}
+        for k in going:
+            m = members[k]
             m.state["train_seconds"] += wall
             m.state["epoch"] = epoch
-            result = m.result(epoch, mean_losses[k], tests[k], wall, rows[k], "running", None, began)
+            m.state["measures"] = [*m.state["measures"], epoch_measures(epoch, tests[k][1], rows[k])]
+            results[k] = m.result(epoch, mean_losses[k], tests[k], wall, rows[k], "running", None, began)
+        stopped = {going[j]: reason for j, reason in stopper.decide(
+            epoch, [members[k].state["measures"] for k in going], [results[k] for k in going]).items()} \
+            if stopper is not None and going else {}
+        for k in going:
+            m, result = members[k], results[k]
+            # The checkpoint keeps the epoch as trained ("running"): resumed, the trial goes on from it.
             m.save(result, *net.member_state(k))
             if epoch == cfg.epochs:
                 m.end_session(success=True)
             hold(m.cfg.name, f"saved{epoch}", m.holds)
-            report(result)
-        if len(diverged) == len(members):
+            report({**result, "status": "stopped", "reason": stopped[k]} if k in stopped else result)
+        gone = sorted([*diverged, *stopped])
+        if len(gone) == len(members):
             return
-        if diverged:
-            net.drop(diverged)
+        if gone:
+            net.drop(gone)
             runner.reset(net)
-            members = _without(members, diverged)
+            members = _without(members, gone)
 
 
 def closing_batch(images: int, batch_size: int) -> int:
@@ -379,16 +394,25 @@ def _flush(members: list[_Member]) -> Callable[[], None]:
 
 
 def ray_trainable(config: dict[str, Any], data: Arrays) -> None:
-    """Ray Tune entry point: config = {"bundle": [TrialConfig dict, ...], "cpus": N}."""
+    """Ray Tune entry point: config = {"bundle": [TrialConfig dict, ...], "cpus": N, and where the spec
+    has stop rules, "stop": StopSpec.to_dict(), "metric": the spec's metric}."""
     import ray
     from ray import tune
 
     cfgs = [TrialConfig.from_dict(d) for d in config["bundle"]]
+    stopper = None
+    if config.get("stop"):
+        from sweep.spec import parse_stop
+        from sweep.stopping import ray_judge
+
+        stop = parse_stop(config["stop"])
+        stopper = Stopper(stop, config["metric"], cfgs[0].epochs,
+                          ray_judge(cfgs[0].sweep) if stop.asha is not None else None)
     # Measured here: two 1-thread processes train LeNet 2.2x faster than one
     # 2-thread process, so a trial uses exactly the CPUs it was given.
     torch.set_num_threads(max(1, int(config["cpus"])))
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
-    run_bundle(cfgs, data, tune.report, device=device, node=node_name())
+    run_bundle(cfgs, data, tune.report, device=device, node=node_name(), stopper=stopper)
 
 
 def node_name() -> str:
