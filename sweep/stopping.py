@@ -176,11 +176,13 @@ class Stopper:
     """What a bundle asks after each epoch: which members stop, and why.
 
     `judge` is the rung store's decision function (Rungs.judge, or a Ray actor's); None without ASHA.
+    `exempt`: config hashes of trials resumed after a stop (`sweep run --resume-stopped`): they run to
+    the end, judged by no rule and entering no rung.
     """
 
     def __init__(self, stop: StopSpec, metric: str, epochs: int,
-                 judge: Callable[[int, list[float]], list[bool]] | None = None):
-        self.stop, self.epochs = stop, epochs
+                 judge: Callable[[int, list[float]], list[bool]] | None = None, exempt=frozenset()):
+        self.stop, self.epochs, self.exempt = stop, epochs, frozenset(exempt)
         self.column = RUNG_VALUE[metric][0]
         self.rungs = set(rung_epochs(stop.asha, epochs)) if stop.asha is not None else set()
         if stop.asha is not None and judge is None:
@@ -194,12 +196,14 @@ class Stopper:
         stopped: dict[int, str] = {}
         if epoch >= self.epochs:
             return stopped
-        for k, history in enumerate(histories):
+        judged = [k for k in range(len(results)) if results[k].get("config_hash") not in self.exempt]
+        for k in judged:
+            history = histories[k]
             reason = rule_reason(self.stop.rules, history)
             if reason is not None:
                 stopped[k] = reason
         if epoch in self.rungs:
-            at_rung = [k for k in range(len(results)) if k not in stopped]
+            at_rung = [k for k in judged if k not in stopped]
             values = [float(results[k][self.column]) for k in at_rung]
             for k, keep in zip(at_rung, self.judge(epoch, values) if at_rung else []):
                 if not keep:
@@ -255,3 +259,35 @@ def ray_judge(sweep: str) -> Callable[[int, list[float]], list[bool]]:
 
     actor = ray.get_actor(rung_store_name(sweep))
     return lambda rung, values: ray.get(actor.judge.remote(rung, values))
+
+
+# --------------------------------------------------------------------------- what a rerun does with stopped trials
+
+def stays_stopped(stop: StopSpec, reason: str, history: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether a trial stopped for `reason` ("stopped@E rule") stays stopped under the spec's `stop` now:
+    a rule stop holds while that rule, as the spec now sets it, would have stopped the trial by epoch E on
+    its recorded `history` (raise its patience, loosen its threshold or remove it, and the trial goes on);
+    an ASHA stop holds while the spec has `asha:` (its rung results are the sweep's, not the trial's)."""
+    at, _, rule = reason.removeprefix("stopped@").partition(" ")
+    if rule == "asha":
+        return stop.asha is not None
+    rules = [r for r in stop.rules if r.name == rule]
+    if not rules or not at.isdigit():
+        return False
+    return first_stop(rules, [m for m in history if m["epoch"] <= int(at)]) is not None
+
+
+def recorded_rungs(epochs_frame, stop: StopSpec, metric: str, epochs: int) -> dict[int, list[float]]:
+    """rung -> the rung values earlier runs recorded, from the sweep's epoch rows (db.queries.
+    epoch_metrics_frame: one row per trial and epoch), in trial order, to seed the rung store."""
+    if stop.asha is None or epochs_frame.empty:
+        return {}
+    column, _ = RUNG_VALUE[metric]
+    frame = epochs_frame.sort_values(["trial_id", "epoch"])
+    if column == "best_test_acc":
+        frame = frame.assign(best_test_acc=frame.groupby("trial_id")["test_acc"].cummax())
+    out: dict[int, list[float]] = {}
+    for rung in rung_epochs(stop.asha, epochs):
+        values = frame.loc[frame["epoch"] == rung, column].astype(float)
+        out[rung] = [v for v in values.tolist() if not math.isnan(v)]
+    return {r: v for r, v in out.items() if v}

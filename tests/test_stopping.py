@@ -230,3 +230,21 @@ def test_a_rule_with_patience_one_fires_at_its_flags_first_epoch(recorded_db):
                 assert reason == f"stopped@{int(hit['epoch'].iloc[0])} {flag}"
                 checked += 1
     assert checked >= 4
+
+
+def test_a_rerun_keeps_a_stop_while_its_rule_still_holds_and_exempts_resumed_trials():
+    from sweep.stopping import stays_stopped
+
+    history = h({"test_acc": 0.1}, {"test_acc": 0.1}, {"test_acc": 0.5})
+    same = StopSpec((StopRule("chance", 0.02, 2),))
+    assert stays_stopped(same, "stopped@2 chance", history)
+    assert not stays_stopped(StopSpec((StopRule("chance", 0.02, 3),)), "stopped@2 chance", history)  # patience up
+    assert not stays_stopped(StopSpec((StopRule("chance", 0.001, 2),)), "stopped@2 chance",
+                             h({"test_acc": 0.1}, {"test_acc": 0.105}))  # threshold tightened
+    assert not stays_stopped(StopSpec(), "stopped@2 chance", history)  # rule removed
+    assert stays_stopped(StopSpec((), AshaSpec(1, 2)), "stopped@1 asha", history)
+    assert not stays_stopped(same, "stopped@1 asha", history)
+    stopper = Stopper(StopSpec((StopRule("chance", 0.02, 1),), AshaSpec(1, 2)), "final_test_acc", 3,
+                      exempt={"b"})
+    results = [{"config_hash": "a", "test_acc": 0.1}, {"config_hash": "b", "test_acc": 0.1}]
+    assert stopper.decide(1, [h({"test_acc": 0.1})] * 2, results) == {0: "stopped@1 chance"}
