@@ -1,7 +1,10 @@
-"""Pictures of a sweep (matplotlib, headless): curves, depth profiles, a heat map.
+"""Pictures of a sweep (matplotlib, headless): curves, depth profiles, the layers over training, a heat map.
 
-Each function takes the frames db/ returns and writes one PNG of a fixed
-pixel size (figure inches x DPI), so tests can check what they get.
+Each function takes the frames db/ returns and writes one PNG whose pixel
+size follows from the sweep (figure inches x DPI), so tests can check what
+they get. A configuration has one colour and marker in every picture (pass
+the same palette to each: sweep_palette), every configuration is named up
+to ALL_NAMED, and legends sit beside the panels, measured, never over data.
 
 Big sweeps (hundreds of configurations) are drawn in about a second: the
 configurations not named are one LineCollection per panel, the panels are
@@ -15,9 +18,10 @@ from __future__ import annotations
 import functools
 import math
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import matplotlib
+import matplotlib.colors
 
 matplotlib.use("Agg")  # no display on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
@@ -25,8 +29,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.collections import LineCollection, PolyCollection  # noqa: E402
 from matplotlib.font_manager import FontProperties  # noqa: E402
-from matplotlib.ticker import LogFormatter, LogLocator  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogFormatter, LogLocator, MaxNLocator, NullLocator  # noqa: E402
 
+from db.series import ALL_NAMED, MAX_NAMED, shown_configurations  # noqa: E402,F401
 from sweep.forked import Forked, spare_core  # noqa: E402
 
 DPI = 100
@@ -50,11 +57,6 @@ def _styled(draw: Callable) -> Callable:
     return styled
 
 
-def _colors(labels: list[str]) -> dict[str, tuple]:
-    cmap = plt.get_cmap("tab20" if len(labels) > 10 else "tab10")
-    return {label: cmap(i % cmap.N) for i, label in enumerate(labels)}
-
-
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, pil_kwargs={"compress_level": PNG_COMPRESSION})
@@ -76,10 +78,7 @@ def _margins(fig, left: float, right: float, bottom: float, top: float, wspace: 
                         wspace=wspace / panel_w, hspace=hspace / panel_h)
 
 
-# Lines named per panel: the best and the worst half of this many configurations; the others are drawn
-# thin and grey, one legend entry for all of them, so a sweep of hundreds stays readable.
-MAX_NAMED = 10
-
+# ------------------------------------------------------------------ which configurations, in which colours
 
 def _in_order(column: pd.Series) -> list:
     """The distinct values of a column in order of appearance (unique(): iterating an Arrow-backed string
@@ -88,84 +87,198 @@ def _in_order(column: pd.Series) -> list:
 
 
 def _named(labels: list[str], ranking: list[str] | None) -> list[str]:
-    """The labels of one panel that get their own colour and legend entry: all when there are at most
-    MAX_NAMED, else the MAX_NAMED / 2 best and worst by `ranking` (best first), best first."""
-    if ranking is None or len(labels) <= MAX_NAMED:
-        return labels
-    mine = set(labels)
-    ranked = [label for label in ranking if label in mine] + [label for label in labels if label not in ranking]
-    half = MAX_NAMED // 2
-    return ranked[:half] + ranked[-half:]
+    """The labels of one panel or picture that get their own colour, marker and legend entry: every one up to
+    ALL_NAMED, else the MAX_NAMED / 2 best and worst by `ranking` (labels, best first), best first. The rule
+    is db.series.shown_configurations, which the reads of dynamics.png share."""
+    return shown_configurations(labels, ranking)
 
 
-def _others(ax, lines: list, count: int) -> None:
-    """Configurations not named: thin grey lines, one artist and one legend entry for all of them."""
+# Markers of the named configurations, by their palette index: tab20's two shades of a hue (indices 2k and
+# 2k + 1) get different ones.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+# The look of a configuration no palette names (a picture drawn on its own with a partial palette).
+UNNAMED = (0.3, 0.3, 0.3, 1.0)
+
+
+class Look(NamedTuple):
+    """How one configuration is drawn in every picture."""
+    color: tuple
+    marker: str
+
+
+def palette(labels: list[str], groups: list[list[str]] = ()) -> dict[str, Look]:
+    """One colour and marker per configuration, the same in every picture of a sweep.
+
+    `labels`: every configuration a picture names, in the sweep's order; `groups`: the labels shown
+    together (a panel, a legend), which must look different. Up to 10 labels take tab10's colours in order,
+    up to 20 tab20's. Beyond (a big sweep, whose accuracy panels name their own best and worst), each label
+    takes the first tab20 colour that no label shown with it has: a label is named in at most one accuracy
+    panel and in the depth and dynamics legends, at most 2 x (MAX_NAMED - 1) others, fewer than 20 colours.
+    """
+    labels = list(dict.fromkeys(labels))
+    if len(labels) <= 20:
+        cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+        return {label: Look(cmap(i), MARKERS[i % len(MARKERS)]) for i, label in enumerate(labels)}
+    cmap = plt.get_cmap("tab20")
+    neighbours: dict[str, set] = {label: set() for label in labels}
+    for group in groups:
+        for label in group:
+            neighbours.setdefault(label, set()).update(group)
+    index: dict[str, int] = {}
+    for label in labels:
+        taken = {index[other] for other in neighbours[label] if other in index}
+        index[label] = next(i for i in range(cmap.N + len(taken)) if i not in taken) % cmap.N
+    return {label: Look(cmap(i), MARKERS[i % len(MARKERS)]) for label, i in index.items()}
+
+
+def sweep_palette(curves: pd.DataFrame, facet: str = "activation", ranking: list[str] | None = None
+                  ) -> dict[str, Look]:
+    """The palette of a sweep's pictures (pass it to each): the configurations accuracy.png names in its
+    panels (one per value of `facet`) and those depth.png and dynamics.png name (the sweep's), from
+    db's curves_frame, which holds every configuration with an epoch recorded."""
+    everyone = _in_order(curves["label"])
+    panels = [_named(_in_order(group), ranking) for _, group in curves.groupby(facet, sort=False)["label"]]
+    shared = _named(everyone, ranking)
+    named = set(shared).union(*panels)
+    return palette([label for label in everyone if label in named], [*panels, shared])
+
+
+def _look(colors: dict[str, Look], label: str) -> Look:
+    return colors.get(label) or Look(UNNAMED, "o")
+
+
+def _line_style(look: Look, j: int, count: int, points: int) -> dict:
+    """A configuration's line, the j-th of `count` drawn in its panel: later ones thinner, with smaller
+    markers, on top, so that lines that coincide (two curves at chance) show as nested markers. On long lines
+    a dozen markers, staggered from line to line."""
+    share = j / max(1, count - 1)
+    style = {"color": look.color, "marker": look.marker, "ms": 7.0 - 3.5 * share, "lw": 2.2 - 1.2 * share,
+             "mec": "white", "mew": 0.4, "zorder": 3 + j / 100}
+    if points > 30:
+        step = math.ceil(points / 12)
+        style["markevery"] = ((j * step) // max(1, count) % step, step)
+    return style
+
+
+def _handle(look: Look) -> Line2D:
+    """A configuration's legend entry: its colour and marker, one size for all."""
+    return Line2D([], [], color=look.color, marker=look.marker, ms=5, lw=1.5, mec="white", mew=0.4)
+
+
+def _others(ax, lines: list) -> None:
+    """Configurations not named: thin grey lines, one artist for all of them."""
     if lines:
-        ax.add_collection(LineCollection(lines, colors="0.75", linewidths=0.6, zorder=1,
-                                         label=f"{count} more configurations"))
+        ax.add_collection(LineCollection(lines, colors="0.75", linewidths=0.6, zorder=1))
         ax.autoscale_view()
+
+
+def _others_handle(count: int) -> tuple[Line2D, str]:
+    return Line2D([], [], color="0.75", lw=0.6), f"{count} more configurations"
+
+
+def _images(value: float, _position=None) -> str:
+    """Training images on an axis: 60k, 1.2M."""
+    for size, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:.4g}{unit}"
+    return f"{value:.4g}"
+
+
+# ------------------------------------------------------------------ accuracy.png
+
+# Margins of the accuracy panels, in inches (see _margins; the legend's width is added on the right).
+CURVE_MARGINS = {"left": 0.75, "bottom": 0.6, "top": 0.35, "wspace": 0.2, "hspace": 0.95}
+BAND = {"ci": "shaded: 95% interval of the mean (3 or more seeds)",
+        "range": "shaded: the 2 seeds' range (fewer than 3: no interval)"}
+
+
+def band_halves(n: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Half-widths of the bands around seed means: with 3 or more seeds the 95% interval of the mean (Student
+    t); with 2 their range, mean -+ std / sqrt(2) (the population std: exactly the two values); NaN for one.
+    (A 95% interval of two seeds, t = 12.7, spans most of an accuracy axis and says little.)"""
+    from sweep.report import t95
+
+    n = np.asarray(n, dtype=float)
+    t = np.array([t95(k) if k >= 3 else math.nan for k in range(int(np.nanmax(n, initial=0)) + 1)])
+    counts = np.nan_to_num(n).astype(int)
+    with np.errstate(all="ignore"):
+        return np.where(n >= 3, t[counts] * std / np.sqrt(n), np.where(n == 2, std / math.sqrt(2), math.nan))
 
 
 @_styled
 def plot_curves(curves: pd.DataFrame, path: Path, facet: str = "activation", ranking: list[str] | None = None,
-                ) -> Path:
-    """Test accuracy against images seen, one line per configuration (seeds as replicates: the mean, and a
-    95% band where there are several), one panel per value of `facet`. `curves` is db's curves_frame.
-    With more than MAX_NAMED configurations in a panel, the best and worst by `ranking` (labels, best
-    first) are named, with their bands, and the others drawn thin and grey without bands. 1400 x 450 px
-    per row of 4 panels."""
-    from sweep.report import t95
-
+                colors: dict[str, Look] | None = None) -> Path:
+    """Test accuracy against images seen, one line per configuration (its seeds' mean), one panel per value of
+    `facet`, held to [0, 1]; around each line its seeds' 95% interval (3 or more seeds) or range (2). `curves`
+    is db's curves_frame; `colors` the sweep's palette (default: sweep_palette of these curves). With more
+    than ALL_NAMED configurations in a panel, the best and worst by `ranking` (labels, best first) are named,
+    with their bands, and the others drawn thin and grey without. One legend beside the panels (they share
+    the configurations' colours): 1400 px per row of 4 panels plus the legend's width, 450 px a row."""
+    colors = sweep_palette(curves, facet, ranking) if colors is None else colors
     values = _in_order(curves[facet])
     cols = min(4, max(1, len(values)))
-    rows = math.ceil(len(values) / cols)
+    rows = max(1, math.ceil(len(values) / cols))
     fig = plt.figure(figsize=(14, 4.5 * rows))
     grid = fig.add_gridspec(rows, cols)
-    axes = np.array([fig.add_subplot(grid[i // cols, i % cols]) for i in range(len(values))])
-    _margins(fig, left=0.75, right=0.15, bottom=0.6, top=0.35, wspace=0.2, hspace=0.95)
+    axes = [fig.add_subplot(grid[i // cols, i % cols]) for i in range(max(1, len(values)))]
     xy = curves[["images_seen", "mean"]].to_numpy(dtype=float)
     n = curves["n"].to_numpy(dtype=float)
-    t = np.array([t95(int(k)) if k > 1 else math.nan for k in range(int(n.max(initial=1)) + 1)])
-    half = t[n.astype(int)] * curves["std"].to_numpy(dtype=float) / np.sqrt(n)
-    by_value = curves.groupby(facet, sort=False).indices
-    spread = np.nan_to_num(half)
-    low, high = np.nanmin(xy[:, 1] - spread, initial=np.inf), np.nanmax(xy[:, 1] + spread, initial=-np.inf)
+    half = band_halves(n, curves["std"].to_numpy(dtype=float))
+    lower, upper = np.clip(xy[:, 1] - np.nan_to_num(half), 0, 1), np.clip(xy[:, 1] + np.nan_to_num(half), 0, 1)
+    low, high = np.nanmin(lower, initial=np.inf), np.nanmax(upper, initial=-np.inf)
     low, high = (low, high) if low < high else (0.0, 1.0)
+    pad = 0.03 * (high - low)
+    by_value = curves.groupby(facet, sort=False).indices
+    handles, names, others, bands_of = [], [], 0, set()
     for i, (ax, value) in enumerate(zip(axes, values)):
         rows_of = {label: by_value[value][idx]
                    for label, idx in curves.iloc[by_value[value]].groupby("label", sort=False).indices.items()}
         named = _named(list(rows_of), ranking)
-        colors = _colors(named)
-        rest = [idx for label, idx in rows_of.items() if label not in set(named)]
-        _others(ax, [xy[idx] for idx in rest], len(rest))
+        chosen = set(named)
+        rest = [idx for label, idx in rows_of.items() if label not in chosen]
+        _others(ax, [xy[idx] for idx in rest])
+        others += len(rest)
         bands, band_colors = [], []
-        for label in named:
-            idx = rows_of[label]
-            x, y, h = xy[idx, 0], xy[idx, 1], half[idx]
-            shown = label.replace(f"{value}-", "", 1) if facet == "activation" else label
-            ax.plot(x, y, marker="o" if len(idx) <= 30 else None, ms=3, color=colors[label], label=shown, zorder=3)
+        for j, label in enumerate(named):
+            idx, look = rows_of[label], _look(colors, label)
+            x, y = xy[idx, 0], xy[idx, 1]
+            ax.plot(x, y, label=label, **_line_style(look, j, len(named), len(idx)))
+            handles.append(_handle(look))
+            names.append(label)
             keep = ~np.isnan(y)
-            if not np.isnan(h[keep]).all():  # the band; none where a single seed is left
-                x, y, h = x[keep], y[keep], np.nan_to_num(h[keep])
-                bands.append(np.concatenate([np.column_stack([x, y - h]), np.column_stack([x, y + h])[::-1]]))
-                band_colors.append(colors[label])
+            if not np.isnan(half[idx][keep]).all():  # a band; none where a single seed is left
+                bands.append(np.concatenate([np.column_stack([x[keep], lower[idx][keep]]),
+                                             np.column_stack([x[keep], upper[idx][keep]])[::-1]]))
+                band_colors.append(look.color)
+                bands_of.update(["ci"] if (n[idx] >= 3).any() else [], ["range"] if (n[idx] == 2).any() else [])
         # One collection for the panel's bands: fill_between per line re-scaled the axes each time.
         ax.add_collection(PolyCollection(bands, facecolors=band_colors, alpha=0.2, linewidths=0, zorder=2),
                           autolim=False)
-        ax.set_ylim(low - 0.03 * (high - low), high + 0.03 * (high - low))  # one scale for all panels
+        ax.set_ylim(max(0.0, low - pad), min(1.0, high + pad))  # one scale for all panels, within [0, 1]
         if i % cols:
             ax.tick_params(labelleft=False)
         ax.set_title(f"{facet} = {value}", y=TITLE_Y)
         ax.set_xlabel("training images seen")
+        ax.xaxis.set_major_formatter(FuncFormatter(_images))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
     for ax in axes[::cols]:
-        ax.set_ylabel("test accuracy")
+        ax.set_ylabel("test accuracy (seeds' mean)")
+    if others:
+        handle, name = _others_handle(others)
+        handles.append(handle)
+        names.append(name)
+    for kind in ("ci", "range"):
+        if kind in bands_of:
+            handles.append(Patch(facecolor="0.5", alpha=0.3, linewidth=0))
+            names.append(BAND[kind])
+    legend_beside(fig, handles, names, margins=CURVE_MARGINS)
     return _save(fig, path)
 
 
+# ------------------------------------------------------------------ depth.png
+
 # Margins of the depth plot's panels, in inches (see _margins): room for log-scale tick labels left of each
-# column, layer names under each row, a title over each panel.
+# column, layer names under each row, a title over each panel; the legend's width is added on the right.
 DEPTH_MARGINS = {"left": 0.8, "bottom": 0.45, "top": 0.35, "wspace": 0.75, "hspace": 0.75}
 
 
@@ -179,16 +292,18 @@ def _plain_log_labels(ax) -> None:
 
 
 @_styled
-def plot_depth(depth: pd.DataFrame, path: Path, epochs: list[int], ranking: list[str] | None = None) -> Path:
+def plot_depth(depth: pd.DataFrame, path: Path, epochs: list[int], ranking: list[str] | None = None,
+               colors: dict[str, Look] | None = None) -> Path:
     """Activation std (top) and weight-gradient std (bottom, log scale) per layer,
     input to output, one line per configuration (the mean over its seeds), one column per chosen epoch
     (the last snapshot of that epoch): Glorot & Bengio's figures for every cell of the grid. `depth` is
-    db's depth_frame. With more than MAX_NAMED configurations, the best and worst by `ranking` are named
-    and the others drawn thin and grey. 500 px per column x 900 px, plus 300 px for the legend (wider
-    where its names need more)."""
+    db's depth_frame, `colors` the sweep's palette (default: one for these configurations). Every
+    configuration is named up to ALL_NAMED; beyond, the best and worst by `ranking`, the others drawn thin
+    and grey. 500 px per column x 900 px, plus the legend's width."""
     named = _named(_in_order(depth["label"]), ranking)
-    colors = _colors(named)
-    fig, axes = plt.subplots(2, len(epochs), figsize=(5 * len(epochs) + 3, 9), squeeze=False)
+    colors = palette(named) if colors is None else colors
+    fig, axes = plt.subplots(2, len(epochs), figsize=(5 * len(epochs), 9), squeeze=False)
+    others = 0
     for col, epoch in enumerate(epochs):
         part = depth[depth["epoch"] == epoch]
         for row, kind in enumerate(("activation", "gradient")):
@@ -201,43 +316,256 @@ def plot_depth(depth: pd.DataFrame, path: Path, epochs: list[int], ranking: list
             values = table.to_numpy(dtype=float)
             where = {label: i for i, label in enumerate(labels)}
             rest = [i for label, i in where.items() if label not in set(named)]
-            _others(ax, [np.column_stack([x, values[i]]) for i in rest], len(rest))
-            for label in named:
+            _others(ax, [np.column_stack([x, values[i]]) for i in rest])
+            others = max(others, len(rest))
+            for j, label in enumerate(named):
                 if label in where:
-                    ax.plot(x, values[where[label]], marker="o", color=colors[label], label=label, zorder=3)
+                    ax.plot(x, values[where[label]], label=label,
+                            **_line_style(_look(colors, label), j, len(named), len(x)))
             ax.set_xticks(range(len(order)), order)
             ax.set_title(f"{kind} std, epoch {epoch}", y=TITLE_Y)
             if kind == "gradient":
                 ax.set_yscale("log")
                 _plain_log_labels(ax)
             ax.grid(alpha=0.3)
-    legend_beside(fig, *axes[0, 0].get_legend_handles_labels(), margins=DEPTH_MARGINS)
+    handles, names = [_handle(_look(colors, label)) for label in named], list(named)
+    if others:
+        handle, name = _others_handle(others)
+        handles.append(handle)
+        names.append(name)
+    legend_beside(fig, handles, names, margins=DEPTH_MARGINS)
     return _save(fig, path)
 
 
-def legend_beside(fig, handles: list, names: list[str], room: float = 3.0, margins: dict | None = None):
-    """A legend right of the panels that never covers them, however long the names.
+def legend_beside(fig, handles: list, names: list[str], margins: dict | None = None,
+                  place: Callable[[float], None] | None = None, fontsize: float = 7):
+    """A legend right of the panels, never over them and without a gap, however long the names.
 
-    The figure's rightmost `room` inches are meant for it; the legend is
-    measured, the figure widened when it needs more, and the panels laid out
-    in what it leaves, with `margins` (inches, see _margins; default
-    DEPTH_MARGINS) around and between them. Entries beyond the figure's
-    height go into more columns.
+    The figure's width is the panels' (with their left margin and gaps); the legend is measured and the
+    figure widened by its width, and the panels laid out in what it leaves: with `margins` (inches, see
+    _margins; default DEPTH_MARGINS) around and between them, or by `place(right)`, given the right margin in
+    inches. Entries beyond the figure's height go into more columns.
     """
-    fontsize = 7
-    per_column = max(1, int(fig.get_figheight() * 72 / (fontsize * 1.6)))
-    legend = fig.legend(handles, names, loc="center right", fontsize=fontsize,
+    per_column = max(1, int(fig.get_figheight() * 72 / (fontsize * 1.75)))
+    legend = fig.legend(handles, names, loc="center right", fontsize=fontsize, borderaxespad=0.3,
                         ncols=max(1, math.ceil(len(names) / per_column)))
-    needed = legend.get_window_extent(fig.canvas.get_renderer()).width / fig.dpi + 0.1
-    if needed > room:
-        fig.set_figwidth(fig.get_figwidth() - room + needed)
-    _margins(fig, right=max(needed, room), **(DEPTH_MARGINS if margins is None else margins))
+    needed = legend.get_window_extent(fig.canvas.get_renderer()).width / fig.dpi + 0.2
+    fig.set_figwidth(fig.get_figwidth() + needed)
+    if place is not None:
+        place(needed)
+    else:
+        _margins(fig, right=needed, **(DEPTH_MARGINS if margins is None else margins))
     return legend
 
 
+# ------------------------------------------------------------------ dynamics.png
+
+# Sizes of dynamics.png, in inches: each configuration a cell of two panels (the activation statistic over
+# the weight-gradient std), CELL_W wide, PANEL_H high each.
+CELL_W, PANEL_H, INNER_GAP, CELL_GAP_X, CELL_GAP_Y = 2.5, 1.25, 0.06, 0.12, 0.45
+DYNAMICS_MARGINS = {"left": 0.85, "bottom": 0.55, "top": 0.7}
+# Columns of the factor layout at most (a cell per combination of the factors other than the activation);
+# more are wrapped, each activation's configurations 4 a row.
+MAX_COLUMNS = 6
+FRACTIONS = ("zero_frac", "dead_frac", "sat_frac")
+
+
+def dynamics_layout(configs: pd.DataFrame, selected: bool) -> dict[str, tuple[int, int]]:
+    """(row, column) of each configuration's cell: `configs` has label and activation, in the sweep's order.
+    Laid out by the grid's factors: a row per activation, a column per combination of the others (what the
+    label says after the activation: for the default study, init x optimizer). With more than MAX_COLUMNS
+    such combinations, each activation's configurations in rows of 4. `selected` (the best and worst of a
+    big sweep, best first): the best in the first row, the worst in the second."""
+    labels = list(configs["label"])
+    if selected:
+        half = math.ceil(len(labels) / 2)
+        return {label: (i // half, i % half) for i, label in enumerate(labels)}
+    activations = list(dict.fromkeys(configs["activation"]))
+    rests = {label: label[len(a) + 1:] if label.startswith(f"{a}-") else label
+             for label, a in zip(labels, configs["activation"])}
+    columns = list(dict.fromkeys(rests.values()))
+    if len(columns) <= MAX_COLUMNS and len(activations) > 1:
+        return {label: (activations.index(a), columns.index(rests[label]))
+                for label, a in zip(labels, configs["activation"])}
+    cells, row = {}, 0
+    for a in activations:
+        mine = [label for label, b in zip(labels, configs["activation"]) if b == a]
+        for i, label in enumerate(mine):
+            cells[label] = (row + i // 4, i % 4)
+        row += math.ceil(len(mine) / 4)
+    return cells
+
+
+def _ink(background: tuple) -> str:
+    """Black or white, whichever reads on `background` (tab20's light shades want black)."""
+    r, g, b = matplotlib.colors.to_rgb(background)
+    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.55 else "white"
+
+
+def _wrapped(label: str, width: int = 40) -> str:
+    """A long label over two lines, broken at the hyphen nearest its middle."""
+    if len(label) <= width or "-" not in label:
+        return label
+    cuts = [i for i, c in enumerate(label) if c == "-"]
+    cut = min(cuts, key=lambda i: abs(i - len(label) / 2))
+    return f"{label[:cut + 1]}\n{label[cut + 1:]}"
+
+
 @_styled
-def plot_heatmap(trials: pd.DataFrame, metric: str, factors: tuple[str, str], path: Path) -> Path:
-    """Mean of `metric` over two factors (all else and seeds pooled), values written in the cells. 800 x 600 px."""
+def plot_dynamics(dynamics: pd.DataFrame, path: Path, stat: str = "std", ranking: list[str] | None = None,
+                  colors: dict[str, Look] | None = None, of: int | None = None, metric: str | None = None
+                  ) -> Path:
+    """Each layer over training, per configuration (Glorot & Bengio's Figures 2-4 for every cell of the
+    grid): small multiples, a cell per configuration laid out by the grid's factors (dynamics_layout), in
+    each cell one line per layer of the activations' `stat` (upper panel) and of the weight gradient's std
+    (lower panel, log scale) against training images seen, seeds' mean; every panel on the same axes.
+    `dynamics` is db.series' dynamics_frame; `colors` the sweep's palette: each cell is framed and titled in
+    its configuration's colour, and the legend beside names every configuration and layer.
+
+    `of`: the sweep's number of configurations. Where it is more than ALL_NAMED, `dynamics` holds the chosen
+    ones (db.series.shown_configurations: the best and worst by `ranking`, which `metric` ranked), drawn
+    best first in one row and worst in a second, and the title says so.
+    """
+    configs = dynamics.drop_duplicates("label")[["label", "activation"]]
+    labels = list(configs["label"])
+    selected = of is not None and ranking is not None and of > ALL_NAMED
+    if selected:
+        position = {label: i for i, label in enumerate(ranking)}
+        configs = configs.assign(rank=[position.get(label, len(position)) for label in labels]).sort_values(
+            "rank", kind="stable")
+        labels = list(configs["label"])
+    colors = palette(labels) if colors is None else colors
+    cells = dynamics_layout(configs, selected) if labels else {}
+    rows = max((r for r, _ in cells.values()), default=0) + 1
+    cols = max((c for _, c in cells.values()), default=0) + 1
+    cell_h = 2 * PANEL_H + INNER_GAP
+    m = DYNAMICS_MARGINS
+    width = m["left"] + cols * CELL_W + (cols - 1) * CELL_GAP_X
+    height = m["top"] + rows * cell_h + (rows - 1) * CELL_GAP_Y + m["bottom"]
+    fig = plt.figure(figsize=(width, height))
+    layers = _in_order(dynamics["layer"])
+    shades = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, max(1, len(layers))))
+    layer_look = {layer: Look(tuple(shades[i]), MARKERS[i % len(MARKERS)]) for i, layer in enumerate(layers)}
+    groups = dynamics.groupby(["label", "kind", "layer"], sort=False).indices
+    xy = dynamics[["images_seen", "value"]].to_numpy(dtype=float)
+    panels: dict[str, tuple] = {}
+    first = {}
+    for label in labels:
+        look = _look(colors, label)
+        top = fig.add_axes((0, 0, 1, 1), sharex=first.get("x"), sharey=first.get("activation"))
+        bottom = fig.add_axes((0, 0, 1, 1), sharex=top, sharey=first.get("gradient"))
+        first.setdefault("x", top)
+        first.setdefault("activation", top)
+        first.setdefault("gradient", bottom)
+        panels[label] = (top, bottom)
+        activation = configs.loc[configs["label"] == label, "activation"].iloc[0]
+        for ax, kind in ((top, "activation"), (bottom, "gradient")):
+            mine = [layer for layer in layers if (label, kind, layer) in groups]
+            drawn = 0
+            for j, layer in enumerate(mine):
+                idx = groups[(label, kind, layer)]
+                x, y = xy[idx, 0], xy[idx, 1]
+                if kind == "gradient":
+                    y = np.where(y > 0, y, np.nan)
+                if np.isnan(y).all():
+                    continue
+                drawn += 1
+                style = _line_style(layer_look[layer], j, len(mine), len(idx))
+                ax.plot(x, y, label=layer, **{**style, "ms": style["ms"] * 0.6, "lw": style["lw"] * 0.7})
+            if not drawn:
+                what = f"no {stat} for {activation}" if kind == "activation" else "no gradients"
+                ax.text(0.5, 0.5, what, transform=ax.transAxes, ha="center", va="center", fontsize=7,
+                        color="0.4")
+            for spine in ax.spines.values():
+                spine.set_edgecolor(look.color)
+                spine.set_linewidth(1.5)
+            ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=7)
+        rank = f"{ranking.index(label) + 1}. " if selected and label in ranking else ""
+        top.set_title(_wrapped(rank + label), fontsize=7.5, y=TITLE_Y, pad=4, color=_ink(look.color),
+                      bbox={"facecolor": look.color, "edgecolor": "none", "pad": 1.5})
+    if panels:
+        # The shared axes share their tickers: set once. Few ticks (each costs several artists in every panel,
+        # most of the drawing time), no minor ones.
+        top, bottom = next(iter(panels.values()))
+        bottom.set_yscale("log")
+        bottom.yaxis.set_major_locator(LogLocator(10, numticks=4))
+        bottom.yaxis.set_major_formatter(LogFormatter(10))
+        bottom.yaxis.set_minor_locator(NullLocator())
+        top.yaxis.set_major_locator(MaxNLocator(4))
+        top.xaxis.set_major_locator(MaxNLocator(4))
+        if stat in FRACTIONS:
+            top.set_ylim(-0.03, 1.03)
+        bottom.xaxis.set_major_formatter(FuncFormatter(_images))
+    below = {cell for cell in cells.values()}
+    for label, (top, bottom) in panels.items():
+        r, c = cells[label]
+        top.tick_params(labelbottom=False)
+        if (r + 1, c) in below:
+            bottom.tick_params(labelbottom=False)
+        else:
+            bottom.set_xlabel("training images seen", fontsize=7)
+        if c:
+            top.tick_params(labelleft=False)
+            bottom.tick_params(labelleft=False)
+        else:
+            top.set_ylabel(f"activation {stat}", fontsize=7)
+            bottom.set_ylabel("weight grad. std", fontsize=7)
+    if not panels:
+        ax = fig.add_axes((0, 0, 1, 1))
+        ax.text(0.5, 0.5, "no layer statistics recorded", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    title = (f"each layer's activation {stat} (upper panels) and weight-gradient std (lower, log scale) "
+             "against training images seen; seeds' mean")
+    if selected:
+        half = math.ceil(len(labels) / 2)
+        title += (f"\nthe {half} best (first row) and {len(labels) - half} worst (second row) of {of} "
+                  f"configurations by mean {metric or 'metric'}")
+    fig.suptitle(title, x=m["left"] / width, ha="left", y=1 - 0.12 / height, va="top", fontsize=9)
+    handles = [Line2D([], [], linestyle="none")]
+    names = ["layers (input to output):"]
+    for layer in layers:
+        handles.append(Line2D([], [], color=layer_look[layer].color, marker=layer_look[layer].marker, ms=4, lw=1.2))
+        names.append(layer)
+    handles.append(Line2D([], [], linestyle="none"))
+    names.append("configurations (frames):")
+    for label in labels:
+        handles.append(Patch(facecolor=_look(colors, label).color, edgecolor="none"))
+        names.append(label)
+
+    def place(right: float) -> None:
+        w, h = fig.get_size_inches()
+        for label, (top, bottom) in panels.items():
+            r, c = cells[label]
+            x0 = m["left"] + c * (CELL_W + CELL_GAP_X)
+            y_top = h - m["top"] - r * (cell_h + CELL_GAP_Y)
+            top.set_position((x0 / w, (y_top - PANEL_H) / h, CELL_W / w, PANEL_H / h))
+            bottom.set_position((x0 / w, (y_top - cell_h) / h, CELL_W / w, PANEL_H / h))
+
+    legend_beside(fig, handles, names, place=place)
+    return _save(fig, path)
+
+
+# ------------------------------------------------------------------ heatmap.png
+
+def heatmap_missing(trials: pd.DataFrame, metric: str, epochs: int | None = None) -> str | None:
+    """Why the heat map cannot be drawn, in one line (no finished trial has a value of `metric`: nothing has
+    finished the sweep's epochs yet), or None. `trials`: the finished trials the heat map would pool."""
+    if metric in trials and trials[metric].notna().any():
+        return None
+    at = f" its {epochs} epochs" if epochs else ""
+    return f"no heat map: no trial has finished{at} with a {metric} yet (it pools finished trials, as sweep report --by does)"
+
+
+@_styled
+def plot_heatmap(trials: pd.DataFrame, metric: str, factors: tuple[str, str], path: Path) -> Path | None:
+    """Mean of `metric` over two factors (all else and seeds pooled), values written in the cells; brighter is
+    better (the colour scale reversed for a loss). Nothing is drawn, and None returned, where no trial has a
+    value (heatmap_missing says why). 800 x 600 px."""
+    from sweep.report import RANK_METRICS
+
+    if heatmap_missing(trials, metric):
+        return None
     rows_f, cols_f = factors
     matrix = trials.pivot_table(index=rows_f, columns=cols_f, values=metric, aggfunc="mean", sort=False)
     fig, ax = plt.subplots(figsize=(8, 6))
@@ -248,20 +576,20 @@ def plot_heatmap(trials: pd.DataFrame, metric: str, factors: tuple[str, str], pa
     font = FontProperties(size=matplotlib.rcParams["ytick.labelsize"])
     widest = max((renderer.get_text_width_height_descent(n, font, ismath=False)[0] for n in names), default=0)
     _margins(fig, left=0.45 + widest / fig.dpi, right=0.15, bottom=0.6, top=0.4)
-    image = ax.imshow(matrix.values, cmap="viridis", aspect="auto")
+    higher_better = RANK_METRICS.get(metric, True)
+    image = ax.imshow(matrix.values, cmap="viridis" if higher_better else "viridis_r", aspect="auto")
     ax.set_xticks(range(matrix.shape[1]), [str(c) for c in matrix.columns])
     ax.set_yticks(range(matrix.shape[0]), names)
     ax.set_xlabel(cols_f)
     ax.set_ylabel(rows_f)
-    low, high = image.get_clim()
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
             value = matrix.values[i, j]
             if not math.isnan(value):
-                light = (value - low) > 0.6 * (high - low)  # viridis turns yellow: dark text there
-                ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="black" if light else "white",
+                # viridis turns yellow: dark text there
+                ax.text(j, i, f"{value:.3f}", ha="center", va="center", color=_ink(image.cmap(image.norm(value))),
                         fontsize=10)
-    fig.colorbar(image, ax=ax, label=metric)
+    fig.colorbar(image, ax=ax, label=f"{metric} ({'higher' if higher_better else 'lower'} is better)")
     ax.set_title(f"{metric} by {rows_f} x {cols_f}", y=TITLE_Y)
     return _save(fig, path)
 

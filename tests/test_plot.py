@@ -1,4 +1,7 @@
-"""The depth plot's legend never covers its panels, however long the configuration names."""
+"""sweep plot's pictures: legends beside the panels (never over a plotted point, measured in display
+coordinates), every configuration of a 16-configuration study named in one colour across the pictures, the
+best and worst of a big sweep, seed bands within [0, 1], the layers over training (dynamics.png) and what the
+database reads for them, the heat map's colour scale."""
 import matplotlib.pyplot as plt
 import pytest
 
@@ -7,21 +10,25 @@ from sweep.plot import legend_beside
 LONG = "tanh-xavier_normal-gauto-sgd-lr0.01-dampening0.1-momentum0.9-nesterovtrue-weight_decay0.0001"
 
 
-@pytest.mark.parametrize("name, lines, width", [
-    ("relu-default-adam-lr0.001", 4, 8.0),  # fits the 3 inches kept for it: plot_depth's size is kept
-    (LONG, 60, None),  # two columns of long names: the figure grows
+@pytest.mark.parametrize("name, lines, columns", [
+    ("relu-default-adam-lr0.001", 4, 1),
+    (LONG, 60, 2),  # two columns of long names
 ])
-def test_legend_is_right_of_every_panel(name, lines, width):
+def test_legend_is_right_of_every_panel_without_a_gap(name, lines, columns):
     fig, axes = plt.subplots(2, 1, figsize=(8, 9), squeeze=False)  # plot_depth's size for one epoch
     for i in range(lines):
         for ax in axes.flat:
             ax.plot([0, 1, 2], [i, i + 1, i], label=f"{name}-{i}")
     legend = legend_beside(fig, *axes[0, 0].get_legend_handles_labels())
-    box = legend.get_window_extent(fig.canvas.get_renderer())
-    assert all(box.x0 >= ax.get_window_extent().x1 for ax in axes.flat)
+    renderer = fig.canvas.get_renderer()
+    box = legend.get_window_extent(renderer)
+    assert all(box.x0 >= ax.get_window_extent(renderer).x1 for ax in axes.flat)
     assert box.x1 <= fig.bbox.width and box.y0 >= 0 and box.y1 <= fig.bbox.height
-    assert len(legend.get_texts()) == lines
-    assert fig.get_figwidth() == width if width else fig.get_figwidth() > 8.0
+    assert len(legend.get_texts()) == lines and legend._ncols == columns
+    # The figure is the panels' 8 inches and the legend's width: the legend starts where the panels end.
+    assert fig.get_figwidth() == pytest.approx(8 + box.width / fig.dpi + 0.2)
+    gap = box.x0 - max(ax.get_window_extent(renderer).x1 for ax in axes.flat)
+    assert 0 <= gap <= 0.2 * fig.dpi
     plt.close(fig)
 
 
@@ -85,31 +92,39 @@ def test_big_sweep_curves_name_the_best_and_worst_ten_per_panel(drawn, tmp_path)
     configs = configurations(30)
     ranking = [label for _, label in configs][::-1]  # best first: the last configurations of each panel
     path = plot.plot_curves(curves_frame(configs), tmp_path / "accuracy.png", "activation", ranking)
-    assert matplotlib.image.imread(path).shape == (450, 1400, 4)
     fig, = drawn
+    legend = fig.legends[0]
+    height, width = matplotlib.image.imread(path).shape[:2]
+    assert height == 450 and width == int(fig.get_figwidth() * 100) and width > 1400  # 4 panels, the legend
     panels = [ax for ax in fig.axes if ax.get_title()]
     assert [ax.get_title() for ax in panels] == [f"activation = {a}" for a in ACTIVATIONS]
+    named = []
     for ax, activation in zip(panels, ACTIVATIONS):
         mine = [label for a, label in configs if a == activation]
         best, worst = mine[::-1][:5], mine[::-1][-5:]
-        names = legend_names(ax.get_legend())
-        assert len(names) == plot.MAX_NAMED + 1
-        assert names[0] == "20 more configurations"
-        assert names[1:] == [label.replace(f"{activation}-", "", 1) for label in best + worst]
+        named += best + worst
+        assert [line.get_label() for line in ax.get_lines()] == best + worst
         rest, = [c for c in ax.collections if isinstance(c, LineCollection)]
         assert len(rest.get_segments()) == 20 and all(len(s) == 51 for s in rest.get_segments())
         bands, = [c for c in ax.collections if isinstance(c, PolyCollection) and not isinstance(c, LineCollection)]
         assert len(bands.get_paths()) == plot.MAX_NAMED  # a 95% band for each named configuration only
-        assert len(ax.get_lines()) == plot.MAX_NAMED
+    # One legend for the figure: the named configurations panel by panel, the grey ones, what the bands are.
+    assert legend_names(legend) == [*named, "40 more configurations", plot.BAND["ci"]]
     assert panels[0].get_ylim() == panels[1].get_ylim()  # one accuracy scale for all panels
+    colors = line_colors(fig)
+    assert all(len(c) == 1 for c in colors.values())
+    for ax in panels:  # the configurations a panel names look different from each other
+        looks = [(line.get_color(), line.get_marker()) for line in ax.get_lines()]
+        assert len({matplotlib.colors.to_hex(c) for c, _ in looks}) == plot.MAX_NAMED
+    assert points_under_legends(fig) == []
 
 
 def test_small_sweep_curves_name_every_configuration(drawn, tmp_path):
     configs = configurations(4)
     plot.plot_curves(curves_frame(configs), tmp_path / "accuracy.png", "activation", [c for _, c in configs])
     fig, = drawn
+    assert legend_names(fig.legends[0]) == [c for _, c in configs] + [plot.BAND["ci"]]
     for ax in (ax for ax in fig.axes if ax.get_title()):
-        assert len(legend_names(ax.get_legend())) == 4
         assert not [c for c in ax.collections if isinstance(c, LineCollection)]
 
 
@@ -117,10 +132,11 @@ def test_big_sweep_depth_profiles_name_the_best_and_worst_ten(drawn, tmp_path):
     configs = configurations(30)
     ranking = [label for _, label in configs]
     path = plot.plot_depth(depth_frame(configs, [1, 5]), tmp_path / "depth.png", [1, 5], ranking)
-    assert matplotlib.image.imread(path).shape == (900, 1300, 4)
     fig, = drawn
+    height, width = matplotlib.image.imread(path).shape[:2]
+    assert height == 900 and width > 1000
     names = legend_names(fig.legends[0])
-    assert names == ["50 more configurations", *ranking[:5], *ranking[-5:]]
+    assert names == [*ranking[:5], *ranking[-5:], "50 more configurations"]
     for ax in fig.axes:
         rest, = ax.collections
         assert len(rest.get_segments()) == 50
@@ -191,3 +207,296 @@ def test_draw_all_draws_every_picture_and_raises_for_one_that_fails(tmp_path, ca
     with pytest.raises(ValueError, match="no such column"):
         plot.draw_all([picture(paths[0]), picture(paths[1], fail=True)], fork=fork)
     assert capfd.readouterr() == ("", "")  # and nothing printed on the way
+
+
+# ---------------------------------------------------------------- a hand-made 16-configuration study
+
+import math  # noqa: E402
+
+from db.engine import init_db, make_engine, session_scope  # noqa: E402
+from db import queries  # noqa: E402
+from db.queries import record_results, update_trial  # noqa: E402
+from db.series import dynamics_frame  # noqa: E402
+from sweep.grid import expand_grid  # noqa: E402
+from sweep.runner import record_plan  # noqa: E402
+from sweep.spec import parse_spec  # noqa: E402
+
+STUDY = {"name": "study", "dataset": "synthetic", "epochs": 2,
+         "grid": {"activation": ["sigmoid", "tanh", "softsign", "relu"], "init": ["default", "xavier_uniform"],
+                  "optimizer": [{"name": "sgd", "lr": 0.001}, {"name": "adam", "lr": 0.001}], "seed": [0]}}
+ACTIVATION_LAYERS, GRADIENT_LAYERS = ("conv1", "fc1"), ("conv1", "fc1", "fc2")
+SNAPSHOTS = 3  # per epoch, 100 images apart; the last one closes the epoch
+IMAGES = 100 * SNAPSHOTS  # per epoch
+
+
+def accuracy(k: int, label: str, seed: int, epoch: int) -> float:
+    """Test accuracy of configuration k: sigmoid with SGD at chance throughout (its two curves coincide, as in
+    the study), the others rising towards the lower right corner where a legend used to sit."""
+    if label.startswith("sigmoid") and "-sgd-" in label:
+        return 0.1
+    return 0.1 + (0.5 + 0.025 * k) * (1 - 0.5 ** epoch) + 0.01 * seed
+
+
+def layer_value(k: int, seed: int, kind: str, layer: int, step: int) -> float:
+    """A layer's statistic (the same for every statistic column) at a snapshot: distinct per configuration,
+    layer and step, seeds 0.01 apart."""
+    scale = 1.0 if kind == "activation" else 1e-3
+    return scale * (0.1 * (k + 1) + 0.02 * layer + 0.0001 * step + 0.01 * seed)
+
+
+def build_study(folder, spec: dict = STUDY, epochs: int = 2, stopped: dict | None = None):
+    """A sweep as the recorder writes it: every epoch's test accuracy, SNAPSHOTS statistics snapshots per epoch
+    (epoch 0 none). `stopped`: label -> the epoch a stop rule ended its trials at (status stopped)."""
+    spec = parse_spec({**spec, "output": str(folder)})
+    configs = expand_grid(spec)
+    engine = make_engine(spec.database_url)
+    init_db(engine)
+    ids = record_plan(engine, spec, configs, [])
+    labels = list(dict.fromkeys(c.label for c in configs))
+    with session_scope(engine) as s:
+        for c in configs:
+            k = labels.index(c.label)
+            last = (stopped or {}).get(c.label, epochs)
+            for epoch in range(last + 1):
+                rows = []
+                for snap in range(SNAPSHOTS if epoch else 0):
+                    step = (epoch - 1) * IMAGES + 100 * (snap + 1)
+                    for kind, layers in (("activation", ACTIVATION_LAYERS), ("gradient", GRADIENT_LAYERS)):
+                        for i, layer in enumerate(layers):
+                            v = layer_value(k, c.seed, kind, i, step)
+                            rows.append({"epoch": epoch, "step": step, "layer": layer, "kind": kind, "mean": v,
+                                         "std": v, "p98": v, "zero_frac": v, "dead_frac": v,
+                                         "sat_frac": v if c.activation != "relu" else None})
+                acc = accuracy(k, c.label, c.seed, epoch)
+                record_results(s, [(ids[c.config_hash], {
+                    "epoch": epoch, "images_seen": IMAGES * epoch, "test_acc": acc, "wall_seconds": 1.0,
+                    "train_loss": None if epoch == 0 else 1 - acc, "test_loss": 1 - acc}, rows)])
+            update_trial(s, ids[c.config_hash], status="stopped" if last < epochs else "completed",
+                         epochs_done=last)
+    return engine, labels
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """The 16-configuration study (one seed), with relu-xavier_uniform-adam stopped after its first epoch."""
+    engine, labels = build_study(tmp_path_factory.mktemp("study"), stopped={"relu-xavier_uniform-adam-lr0.001": 1})
+    yield engine, labels
+    engine.dispose()
+
+
+def points_under_legends(fig) -> list[tuple[str, float, float]]:
+    """Every plotted point of every line (and grey line collection) that a legend's box covers, in display
+    coordinates: (the line's label, x, y). Points outside their panel are not drawn and do not count."""
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    boxes = [legend.get_window_extent(renderer) for legend in
+             [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]]
+    assert boxes, "a figure with lines has a legend"
+    covered = []
+    for ax in fig.axes:
+        frame = ax.get_window_extent(renderer)
+        series = [(line.get_label(), line.get_xydata()) for line in ax.get_lines()]
+        series += [("grey", np.asarray(seg)) for c in ax.collections if isinstance(c, LineCollection)
+                   for seg in c.get_segments()]
+        for name, xy in series:
+            shown = ax.transData.transform(np.asarray(xy, dtype=float))
+            shown = shown[np.isfinite(shown).all(axis=1)]
+            inside = ((shown[:, 0] >= frame.x0) & (shown[:, 0] <= frame.x1) & (shown[:, 1] >= frame.y0)
+                      & (shown[:, 1] <= frame.y1))
+            for x, y in shown[inside]:
+                if any(box.x0 <= x <= box.x1 and box.y0 <= y <= box.y1 for box in boxes):
+                    covered.append((name, x, y))
+    return covered
+
+
+def line_colors(fig) -> dict[str, set]:
+    """label -> the colours its lines are drawn in, over all panels."""
+    found = {}
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            found.setdefault(line.get_label(), set()).add(matplotlib.colors.to_hex(line.get_color()))
+    return found
+
+
+def draw_study(engine, out, ranking=None, stat="std"):
+    """accuracy.png, depth.png and dynamics.png of a sweep, each drawn with the sweep's palette, as sweep plot
+    draws them."""
+    curves = queries.curves_frame(engine, "study", "activation")
+    palette = plot.sweep_palette(curves, "activation", ranking)
+    plot.plot_curves(curves, out / "accuracy.png", "activation", ranking, colors=palette)
+    plot.plot_depth(queries.depth_frame(engine, "study", [1, 2]), out / "depth.png", [1, 2], ranking, colors=palette)
+    plot.plot_dynamics(dynamics_frame(engine, "study", stat), out / "dynamics.png", stat, ranking, colors=palette)
+    return palette
+
+
+def test_a_16_configuration_study_named_in_one_colour_each_and_no_legend_over_a_point(drawn, study, tmp_path):
+    engine, labels = study
+    palette = draw_study(engine, tmp_path)
+    accuracy_fig, depth_fig, dynamics_fig = drawn
+    hexes = {label: matplotlib.colors.to_hex(look.color) for label, look in palette.items()}
+    assert list(palette) == labels and len(set(hexes.values())) == 16  # 16 colours, in the sweep's order
+    for fig in drawn:
+        assert points_under_legends(fig) == []
+    # Every configuration named: in the legends of depth.png and dynamics.png, and of accuracy.png.
+    for fig in (accuracy_fig, depth_fig):
+        names = legend_names(fig.legends[0])
+        assert names[:16] == labels if fig is depth_fig else sorted(names[:16]) == sorted(labels)
+        assert not any(name.endswith("more configurations") for name in names)
+        assert line_colors(fig) == {label: {hexes[label]} for label in labels}  # one colour per configuration
+        handles = fig.legends[0].legend_handles[:16]
+        assert [matplotlib.colors.to_hex(h.get_color()) for h in handles] == [hexes[n] for n in names[:16]]
+    names = legend_names(dynamics_fig.legends[0])
+    assert names == ["layers (input to output):", "conv1", "fc1", "fc2", "configurations (frames):", *labels]
+    patches = dynamics_fig.legends[0].legend_handles[-16:]
+    assert [matplotlib.colors.to_hex(p.get_facecolor()) for p in patches] == [hexes[label] for label in labels]
+    # dynamics.png: a cell per configuration (its title's box and frame in its colour), laid out activation x
+    # (init, optimizer); one line per layer; every panel on the same axes.
+    titled = {ax.get_title().replace("\n", ""): ax for ax in dynamics_fig.axes if ax.get_title()}
+    assert sorted(titled) == sorted(labels)
+    for label, ax in titled.items():
+        assert matplotlib.colors.to_hex(ax.title.get_bbox_patch().get_facecolor()) == hexes[label]
+        assert {matplotlib.colors.to_hex(s.get_edgecolor()) for s in ax.spines.values()} == {hexes[label]}
+    boxes = {label: ax.get_position() for label, ax in titled.items()}
+    rows = sorted({round(b.y0, 6) for b in boxes.values()}, reverse=True)
+    cols = sorted({round(b.x0, 6) for b in boxes.values()})
+    assert len(rows) == len(cols) == 4
+    for label, box in boxes.items():
+        a, rest = label.split("-", 1)
+        assert rows.index(round(box.y0, 6)) == STUDY["grid"]["activation"].index(a)
+        assert cols.index(round(box.x0, 6)) == ["default-sgd-lr0.001", "default-adam-lr0.001",
+                                                "xavier_uniform-sgd-lr0.001", "xavier_uniform-adam-lr0.001"].index(rest)
+    panels = dynamics_fig.axes
+    assert len(panels) == 32
+    assert len({ax.get_xlim() for ax in panels}) == 1
+    assert len({ax.get_ylim() for ax in panels if ax.get_title()}) == 1  # the activation panels
+    assert len({ax.get_ylim() for ax in panels if not ax.get_title()}) == 1  # the gradient panels, log scale
+    assert {ax.get_yscale() for ax in panels if not ax.get_title()} == {"log"}
+    top = titled["tanh-default-sgd-lr0.001"]
+    assert [line.get_label() for line in top.get_lines()] == ["conv1", "fc1"]
+
+
+def test_a_stopped_trial_is_drawn_up_to_where_it_stopped(study):
+    engine, labels = study
+    label = "relu-xavier_uniform-adam-lr0.001"
+    curves = queries.curves_frame(engine, "study", "activation")
+    assert list(curves.loc[curves["label"] == label, "images_seen"]) == [0, IMAGES]
+    dynamics = dynamics_frame(engine, "study", "std", [label])
+    assert sorted(set(dynamics["images_seen"])) == [100, 200, 300]
+
+
+def test_dynamics_frame_pools_the_seeds_of_each_layer_and_snapshot(db_url, tmp_path):
+    """The mean over the seeds of each configuration, kind, layer and snapshot, exactly; n the seeds with a
+    value (sat_frac: none for relu, NULL); configurations in the sweep's order, layers in network order; on
+    SQLite and PostgreSQL."""
+    spec = {**STUDY, "database": db_url, "grid": {**STUDY["grid"], "activation": ["tanh", "relu"],
+                                                  "init": ["default"], "seed": [0, 1]}}
+    engine, labels = build_study(tmp_path, spec)
+    got = dynamics_frame(engine, "study", "sat_frac")
+    engine.dispose()
+    assert list(got.columns) == ["label", "activation", "kind", "layer", "images_seen", "value", "n"]
+    assert list(dict.fromkeys(got["label"])) == labels == ["tanh-default-sgd-lr0.001", "tanh-default-adam-lr0.001",
+                                                           "relu-default-sgd-lr0.001", "relu-default-adam-lr0.001"]
+    steps = [100, 200, 300, 400, 500, 600]
+    expected = []
+    for k, label in enumerate(labels):
+        for kind, layers in (("activation", ACTIVATION_LAYERS), ("gradient", GRADIENT_LAYERS)):
+            for step in steps:
+                for i, layer in enumerate(layers):
+                    values = [layer_value(k, seed, kind, i, step) for seed in (0, 1)]
+                    none = kind == "activation" and label.startswith("relu")
+                    expected.append((label, label.split("-")[0], kind, layer, step,
+                                     math.nan if none else sum(values) / 2, 0 if none else 2))
+    assert len(got) == len(expected) == 4 * 6 * 5
+    for row, want in zip(got.itertuples(index=False), expected):
+        assert tuple(row)[:5] == want[:5] and row.n == want[6]
+        assert (math.isnan(row.value) and math.isnan(want[5])) or row.value == pytest.approx(want[5], rel=1e-12)
+
+
+def test_dynamics_frame_reads_each_epochs_last_snapshot_where_lines_would_be_long(study):
+    """Past max_points snapshots a trial is read at its epochs' last snapshots (what the flags and depth
+    profiles read), and past max_points epochs at every k-th of them, the last included."""
+    engine, labels = study
+    label = labels[0]
+    every = dynamics_frame(engine, "study", "std", [label])
+    assert sorted(set(every["images_seen"])) == [100, 200, 300, 400, 500, 600]
+    assert sorted(set(dynamics_frame(engine, "study", "std", [label], max_points=5)["images_seen"])) == [300, 600]
+    assert sorted(set(dynamics_frame(engine, "study", "std", [label], max_points=1)["images_seen"])) == [600]
+    with pytest.raises(ValueError, match="'median' is not a layer statistic; use one of mean, std, p98"):
+        dynamics_frame(engine, "study", "median")
+
+
+def test_two_seeds_show_their_range_and_accuracy_stays_within_0_and_1(drawn, tmp_path):
+    """With two seeds a 95% interval (t = 12.7) would span the whole axis: the band is the seeds' range, the
+    legend says so, and the axis stays within [0, 1]; with three it is the interval, clipped to [0, 1]."""
+    rows = []
+    for label, seeds in (("relu-a", (0.2, 0.9)), ("tanh-b", (0.5, 0.6, 0.98))):
+        n, mean = len(seeds), float(np.mean(seeds))
+        rows += [{"label": label, "activation": label.split("-")[0], "images_seen": 1000 * e, "n": n,
+                  "mean": mean, "std": float(np.std(seeds, ddof=1))} for e in range(3)]
+    plot.plot_curves(pd.DataFrame(rows), tmp_path / "accuracy.png")
+    fig, = drawn
+    relu, tanh = [ax for ax in fig.axes if ax.get_title()]
+    low, high = relu.get_ylim()
+    assert 0 <= low and high <= 1 and relu.get_ylim() == tanh.get_ylim()
+    band, = [c for c in relu.collections if isinstance(c, PolyCollection)][0].get_paths()
+    assert band.vertices[:, 1].min() == pytest.approx(0.2) and band.vertices[:, 1].max() == pytest.approx(0.9)
+    band, = [c for c in tanh.collections if isinstance(c, PolyCollection)][0].get_paths()
+    assert band.vertices[:, 1].max() == 1.0  # mean 0.69 + t95(3) x ... clipped at 1
+    from sweep.report import t95
+
+    seeds = (0.5, 0.6, 0.98)
+    assert band.vertices[:, 1].min() == pytest.approx(np.mean(seeds) - t95(3) * np.std(seeds, ddof=1) / math.sqrt(3))
+    assert legend_names(fig.legends[0]) == ["relu-a", "tanh-b", plot.BAND["ci"], plot.BAND["range"]]
+    assert points_under_legends(fig) == []
+
+
+def test_heat_map_of_a_loss_is_brighter_where_lower_and_of_nothing_finished_is_one_line(tmp_path, recwarn):
+    trials = pd.DataFrame({"activation": ["relu", "relu", "tanh"], "init": ["a", "b", "a"],
+                           "final_test_loss": [0.3, 0.5, 0.4], "final_test_acc": [0.9, 0.8, 0.85]})
+    for metric, cmap in (("final_test_loss", "viridis_r"), ("final_test_acc", "viridis")):
+        fig = None
+
+        def keep(figure, path):
+            nonlocal fig
+            fig = figure
+            return path
+
+        original = plot._save
+        plot._save = keep
+        try:
+            plot.plot_heatmap(trials, metric, ("activation", "init"), tmp_path / "h.png")
+        finally:
+            plot._save = original
+        image, = fig.axes[0].get_images()
+        assert image.get_cmap().name == cmap
+        assert fig.axes[1].get_ylabel() == f"{metric} ({'lower' if 'loss' in metric else 'higher'} is better)"
+        plt.close(fig)
+    nothing = trials.assign(final_test_acc=math.nan).iloc[:0]
+    assert plot.plot_heatmap(nothing, "final_test_acc", ("activation", "init"), tmp_path / "none.png") is None
+    assert not (tmp_path / "none.png").exists() and not recwarn.list
+    assert plot.heatmap_missing(nothing, "final_test_acc", 3) == (
+        "no heat map: no trial has finished its 3 epochs with a final_test_acc yet (it pools finished trials, "
+        "as sweep report --by does)")
+    assert plot.heatmap_missing(trials, "final_test_acc", 3) is None
+
+
+def test_a_big_sweep_s_dynamics_show_its_best_and_worst_and_say_so(drawn, tmp_path):
+    """Past ALL_NAMED configurations, dynamics.png shows the ones shown_configurations chooses (the 5 best and
+    worst by the metric), best first in the first row, worst in the second, and the title says so."""
+    engine, labels = build_study(tmp_path, {**STUDY, "grid": {**STUDY["grid"], "activation": [
+        "sigmoid", "tanh", "softsign", "relu", "elu"]}})
+    ranking = labels[::-1]  # best first
+    chosen = plot.shown_configurations(labels, ranking)
+    assert chosen == ranking[:5] + ranking[-5:]
+    frame = dynamics_frame(engine, "study", "p98", chosen)
+    engine.dispose()
+    plot.plot_dynamics(frame, tmp_path / "dynamics.png", "p98", ranking, of=len(labels), metric="final_test_acc")
+    fig, = drawn
+    assert fig._suptitle.get_text().endswith(
+        "\nthe 5 best (first row) and 5 worst (second row) of 20 configurations by mean final_test_acc")
+    titled = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title().replace("\n", "") for ax in sorted(titled, key=lambda a: (-a.get_position().y0,
+                                                                                     a.get_position().x0))] == [
+        f"{ranking.index(label) + 1}. {label}" for label in chosen]
+    assert legend_names(fig.legends[0])[-10:] == chosen
+    assert points_under_legends(fig) == []
