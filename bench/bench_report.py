@@ -26,6 +26,7 @@ into pandas and does not fit in memory at 200 epochs.
     python bench/bench_report.py --trials 1000 --epochs 20 --old   # side by side with today's code
     python bench/bench_report.py --db /tmp/big.db --reuse   # time an existing database again
     python bench/bench_report.py --db /tmp/big.db --reuse --repeats 5 --baseline b5efb5c   # against a commit
+    python bench/bench_report.py --db /tmp/big.db --reuse --repeats 5 --only plot   # sweep plot alone
 
 With --baseline COMMIT, that commit's code runs each command too, taking
 turns with this tree run by run; the table shows the fastest and the median
@@ -73,7 +74,7 @@ COMMANDS = {
     "sweep report --threshold 0.8 --metric images_to_threshold": ["--threshold", "0.8", "--metric",
                                                                    "images_to_threshold"],
     "sweep report --where optimizer=adam --top 10": ["--where", "optimizer=adam", "--top", "10"],
-    "sweep plot": None,
+    "sweep plot": None,  # accuracy.png, depth.png, dynamics.png (the 5 best and worst), heatmap.png
 }
 
 
@@ -232,13 +233,17 @@ def run(args: list[str], pythonpath: Path, cwd: Path) -> tuple[float, float, flo
     return float(wall), float(cpu), max(float(peak), tree_peak[0]), int(code), (lines[-1] if lines else "")
 
 
-def time_commands(trees: dict[str, tuple[Path, Path]], repeats: int) -> dict[str, dict[str, tuple]]:
+def time_commands(trees: dict[str, tuple[Path, Path]], repeats: int, only: str | None = None
+                  ) -> dict[str, dict[str, tuple]]:
     """{tree label: {command: (fastest wall, its CPU, its peak memory, median wall)}} over `repeats` runs of
-    each command with each tree's code on its database (trees: label -> (code, database)), the trees taking
-    turns run by run (a machine that slows down for a while slows them alike)."""
+    each command (those whose name contains `only`, if given) with each tree's code on its database (trees:
+    label -> (code, database)), the trees taking turns run by run (a machine that slows down for a while slows
+    them alike)."""
     figures = {label: {} for label in trees}
     with tempfile.TemporaryDirectory() as plots:
         for name, extra in COMMANDS.items():
+            if only and only not in name:
+                continue
             runs = {label: [] for label in trees}
             for _ in range(repeats):
                 for label, (code, db) in trees.items():
@@ -270,6 +275,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="runs per command; the fastest is shown")
     parser.add_argument("--baseline", metavar="COMMIT",
                         help="also time the code of this commit, taking turns with this tree run by run")
+    parser.add_argument("--only", metavar="TEXT", help="time only the commands containing TEXT (e.g. plot)")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-report-"))
     db = args.db or folder / "sweep.db"
@@ -293,13 +299,13 @@ def main() -> None:
             if args.baseline:
                 code = stack.enter_context(baseline_code(args.baseline))
                 trees[args.baseline] = (code, stack.enter_context(database_for(code, db)))
-            timed = time_commands(trees, args.repeats)
+            timed = time_commands(trees, args.repeats, args.only)
         new = timed["this tree"]
         base = timed.get(args.baseline, {})
         old = {}
         if args.old:
             with baseline_code(OLD_COMMIT) as old_tree, database_for(old_tree, db) as old_db:
-                old = time_commands({OLD_COMMIT: (old_tree, old_db)}, 1)[OLD_COMMIT]
+                old = time_commands({OLD_COMMIT: (old_tree, old_db)}, 1, args.only)[OLD_COMMIT]
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
         print(f"\n{args.trials} trials x {args.epochs} epochs ({db.stat().st_size / 2**20:,.0f} MB), "
               f"{os.cpu_count()} CPUs, load average {load:.1f} at the end; whole processes, fastest (median) of "

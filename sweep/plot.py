@@ -594,16 +594,25 @@ def plot_heatmap(trials: pd.DataFrame, metric: str, factors: tuple[str, str], pa
     return _save(fig, path)
 
 
-def draw_all(pictures: list[tuple[Path, Callable[[], object]]], fork: bool | None = None) -> list[Path]:
+def draw_all(pictures: list[tuple[Path, Callable[[], object]]], fork: bool | None = None, forked: int = 1
+             ) -> list[Path]:
     """Draw `pictures`, (path, function writing it) pairs, and return their paths. With `fork` (default:
-    where there is a spare_core), the first is drawn in a forked process (sweep.forked) while this one
-    draws the others: a big sweep's curves alone take about a second. A picture that fails raises here,
-    after the child is reaped."""
+    where there is a spare_core), the first `forked` are drawn, in order, in a forked process (sweep.forked)
+    while this one draws the others: a big sweep's curves alone take about a second. A picture that fails
+    raises here, after the child is reaped."""
     if fork is None:
         fork = spare_core()
-    first = Forked(pictures[0][1], fork=fork and len(pictures) > 1, what=f"drawing {pictures[0][0]}")
+    forked = max(1, min(forked, len(pictures) - 1)) if len(pictures) > 1 else 1
+    mine, theirs = pictures[:forked], pictures[forked:]
+
+    def draw_mine():
+        for _, draw in mine:
+            draw()
+
+    first = Forked(draw_mine, fork=fork and bool(theirs),
+                   what=f"drawing {', '.join(str(path) for path, _ in mine)}")
     try:
-        for _, draw in pictures[1:]:
+        for _, draw in theirs:
             draw()
     except BaseException:
         first.reap()  # this process's error is the one to see

@@ -179,8 +179,11 @@ def test_pictures_are_drawn_in_the_plot_style_and_leave_matplotlib_s_settings_al
     with matplotlib.rc_context({"text.hinting": "force_autohint"}):  # a user's own setting
         plot.plot_curves(curves_frame(configs), tmp_path / "a.png")
         plot.plot_depth(depth_frame(configs, [1]), tmp_path / "d.png", [1])
+        dynamics = pd.DataFrame([{"label": label, "activation": a, "kind": "activation", "layer": "conv1",
+                                  "images_seen": 100 * i, "value": 0.5, "n": 1} for a, label in configs for i in range(3)])
+        plot.plot_dynamics(dynamics, tmp_path / "y.png")
         assert matplotlib.rcParams["text.hinting"] == "force_autohint"
-    assert hinting == [plot.STYLE["text.hinting"]] * 2 == ["no_hinting"] * 2
+    assert hinting == [plot.STYLE["text.hinting"]] * 3 == ["no_hinting"] * 3
 
 
 @pytest.mark.parametrize("fork", [True, False])
@@ -207,6 +210,30 @@ def test_draw_all_draws_every_picture_and_raises_for_one_that_fails(tmp_path, ca
     with pytest.raises(ValueError, match="no such column"):
         plot.draw_all([picture(paths[0]), picture(paths[1], fail=True)], fork=fork)
     assert capfd.readouterr() == ("", "")  # and nothing printed on the way
+
+
+def test_draw_all_draws_the_first_pictures_in_one_process_and_the_others_in_this_one(tmp_path):
+    """forked=2: the first two pictures are drawn, in order, in the forked process, the others here."""
+    import os
+
+    def picture(name):
+        path = tmp_path / name
+
+        def draw():
+            with open(tmp_path / "order.txt", "a") as f:
+                f.write(f"{name} {os.getpid()}\n")
+            fig, ax = plt.subplots(figsize=(2, 1))
+            plot._save(fig, path)
+        return path, draw
+
+    names = ["a.png", "b.png", "c.png", "d.png"]
+    assert plot.draw_all([picture(n) for n in names], fork=True, forked=2) == [tmp_path / n for n in names]
+    drawn = dict(line.split() for line in (tmp_path / "order.txt").read_text().splitlines())
+    assert sorted(drawn) == names and all((tmp_path / n).exists() for n in names)
+    here = str(os.getpid())
+    assert drawn["a.png"] == drawn["b.png"] != here and drawn["c.png"] == drawn["d.png"] == here
+    lines = (tmp_path / "order.txt").read_text().split()
+    assert lines.index("a.png") < lines.index("b.png") and lines.index("c.png") < lines.index("d.png")
 
 
 # ---------------------------------------------------------------- a hand-made 16-configuration study
@@ -450,27 +477,18 @@ def test_two_seeds_show_their_range_and_accuracy_stays_within_0_and_1(drawn, tmp
     assert points_under_legends(fig) == []
 
 
-def test_heat_map_of_a_loss_is_brighter_where_lower_and_of_nothing_finished_is_one_line(tmp_path, recwarn):
+def test_heat_map_of_a_loss_is_brighter_where_lower_and_of_nothing_finished_is_one_line(drawn, tmp_path, recwarn):
     trials = pd.DataFrame({"activation": ["relu", "relu", "tanh"], "init": ["a", "b", "a"],
                            "final_test_loss": [0.3, 0.5, 0.4], "final_test_acc": [0.9, 0.8, 0.85]})
-    for metric, cmap in (("final_test_loss", "viridis_r"), ("final_test_acc", "viridis")):
-        fig = None
-
-        def keep(figure, path):
-            nonlocal fig
-            fig = figure
-            return path
-
-        original = plot._save
-        plot._save = keep
-        try:
-            plot.plot_heatmap(trials, metric, ("activation", "init"), tmp_path / "h.png")
-        finally:
-            plot._save = original
+    for metric in ("final_test_loss", "final_test_acc"):
+        plot.plot_heatmap(trials, metric, ("activation", "init"), tmp_path / f"{metric}.png")
+    for fig, metric, cmap, better in zip(drawn, ("final_test_loss", "final_test_acc"), ("viridis_r", "viridis"),
+                                         ("lower", "higher")):
         image, = fig.axes[0].get_images()
         assert image.get_cmap().name == cmap
-        assert fig.axes[1].get_ylabel() == f"{metric} ({'lower' if 'loss' in metric else 'higher'} is better)"
-        plt.close(fig)
+        assert fig.axes[1].get_ylabel() == f"{metric} ({better} is better)"
+        best = image.cmap(image.norm(trials[metric].min() if better == "lower" else trials[metric].max()))
+        assert best == matplotlib.colormaps["viridis"](1.0)  # the best cell is the brightest: viridis' yellow
     nothing = trials.assign(final_test_acc=math.nan).iloc[:0]
     assert plot.plot_heatmap(nothing, "final_test_acc", ("activation", "init"), tmp_path / "none.png") is None
     assert not (tmp_path / "none.png").exists() and not recwarn.list
