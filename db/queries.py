@@ -326,6 +326,19 @@ def trial_figures(engine: Engine, sweep: str, sweep_epochs: int, threshold: floa
     return figures
 
 
+def images_per_epoch(engine: Engine, sweep: str) -> int | None:
+    """Training images one epoch of a sweep trains (the images seen at epoch 1; all its trials train the
+    same data), from its epoch rows; None before any trial has finished an epoch.
+
+    Example: images_per_epoch(engine, "fashion-activations") -> 60000
+    """
+    stmt = (select(func.max(EpochMetric.images_seen)).join(Trial, Trial.trial_id == EpochMetric.trial_id)
+            .join(Sweep, Sweep.sweep_id == Trial.sweep_id).where(Sweep.name == sweep, EpochMetric.epoch == 1))
+    with engine.connect() as conn:
+        found = conn.scalar(stmt)
+    return None if found is None else int(found)
+
+
 # The factors a configuration's label names: one value per label, so config_curves serves their panels.
 LABEL_FACTORS = ("activation", "init", "gain", "optimizer", "lr")
 

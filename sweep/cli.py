@@ -58,16 +58,29 @@ COUNT = _number("a whole number >= 1", 1, integer=True)
 PORT = _number("a TCP port (1..65535)", 1, 65535, integer=True)
 
 
-def _factor_list(option: str, text: str, factors, most: int) -> list[str]:
-    """Comma-separated factors of an option: known, not repeated, at most `most` (CliError, exit 2)."""
+def _factor_list(option: str, text: str, exactly: int | None = None) -> list[str]:
+    """Comma-separated factors of an option: none empty, none repeated, `exactly` many where that is given
+    (CliError, exit 2). Which factors a sweep has is known once it is read: _known_factors."""
     names = text.split(",")
-    if any(f not in factors for f in names) or len(names) > most:
-        count = "one or two" if most == 2 else f"at most {most}"
-        raise CliError(f"{option} {text!r}: {count} of {', '.join(factors)}, comma-separated", 2)
+    if "" in names or (exactly is not None and len(names) != exactly):
+        count = "one or more" if exactly is None else "two" if exactly == 2 else str(exactly)
+        raise CliError(f"{option} {text!r}: {count} factors, comma-separated (e.g. activation,init)", 2)
     repeated = sorted({f for f in names if names.count(f) > 1})
     if repeated:
         raise CliError(f"{option} {text!r}: {repeated[0]} appears twice; give different factors", 2)
     return names
+
+
+def _known_factors(option: str, text: str, names: list[str], results) -> None:
+    """Every factor of an option is one of the sweep's (sweep.report.sweep_factors: with the optimizer
+    hyper-parameters its grid sets), else CliError, exit 2."""
+    from sweep.report import did_you_mean, sweep_factors
+
+    factors = sweep_factors(results)
+    for name in names:
+        if name not in factors:
+            raise CliError(f"{option} {text!r}: {name!r} is not a factor of this sweep; factors: "
+                           f"{', '.join(factors)}{did_you_mean(name, factors)}", 2)
 
 
 class CliError(Exception):
@@ -152,13 +165,14 @@ def _pick_sweep(requested: str | None, names: list[str]) -> str:
 
 
 def _parse_where(items: list[str]) -> list[tuple[str, str]]:
-    from sweep.report import FACTORS
-
+    """--where KEY=VALUE items as (KEY, VALUE) pairs; whether KEY is a factor of the sweep and VALUE one of
+    its values, sweep.report.filter_trials says."""
     pairs = []
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or key not in FACTORS:
-            raise CliError(f"--where {item!r}: expected KEY=VALUE with KEY one of {', '.join(FACTORS)}", 2)
+        if not sep or not key:
+            raise CliError(f"--where {item!r}: expected KEY=VALUE, a factor and its value (e.g. optimizer=adam, "
+                           "momentum=0.9)", 2)
         pairs.append((key, value))
     return pairs
 
@@ -206,44 +220,76 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+def _stopping(engine, name: str, epochs: int, results, shown, pooled: bool) -> str:
+    """The title's words on stopped trials: how many of those shown stopped early, and how many training
+    images stopping saved against the whole grid (every trial of the sweep at its epochs), from the epoch
+    rows the database holds; '' where none stopped."""
+    from db.queries import images_per_epoch
+    from sweep.report import stopping_savings
+
+    count = int(shown["stopped"].sum())
+    words = f"; {_plural(count, 'trial')} stopped early{'' if pooled else ' (not pooled)'}" if count else ""
+    per_epoch = images_per_epoch(engine, name) if results["stopped"].any() else None
+    if per_epoch:
+        saved, grid = stopping_savings(results, epochs, per_epoch)
+        words += f"; stopping saved {saved:,} of the grid's {grid:,} training images ({saved / grid:.1%})"
+    return words
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Print configurations ranked by a metric, seeds aggregated (works while a sweep runs).
 
     Trials are compared at the sweep's current epochs: one with fewer is
     unfinished (shown, not aggregated); a diverged one counts with the
-    figures of its epochs before the loss became NaN or infinite.
+    figures of its epochs before the loss became NaN or infinite; a trial a
+    stop rule stopped is read at the epoch it stopped, and configurations
+    only such trials show come after the others.
     With --threshold, `reached` says how many seeds reached it: ranked by
     images_to_threshold, configurations whose seeds all reached it come
     first (fewest images first), then the others by their share reached;
     a miss is never averaged away. The same holds for --by.
+    Factors (--by, --where): activation, init, gain, optimizer, lr, seed,
+    model, status, and the optimizer hyper-parameters the grid sets
+    (momentum, nesterov, weight_decay, beta1, ...).
+    csv and json are typed: numbers as numbers, a range as two columns
+    (epochs_min, epochs_max), `reached` a count out of n, each
+    hyper-parameter a column; --by writes one row per combination there.
 
     Examples:
       sweep report fashion-activations --format markdown
       sweep report --by activation                  mean accuracy per activation, all else pooled
       sweep report --by activation,init             the same as a matrix
+      sweep report --by optimizer,momentum,seed     one row per combination
       sweep report --where optimizer=adam --top 3
+      sweep report --where momentum=0.9 --where nesterov=true
       sweep report --threshold 0.7                  images seen until 70% test accuracy
       sweep report --trials --dead 0.3              one row per trial with its pathology flags
       sweep report --wide                           every column, however wide
       sweep report --columns rank,config,mean,best_test_acc
     """
     from db.flags import FlagThresholds, flags_frame
-    from sweep.report import (FACTORS, THRESHOLD, default_columns, factor_effects, filter_trials, format_report,
-                              rank_configurations, resolve_columns, trial_table)
+    from sweep.report import (HUMAN_FORMATS, THRESHOLD, default_columns, essential_columns, factor_effects,
+                              factor_matrix, filter_trials, format_report, human_view, rank_configurations,
+                              resolve_columns, trial_table)
 
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise CliError(f"--threshold {args.threshold:g}: a test accuracy, must be in 0..1 (e.g. 0.7)", 2)
-    factors = _factor_list("--by", args.by, FACTORS, 2) if args.by else []
+    factors = _factor_list("--by", args.by) if args.by else []
     where = _parse_where(args.where)
     engine, name, metric, epochs = _open_sweep(args)
     if metric == THRESHOLD and args.threshold is None:
         raise CliError(f"--metric {THRESHOLD} needs --threshold ACC (e.g. 0.7)", 2)
-    results = filter_trials(_results(engine, name, epochs, args.threshold), where)
+    everything = _results(engine, name, epochs, args.threshold)
+    _known_factors("--by", args.by, factors, everything)
+    results = filter_trials(everything, where)
     thresholds = FlagThresholds(args.saturated, args.dead, args.vanishing, args.exploding, args.chance_margin)
     flags = None if factors else flags_frame(engine, name, thresholds)
+    human = args.format in HUMAN_FORMATS
+    matrix = human and len(factors) == 2  # two factors: a matrix for people, one row per pair in csv and json
 
     if factors:
-        table = factor_effects(results, metric, factors)
+        table = factor_matrix(results, metric, factors, text=True).reset_index() if matrix else \
+            factor_effects(results, metric, factors)
         title = f"mean {metric} by {' x '.join(factors)}"
     elif args.trials:
         table = trial_table(results, metric, flags)
@@ -254,20 +300,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     title += f", at {_plural(epochs, 'epoch')}"
     if args.threshold is not None:
         title += f"; threshold: test accuracy {args.threshold:g}"
-    unfinished = int((~results["finished"]).sum())
+    unfinished = int((~(results["finished"] | results["stopped"])).sum())
     if unfinished and not args.trials:
         title += f"; {_plural(unfinished, 'unfinished trial')} not aggregated"
+    title += _stopping(engine, name, epochs, everything, results, pooled=not factors)
     if args.top:
         table = table.head(args.top)
-    columns = resolve_columns(table, args.columns) if args.columns else None
-    width = None
+    view = human_view(table) if human else table
+    columns = resolve_columns(view, args.columns) if args.columns else None
+    width, keep = None, ()
     if args.format == "table":
         print(f"sweep {name}: {title}")
         if columns is None and not factors:
-            columns = default_columns(table, metric, wide=args.wide)
+            columns = default_columns(view, metric, wide=args.wide)
         if not (args.wide or args.columns):
             width = _terminal_width()
-    sys.stdout.write(format_report(table, args.format, columns, width))
+            keep = list(view.columns) if matrix else essential_columns(view, metric)
+    sys.stdout.write(format_report(view, args.format, columns, width, keep))
     return 0
 
 
@@ -288,12 +337,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from sweep.report import FACTORS, RANK_METRICS
 
     engine, name, metric, sweep_epochs = _open_sweep(args)
-    for factor in [*args.heatmap.split(","), args.facet]:
-        if factor not in FACTORS:
-            raise CliError(f"{factor!r} is not a factor; use one of {', '.join(FACTORS)}", 2)
-    factors = _factor_list("--heatmap", args.heatmap, FACTORS, 2)
-    if len(factors) != 2:
-        raise CliError(f"--heatmap {args.heatmap!r}: two factors, comma-separated", 2)
+    if args.facet not in FACTORS:
+        raise CliError(f"--facet {args.facet!r} is not a factor; use one of {', '.join(FACTORS)}", 2)
+    factors = _factor_list("--heatmap", args.heatmap, exactly=2)
 
     def read():
         """The epochs of the depth profiles (--epochs checked), the trials with their figures, the curves,
@@ -321,6 +367,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         reading.reap()
         raise
     chosen, results, curves, depth = reading.result()
+    _known_factors("--heatmap", args.heatmap, factors, results)
     finished = results[results["finished"]]
     # Configurations best first by the metric (finished seeds' mean), for the lines a big sweep names.
     means = finished.groupby("label")[metric].mean().dropna()
@@ -390,7 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run or continue a sweep", description=inspect.cleandoc(cmd_run.__doc__),
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("spec", help="sweep spec (YAML)")
-    run.add_argument("--address", help="join an existing Ray cluster (e.g. auto or ray://host:10001)")
+    run.add_argument("--address", metavar="HOST:PORT",
+                     help="join an existing Ray cluster: its head's HOST:PORT, or auto to find the one this "
+                          "machine belongs to (default: start a Ray of its own on this machine, 127.0.0.1 only)")
     run.add_argument("--progress-interval", type=_number("a number of seconds >= 1", 1.0), default=15.0, metavar="S",
                      help="seconds between progress lines (default 15)")
     run.set_defaults(func=cmd_run)
@@ -401,9 +450,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep_arguments(report)
     report.add_argument("--metric", choices=list(RANK_METRICS), help="ranking metric (default: the spec's)")
     report.add_argument("--format", choices=FORMATS, default="table")
-    report.add_argument("--by", metavar="FACTOR[,FACTOR]", help="marginal effect of one factor, or a matrix of two")
+    report.add_argument("--by", metavar="FACTOR[,FACTOR...]",
+                        help="the metric per value of a factor, every other factor and seed pooled; two factors: "
+                             "a matrix; three or more: one row per combination (csv and json: always one row per "
+                             "combination). Any factor, the optimizer's hyper-parameters included (momentum, ...)")
     report.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
-                        help="keep only trials with this factor value (repeatable)")
+                        help="keep only trials with this factor value (repeatable); numbers compare as numbers "
+                             "(lr=1e-3), booleans as true/false, KEY=none: the hyper-parameter is not set; "
+                             "status=unfinished or stopped")
     report.add_argument("--top", type=COUNT, metavar="N", help="only the first N rows (N >= 1)")
     report.add_argument("--threshold", type=float, metavar="ACC",
                         help="add images seen until test accuracy first reached ACC (0..1) and how many seeds "
@@ -432,9 +486,11 @@ def build_parser() -> argparse.ArgumentParser:
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_sweep_arguments(plot)
     plot.add_argument("--out", help="folder for the PNG files (default: plots/<sweep> beside the database)")
-    plot.add_argument("--facet", default="activation", help="one accuracy panel per value of this factor")
+    plot.add_argument("--facet", default="activation",
+                      help="one accuracy panel per value of this factor (default activation)")
     plot.add_argument("--epochs", help="epochs of the depth profiles, e.g. 1,3 (default: first and last)")
-    plot.add_argument("--heatmap", default="activation,init", help="two factors of the heat map")
+    plot.add_argument("--heatmap", default="activation,init", metavar="F1,F2",
+                      help="two factors of the heat map, any that sweep report --by takes (default activation,init)")
     plot.add_argument("--metric", choices=list(METRICS), help="metric of the heat map (default: the spec's)")
     plot.set_defaults(func=cmd_plot)
 

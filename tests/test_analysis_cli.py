@@ -56,9 +56,17 @@ def test_by_one_factor_and_by_two(capsys, recorded_db):
         assert float(rows[name]["final_test_acc_mean"]) == pytest.approx(expected)
         assert rows[name]["n"] == "4"
     code, out, _ = report(capsys, recorded_db, "--by", "activation,optimizer", "--format", "csv")
-    matrix = {r["activation"]: r for r in csv.DictReader(io.StringIO(out))}
-    cell = trials[(trials["activation"] == "relu") & (trials["optimizer"] == "adam")]["final_test_acc"].mean()
-    assert float(matrix["relu"]["adam"]) == pytest.approx(cell)
+    pairs = {(r["activation"], r["optimizer"]): r for r in csv.DictReader(io.StringIO(out))}
+    assert len(pairs) == 4
+    cell = trials[(trials["activation"] == "relu") & (trials["optimizer"] == "adam")]["final_test_acc"]
+    assert float(pairs["relu", "adam"]["final_test_acc_mean"]) == pytest.approx(cell.mean())
+    assert pairs["relu", "adam"]["n"] == "2"
+    assert float(pairs["relu", "adam"]["final_test_acc_ci95"]) == pytest.approx(
+        12.7062047 * cell.std(ddof=1) / 2 ** 0.5)
+    code, out, _ = report(capsys, recorded_db, "--by", "activation,optimizer", "--format", "markdown")
+    assert out.splitlines()[0] == "| activation | sgd | adam |"  # a matrix for people
+    relu = next(line for line in out.splitlines() if line.startswith("| relu |"))
+    assert relu.strip("| ").split(" | ")[2] == f"{cell.mean():.4f}"
 
 
 def test_where_top_threshold_and_trials(capsys, recorded_db):
@@ -88,10 +96,13 @@ def test_flags_column_matches_flags_frame(capsys, recorded_db):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--where", "colour=red"], "--where 'colour=red': expected KEY=VALUE with KEY one of activation, init, gain, "
-                                "optimizer, lr, seed, model, status"),
-    (["--by", "activation,init,seed"], "--by 'activation,init,seed': one or two of activation, init, gain, "
-                                       "optimizer, lr, seed, model, status, comma-separated"),
+    (["--where", "colour=red"], "--where colour=red: 'colour' is not a factor of this sweep; factors: activation, "
+                                "init, gain, optimizer, lr, seed, model, status"),
+    (["--where", "colour"], "--where 'colour': expected KEY=VALUE, a factor and its value (e.g. optimizer=adam, "
+                            "momentum=0.9)"),
+    (["--by", "activation,int"], "--by 'activation,int': 'int' is not a factor of this sweep; factors: activation, "
+                                 "init, gain, optimizer, lr, seed, model, status; did you mean 'init'?"),
+    (["--by", "activation,"], "--by 'activation,': one or more factors, comma-separated (e.g. activation,init)"),
     (["--metric", "images_to_threshold"], "--metric images_to_threshold needs --threshold ACC (e.g. 0.7)"),
 ])
 def test_bad_report_options(capsys, recorded_db, args, message):

@@ -6,15 +6,18 @@ import math
 import pandas as pd
 import pytest
 
-from sweep.report import (ReportError, ci95, default_columns, factor_effects, filter_trials, format_report,
-                          rank_configurations, resolve_columns, t95, t_quantile, trial_table)
+from sweep.report import (ReportError, ci95, default_columns, essential_columns, factor_effects, factor_matrix,
+                          filter_trials, format_report, human_view, rank_configurations, resolve_columns, short_error,
+                          t95, t_quantile, trial_table)
 
 
 def results(rows):
-    """Rows as trial_results returns them; each label's trials are its seeds s0, s1, ..."""
-    base = {"activation": "relu", "init": "default", "gain": "1", "params": "", "optimizer": "adam", "lr": 0.001,
+    """Rows as trial_results returns them (without optimizer hyper-parameters); each label's trials are its seeds
+    s0, s1, ..."""
+    base = {"activation": "relu", "init": "default", "gain": 1, "gain_value": 1.0, "optimizer": "adam", "lr": 0.001,
             "seed": 0, "best_test_acc": 0.5, "best_epoch": 1.0, "final_train_loss": 1.0, "final_test_loss": 1.0,
-            "train_seconds": 2.0, "epochs": 3.0, "status": "completed", "finished": True}
+            "train_seconds": 2.0, "epochs": 3.0, "status": "completed", "finished": True, "stopped": False,
+            "error": None}
     frame = pd.DataFrame([{**base, **r} for r in rows])
     frame["seed"] = frame.groupby("label").cumcount()
     frame["name"] = frame["label"] + "-s" + frame["seed"].astype(str)
@@ -53,8 +56,9 @@ def test_only_finished_seeds_are_aggregated_and_the_status_says_what_was_left_ou
         {"label": "a", "final_test_acc": 0.6, "epochs": 1.0, "status": "unfinished", "finished": False},
         {"label": "a", "final_test_acc": 0.5, "epochs": 1.0, "status": "running", "finished": False},
     ]), "final_test_acc")
-    assert table[["n", "final_test_acc_mean", "epochs", "status"]].values.tolist() == [
-        [1, 0.8, "1-2", "1 completed, 1 unfinished, 1 running"]]
+    assert table[["n", "final_test_acc_mean", "epochs_min", "epochs_max", "status"]].values.tolist() == [
+        [1, 0.8, 1, 2, "1 completed, 1 unfinished, 1 running"]]
+    assert human_view(table)["epochs"].tolist() == ["1-2"]
 
 
 def test_best_epoch_over_seeds_is_a_range_and_flags_are_counted_once_per_flag():
@@ -69,7 +73,9 @@ def test_best_epoch_over_seeds_is_a_range_and_flags_are_counted_once_per_flag():
         {"trial": "b-s0", "flag": "chance", "layer": None, "epoch": 3},
     ])
     table = rank_configurations(trials, "final_test_acc", flags).set_index("config")
-    assert table.loc["a", "best_epoch"] == "1-2" and table.loc["b", "best_epoch"] == "3"
+    assert table.loc["a", ["best_epoch_min", "best_epoch_max"]].tolist() == [1, 2]
+    assert table.loc["b", ["best_epoch_min", "best_epoch_max"]].tolist() == [3, 3]
+    assert human_view(table).loc[["a", "b"], "best_epoch"].tolist() == ["1-2", "3"]
     assert table.loc["a", "flags"] == "chance@1 (2/2), dead fc1@1 (2/2)"
     assert table.loc["b", "flags"] == "chance@3"  # one seed: no count
 
@@ -90,19 +96,22 @@ THRESHOLDS = results([
 
 def test_threshold_ranking_puts_every_miss_after_configurations_that_all_reached_it():
     table = rank_configurations(THRESHOLDS, "images_to_threshold")
-    got = table[["config", "reached", "images_to_threshold_mean"]].astype(object).values.tolist()
-    assert got[:3] == [["slow", "2/2", 3584.0], ["slower", "2/2", 5120.0], ["fast-but-missed", "1/2", 2048.0]]
-    assert [r[:2] for r in got[3:]] == [["never", "0/2"], ["unfinished", "0/0"]]
-    assert all(math.isnan(r[2]) for r in got[3:])
+    got = table[["config", "reached", "n", "images_to_threshold_mean"]].astype(object).values.tolist()
+    assert got[:3] == [["slow", 2, 2, 3584.0], ["slower", 2, 2, 5120.0], ["fast-but-missed", 1, 2, 2048.0]]
+    assert [r[:3] for r in got[3:]] == [["never", 0, 2], ["unfinished", 0, 0]]
+    assert all(math.isnan(r[3]) for r in got[3:])
+    assert human_view(table)["reached"].tolist() == ["2/2", "2/2", "1/2", "0/2", "0/0"]
 
 
 def test_threshold_by_a_factor_counts_misses_too():
     trials = THRESHOLDS.assign(activation=["tanh"] * 2 + ["relu"] * 4 + ["tanh"] * 2 + ["relu"])
     table = factor_effects(trials, "images_to_threshold", ["activation"])
     assert table[["activation", "images_to_threshold_mean", "n", "reached"]].values.tolist() == [
-        ["relu", 4352.0, 4, "4/4"], ["tanh", 2048.0, 4, "1/4"]]
-    matrix = factor_effects(trials, "images_to_threshold", ["activation", "init"])
-    assert matrix.values.tolist() == [["tanh", "2048 (1/4)"], ["relu", "4352 (4/4)"]]
+        ["relu", 4352.0, 4, 4], ["tanh", 2048.0, 4, 1]]
+    matrix = factor_matrix(trials, "images_to_threshold", ["activation", "init"], text=True)
+    assert matrix.reset_index().values.tolist() == [["tanh", "2048 (1/4)"], ["relu", "4352 (4/4)"]]
+    assert factor_matrix(trials, "images_to_threshold", ["activation", "init"]).values.tolist() == [[2048.0],
+                                                                                                     [4352.0]]
 
 
 # Threshold 0.85, in grid order: no seed of sigmoid+sgd (stuck near chance) or sigmoid+adam (79%) reached it.
@@ -127,8 +136,8 @@ MISSES = results([
 def test_threshold_misses_rank_by_how_close_they_came():
     table = rank_configurations(MISSES, "images_to_threshold")
     assert table[["config", "reached", "best_test_acc"]].astype(object).values.tolist()[:4] == [
-        ["relu-adam", "2/2", pytest.approx(0.905)], ["tanh-sgd", "1/2", pytest.approx(0.85)],
-        ["sigmoid-adam", "0/2", pytest.approx(0.785)], ["sigmoid-sgd", "0/2", pytest.approx(0.105)]]
+        ["relu-adam", 2, pytest.approx(0.905)], ["tanh-sgd", 1, pytest.approx(0.85)],
+        ["sigmoid-adam", 0, pytest.approx(0.785)], ["sigmoid-sgd", 0, pytest.approx(0.105)]]
     assert table["config"].tolist()[4:] == ["unfinished"]  # no finished seed: nothing to say how close
 
 
@@ -136,15 +145,15 @@ def test_threshold_misses_by_a_factor_rank_by_how_close_they_came():
     trials = MISSES.assign(activation=["sigmoid"] * 2 + ["tanh"] * 2 + ["relu"] * 5)  # sigmoid: the sgd seeds
     table = factor_effects(trials, "images_to_threshold", ["activation"])
     assert table[["activation", "reached", "n", "best_test_acc"]].values.tolist() == [
-        ["relu", "3/4", 4, pytest.approx((0.84 + 0.86 + 0.9 + 0.91) / 4)],
-        ["tanh", "0/2", 2, pytest.approx(0.785)], ["sigmoid", "0/2", 2, pytest.approx(0.105)]]
+        ["relu", 3, 4, pytest.approx((0.84 + 0.86 + 0.9 + 0.91) / 4)],
+        ["tanh", 0, 2, pytest.approx(0.785)], ["sigmoid", 0, 2, pytest.approx(0.105)]]
     table = factor_effects(MISSES, "images_to_threshold", ["optimizer"])
-    assert table[["optimizer", "reached"]].values.tolist() == [["adam", "2/4"], ["sgd", "1/4"]]
+    assert table[["optimizer", "reached", "n"]].values.tolist() == [["adam", 2, 4], ["sgd", 1, 4]]
 
 
 def test_formats():
     table = rank_configurations(SAMPLE, "final_test_acc")
-    md = format_report(table, "markdown").splitlines()
+    md = format_report(human_view(table), "markdown").splitlines()
     assert md[0].startswith("| rank | config | activation |") and md[1].startswith("|---|---|")
     assert md[2].startswith("| 1 | b | relu | default | adam | 0.001 | 1 | 0.9500 | - | - |")
     assert pd.read_csv(io.StringIO(format_report(table, "csv")))["config"].tolist() == ["b", "a", "d", "c"]
@@ -153,13 +162,19 @@ def test_formats():
     records = json.loads(text)
     assert records[3]["config"] == "c" and records[3]["final_test_acc_mean"] is None and records[3]["n"] == 0
     assert format_report(table, "csv").splitlines()[1].startswith("1,b,relu,default,adam,0.001,1,0.95,,,")
+    # Ranges as their two ends, integers; the gain as written (1, not 1.0) beside the number it used.
+    assert {k: records[1][k] for k in ("config", "best_epoch_min", "best_epoch_max", "epochs_min", "epochs_max",
+                                       "gain", "gain_value", "error")} == {
+        "config": "a", "best_epoch_min": 1, "best_epoch_max": 1, "epochs_min": 3, "epochs_max": 3, "gain": 1,
+        "gain_value": 1.0, "error": ""}
+    assert isinstance(records[1]["gain"], int) and isinstance(records[1]["gain_value"], float)
 
 
 def test_the_terminal_view_leaves_out_what_says_nothing_and_prints_counts_as_integers():
-    single = rank_configurations(SAMPLE[SAMPLE["label"] != "a"], "final_test_acc")
+    single = human_view(rank_configurations(SAMPLE[SAMPLE["label"] != "a"], "final_test_acc"))
     assert default_columns(single, "final_test_acc") == ["rank", "activation", "init", "optimizer", "lr", "n",
                                                          "final_test_acc_mean", "epochs", "status"]
-    seeds = rank_configurations(SAMPLE.assign(gain=["auto", "auto", "1", "1", "1"]), "final_test_acc")
+    seeds = human_view(rank_configurations(SAMPLE.assign(gain=["auto", "auto", 1, 1, 1]), "final_test_acc"))
     assert default_columns(seeds, "final_test_acc") == [
         "rank", "activation", "init", "gain", "optimizer", "lr", "n", "final_test_acc_mean", "final_test_acc_std",
         "final_test_acc_ci95", "epochs", "status"]
@@ -168,7 +183,7 @@ def test_the_terminal_view_leaves_out_what_says_nothing_and_prints_counts_as_int
         "   1  relu        default  adam       0.001  1  0.9500  3       completed\n"
         "   2  relu        default  adam       0.001  1  0.1000  3       completed\n"
         "   3  relu        default  adam       0.001  0       -  0       running\n"
-        "(10 more columns: --wide shows all, --columns NAME,... picks)\n")
+        "(11 more columns: --wide shows all, --columns NAME,... picks)\n")
 
 
 def test_the_terminal_table_fits_its_width_cutting_text_and_dropping_the_least_important():
@@ -189,8 +204,10 @@ def test_the_terminal_table_fits_its_width_cutting_text_and_dropping_the_least_i
 def test_trial_table_lists_unfinished_trials_after_finished_ones_with_dashes_for_nothing():
     table = trial_table(SAMPLE.assign(best_epoch=[1.0, 2.0, 3.0, math.nan, 1.0]), "final_test_acc")
     assert table["trial"].tolist() == ["b-s0", "a-s1", "a-s0", "d-s0", "c-s0"]
-    text = format_report(table, "table").splitlines()
-    assert text[5].split() == ["5", "c-s0", "0", "-", "0.5000", "-", "-", "0", "running"]
+    columns = ["rank", "trial", "seed", "final_test_acc", "best_test_acc", "best_epoch", "final_test_loss", "epochs",
+               "status", "error"]
+    text = format_report(human_view(table), "table", columns).splitlines()
+    assert text[5].split() == ["5", "c-s0", "0", "-", "0.5000", "-", "-", "0", "running", "-"]
     assert text[1].split()[5] == "3"  # best_epoch, an integer
 
 
@@ -231,14 +248,19 @@ def test_factor_effects_pool_finished_trials():
     assert table["activation"].tolist() == ["relu", "tanh"]
     assert table["final_test_acc_mean"].tolist() == pytest.approx([0.85, 0.6])
     assert table["n"].tolist() == [2, 1]
-    matrix = factor_effects(trials, "final_test_acc", ["activation", "init"])
-    assert matrix.columns.tolist() == ["activation", "default", "xavier"]
-    assert matrix.set_index("activation").loc["relu"].tolist() == pytest.approx([0.8, 0.9])
-    assert math.isnan(matrix.set_index("activation").loc["tanh", "xavier"])
+    matrix = factor_matrix(trials, "final_test_acc", ["activation", "init"])
+    assert (matrix.index.name, matrix.columns.name, matrix.columns.tolist()) == ("activation", "init",
+                                                                              ["default", "xavier"])
+    assert matrix.loc["relu"].tolist() == pytest.approx([0.8, 0.9])
+    assert math.isnan(matrix.loc["tanh", "xavier"])
+    # One row per pair, with n and the interval: what csv and json write.
+    pairs = factor_effects(trials, "final_test_acc", ["activation", "init"])
+    assert pairs[["activation", "init", "final_test_acc_mean", "n"]].values.tolist() == [
+        ["relu", "xavier", 0.9, 1], ["relu", "default", 0.8, 1], ["tanh", "default", 0.6, 1]]
 
 
 def test_filter_trials_compares_numbers_as_numbers_and_gain_as_written():
-    trials = SAMPLE.assign(gain=["auto", "auto", "1", "2.5", "1"])
+    trials = SAMPLE.assign(gain=["auto", "auto", 1, 2.5, 1])
     assert filter_trials(trials, [("lr", "1e-3")])["label"].tolist() == ["a", "a", "b", "c", "d"]
     assert filter_trials(trials, [("status", "running")])["label"].tolist() == ["c"]
     assert filter_trials(trials, [("status", "failed")]).empty  # a status no trial has: nothing failed
@@ -254,7 +276,8 @@ def test_filter_trials_compares_numbers_as_numbers_and_gain_as_written():
     (("activation", "rel"), "--where activation=rel: no trial has activation 'rel'; activation in this sweep: "
                             "relu; did you mean 'relu'?"),
     (("status", "complete"), "--where status=complete: 'complete' is not a status; allowed: pending, running, "
-                             "completed, failed, diverged, interrupted, unfinished; did you mean 'completed'?"),
+                             "completed, failed, diverged, interrupted, stopped, unfinished; did you mean "
+                             "'completed'?"),
 ])
 def test_filter_trials_refuses_values_no_trial_has(where, message):
     with pytest.raises(ReportError) as error:
@@ -264,12 +287,15 @@ def test_filter_trials_refuses_values_no_trial_has(where, message):
 
 def test_columns_by_name_or_as_shown():
     table = rank_configurations(SAMPLE, "final_test_acc")
-    assert resolve_columns(table, "config,mean,final_test_acc_std,n") == [
-        "config", "final_test_acc_mean", "final_test_acc_std", "n"]
+    assert resolve_columns(human_view(table), "config,mean,final_test_acc_std,n,epochs") == [
+        "config", "final_test_acc_mean", "final_test_acc_std", "n", "epochs"]
+    # In the typed table (csv, json) a range's name picks its two ends.
+    assert resolve_columns(table, "config,mean,epochs") == ["config", "final_test_acc_mean", "epochs_min",
+                                                            "epochs_max"]
     with pytest.raises(ReportError) as error:
-        resolve_columns(table, "config,stdd")
+        resolve_columns(human_view(table), "config,stdd")
     assert str(error.value) == (
         "--columns: no column 'stdd' in this table; allowed: rank, config, activation, init, optimizer, lr, n, "
         "final_test_acc_mean, final_test_acc_std, final_test_acc_ci95, best_test_acc, final_train_loss, "
-        "final_test_loss, train_seconds, best_epoch, epochs, status, gain, params, mean, std, ci95; "
+        "final_test_loss, train_seconds, best_epoch, epochs, status, error, gain, gain_value, mean, std, ci95; "
         "did you mean 'std'?")

@@ -36,7 +36,9 @@ TRIALS = {
 
 
 def build(folder: Path, spec: dict = SPEC, trials: dict = TRIALS) -> Path:
-    """A sweep database as the recorder of this or an older version wrote it; trials not listed stay pending."""
+    """A sweep database as the recorder of this or an older version wrote it; trials not listed stay pending.
+    Each trial: its test accuracy after epochs 0, 1, ... (1024 training images per epoch), its status
+    (default completed) and error."""
     spec = parse_spec({**spec, "output": str(folder)})
     configs = expand_grid(spec)
     engine = make_engine(spec.database_url)
@@ -56,7 +58,8 @@ def build(folder: Path, spec: dict = SPEC, trials: dict = TRIALS) -> Path:
             finite = accs[:-1] if status == "diverged" else accs
             # An older recorder let the diverged epoch set the best accuracy.
             update_trial(s, ids[t.config_hash], status=status, epochs_done=len(accs) - 1,
-                         final_test_acc=finite[-1], best_test_acc=max(accs), best_epoch=accs.index(max(accs)))
+                         final_test_acc=finite[-1], best_test_acc=max(accs), best_epoch=accs.index(max(accs)),
+                         error=trials[t.name].get("error"))
     return folder / "sweep.db"
 
 
@@ -82,19 +85,20 @@ def test_threshold_shows_who_reached_it_and_ranks_misses_last(capsys, db, monkey
     assert out == (
         "sweep hand: 4 configurations ranked by mean images_to_threshold over seeds, at 4 epochs; "
         "threshold: test accuracy 0.9; 1 unfinished trial not aggregated\n"
-        "rank  activation  init           gain  optimizer    lr  n  mean  ci95  reached  status\n"
-        "   1  tanh        default        1     adam       0.01  2  3584  6506  2/2      completed\n"
-        "   2  tanh        xavier_normal  auto  adam       0.01  1  4096     -  1/1      1 unfinished, 1 com…\n"
-        "   3  relu        xavier_normal  auto  adam       0.01  2  1024     -  1/2      1 completed, 1 dive…\n"
-        "   4  relu        default        1     adam       0.01  2  2048     -  1/2      completed\n"
-        "(11 more columns, text cut to fit: --wide shows all, --columns NAME,... picks)\n")
+        "rank  activation  init           gain  n  mean  ci95  reached  status\n"
+        "   1  tanh        default        1     2  3584  6506  2/2      completed\n"
+        "   2  tanh        xavier_normal  auto  1  4096     -  1/1      1 unfinished, 1 completed\n"
+        "   3  relu        xavier_normal  auto  2  1024     -  1/2      1 completed, 1 diverged\n"
+        "   4  relu        default        1     2  2048     -  1/2      completed\n"
+        "(14 more columns: --wide shows all, --columns NAME,... picks)\n")
     code, out, _ = report(capsys, "--threshold", "0.9", "--metric", "images_to_threshold", "--format", "csv", db=db)
-    assert [(r["config"], r["reached"], r["images_to_threshold_mean"], r["epochs"], r["status"], r["flags"])
-            for r in rows(out)] == [
-        ("tanh-default-adam-lr0.01", "2/2", "3584", "4", "completed", ""),
-        ("tanh-xavier_normal-gauto-adam-lr0.01", "1/1", "4096", "2-4", "1 unfinished, 1 completed", ""),
-        ("relu-xavier_normal-gauto-adam-lr0.01", "1/2", "1024", "1-4", "1 completed, 1 diverged", "diverged@2 (1/2)"),
-        ("relu-default-adam-lr0.01", "1/2", "2048", "4", "completed", "")]
+    assert [(r["config"], r["reached"], r["n"], r["images_to_threshold_mean"], r["epochs_min"], r["epochs_max"],
+             r["status"], r["flags"]) for r in rows(out)] == [
+        ("tanh-default-adam-lr0.01", "2", "2", "3584", "4", "4", "completed", ""),
+        ("tanh-xavier_normal-gauto-adam-lr0.01", "1", "1", "4096", "2", "4", "1 unfinished, 1 completed", ""),
+        ("relu-xavier_normal-gauto-adam-lr0.01", "1", "2", "1024", "1", "4", "1 completed, 1 diverged",
+         "diverged@2 (1/2)"),
+        ("relu-default-adam-lr0.01", "1", "2", "2048", "4", "4", "completed", "")]
 
 
 def test_threshold_by_a_factor_counts_misses_and_shows_gain_as_written(capsys, db):
@@ -102,7 +106,7 @@ def test_threshold_by_a_factor_counts_misses_and_shows_gain_as_written(capsys, d
                           "--format", "csv", db=db)
     assert code == 0
     assert [(r["gain"], r["images_to_threshold_mean"], r["n"], r["reached"]) for r in rows(out)] == [
-        ("1", "3072", "4", "3/4"), ("auto", "2560", "3", "2/3")]
+        ("1", "3072", "4", "3"), ("auto", "2560", "3", "2")]
     code, out, _ = report(capsys, "--by", "gain", "--format", "csv", db=db)
     assert [(r["gain"], float(r["final_test_acc_mean"]), r["n"]) for r in rows(out)] == [
         ("1", pytest.approx((0.94 + 0.8 + 0.95 + 0.9) / 4), "4"), ("auto", pytest.approx((0.98 + 0.5 + 0.92) / 3), "3")]
@@ -127,8 +131,8 @@ def test_trials_at_the_sweeps_epochs_and_a_diverged_trial_from_its_finite_epochs
 def test_mixed_epochs_are_not_pooled(capsys, db):
     code, out, _ = report(capsys, "--where", "gain=auto", "--where", "activation=tanh", "--format", "csv", db=db)
     (row,) = rows(out)
-    assert (row["n"], row["final_test_acc_mean"], row["epochs"], row["status"]) == (
-        "1", "0.92", "2-4", "1 unfinished, 1 completed")
+    assert (row["n"], row["final_test_acc_mean"], row["epochs_min"], row["epochs_max"], row["status"]) == (
+        "1", "0.92", "2", "4", "1 unfinished, 1 completed")
 
 
 def test_a_pending_trial_shows_dashes(capsys, tmp_path, monkeypatch):
@@ -136,8 +140,12 @@ def test_a_pending_trial_shows_dashes(capsys, tmp_path, monkeypatch):
     spec = {**SPEC, "grid": {**SPEC["grid"], "activation": ["relu"], "init": ["default"]}}
     db = build(tmp_path, spec, {"relu-default-adam-lr0.01-s0": TRIALS["relu-default-adam-lr0.01-s0"]})
     code, out, _ = report(capsys, "--trials", "--wide", db=db)
-    assert out.splitlines()[3].split() == ["2", "relu-default-adam-lr0.01-s1", "1", "-", "-", "-", "-", "-",
-                                           "pending"]
+    lines = out.splitlines()
+    assert lines[1].split() == ["rank", "trial", "activation", "init", "gain", "optimizer", "lr", "seed", "config",
+                                "final_test_acc", "best_test_acc", "best_epoch", "final_test_loss", "epochs",
+                                "status", "flags", "error", "gain_value"]
+    assert lines[3].split() == ["2", "relu-default-adam-lr0.01-s1", "relu", "default", "1", "adam", "0.01", "1",
+                                "relu-default-adam-lr0.01", "-", "-", "-", "-", "-", "pending", "-", "1"]
 
 
 def test_the_default_table_fits_columns(capsys, db, monkeypatch):
@@ -160,13 +168,13 @@ def test_threshold_nobody_reached_ranks_by_how_close_they_came(capsys, db):
     args = ("--threshold", "0.99", "--metric", "images_to_threshold", "--format", "csv")
     code, out, _ = report(capsys, *args, db=db)
     assert code == 0
-    assert [(r["config"], r["reached"], r["best_test_acc"]) for r in rows(out)] == [
-        ("tanh-default-adam-lr0.01", "0/2", "0.925"), ("tanh-xavier_normal-gauto-adam-lr0.01", "0/1", "0.92"),
-        ("relu-default-adam-lr0.01", "0/2", "0.87"), ("relu-xavier_normal-gauto-adam-lr0.01", "0/2", "0.74")]
+    assert [(r["config"], r["reached"], r["n"], r["best_test_acc"]) for r in rows(out)] == [
+        ("tanh-default-adam-lr0.01", "0", "2", "0.925"), ("tanh-xavier_normal-gauto-adam-lr0.01", "0", "1", "0.92"),
+        ("relu-default-adam-lr0.01", "0", "2", "0.87"), ("relu-xavier_normal-gauto-adam-lr0.01", "0", "2", "0.74")]
     code, out, _ = report(capsys, *args, "--by", "activation", db=db)
     assert [(r["activation"], r["reached"], r["n"], float(r["best_test_acc"])) for r in rows(out)] == [
-        ("tanh", "0/3", "3", pytest.approx((0.95 + 0.9 + 0.92) / 3)),
-        ("relu", "0/4", "4", pytest.approx((0.94 + 0.8 + 0.98 + 0.5) / 4))]
+        ("tanh", "0", "3", pytest.approx((0.95 + 0.9 + 0.92) / 3)),
+        ("relu", "0", "4", pytest.approx((0.94 + 0.8 + 0.98 + 0.5) / 4))]
 
 
 # After a Ctrl-C: trials of every status with fewer epochs than the sweep's 4.
@@ -248,7 +256,7 @@ def test_the_default_sweep_is_the_one_written_last(capsys, tmp_path):
     (["--columns", "rank,nn"], "--columns: no column 'nn' in this table; allowed: rank, config, activation, init, "
                                "optimizer, lr, n, final_test_acc_mean, final_test_acc_std, final_test_acc_ci95, "
                                "best_test_acc, final_train_loss, final_test_loss, train_seconds, best_epoch, epochs, "
-                               "status, flags, gain, params, mean, std, ci95; did you mean 'n'?"),
+                               "status, flags, error, gain, gain_value, mean, std, ci95; did you mean 'n'?"),
 ])
 def test_bad_values_are_one_line_errors(capsys, db, args, message):
     assert report(capsys, *args, db=db) == (2, "", f"Error: {message}\n")
