@@ -152,7 +152,7 @@ def _line_style(look: Look, j: int, count: int, points: int) -> dict:
     markers, on top, so that lines that coincide (two curves at chance) show as nested markers. On long lines
     a dozen markers, staggered from line to line."""
     share = j / max(1, count - 1)
-    style = {"color": look.color, "marker": look.marker, "ms": 7.0 - 3.5 * share, "lw": 2.2 - 1.2 * share,
+    style = {"color": look.color, "marker": look.marker, "ms": 7.0 - 3.0 * share, "lw": 2.0 - 0.8 * share,
              "mec": "white", "mew": 0.4, "zorder": 3 + j / 100}
     if points > 30:
         step = math.ceil(points / 12)
