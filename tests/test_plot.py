@@ -372,6 +372,13 @@ def test_a_16_configuration_study_named_in_one_colour_each_and_no_legend_over_a_
         assert line_colors(fig) == {label: {hexes[label]} for label in labels}  # one colour per configuration
         handles = fig.legends[0].legend_handles[:16]
         assert [matplotlib.colors.to_hex(h.get_color()) for h in handles] == [hexes[n] for n in names[:16]]
+    # The two sigmoid SGD curves coincide at chance: the one drawn later is on top with smaller markers of
+    # another shape, so the one under it shows around them.
+    sigmoid = [ax for ax in accuracy_fig.axes if ax.get_title() == "activation = sigmoid"][0]
+    under, over = [line for line in sigmoid.get_lines() if "-sgd-" in line.get_label()]
+    np.testing.assert_array_equal(under.get_ydata(), over.get_ydata())
+    assert under.get_marker() != over.get_marker() and under.get_markersize() > over.get_markersize() + 1
+    assert under.get_zorder() < over.get_zorder()
     names = legend_names(dynamics_fig.legends[0])
     assert names == ["layers (input to output):", "conv1", "fc1", "fc2", "configurations (frames):", *labels]
     patches = dynamics_fig.legends[0].legend_handles[-16:]
