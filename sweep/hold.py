@@ -9,9 +9,13 @@ wherever a timer happens to land. With
 
 the named trial, on reaching the named moment, creates
 `<SWEEP_HOLD_DIR>/<trial>@<moment>` holding its process id, and then waits
-forever: the test waits for that file, then signals or kills. Each hold fires
-once (the file is created exclusively), so a trial retried after its worker
-was killed runs through. Without SWEEP_HOLD nothing is checked per batch.
+until released: the test waits for that file, then signals or kills, or
+changes the world (fills the disk) and lets the trial go on with
+`release(folder, trial, moment)`. The wait is on a named pipe
+(`<trial>@<moment>.go`), made before the marker: the trial blocks opening it
+until the test opens it too, so nothing polls. Each hold fires once (the pipe
+is created exclusively), so a trial retried after its worker was killed runs
+through. Without SWEEP_HOLD nothing is checked per batch.
 
 Moments, in a trial's order of events:
 - `epoch<N>.batch<M>`: batch M of epoch N trained and its TensorBoard points
@@ -21,7 +25,6 @@ Moments, in a trial's order of events:
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 from typing import Callable
 
@@ -45,12 +48,26 @@ def hold(trial_name: str, moment: str, holds: frozenset[str], before: Callable[[
     if before is not None:
         before()
     marker = Path(os.environ[ENV_DIR]) / f"{trial_name}@{moment}"
+    go = _release_pipe(marker)
+    try:
+        os.mkfifo(go)  # exclusive: the hold fires once
+    except FileExistsError:
+        return  # fired once already: this is the retry
     draft = marker.with_name(f".{marker.name}.{os.getpid()}")
     draft.write_text(str(os.getpid()))
     try:
-        os.link(draft, marker)  # atomic and exclusive: the file appears whole, once
-    except FileExistsError:
-        return  # fired once already: this is the retry
+        os.link(draft, marker)  # atomic: the file appears whole
     finally:
         draft.unlink()
-    threading.Event().wait()
+    with open(go, "rb") as pipe:  # blocks until release() opens the other end (or forever)
+        pipe.read()
+
+
+def _release_pipe(marker: Path) -> Path:
+    return marker.with_name(marker.name + ".go")
+
+
+def release(folder: Path, trial_name: str, moment: str) -> None:
+    """Let a trial held at `moment` (its marker file in `folder` exists) go on."""
+    with open(_release_pipe(Path(folder) / f"{trial_name}@{moment}"), "wb"):
+        pass
