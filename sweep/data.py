@@ -5,6 +5,10 @@ object store (`tune.with_parameters`), where numpy arrays are shared
 zero-copy by all workers of a node: no per-trial decompression, no
 per-example PIL conversion. Images are float32 in [0, 1] (what the blog's
 ToTensor gives), shape (N, 1, 28, 28); labels int64.
+
+Nothing is downloaded at run time, and a `data_dir` that does not exist is
+never created: a missing data set is one line naming the folder looked in and
+what to do.
 """
 from __future__ import annotations
 
@@ -53,8 +57,9 @@ def prepare_fashion_mnist(data_dir: Path, source: Path = DEBIAN_FASHION_MNIST) -
         return raw
     if not all((source / f"{name}.gz").exists() for name in RAW_FILES):
         raise DataError(
-            f"Fashion-MNIST not found in {raw} or {source}: "
-            "install it with `apt-get install dataset-fashion-mnist`"
+            f"Fashion-MNIST not found in {raw} or {source}: install Debian's package "
+            "(`apt-get install dataset-fashion-mnist`), or set dataset.data_dir to the folder that holds "
+            "FashionMNIST/raw"
         )
     raw.mkdir(parents=True, exist_ok=True)
     for name in RAW_FILES:
@@ -65,15 +70,27 @@ def prepare_fashion_mnist(data_dir: Path, source: Path = DEBIAN_FASHION_MNIST) -
     return raw
 
 
-def _torchvision(cls_name: str, data_dir: Path, download: bool) -> Arrays:
+def _missing_folder(title: str, data_dir: Path, holds: str, how: str = "") -> DataError:
+    return DataError(f"{title} not found: dataset.data_dir {data_dir} does not exist (it is never created at run "
+                     f"time); {how}set dataset.data_dir to the folder that holds {holds}")
+
+
+def _torchvision(cls_name: str, data_dir: Path) -> Arrays:
+    """A torchvision data set from its files under data_dir/<cls_name>/raw; never downloaded."""
     import torchvision
 
     cls = getattr(torchvision.datasets, cls_name)
+    raw = data_dir / cls_name / "raw"
+    missing = [name for name in RAW_FILES if not (raw / name).is_file()]
+    if missing:
+        raise DataError(f"{cls_name} not found in {raw} (missing {', '.join(missing)}; nothing is downloaded at "
+                        f"run time): put the four unpacked idx files there, or set dataset.data_dir to the folder "
+                        f"that holds {cls_name}/raw")
     try:
-        train = cls(str(data_dir), train=True, download=download)
-        test = cls(str(data_dir), train=False, download=download)
-    except RuntimeError as exc:  # torchvision's "Dataset not found"
-        raise DataError(f"{cls_name} not found under {data_dir}: {exc}") from None
+        train = cls(str(data_dir), train=True, download=False)
+        test = cls(str(data_dir), train=False, download=False)
+    except (RuntimeError, OSError, ValueError) as exc:  # files there but unreadable
+        raise DataError(f"{cls_name} in {raw} cannot be read: {exc}") from None
     return Arrays(_images(train.data), train.targets.numpy().astype(np.int64),
                   _images(test.data), test.targets.numpy().astype(np.int64))
 
@@ -111,12 +128,17 @@ def load_dataset(
 ) -> Arrays:
     """Load data set `name` (one of DATASETS), capped to the first N examples if asked."""
     if name == "fashion_mnist":
+        if not data_dir.is_dir():
+            raise _missing_folder("Fashion-MNIST", data_dir, "FashionMNIST/raw",
+                                  "create it (Debian's dataset-fashion-mnist, from `apt-get install dataset-fashion-mnist`, is "
+                                  "unpacked there once) or ")
         prepare_fashion_mnist(data_dir)
-        arrays = _torchvision("FashionMNIST", data_dir, download=False)
+        arrays = _torchvision("FashionMNIST", data_dir)
     elif name == "mnist":
-        # No Debian package: use files already under data_dir, else
-        # torchvision's download (needs internet).
-        arrays = _torchvision("MNIST", data_dir, download=not (data_dir / "MNIST" / "raw").exists())
+        # No Debian package, and nothing is downloaded: the files must be under data_dir already.
+        if not data_dir.is_dir():
+            raise _missing_folder("MNIST", data_dir, "MNIST/raw")
+        arrays = _torchvision("MNIST", data_dir)
     elif name == "synthetic":
         arrays = synthetic(train_limit or 2048, test_limit or 512)
     else:
