@@ -15,7 +15,8 @@ The tables are data: numbers are numbers, a range over seeds is two columns
 (`epochs_min`, `epochs_max`), `reached` a count out of `n`, each optimizer
 hyper-parameter a column of its own; that is what csv and json write.
 `human_view` turns a table into the compact text the terminal and markdown
-show (`1-2`, `1/2`, `momentum0.9 nesterovtrue`).
+show (`1-2`, `1/2`, `0.9`, `true`, `-` for a hyper-parameter an optimizer does
+not set).
 """
 from __future__ import annotations
 
@@ -55,8 +56,9 @@ INTEGER_COLUMNS = ("rank", "n", "seed", "epochs", "best_epoch", "reached", "epoc
 # Columns of the terminal view that only --wide or --columns show: the other figures, and the names (the
 # factors beside them say the same).
 EXTRA_COLUMNS = (*METRICS, "best_epoch", "train_seconds", "config", "trial", "gain_value")
-# Columns that name a configuration's or trial's factors, in the terminal view (`params`: the hyper-parameters).
-FACTOR_VIEW_COLUMNS = ("activation", "init", "gain", "optimizer", "lr", "params", "seed", "model")
+# Columns that name a configuration's or trial's factors in the terminal view, before its optimizer
+# hyper-parameters' columns (the table's attrs["hyper"]) and the seed.
+FACTOR_VIEW_COLUMNS = ("activation", "init", "gain", "optimizer", "lr", "seed", "model")
 # The longest error text a report shows: the last line of a traceback, or a diverged or stopped trial's reason.
 ERROR_CHARS = 100
 
@@ -176,11 +178,6 @@ def _shown(value) -> str:
     if isinstance(value, (float, np.floating)):
         return f"{value:g}"
     return str(value)
-
-
-def _params_text(values: dict) -> str:
-    """Optimizer hyper-parameters other than lr, as the trial name writes them: 'momentum0.9 nesterovtrue'."""
-    return " ".join(f"{k}{_shown(v)}" for k, v in sorted(values.items()) if not _missing(v))
 
 
 def _gain_as_written(config_json: str, gain: float):
@@ -613,7 +610,7 @@ def trial_table(results: pd.DataFrame, metric: str, flags: pd.DataFrame | None =
         by_trial = _records_by_trial(flags)
         table = table.assign(flags=[describe_records(by_trial.get(t, [])) for t in table["name"]])
     errors = results["error"] if "error" in results else pd.Series(None, index=results.index, dtype=object)
-    table = table.assign(error=[short_error(e) for e in errors], gain=results["gain"].astype(object),
+    table = table.assign(error=[short_error(e) or "" for e in errors], gain=results["gain"].astype(object),
                          gain_value=results["gain_value"], **{h: results[h] for h in hyper})
     keys = _best_first(table[metric].astype(float), metric)
     keys.insert(0, "group", np.where(results["finished"].astype(bool), 0,
@@ -645,29 +642,24 @@ def _range(low, high) -> str | None:
 
 def human_view(table: pd.DataFrame) -> pd.DataFrame:
     """A report table as the terminal and markdown show it: each range as one column ('1-2': best_epoch
-    from best_epoch_min and best_epoch_max), `reached` out of n ('1/2'), the optimizer hyper-parameters of
-    a configuration or trial as one `params` column ('momentum0.9 nesterovtrue', where the first of them
-    was), gain and the factors of a --by table as written ('auto', '0.9', '-' where not set).
+    from best_epoch_min and best_epoch_max), `reached` out of n ('1/2'), gain, the optimizer
+    hyper-parameters and the factors of a --by table as written ('auto', '0.9', 'true'; '-' for a
+    hyper-parameter the trial's optimizer does not set).
 
     Example: human_view(rank_configurations(results, "final_test_acc"))
     """
-    hyper = [h for h in table.attrs.get("hyper", ()) if h in table]
-    keys = [f for f in table.attrs.get("factors", ()) if f in table]
+    shown = {"gain", *table.attrs.get("hyper", ()), *table.attrs.get("factors", ())}
     out: dict[str, object] = {}
     for c in table.columns:
         base = c[:-4]
-        if c in hyper:
-            if "params" not in out:
-                out["params"] = [_params_text(dict(zip(hyper, values)))
-                                 for values in zip(*(table[h].tolist() for h in hyper))]
-        elif c.endswith("_max") and f"{base}_min" in table:
+        if c.endswith("_max") and f"{base}_min" in table:
             continue
         elif c.endswith("_min") and f"{base}_max" in table:
             out[base] = pd.Series([_range(lo, hi) for lo, hi in zip(table[c].tolist(), table[f"{base}_max"].tolist())],
                                   index=table.index, dtype=object)
         elif c == "reached" and "n" in table:
             out[c] = [f"{r}/{n}" for r, n in zip(table[c].tolist(), table["n"].tolist())]
-        elif c == "gain" or c in keys:
+        elif c in shown:
             out[c] = [_shown(v) for v in table[c].tolist()]
         else:
             out[c] = table[c]
@@ -676,23 +668,31 @@ def human_view(table: pd.DataFrame) -> pd.DataFrame:
     return view
 
 
+def _factor_view_columns(table: pd.DataFrame) -> list[str]:
+    """The factor columns of a terminal view, in their order: activation, init, gain, optimizer, lr, the
+    optimizer hyper-parameters, seed, model."""
+    hyper = [h for h in table.attrs.get("hyper", ()) if h in table]
+    return [c for c in ("activation", "init", "gain", "optimizer", "lr", *hyper, "seed", "model") if c in table]
+
+
 def default_columns(table: pd.DataFrame, metric: str, wide: bool = False) -> list[str]:
     """The terminal view of a configuration or trial table (human_view): the factors first, then the
-    metric, n, status, flags, error.
+    metric, n, status, error, flags.
 
     Left out unless `wide`: the other figures and the names (EXTRA_COLUMNS:
     --wide or --columns shows them) and columns with nothing to say: std and
-    ci95 when every configuration has one seed, gain when every gain is 1,
-    epochs when every row has the same, status when everything completed,
-    empty params, flags and errors.
+    ci95 when every configuration has one seed, gain when every gain is 1, a
+    hyper-parameter no row sets, epochs when every row has the same, status
+    when everything completed, empty flags and errors.
 
     Example: default_columns(human_view(rank_configurations(results, "final_test_acc")), "final_test_acc")
     """
-    first = ["rank", "trial", *FACTOR_VIEW_COLUMNS]
+    first = ["rank", "trial", *_factor_view_columns(table)]
     order = [c for c in first if c in table] + [c for c in table if c not in first]
     if wide or table.empty:
         return order
-    usual = {"gain": "1", "status": "completed", "params": "", "flags": "", "error": ""}
+    usual = {"gain": "1", "status": "completed", "flags": "", "error": "",
+             **{h: "-" for h in table.attrs.get("hyper", ())}}
 
     def says_something(column: str) -> bool:
         values = table[column].dropna()
@@ -712,15 +712,15 @@ def essential_columns(table: pd.DataFrame, metric: str) -> list[str]:
     Example: essential_columns(view, "final_test_acc") -> ["rank", "activation", "init", "final_test_acc_mean"]
     """
     keys = list(table.attrs.get("factors", ()))
-    differ = {c for c in FACTOR_VIEW_COLUMNS if c in table and table[c].astype(str).nunique() > 1}
+    differ = {c for c in _factor_view_columns(table) if table[c].astype(str).nunique() > 1}
     ranking = (metric, f"{metric}_mean", *(("reached",) if metric == THRESHOLD else ()))
     return [c for c in table if c == "rank" or c in ranking or c in keys or c in differ]
 
 
 def resolve_columns(table: pd.DataFrame, names: str) -> list[str]:
-    """--columns a,b,c as column names of `table`; mean, std and ci95 stand for the metric's, and in a typed
-    table (csv, json) a range's name for its two columns (best_epoch: best_epoch_min, best_epoch_max) and
-    params for the hyper-parameters' columns.
+    """--columns a,b,c as column names of `table`; mean, std and ci95 stand for the metric's, params for the
+    optimizer hyper-parameters' columns, and in a typed table (csv, json) a range's name for its two columns
+    (best_epoch: best_epoch_min, best_epoch_max).
 
     Example: resolve_columns(table, "config,mean,n") -> ["config", "final_test_acc_mean", "n"]
     """
@@ -770,37 +770,49 @@ def _cell(column: str, value) -> str:
 
 # The terminal table's columns other than the essential ones (essential_columns), from most to least
 # important: the first to go when the width is short are at the end, and a column that does not fit leaves
-# out every one after it. Factors every row shares come last. Others follow them.
-IMPORTANCE = ("rank", "n", "reached", "best_test_acc", "ci95", "status", "flags", "error", "std", THRESHOLD, "epochs",
+# out every one after it. Factors every row shares come last (the optimizer hyper-parameters with them),
+# then anything else.
+IMPORTANCE = ("rank", "n", "reached", "best_test_acc", "ci95", "status", "error", "flags", "std", THRESHOLD, "epochs",
               *FACTOR_VIEW_COLUMNS)
-# The narrowest an essential text column is cut to (with its '…') when the essentials alone are too wide.
-NARROWEST = 5
+# The narrowest an essential column's name is cut to (with its '…'), and an essential text column's values
+# after every name is as short as that: where the essentials alone are too wide.
+NARROWEST = 4
 
 
 def _importance(name: str) -> int:
     return IMPORTANCE.index(name) if name in IMPORTANCE else len(IMPORTANCE)
 
 
-def _fit(names: list[str], shown: list[str], need: list[int], numeric: list[bool], width: int,
-         keep) -> list[tuple[int, int]]:
-    """(column index, width) of the columns that fit in `width` characters, in table order.
-
-    The essential columns (`keep`) are always there: where they alone are
-    too wide, their text columns are cut, the widest first, down to
-    NARROWEST. Then the others, most important first (IMPORTANCE): one that
-    does not fit (`need` characters) is cut to the room left if it is text
-    and at least 12 characters (and its name) remain, else it and every
-    column after it are left out.
-    """
-    kept = {i: need[i] for i in range(len(names)) if names[i] in keep}
-    over = sum(kept.values()) + 2 * (len(kept) - 1) - width
+def _shrink(kept: dict[int, int], floor: list[int], over: int) -> int:
+    """Take `over` characters off the columns in `kept`, one at a time from the widest (the first of
+    equals), none below its `floor`; the characters still over."""
     while over > 0:
-        cuttable = [i for i in kept if not numeric[i] and kept[i] > NARROWEST]
+        cuttable = [i for i in kept if kept[i] > floor[i]]
         if not cuttable:
             break
         widest = max(cuttable, key=lambda i: (kept[i], -i))
         kept[widest] -= 1
         over -= 1
+    return over
+
+
+def _fit(names: list[str], shown: list[str], need: list[int], values: list[int], numeric: list[bool],
+         width: int, keep) -> list[tuple[int, int]]:
+    """(column index, width) of the columns that fit in `width` characters, in table order.
+
+    The essential columns (`keep`) are always there: where they alone are
+    too wide, first their names are cut (down to the width of their values,
+    or NARROWEST), the widest first, then the values of their text columns
+    (down to NARROWEST). Then the others, most important first (IMPORTANCE):
+    one that does not fit (`need` characters; `values`: its widest value)
+    is cut to the room left if it is text and at least 12 characters (and
+    its name) remain, else it and every column after it are left out.
+    """
+    kept = {i: need[i] for i in range(len(names)) if names[i] in keep}
+    over = sum(kept.values()) + 2 * (len(kept) - 1) - width
+    names_only = [min(need[i], max(values[i], NARROWEST)) for i in range(len(names))]
+    over = _shrink(kept, names_only, over)
+    _shrink(kept, [names_only[i] if numeric[i] else min(need[i], NARROWEST) for i in range(len(names))], over)
     used = sum(kept.values()) + 2 * (len(kept) - 1)
     for i in sorted((i for i in range(len(names)) if i not in kept), key=lambda i: (_importance(shown[i]), i)):
         room = width - used - 2
@@ -851,8 +863,9 @@ def format_report(table: pd.DataFrame, fmt: str, columns: list[str] | None = Non
     shown = [header(c) for c in names]
     numeric = [pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])
                for c in names]
-    need = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(shown)]
-    kept = list(enumerate(need)) if width is None else _fit(names, shown, need, numeric, width, set(keep))
+    values = [max([0, *(len(row[i]) for row in cells)]) for i in range(len(names))]
+    need = [max(len(h), v) for h, v in zip(shown, values)]
+    kept = list(enumerate(need)) if width is None else _fit(names, shown, need, values, numeric, width, set(keep))
 
     def line(row: list[str]) -> str:
         parts = []

@@ -192,12 +192,13 @@ def test_the_terminal_table_fits_its_width_cutting_text_and_dropping_the_least_i
         "rank  flags          n\n"
         "   1  chance@1 (2/…  2\n"
         "   2                 2\n"
-        "(text cut to fit: --wide shows all, --columns NAME,... picks)\n")
+        "(text cut to fit)\n")  # the longest note that fits
     assert format_report(table, "table", width=12) == (  # flags matter less than n
         "rank  n\n"
         "   1  2\n"
         "   2  2\n"
-        "(1 more column: --wide shows all, --columns NAME,... picks)\n")
+        "(1 more column)\n")
+    assert format_report(table, "table", width=40).splitlines()[-1] == "(text cut to fit: --wide shows all)"
     assert format_report(table, "table").splitlines()[1] == "   1  chance@1 (2/2), dead fc1@1 (2/2)  2"
 
 
@@ -207,7 +208,8 @@ def test_trial_table_lists_unfinished_trials_after_finished_ones_with_dashes_for
     columns = ["rank", "trial", "seed", "final_test_acc", "best_test_acc", "best_epoch", "final_test_loss", "epochs",
                "status", "error"]
     text = format_report(human_view(table), "table", columns).splitlines()
-    assert text[5].split() == ["5", "c-s0", "0", "-", "0.5000", "-", "-", "0", "running", "-"]
+    assert text[5].split() == ["5", "c-s0", "0", "-", "0.5000", "-", "-", "0", "running"]  # no error: ''
+    assert table["error"].tolist() == [""] * 5
     assert text[1].split()[5] == "3"  # best_epoch, an integer
 
 
