@@ -110,25 +110,26 @@ def palette(labels: list[str], groups: list[list[str]] = ()) -> dict[str, Look]:
     """One colour and marker per configuration, the same in every picture of a sweep.
 
     `labels`: every configuration a picture names, in the sweep's order; `groups`: the labels shown
-    together (a panel, a legend), which must look different. Up to 10 labels take tab10's colours in order,
-    up to 20 tab20's. Beyond (a big sweep, whose accuracy panels name their own best and worst), each label
-    takes the first tab20 colour that no label shown with it has: a label is named in at most one accuracy
-    panel and in the depth and dynamics legends, at most 2 x (MAX_NAMED - 1) others, fewer than 20 colours.
+    together (a panel, a legend), which must look different (default: all of them). Up to 10 labels take
+    tab10's colours in order, up to 20 tab20's. Beyond (a big sweep, whose accuracy panels name their own),
+    each label takes the first colour of tab20, tab20b and tab20c (60) that no label shown with it has: a
+    label is named in one accuracy panel (at most ALL_NAMED) and in the depth and dynamics legends (MAX_NAMED),
+    fewer than 60 others.
     """
     labels = list(dict.fromkeys(labels))
     if len(labels) <= 20:
         cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
         return {label: Look(cmap(i), MARKERS[i % len(MARKERS)]) for i, label in enumerate(labels)}
-    cmap = plt.get_cmap("tab20")
+    colours = [plt.get_cmap(name)(i) for name in ("tab20", "tab20b", "tab20c") for i in range(20)]
     neighbours: dict[str, set] = {label: set() for label in labels}
-    for group in groups:
+    for group in groups or [labels]:
         for label in group:
             neighbours.setdefault(label, set()).update(group)
     index: dict[str, int] = {}
     for label in labels:
         taken = {index[other] for other in neighbours[label] if other in index}
-        index[label] = next(i for i in range(cmap.N + len(taken)) if i not in taken) % cmap.N
-    return {label: Look(cmap(i), MARKERS[i % len(MARKERS)]) for label, i in index.items()}
+        index[label] = next(i for i in range(len(colours) + len(taken)) if i not in taken) % len(colours)
+    return {label: Look(colours[i], MARKERS[i % len(MARKERS)]) for label, i in index.items()}
 
 
 def sweep_palette(curves: pd.DataFrame, facet: str = "activation", ranking: list[str] | None = None
@@ -554,7 +555,8 @@ def heatmap_missing(trials: pd.DataFrame, metric: str, epochs: int | None = None
     if metric in trials and trials[metric].notna().any():
         return None
     at = f" its {epochs} epochs" if epochs else ""
-    return f"no heat map: no trial has finished{at} with a {metric} yet (it pools finished trials, as sweep report --by does)"
+    return (f"no heat map: no trial has finished{at} with a {metric} yet (it pools finished trials, as sweep "
+            "report --by does)")
 
 
 @_styled

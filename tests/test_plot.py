@@ -180,7 +180,8 @@ def test_pictures_are_drawn_in_the_plot_style_and_leave_matplotlib_s_settings_al
         plot.plot_curves(curves_frame(configs), tmp_path / "a.png")
         plot.plot_depth(depth_frame(configs, [1]), tmp_path / "d.png", [1])
         dynamics = pd.DataFrame([{"label": label, "activation": a, "kind": "activation", "layer": "conv1",
-                                  "images_seen": 100 * i, "value": 0.5, "n": 1} for a, label in configs for i in range(3)])
+                                  "images_seen": 100 * i, "value": 0.5, "n": 1}
+                                 for a, label in configs for i in range(3)])
         plot.plot_dynamics(dynamics, tmp_path / "y.png")
         assert matplotlib.rcParams["text.hinting"] == "force_autohint"
     assert hinting == [plot.STYLE["text.hinting"]] * 3 == ["no_hinting"] * 3
@@ -525,3 +526,18 @@ def test_a_big_sweep_s_dynamics_show_its_best_and_worst_and_say_so(drawn, tmp_pa
         f"{ranking.index(label) + 1}. {label}" for label in chosen]
     assert legend_names(fig.legends[0])[-10:] == chosen
     assert points_under_legends(fig) == []
+
+
+def test_a_big_sweep_s_palette_tells_apart_the_configurations_shown_together():
+    """80 configurations, 16 per accuracy panel (all named there), the sweep's 5 best and 5 worst named in the
+    depth and dynamics legends: within a panel and within those legends no two share a colour, and each
+    configuration has one colour wherever it is named."""
+    configs = [(a, f"{a}-init{i}-sgd-lr0.01") for a in ("relu", "tanh", "elu", "selu", "gelu") for i in range(16)]
+    curves = curves_frame(configs, epochs=1)
+    ranking = [label for _, label in configs][::-3]  # a third finished, best first
+    looks = plot.sweep_palette(curves, "activation", ranking)
+    assert set(looks) == {label for _, label in configs}  # every label is named in its panel
+    shared = plot.shown_configurations([label for _, label in configs], ranking)
+    groups = [[label for a, label in configs if a == activation] for activation in dict.fromkeys(a for a, _ in configs)]
+    for group in [*groups, shared]:
+        assert len({looks[label].color for label in group}) == len(group)
