@@ -437,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run or continue a sweep", description=inspect.cleandoc(cmd_run.__doc__),
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("spec", help="sweep spec (YAML)")
-    run.add_argument("--address", metavar="HOST:PORT",
+    run.add_argument("--address", metavar="HOST:PORT|auto",
                      help="join an existing Ray cluster: its head's HOST:PORT, or auto to find the one this "
                           "machine belongs to (default: start a Ray of its own on this machine, 127.0.0.1 only)")
     run.add_argument("--progress-interval", type=_number("a number of seconds >= 1", 1.0), default=15.0, metavar="S",

@@ -143,3 +143,39 @@ def test_the_program_collects_no_garbage_but_a_sweep_s_driver_does(recorded_db, 
     done = subprocess.run([sys.executable, "-c", run, "run", str(spec)], env=ENV, capture_output=True, text=True,
                           timeout=120)
     assert (done.returncode, done.stdout, done.stderr) == (1, "run True\n", "Error: stopped by the test\n")
+
+
+def _help(capsys, *command) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--help"])
+    assert exit_.value.code == 0
+    return " ".join(capsys.readouterr().out.split())  # argparse wraps at the terminal's width
+
+
+def test_help_says_what_the_readme_says(capsys, monkeypatch):
+    """Every option the README's command and report-option tables name is in that command's --help, with the
+    defaults and forms the README gives."""
+    import re
+    from pathlib import Path
+
+    monkeypatch.setenv("COLUMNS", "200")
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| `sweep ")]
+    named = {}
+    for row in rows:
+        command = row.split("`")[1].split()[1]
+        named.setdefault(command, set()).update(re.findall(r"--[a-z][a-z-]*", row.split(" | ")[0]))
+    options_table = readme.split("`sweep report` options:")[1].split("\n\n")[1]
+    named["report"].update(re.findall(r"^\| `(--[a-z][a-z-]*)", options_table, flags=re.M))
+    assert {"run", "report", "plot", "tensorboard"} <= set(named) and "--threshold" in named["report"]
+    for command, options in named.items():
+        text = _help(capsys, command)
+        assert all(option in text for option in options), (command, sorted(o for o in options if o not in text))
+    run = _help(capsys, "run")
+    assert "--address HOST:PORT|auto" in run and "ray://" not in run
+    tensorboard = _help(capsys, "tensorboard")
+    assert "--host HOST address to listen on (default 127.0.0.1" in tensorboard
+    assert "--port PORT port (default 6006)" in tensorboard
+    assert "(default activation,init)" in _help(capsys, "plot")
+    report = _help(capsys, "report")
+    assert "--by FACTOR[,FACTOR...]" in report and "momentum" in report

@@ -51,7 +51,7 @@ TITLE = ("sweep data: 8 configurations ranked by mean final_test_acc over seeds,
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory):
-    return build(tmp_path_factory.mktemp("data"), SPEC, TRIALS)
+    return build(tmp_path_factory.mktemp("data"), SPEC, TRIALS, stats=True)
 
 
 def report(capsys, db, *args) -> str:
@@ -318,3 +318,13 @@ def test_the_shown_columns_follow_the_importance_order_at_every_width(capsys, db
         assert set(keep) <= set(kept)
         optional = [c for c in kept if c not in keep]
         assert optional == [c for c in columns if c in others[:len(optional)]], width
+
+
+def test_the_heat_map_takes_a_hyper_parameter(capsys, db, tmp_path):
+    assert main(["plot", "--db", str(db), "--out", str(tmp_path), "--heatmap", "activation,momentum"]) == 0
+    assert str(tmp_path / "heatmap.png") in capsys.readouterr().out.split()
+    assert main(["plot", "--db", str(db), "--out", str(tmp_path / "no"), "--heatmap", "activation,momentm"]) == 2
+    assert capsys.readouterr().err == (
+        "Error: --heatmap 'activation,momentm': 'momentm' is not a factor of this sweep; factors: activation, init, "
+        "gain, optimizer, lr, seed, model, status, momentum, nesterov; did you mean 'momentum'?\n")
+    assert not (tmp_path / "no").exists()

@@ -35,10 +35,19 @@ TRIALS = {
 }
 
 
-def build(folder: Path, spec: dict = SPEC, trials: dict = TRIALS) -> Path:
+def _snapshot(epoch: int, step: int) -> list[dict]:
+    """One statistics snapshot that raises no flag: two activation layers, two weight gradients of equal std."""
+    return [{"epoch": epoch, "step": step, "layer": layer, "kind": kind, "mean": 0.0, "std": 1.0, "p98": 1.0,
+             "zero_frac": 0.0, "dead_frac": 0.0 if kind == "activation" else None,
+             "sat_frac": 0.1 if kind == "activation" else None}
+            for kind in ("activation", "gradient") for layer in ("fc1", "fc2")]
+
+
+def build(folder: Path, spec: dict = SPEC, trials: dict = TRIALS, stats: bool = False) -> Path:
     """A sweep database as the recorder of this or an older version wrote it; trials not listed stay pending.
     Each trial: its test accuracy after epochs 0, 1, ... (1024 training images per epoch), its status
-    (default completed) and error."""
+    (default completed) and error. With `stats`, each epoch after the first one statistics snapshot
+    (_snapshot), so that sweep plot draws it."""
     spec = parse_spec({**spec, "output": str(folder)})
     configs = expand_grid(spec)
     engine = make_engine(spec.database_url)
@@ -54,7 +63,8 @@ def build(folder: Path, spec: dict = SPEC, trials: dict = TRIALS) -> Path:
                 record_results(s, [(ids[t.config_hash], {
                     "epoch": epoch, "images_seen": 1024 * epoch, "test_acc": acc, "wall_seconds": 1.0,
                     "train_loss": math.nan if bad else None if epoch == 0 else 1 - acc,
-                    "test_loss": math.nan if bad else 1 - acc}, [])])
+                    "test_loss": math.nan if bad else 1 - acc},
+                    _snapshot(epoch, 1024 * epoch) if stats and epoch else [])])
             finite = accs[:-1] if status == "diverged" else accs
             # An older recorder let the diverged epoch set the best accuracy.
             update_trial(s, ids[t.config_hash], status=status, epochs_done=len(accs) - 1,
@@ -145,7 +155,7 @@ def test_a_pending_trial_shows_dashes(capsys, tmp_path, monkeypatch):
                                 "final_test_acc", "best_test_acc", "best_epoch", "final_test_loss", "epochs",
                                 "status", "flags", "error", "gain_value"]
     assert lines[3].split() == ["2", "relu-default-adam-lr0.01-s1", "relu", "default", "1", "adam", "0.01", "1",
-                                "relu-default-adam-lr0.01", "-", "-", "-", "-", "-", "pending", "-", "1"]
+                                "relu-default-adam-lr0.01", "-", "-", "-", "-", "-", "pending", "1"]  # no flags, no error
 
 
 def test_the_default_table_fits_columns(capsys, db, monkeypatch):
@@ -299,7 +309,7 @@ def test_the_databases_figures_are_trial_results(db_url, tmp_path, threshold):
     import pandas as pd
 
     from db import epoch_metrics_frame, trials_frame
-    from db.queries import trial_figures
+    from db.queries import images_per_epoch, trial_figures
     from sweep.report import results_from_figures, trial_results
 
     build(tmp_path, {**SPEC, "database": db_url}, {**TRIALS, "tanh-default-adam-lr0.01-s1": None,
@@ -311,4 +321,5 @@ def test_the_databases_figures_are_trial_results(db_url, tmp_path, threshold):
         got = results_from_figures(trial_figures(engine, "hand", epochs, threshold), epochs)
         assert sorted(got.columns) == sorted(expected.columns)
         pd.testing.assert_frame_equal(got[expected.columns], expected)
+    assert images_per_epoch(engine, "hand") == 1024  # what the report's stopping summary multiplies by
     engine.dispose()
