@@ -500,8 +500,8 @@ def rank_configurations(results: pd.DataFrame, metric: str, flags: pd.DataFrame 
         row.update({h: column[h][first] for h in hyper})
         rows.append(row)
     table = pd.DataFrame(rows)
-    if "gain" in table:
-        table["gain"] = table["gain"].astype(object)
+    if rows:  # the gain as written: 1 stays 1 beside 2.5 or auto
+        table["gain"] = pd.Series([r["gain"] for r in rows], index=table.index, dtype=object)
     table = table if table.empty else _ranked(table, metric, groups)
     table.attrs["hyper"] = hyper
     return table
@@ -538,9 +538,8 @@ def factor_effects(results: pd.DataFrame, metric: str, factors: list[str]) -> pd
         rows.append(row)
     columns = [*factors, f"{metric}_mean", f"{metric}_std", f"{metric}_ci95", "n"]
     table = pd.DataFrame(rows, columns=columns + (["reached", "best_test_acc"] if metric == THRESHOLD else []))
-    for f in factors:
-        if table[f].dtype == object or f == "gain":
-            table[f] = table[f].astype(object)
+    if "gain" in factors:  # as written: 1 stays 1 beside 2.5 or auto
+        table["gain"] = pd.Series([r["gain"] for r in rows], index=table.index, dtype=object)
     table = table if table.empty else _ranked(table, metric).drop(columns="rank")
     table.attrs["factors"] = list(factors)
     return table
