@@ -10,8 +10,9 @@ Big sweeps (hundreds of configurations) are drawn in about a second: the
 configurations not named are one LineCollection per panel, the panels are
 placed with fixed margins in inches (tight_layout measures every tick label,
 about half of the drawing time), log axes are labelled without mathtext, the
-PNGs are compressed lightly, and draw_all draws the biggest picture in a
-second process.
+PNGs are compressed lightly, dynamics.png draws few ticks and reads the
+shown configurations only, and draw_all draws about half of the pictures in
+a second process.
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ from matplotlib.collections import LineCollection, PolyCollection  # noqa: E402
 from matplotlib.font_manager import FontProperties  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogFormatter, LogLocator, MaxNLocator, NullLocator  # noqa: E402
+from matplotlib.ticker import (FixedLocator, FuncFormatter, LogFormatter, LogLocator, MaxNLocator,  # noqa: E402
+                               NullLocator)
 
 from db.series import ALL_NAMED, MAX_NAMED, shown_configurations  # noqa: E402,F401
 from sweep.forked import Forked, spare_core  # noqa: E402
@@ -364,7 +366,7 @@ def legend_beside(fig, handles: list, names: list[str], margins: dict | None = N
 # Sizes of dynamics.png, in inches: each configuration a cell of two panels (the activation statistic over
 # the weight-gradient std), CELL_W wide, PANEL_H high each.
 CELL_W, PANEL_H, INNER_GAP, CELL_GAP_X, CELL_GAP_Y = 2.5, 1.25, 0.06, 0.12, 0.45
-DYNAMICS_MARGINS = {"left": 0.85, "bottom": 0.55, "top": 0.7}
+DYNAMICS_MARGINS = {"left": 0.85, "bottom": 0.55, "top": 0.65}
 # Columns of the factor layout at most (a cell per combination of the factors other than the activation);
 # more are wrapped, each activation's configurations 4 a row.
 MAX_COLUMNS = 6
@@ -403,13 +405,61 @@ def _ink(background: tuple) -> str:
     return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.55 else "white"
 
 
-def _wrapped(label: str, width: int = 40) -> str:
+def _wrapped(label: str, width: int = 44) -> str:
     """A long label over two lines, broken at the hyphen nearest its middle."""
     if len(label) <= width or "-" not in label:
         return label
     cuts = [i for i, c in enumerate(label) if c == "-"]
     cut = min(cuts, key=lambda i: abs(i - len(label) / 2))
     return f"{label[:cut + 1]}\n{label[cut + 1:]}"
+
+
+def _limits(axes: list, which: str, log: bool = False) -> tuple[float, float]:
+    """One range for all of `axes` along x or y: each one's autoscaled range (matplotlib's margins; an axes
+    without data says nothing), their union."""
+    ranges = [(ax.get_xlim() if which == "x" else ax.get_ylim()) for ax in axes
+              if ax.has_data() and np.isfinite(ax.dataLim.get_points()).all()]
+    if not ranges:
+        return (1e-3, 1.0) if log else (0.0, 1.0)
+    return min(r[0] for r in ranges), max(r[1] for r in ranges)
+
+
+def _same_axes(panels: dict[str, tuple], cells: dict[str, tuple[int, int]], stat: str) -> None:
+    """Every dynamics panel on the same axes: one x range, one range for the activation panels, one for the
+    gradient panels (log). Tick labels on the left column and under the lowest cell of each column only, and
+    no tick at all elsewhere: each tick is several artists, most of a big sweep's drawing time when every
+    panel had its own; the grid is one line collection per panel."""
+    tops = [top for top, _ in panels.values()]
+    bottoms = [bottom for _, bottom in panels.values()]
+    x = _limits(tops + bottoms, "x")
+    y_top = (-0.03, 1.03) if stat in FRACTIONS else _limits(tops, "y")
+    y_bottom = _limits(bottoms, "y", log=True)
+    ticks_x = [t for t in MaxNLocator(4).tick_values(*x) if x[0] <= t <= x[1]]
+    ticks_top = [t for t in MaxNLocator(4).tick_values(*y_top) if y_top[0] <= t <= y_top[1]]
+    ticks_bottom = [t for t in LogLocator(10, numticks=4).tick_values(*y_bottom) if y_bottom[0] <= t <= y_bottom[1]]
+    occupied = set(cells.values())
+    for label, (top, bottom) in panels.items():
+        r, c = cells[label]
+        for ax, y, ticks_y in ((top, y_top, ticks_top), (bottom, y_bottom, ticks_bottom)):
+            ax.set_xlim(*x)
+            ax.set_ylim(*y)
+            grid = [[(t, y[0]), (t, y[1])] for t in ticks_x] + [[(x[0], t), (x[1], t)] for t in ticks_y]
+            ax.add_collection(LineCollection(grid, colors="#b0b0b0", linewidths=0.8, alpha=0.3, zorder=0.5),
+                              autolim=False)
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.yaxis.set_minor_locator(NullLocator())
+            ax.yaxis.set_major_locator(FixedLocator(ticks_y) if c == 0 else NullLocator())
+            ax.tick_params(labelsize=7)
+        top.xaxis.set_major_locator(NullLocator())
+        lowest = (r + 1, c) not in occupied
+        bottom.xaxis.set_major_locator(FixedLocator(ticks_x) if lowest else NullLocator())
+        if lowest:
+            bottom.xaxis.set_major_formatter(FuncFormatter(_images))
+            bottom.set_xlabel("training images seen", fontsize=7)
+        if c == 0:
+            top.set_ylabel(f"activation {stat}", fontsize=7)
+            bottom.yaxis.set_major_formatter(LogFormatter(10))
+            bottom.set_ylabel("weight grad. std", fontsize=7)
 
 
 @_styled
@@ -440,7 +490,12 @@ def plot_dynamics(dynamics: pd.DataFrame, path: Path, stat: str = "std", ranking
     rows = max((r for r, _ in cells.values()), default=0) + 1
     cols = max((c for _, c in cells.values()), default=0) + 1
     cell_h = 2 * PANEL_H + INNER_GAP
-    m = DYNAMICS_MARGINS
+    titles = {label: _wrapped((f"{ranking.index(label) + 1}. " if selected and label in ranking else "") + label)
+              for label in labels}
+    # The top margin holds the figure's title (two lines where it names the best and worst) and the first
+    # row's panel titles (two lines where a long name is wrapped).
+    lines = 1 + max((titles[label].count("\n") for label in labels if cells[label][0] == 0), default=0)
+    m = {**DYNAMICS_MARGINS, "top": DYNAMICS_MARGINS["top"] + 0.16 * selected + 0.13 * (lines - 1)}
     width = m["left"] + cols * CELL_W + (cols - 1) * CELL_GAP_X
     height = m["top"] + rows * cell_h + (rows - 1) * CELL_GAP_Y + m["bottom"]
     fig = plt.figure(figsize=(width, height))
@@ -450,14 +505,10 @@ def plot_dynamics(dynamics: pd.DataFrame, path: Path, stat: str = "std", ranking
     groups = dynamics.groupby(["label", "kind", "layer"], sort=False).indices
     xy = dynamics[["images_seen", "value"]].to_numpy(dtype=float)
     panels: dict[str, tuple] = {}
-    first = {}
     for label in labels:
         look = _look(colors, label)
-        top = fig.add_axes((0, 0, 1, 1), sharex=first.get("x"), sharey=first.get("activation"))
-        bottom = fig.add_axes((0, 0, 1, 1), sharex=top, sharey=first.get("gradient"))
-        first.setdefault("x", top)
-        first.setdefault("activation", top)
-        first.setdefault("gradient", bottom)
+        top, bottom = fig.add_axes((0, 0, 1, 1)), fig.add_axes((0, 0, 1, 1))
+        bottom.set_yscale("log")
         panels[label] = (top, bottom)
         activation = configs.loc[configs["label"] == label, "activation"].iloc[0]
         for ax, kind in ((top, "activation"), (bottom, "gradient")):
@@ -480,38 +531,10 @@ def plot_dynamics(dynamics: pd.DataFrame, path: Path, stat: str = "std", ranking
             for spine in ax.spines.values():
                 spine.set_edgecolor(look.color)
                 spine.set_linewidth(1.5)
-            ax.grid(alpha=0.3)
-            ax.tick_params(labelsize=7)
-        rank = f"{ranking.index(label) + 1}. " if selected and label in ranking else ""
-        top.set_title(_wrapped(rank + label), fontsize=7.5, y=TITLE_Y, pad=4, color=_ink(look.color),
+        top.set_title(titles[label], fontsize=7.5, y=TITLE_Y, pad=4, color=_ink(look.color),
                       bbox={"facecolor": look.color, "edgecolor": "none", "pad": 1.5})
     if panels:
-        # The shared axes share their tickers: set once. Few ticks (each costs several artists in every panel,
-        # most of the drawing time), no minor ones.
-        top, bottom = next(iter(panels.values()))
-        bottom.set_yscale("log")
-        bottom.yaxis.set_major_locator(LogLocator(10, numticks=4))
-        bottom.yaxis.set_major_formatter(LogFormatter(10))
-        bottom.yaxis.set_minor_locator(NullLocator())
-        top.yaxis.set_major_locator(MaxNLocator(4))
-        top.xaxis.set_major_locator(MaxNLocator(4))
-        if stat in FRACTIONS:
-            top.set_ylim(-0.03, 1.03)
-        bottom.xaxis.set_major_formatter(FuncFormatter(_images))
-    below = {cell for cell in cells.values()}
-    for label, (top, bottom) in panels.items():
-        r, c = cells[label]
-        top.tick_params(labelbottom=False)
-        if (r + 1, c) in below:
-            bottom.tick_params(labelbottom=False)
-        else:
-            bottom.set_xlabel("training images seen", fontsize=7)
-        if c:
-            top.tick_params(labelleft=False)
-            bottom.tick_params(labelleft=False)
-        else:
-            top.set_ylabel(f"activation {stat}", fontsize=7)
-            bottom.set_ylabel("weight grad. std", fontsize=7)
+        _same_axes(panels, cells, stat)
     if not panels:
         ax = fig.add_axes((0, 0, 1, 1))
         ax.text(0.5, 0.5, "no layer statistics recorded", ha="center", va="center", transform=ax.transAxes)

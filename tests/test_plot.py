@@ -144,6 +144,7 @@ def test_big_sweep_depth_profiles_name_the_best_and_worst_ten(drawn, tmp_path):
     renderer = FigureCanvasAgg(fig).get_renderer()  # closed figures lose theirs
     box = fig.legends[0].get_window_extent(renderer)
     assert all(box.x0 >= ax.get_window_extent(renderer).x1 for ax in fig.axes)
+    assert points_under_legends(fig) == []
 
 
 def test_curves_frame_pools_the_seeds_of_each_configuration(db_url, tmp_path):
@@ -408,6 +409,12 @@ def test_a_16_configuration_study_named_in_one_colour_each_and_no_legend_over_a_
     assert {ax.get_yscale() for ax in panels if not ax.get_title()} == {"log"}
     top = titled["tanh-default-sgd-lr0.001"]
     assert [line.get_label() for line in top.get_lines()] == ["conv1", "fc1"]
+    # Tick labels on the left column and under the lowest row only (the scales are shared).
+    left = min(ax.get_position().x0 for ax in panels)
+    low = min(ax.get_position().y0 for ax in panels)
+    for ax in panels:
+        assert bool(len(ax.get_yticks())) == (ax.get_position().x0 == left)
+        assert bool(len(ax.get_xticks())) == (ax.get_position().y0 == low)
 
 
 def test_a_stopped_trial_is_drawn_up_to_where_it_stopped(study):
