@@ -6,9 +6,9 @@ import math
 import pandas as pd
 import pytest
 
-from sweep.report import (ReportError, ci95, default_columns, essential_columns, factor_effects, factor_matrix,
-                          filter_trials, format_report, human_view, rank_configurations, resolve_columns, short_error,
-                          t95, t_quantile, trial_table)
+from sweep.report import (ReportError, ci95, default_columns, factor_effects, factor_matrix, filter_trials,
+                          format_report, human_view, rank_configurations, resolve_columns, t95, t_quantile,
+                          trial_table)
 
 
 def results(rows):
