@@ -38,11 +38,41 @@ class ClusterError(Exception):
     """Ray cannot be started or joined; the message is one line for the user."""
 
 
+class FolderError(Exception):
+    """A folder to write into is missing or not writable; the message (`folder X ...`) is one line for the user."""
+
+
+def writable_folder(folder: Path, parents: bool = False) -> Path:
+    """Check, making nothing, that files can be written into `folder`: it takes a probe file if it exists;
+    if not, the folder that would hold it must exist (its parent; with `parents`, its nearest existing
+    ancestor) and take one. FolderError, in one line (`folder X ...`), otherwise. Without `parents` a
+    mistyped path is refused instead of growing a new tree. Used for a sweep's output (with parents) and
+    `sweep plot --out`.
+    """
+    folder = Path(folder).absolute()
+    holder = folder
+    while not holder.exists() and (parents or holder == folder) and holder != holder.parent:
+        holder = holder.parent
+    if not holder.exists():
+        raise FolderError(f"folder {folder} cannot be made: {holder} does not exist")
+    if not holder.is_dir():
+        raise FolderError(f"folder {folder} cannot be made: {holder} is not a folder")
+    probe = holder / f".write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"x")
+        probe.unlink()
+    except OSError as exc:
+        raise FolderError(f"folder {folder} is not writable: {exc.strerror or exc}") from None
+    return folder
+
+
 _INIT = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR", configure_logging=True)
+# Verbose (sweep run -v, SWEEP_VERBOSE=1): the workers' output and Ray's INFO logging on the terminal, for debugging.
+_VERBOSE = dict(_INIT, log_to_driver=True, logging_level="INFO")
 
 
 @contextmanager
-def ray_session(address: str | None) -> Iterator[None]:
+def ray_session(address: str | None, verbose: bool = False) -> Iterator[None]:
     """Ray started on this machine (address None) or joined at `address`, shut down afterwards.
 
     An already initialised Ray (a test or a notebook that called ray.init) is used as it is.
@@ -52,17 +82,18 @@ def ray_session(address: str | None) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    init = _VERBOSE if verbose else _INIT
     if address is None:
-        _start_local(ray)
+        _start_local(ray, init)
     else:
-        _join(ray, address)
+        _join(ray, address, init)
     try:
         yield
     finally:
         ray.shutdown()
 
 
-def _start_local(ray) -> None:
+def _start_local(ray, init: dict) -> None:
     from ray._private import ray_constants
 
     saved = os.environ.get(LOCAL_ONLY_ENV), ray_constants.ENABLE_RAY_CLUSTER
@@ -70,7 +101,7 @@ def _start_local(ray) -> None:
     os.environ[LOCAL_ONLY_ENV] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        ray.init(**_INIT)
+        ray.init(**init)
     finally:
         if saved[0] is None:
             os.environ.pop(LOCAL_ONLY_ENV, None)
@@ -95,7 +126,7 @@ def _host_port(address: str) -> tuple[str, int] | None:
     return (match.group(1), int(match.group(2))) if match else None
 
 
-def _join(ray, address: str) -> None:
+def _join(ray, address: str, init: dict) -> None:
     target = _host_port(address)
     if target is not None:
         try:
@@ -120,7 +151,7 @@ def _join(ray, address: str) -> None:
     runtime_env = {"env_vars": forwarded} if forwarded else None
     with _stderr_captured() as captured:
         try:
-            ray.init(address=address, runtime_env=runtime_env, **_INIT)
+            ray.init(address=address, runtime_env=runtime_env, **init)
             return
         except ConnectionError:
             said = captured()

@@ -5,20 +5,40 @@ the driver is the single writer, so SQLite never sees a second one.
 Everything is keyed by the configuration's hash, never by process: a fused
 bundle (several configurations in one Ray trial) reports each member's epochs
 under its own hash, and every member is a trial of its own in the database.
+
+Failures: Ray Tune logs each failed attempt of a trial with its whole
+traceback (wrapped in Ray's own text, with terminal colours). RayLog sends
+Ray's logging to the sweep's log file instead of the terminal and keeps each
+attempt's exception; Failures turns it into the root cause as a user would
+write it (`OSError: [Errno 28] No space left on device` and the trial's own
+last frame), tells a failure no retry can fix (a full or read-only output
+folder) from an ordinary one, and HaltSweep then ends the sweep instead of
+retrying into the same full disk.
 """
 from __future__ import annotations
 
+import errno
+import logging
 import math
+import os
+import re
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from ray.tune import Callback
+from ray.tune.stopper import Stopper
 from sqlalchemy import Engine
 
 from db.engine import session_scope
 from db.queries import record_results, update_trial, update_trials, utcnow
 from sweep.grid import TrialConfig, bundle_name
+
+# A trial's final statuses that its own reports set (it leaves its bundle there; the bundle's end must not
+# overwrite them): `diverged` (its loss became NaN or infinite) and `stopped` (a stop rule, issue 20).
+ENDED_BY_REPORT = ("diverged", "stopped")
 
 
 def members(trial) -> list[TrialConfig]:
@@ -30,13 +50,300 @@ def _name(trial) -> str:
     return bundle_name(members(trial))
 
 
-def _error_text(trial) -> str:
-    path = trial.error_file
+# --- What went wrong in a trial ------------------------------------------------------------------------------
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_FRAME = re.compile(r'^\s*File "(?P<path>[^"]+)", line (?P<line>\d+), in (?P<func>.+)$')
+# A raised exception's line, as Python prints it: `OSError: [Errno 28] ...`, `sweep.trial.CheckpointMismatch: ...`
+# (the type has no spaces, which tells it from a message's own lines such as Ray's `Worker exit type: ...`).
+_RAISED = re.compile(r"^(?P<type>[A-Za-z_][\w.]*(?:\([\w.]+\))?)(?:: (?P<message>.*))?$")
+_ERRNO = re.compile(r"\[Errno (\d+)\]")
+_FILENAME = re.compile(r"\]\s.*?: '(?P<file>/[^']*)'$")
+# torch.save's C++ writer failing on a full disk: `[enforce fail at inline_container.cc:672] . unexpected pos 30656
+# vs 30544`, or `PytorchStreamWriter failed writing file data/0: file write failed`. The same cause as ENOSPC,
+# seen from another layer; told apart from other enforce failures by the output folder's free space.
+_TORCH_WRITE = re.compile(r"inline_container\.cc.*unexpected pos|PytorchStreamWriter failed writing|file write failed")
+FULL_BELOW = 1 << 20  # bytes free under which a failed torch.save counts as a full disk
+# The project's own code (a trial's frames in these packages are "its own"; Ray's, torch's are not).
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("sweep", "models", "db")
+# What Tune's controller logs, with the exception, for every failed attempt (TUNE_PRINT_ALL_TRIAL_ERRORS=1).
+_TUNE_FAILED = "Trial task failed for trial "
+
+
+def _own_frame(path: str) -> str | None:
+    """`path` as the project names it (`sweep/trial.py`) if it is one of the project's files, else None.
+    Judged by its package and file, so that a worker whose copy of the project lives elsewhere still counts."""
+    parts = Path(path).parts
+    for k in range(len(parts) - 2, -1, -1):
+        if parts[k] in PACKAGES and (ROOT.joinpath(*parts[k:])).is_file():
+            return "/".join(parts[k:])
+    return None
+
+
+@dataclass(frozen=True)
+class TrialError:
+    """A failed attempt's cause: the exception's type and message (first line) and the trial's own last frame."""
+
+    type: str
+    message: str
+    frame: str | None = None  # `  File "sweep/trial.py", line 53, in _save` and its source line
+
+    @property
+    def line(self) -> str:
+        return f"{self.type}: {self.message}" if self.message else self.type
+
+    @property
+    def text(self) -> str:
+        """For trials.error: the cause as a user would write it, then where in the trial it happened."""
+        return self.line + (f"\n{self.frame}" if self.frame else "")
+
+    @property
+    def errno(self) -> int | None:
+        """An OSError's number (its message starts `[Errno 28] ...`), else None."""
+        found = _ERRNO.match(self.message)
+        return int(found.group(1)) if found else None
+
+    @property
+    def filename(self) -> str | None:
+        found = _FILENAME.search(self.message)
+        return found.group("file") if found else None
+
+
+def parse_error(text: str) -> TrialError:
+    """The cause of a failure from its traceback text (an exception's, or Tune's error.txt): the last raised
+    exception's line, Ray's wrapper and terminal colours taken away, and the last of the project's frames
+    before it."""
+    lines = [line.rstrip() for line in _ANSI.sub("", text).splitlines()]
+    # `Type: message`, or a bare `Type` (an exception without a message) closing a traceback.
+    raised = [i for i, line in enumerate(lines) if _RAISED.match(line)
+              and (":" in line or (i > 0 and lines[i - 1][:1].isspace()))]
+    if not raised:
+        first = next((line.strip() for line in lines if line.strip()), "")
+        return TrialError("Error", first or "the trial failed without a message")
+    i = raised[-1]
+    match = _RAISED.match(lines[i])
+    kind, message = match.group("type"), (match.group("message") or "").strip()
+    inner = re.fullmatch(r"(?:ray\.exceptions\.)?RayTaskError\((?P<cause>[\w.]+)\)", kind)
+    if inner:  # only Ray's header line was found (it names the process, not the cause): the cause's type
+        kind, message = inner.group("cause"), ""
+    frame = None
+    for k in range(i - 1, -1, -1):
+        found = _FRAME.match(lines[k])
+        own = found and _own_frame(found.group("path"))
+        if own:
+            frame = f'  File "{own}", line {found.group("line")}, in {found.group("func")}'
+            source = lines[k + 1].strip() if k + 1 < i else ""
+            if source and not _FRAME.match(lines[k + 1]) and set(source) - set("^~ "):
+                frame += f"\n    {source}"
+            break
+    return TrialError(kind, message, frame)
+
+
+def error_of(exc: BaseException) -> TrialError:
+    """The cause of a failure from the exception Tune caught: a RayTaskError carries the trial's traceback
+    (its text ends with the trial's own exception); anything else (a worker that died) is its type and message."""
+    return parse_error(f"{type(exc).__name__}: {exc}")
+
+
+def _error_file_text(trial) -> str | None:
+    """The latest failure in Tune's error file of the trial (None where it could not be written, e.g. a full disk)."""
     try:
-        with open(path) as fh:
-            return fh.read().strip() or "trial failed"
+        with open(trial.error_file) as fh:
+            text = fh.read()
     except (OSError, TypeError):
-        return "trial failed (no error file)"
+        return None
+    if not text.strip():
+        return None
+    latest = text.rsplit("Failure # ", 1)[-1]  # `Failure # 2 (occurred at ...)` and the error, once per attempt
+    return latest.split("\n", 1)[1] if "\n" in latest else latest
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    # root may write into the blocks kept back for it; everyone else only into f_bavail.
+    return (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize
+
+
+def _inside(path: str, folder: Path) -> bool:
+    try:
+        Path(path).resolve().relative_to(folder)
+        return True
+    except ValueError:
+        return False
+
+
+def unfixable(error: TrialError, output: Path) -> str | None:
+    """What to do, in one line, when no retry can fix `error` (a full, read-only or missing output folder);
+    None for an ordinary failure, which keeps its retries."""
+    again = "run `sweep run` again; finished epochs are kept"
+    code = error.errno
+    if code is None and _TORCH_WRITE.search(error.message):
+        free = _free_bytes(output)
+        code = errno.ENOSPC if free is not None and free < FULL_BELOW else None
+    where = f"output folder {output}"
+    if error.filename and not _inside(error.filename, output):
+        where = f"folder {Path(error.filename).parent} (writing {error.filename})"
+    if code == errno.ENOSPC:
+        return f"{where} is full: free space and {again}"
+    if code == errno.EDQUOT:
+        return f"{where} is over its disk quota: free space (or raise the quota) and {again}"
+    if code == errno.EROFS:
+        return f"{where} is on a read-only file system: make it writable and {again}"
+    if code in (errno.ENOENT, errno.EACCES, errno.EPERM):
+        if not output.is_dir():
+            return f"output folder {output} is missing: restore (or mount) it and {again}"
+        if not os.access(output, os.W_OK | os.X_OK):
+            return f"output folder {output} is not writable: make it writable and {again}"
+    return None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One failed attempt of a Ray trial (a single configuration or a fused bundle)."""
+
+    name: str
+    number: int  # 1 for the first attempt
+    of: int  # attempts allowed: max_failures + 1
+    error: TrialError
+    halt: str | None  # what to do, when no retry can fix it
+
+    @property
+    def retried(self) -> bool:
+        return self.halt is None and self.number < self.of
+
+
+class _Catch(logging.Handler):
+    """Keeps the exception of each failed attempt Tune's controller logs (by trial name)."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.caught: dict[str, BaseException] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None and message.startswith(_TUNE_FAILED):
+            self.caught[message[len(_TUNE_FAILED):]] = record.exc_info[1]
+
+
+class _QuietFile(logging.FileHandler):
+    """The sweep's log file: a log that cannot be written (a full disk) says nothing on the terminal; `lost`
+    says why records were lost."""
+
+    lost: str | None = None
+
+    def emit(self, record) -> None:
+        self.lost = None  # says what happened to the latest record
+        super().emit(record)
+
+    def handleError(self, record) -> None:
+        exc = sys.exc_info()[1]
+        self.lost = (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)) or "write failed"
+
+
+class RayLog:
+    """While a sweep runs: Ray's logging (Tune's tracebacks of failed attempts, its warnings) goes to the
+    sweep's log file `path` instead of the terminal, unless `verbose`; every failed attempt's exception is
+    kept for Failures. Restored as it was afterwards."""
+
+    def __init__(self, path: Path, verbose: bool = False):
+        self.path, self.verbose = path, verbose
+        self.catch = _Catch()
+        self.file: logging.Handler | None = None
+        self.saved: tuple | None = None
+
+    def __enter__(self) -> "RayLog":
+        os.environ["TUNE_PRINT_ALL_TRIAL_ERRORS"] = "1"  # Tune logs every failed attempt with its exception
+        ray_logger = logging.getLogger("ray")
+        self.saved = (list(ray_logger.handlers), ray_logger.level, ray_logger.propagate)
+        self.file = _QuietFile(self.path, delay=True)
+        self.file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        if not self.verbose:
+            for handler in list(ray_logger.handlers):
+                ray_logger.removeHandler(handler)
+        ray_logger.addHandler(self.file)
+        ray_logger.addHandler(self.catch)
+        ray_logger.setLevel(min(ray_logger.level or logging.WARNING, logging.WARNING))
+        ray_logger.propagate = False
+        return self
+
+    def __exit__(self, *exc) -> None:
+        ray_logger = logging.getLogger("ray")
+        handlers, level, propagate = self.saved
+        for handler in list(ray_logger.handlers):
+            ray_logger.removeHandler(handler)
+        for handler in handlers:
+            ray_logger.addHandler(handler)
+        ray_logger.setLevel(level)
+        ray_logger.propagate = propagate
+        try:
+            self.file.close()
+        except OSError:  # what could not be written (a full disk) stays unwritten
+            pass
+
+
+class Failures:
+    """Each failed attempt of the sweep's trials, read once and shared by the recorder (statuses, errors, the
+    decision to halt) and the progress printer (one line per attempt)."""
+
+    def __init__(self, output: Path, max_failures: int, log: RayLog | None = None):
+        self.output = Path(output).resolve()
+        self.attempts_allowed = max_failures + 1
+        self.log = log
+        self.halt: str | None = None  # the first unfixable failure's line: the sweep ends
+        self.seen: dict[tuple[str, int], Attempt] = {}
+
+    def attempt(self, trial) -> Attempt:
+        """The attempt of `trial` that just failed (Tune calls back once per failure)."""
+        name = _name(trial)
+        number = max(1, int(getattr(getattr(trial, "run_metadata", None), "num_failures", 1) or 1))
+        key = (name, number)
+        if key not in self.seen:
+            exc = self.log.catch.caught.pop(name, None) if self.log is not None else None
+            if exc is not None:
+                error = error_of(exc)
+            else:
+                text = _error_file_text(trial)
+                error = parse_error(text) if text else TrialError("Error", "the trial failed (no error was recorded)")
+            halt = unfixable(error, self.output)
+            if halt is not None and error.errno is None and _TORCH_WRITE.search(error.message):
+                # torch.save's writer on a full disk: the cause as the other layers say it, torch's words after
+                error = TrialError("OSError", f"[Errno {errno.ENOSPC}] {os.strerror(errno.ENOSPC)} "
+                                              f"(torch.save said: {error.message})", error.frame)
+            if halt is not None and self.halt is None:
+                self.halt = halt
+            self.seen[key] = Attempt(name, number, self.attempts_allowed, error, halt)
+        return self.seen[key]
+
+    def where(self) -> str:
+        """Where the full traceback is, as the terminal shows it (relative to the working folder if inside)."""
+        if self.log is None:
+            return "traceback in Tune's error.txt of the trial"
+        path = os.path.abspath(self.log.path)
+        rel = os.path.relpath(path)
+        shown = rel if not rel.startswith("..") else path
+        if self.log.file is not None and self.log.file.lost:
+            return f"traceback not kept: {shown}: {self.log.file.lost}"
+        return f"traceback in {shown}"
+
+
+class HaltSweep(Stopper):
+    """Ends the sweep (Tune stops every running trial, as on Ctrl-C) once a failure no retry can fix happened."""
+
+    def __init__(self, failures: Failures):
+        self.failures = failures
+
+    def __getstate__(self):  # Tune pickles its stopper with the experiment; a restored one never halts
+        return {"failures": None}
+
+    def __call__(self, trial_id, result) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.failures is not None and self.failures.halt is not None
 
 
 class DatabaseRecorder(Callback):
@@ -50,15 +357,19 @@ class DatabaseRecorder(Callback):
     Anything pending is written before a status change and at the experiment's end; a driver killed
     with reports pending loses nothing either: trials send their last epochs again on resume.
     `record` (no Ray) writes at once.
+
+    A failed attempt that no retry can fix (Failures.halt) is the trial's last: it is recorded failed at
+    once, and HaltSweep ends the sweep.
     """
 
     def __init__(self, engine: Engine, trial_ids: dict[str, int], max_delay: float = 0.2, max_rows: int = 20_000,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, failures: Failures | None = None):
         self.engine = engine
         self.trial_ids = trial_ids
         self.final_status: dict[str, str] = {}
         self.started: set[str] = set()
         self.max_delay, self.max_rows, self.clock = max_delay, max_rows, clock
+        self.failures = failures or Failures(ROOT, 0)
         self.pending: list[dict[str, Any]] = []
         self.pending_rows = 0
         self.pending_since = 0.0
@@ -66,12 +377,14 @@ class DatabaseRecorder(Callback):
     def __getstate__(self):
         # Tune pickles its callbacks into the experiment state; an engine
         # does not pickle and is never needed from there.
-        return {**self.__dict__, "engine": None, "clock": None, "pending": []}
+        return {**self.__dict__, "engine": None, "clock": None, "pending": [], "failures": None}
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.flush()
         with session_scope(self.engine) as s:
             for cfg in members(trial):
+                if cfg.config_hash in self.final_status:  # ended already (halted, diverged, stopped)
+                    continue
                 self.started.add(cfg.config_hash)
                 update_trial(s, self.trial_ids[cfg.config_hash], status="running", started_at=utcnow(), error=None)
 
@@ -126,23 +439,24 @@ class DatabaseRecorder(Callback):
             "device": result["device"],
             "node": result["node"],
         }
-        if result["status"] == "diverged":
-            # The epoch's own numbers go to epoch_metrics; the trial keeps its
-            # last finite final metrics.
-            values.update(status="diverged", error=result["reason"], finished_at=utcnow())
-            self.final_status[result["config_hash"]] = "diverged"
-        else:
+        status = result["status"]
+        if status != "diverged":
+            # A diverged epoch's own numbers go to epoch_metrics; the trial keeps its last finite final metrics.
+            # A stopped trial's last epoch is an ordinary one: its figures count.
             values.update(final_test_acc=result["test_acc"], final_test_loss=result["test_loss"])
             if result["train_loss"] is not None:
                 values["final_train_loss"] = result["train_loss"]
+        if status in ENDED_BY_REPORT:
+            values.update(status=status, error=result["reason"], finished_at=utcnow())
+            self.final_status[result["config_hash"]] = status
         return values
 
     def _finish(self, trial, status: str, **values) -> None:
-        """`status` for every member not already finished (a diverged member left its bundle earlier)."""
+        """`status` for every member not already ended (a diverged or stopped member left its bundle earlier)."""
         self.flush()
         with session_scope(self.engine) as s:
             for cfg in members(trial):
-                if self.final_status.get(cfg.config_hash) == "diverged":
+                if cfg.config_hash in self.final_status:
                     continue
                 self.final_status[cfg.config_hash] = status
                 update_trial(s, self.trial_ids[cfg.config_hash], status=status, finished_at=utcnow(), **values)
@@ -150,8 +464,13 @@ class DatabaseRecorder(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._finish(trial, "completed")
 
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        attempt = self.failures.attempt(trial)
+        if attempt.halt is not None:  # no retry can fix it: its last attempt; the sweep halts (HaltSweep)
+            self._finish(trial, "failed", error=attempt.error.text)
+
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._finish(trial, "failed", error=_error_text(trial))
+        self._finish(trial, "failed", error=self.failures.attempt(trial).error.text)
 
 
 def _duration(seconds: float) -> str:
@@ -162,69 +481,103 @@ def _duration(seconds: float) -> str:
 # Where each ranking metric's current value is in a trial's report.
 _REPORTED = {"final_test_acc": "test_acc", "best_test_acc": "best_test_acc", "final_test_loss": "test_loss",
              "final_train_loss": "train_loss"}
+# A configuration's state in the progress line: training now, waiting for its retry, or ended (finished:
+# completed, diverged or stopped; or failed). Never started: pending.
+RUNNING, RETRYING, FAILED, INTERRUPTED = "running", "retrying", "failed", "interrupted"
+FINISHED = ("completed", "diverged", "stopped")
 
 
 class ProgressPrinter(Callback):
     """One concise line per trial event and every `interval` seconds, instead of Ray's tables.
 
-    [1m05s] 3/16 done, 2 running, 11 pending, 0 failed | best final_test_acc 0.8512 relu-... | ~2m40s left
+    [1m05s] 3/16 done (1 diverged), 2 running, 1 retrying, 10 pending, 0 failed | best final_test_acc 0.8512 relu-... | ~2m40s left
 
-    The best is over each trial's latest value of the spec's `metric` (lowest
-    for a loss). The time left comes from throughput: epochs trained per
-    second since the first report arrived (start-up excluded), shown once an
-    epoch has finished after that report.
+    Done counts the finished configurations (completed, diverged or stopped); running, those training now;
+    retrying, those whose attempt failed and wait to start again. The best is the best final value of the
+    spec's `metric` (lowest for a loss) over the finished trials; before any has finished, the best so far
+    over those training, with its epoch. The time left comes from throughput: epochs trained per second
+    since the first report arrived (start-up excluded), shown once an epoch has finished after that
+    report, and only while something trains (not while attempts wait for their retry, nor at the end);
+    a trial that ends early (failed, diverged, stopped) takes its epochs left out of the estimate. Each failed attempt is one line: the trial, the cause,
+    attempt n of m, whether it is retried, and where its whole traceback is (Failures).
     """
 
     def __init__(self, total: int, total_epochs: int, interval: float = 15.0, out: TextIO = sys.stdout,
-                 clock: Callable[[], float] = time.monotonic, metric: str = "final_test_acc"):
+                 clock: Callable[[], float] = time.monotonic, metric: str = "final_test_acc",
+                 epochs: int | None = None, failures: Failures | None = None):
         from sweep.spec import METRICS
 
         self.total = total
         self.total_epochs = total_epochs
+        self.epochs = epochs  # each trial's epochs (the spec's), for the epochs a trial ending early leaves
         self.interval = interval
         self.out = out
         self.clock = clock
         self.metric = metric
         self.larger_is_better = METRICS[metric]
+        self.failures = failures or Failures(ROOT, 0)
         self.start = clock()
         self.last = self.start
         self.epochs_done: dict[str, int] = {}
         self.epochs_at_start: dict[str, int] = {}
-        self.state: dict[str, str] = {}  # config hash -> running, done or failed
+        self.epochs_dropped = 0  # epochs never to be trained: of trials that ended early
+        self.state: dict[str, str] = {}  # config hash -> RUNNING, RETRYING, FAILED or one of FINISHED
         self.names: dict[str, str] = {}  # config hash -> trial name
         self.starting: set[str] = set()  # started (or restarted after a failure), no report yet
-        self.latest: dict[str, tuple[float, str]] = {}  # trial -> (its latest value of the metric, name)
+        self.latest: dict[str, tuple[float, str, int]] = {}  # trial -> (latest value of the metric, name, epoch)
         self.first_report: tuple[float, int] | None = None  # (time, epochs trained) when the first report came
+        self.ended = False  # the run is over: what is pending stays so, nothing is left to estimate
 
     def __getstate__(self):
-        return {**self.__dict__, "out": None}
+        return {**self.__dict__, "out": None, "failures": None}
 
     def _trained(self) -> int:
         """Epochs trained in this run (a resumed trial counts from where it started)."""
         return sum(max(0, self.epochs_done[k] - self.epochs_at_start.get(k, 0)) for k in self.epochs_done)
 
     def best(self) -> tuple[float, str] | None:
-        """(value, trial name): the best latest value of the metric over the trials, or None before any."""
-        if not self.latest:
-            return None
+        """(value, trial name): the best final value of the metric over the finished trials, or None."""
         pick = max if self.larger_is_better else min
-        return pick(self.latest.values(), key=lambda v: v[0])
+        final = [v[:2] for k, v in self.latest.items() if self.state.get(k) in FINISHED]
+        return pick(final, key=lambda v: v[0]) if final else None
+
+    def best_so_far(self) -> tuple[float, str, int] | None:
+        """(value, trial name, epoch): the best latest value over the trials still training, or None."""
+        pick = max if self.larger_is_better else min
+        going = [v for k, v in self.latest.items() if self.state.get(k) in (RUNNING, RETRYING)]
+        return pick(going, key=lambda v: v[0]) if going else None
+
+    def counts(self) -> dict[str, int]:
+        """Configurations per state; `pending` for those never started in this run."""
+        counts = {k: 0 for k in (*FINISHED, RUNNING, RETRYING, FAILED, INTERRUPTED)}
+        for state in self.state.values():
+            counts[state] += 1
+        counts["pending"] = self.total - len(self.state)
+        return counts
 
     def line(self) -> str:
         now = self.clock()
-        counts = {k: sum(1 for v in self.state.values() if v == k) for k in ("done", "running", "failed")}
-        pending = self.total - sum(counts.values())
-        text = (f"[{_duration(now - self.start)}] {counts['done']}/{self.total} done, {counts['running']} running, "
-                f"{pending} pending, {counts['failed']} failed")
+        c = self.counts()
+        done = sum(c[k] for k in FINISHED)
+        ended = ", ".join(f"{c[k]} {k}" for k in ("diverged", "stopped") if c[k])
+        text = (f"[{_duration(now - self.start)}] {done}/{self.total} done{f' ({ended})' if ended else ''}, "
+                f"{c[RUNNING]} running, " + (f"{c[RETRYING]} retrying, " if c[RETRYING] else "")
+                + f"{c['pending']} pending, {c[FAILED]} failed"
+                + (f", {c[INTERRUPTED]} interrupted" if c[INTERRUPTED] else ""))
         best = self.best()
         if best is not None:
             text += f" | best {self.metric} {best[0]:.4f} {best[1]}"
-        done = self._trained()
-        if self.first_report is not None and 0 < done < self.total_epochs:
+        else:
+            so_far = self.best_so_far()
+            if so_far is not None:
+                text += f" | best so far {self.metric} {so_far[0]:.4f} {so_far[1]} (epoch {so_far[2]})"
+        trained = self._trained()
+        to_train = self.total_epochs - self.epochs_dropped
+        if c[RUNNING] and not self.ended and self.first_report is not None and 0 < trained < to_train:
             since, done_then = self.first_report
-            if done > done_then and now > since:
-                rate = (done - done_then) / (now - since)
-                text += f" | ~{_duration((self.total_epochs - done) / rate)} left"
+            if trained > done_then and now > since:
+                rate = (trained - done_then) / (now - since)
+                text += f" | ~{_duration((to_train - trained) / rate)} left"
         return text
 
     def _print(self, prefix: str = "") -> None:
@@ -233,7 +586,9 @@ class ProgressPrinter(Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         for cfg in members(trial):
-            self.state[cfg.config_hash] = "running"
+            if self.state.get(cfg.config_hash) in (*FINISHED, FAILED):
+                continue
+            self.state[cfg.config_hash] = RUNNING
             self.names[cfg.config_hash] = cfg.name
             self.starting.add(cfg.config_hash)
 
@@ -247,28 +602,56 @@ class ProgressPrinter(Callback):
             self.starting.discard(key)
             if result["resumed_from"]:
                 print(f"resumed {self.names[key]} from epoch {result['resumed_from']}", file=self.out, flush=True)
-        if result["status"] == "diverged":
-            self.state[key] = "done"
         self.epochs_done[key] = max(self.epochs_done.get(key, 0), result["epoch"])
         if self.first_report is None:
             self.first_report = (self.clock(), self._trained())
         value = result[_REPORTED[self.metric]]
         # Epoch 0 is before training; a diverged epoch's figures are not the trial's.
         if result["epoch"] > 0 and result["status"] != "diverged" and value is not None and math.isfinite(value):
-            self.latest[key] = (value, self.names[key])
+            self.latest[key] = (value, self.names[key], result["epoch"])
+        if result["status"] in ENDED_BY_REPORT:
+            self._end(key, result["status"])
+            self._print(f"{result['status']} {self.names[key]}: {result['reason']}\n")
 
-    def _finish(self, trial, status: str) -> None:
-        for cfg in members(trial):
-            if self.state.get(cfg.config_hash) != "done":
-                self.state[cfg.config_hash] = status
+    def _end(self, key: str, state: str) -> None:
+        """Configuration `key` ends in `state`; the epochs it will not train leave the estimate."""
+        self.state[key] = state
+        if self.epochs is not None:
+            self.epochs_dropped += max(0, self.epochs - max(self.epochs_done.get(key, 0), self.epochs_at_start.get(key, 0)))
+
+    def _finish(self, trial, state: str) -> list[TrialConfig]:
+        """`state` for the members still going (not ended by their own report); those members."""
+        going = [cfg for cfg in members(trial) if self.state.get(cfg.config_hash) not in (*FINISHED, FAILED)]
+        for cfg in going:
+            if state == "completed":
+                self.state[cfg.config_hash] = state
+            else:
+                self._end(cfg.config_hash, state)
+        return going
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._finish(trial, "done")
-        self._print(f"finished {_name(trial)}\n")
+        completed = self._finish(trial, "completed")
+        if completed:  # members that diverged or stopped said so when they did
+            self._print(f"finished {bundle_name(completed)}\n")
+
+    def _failed(self, trial) -> None:
+        attempt = self.failures.attempt(trial)
+        if attempt.retried:
+            for cfg in members(trial):
+                if self.state.get(cfg.config_hash) == RUNNING:
+                    self.state[cfg.config_hash] = RETRYING
+            then = "retrying"
+        else:
+            self._finish(trial, FAILED)
+            then = "not retried: no retry can fix this" if attempt.halt else "no attempts left"
+        self._print(f"FAILED {attempt.name}: {attempt.error.line} (attempt {attempt.number} of {attempt.of}, "
+                    f"{then}; {self.failures.where()})\n")
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self._failed(trial)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._finish(trial, "failed")
-        self._print(f"FAILED {_name(trial)}: {_error_text(trial).splitlines()[-1]}\n")
+        self._failed(trial)
 
     def on_step_end(self, iteration, trials, **info):
         if self.clock() - self.last >= self.interval:

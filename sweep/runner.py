@@ -6,6 +6,7 @@ reaches this module.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -19,7 +20,7 @@ from typing import TextIO
 from db.engine import (DatabaseError, check_sqlite_location, error_line, init_db, make_engine, safe_url,
                        session_scope, sqlite_path)
 from db.queries import ensure_sweep, ensure_trials, trial_statuses, update_trial
-from sweep.cluster import ClusterError, check_shared_storage, ray_session
+from sweep.cluster import ClusterError, FolderError, check_shared_storage, ray_session, writable_folder
 from sweep.data import DataError, load_dataset
 from sweep.grid import TrialConfig, bundle_name, expand_grid
 from sweep.hparams import write_experiment
@@ -28,16 +29,25 @@ from sweep.spec import DEFAULT_GPU_SHARE, SpecError, SweepSpec, changed_setting,
 # The fixed settings a sweep ran with, beside its trials' folders: a second spec reusing the sweep's name and
 # output with another database still finds them.
 SETTINGS_FILE = "settings.json"
+# The sweep's log, beside them: Ray's own logging, with the whole traceback of every failed attempt.
+LOG_FILE = "sweep.log"
+# SWEEP_VERBOSE=1 (or run_sweep(verbose=True)): Ray's output on the terminal as Ray prints it, for debugging.
+VERBOSE_ENV = "SWEEP_VERBOSE"
 
 
 class RunError(Exception):
-    """The sweep cannot start; the message is one line for the user."""
+    """The sweep cannot start, or cannot go on; the message is one line for the user."""
+
+
+class SweepHalted(RunError):
+    """A failure no retry can fix (a full or read-only output folder) ended the sweep after its running trials
+    stopped; what was trained is recorded. The message says what to do."""
 
 
 @dataclass(frozen=True)
 class RunSummary:
     total: int
-    skipped: int  # already finished (completed or diverged) before this run
+    skipped: int  # already finished (completed, diverged, or stopped unless resumed) before this run
     statuses: dict[str, int]  # final status -> count, for the trials this run scheduled
     interrupted: bool
     interrupt_code: int = 130  # 128 + the signal that stopped the run
@@ -60,11 +70,12 @@ def trial_row(t: TrialConfig) -> dict:
 
 
 def _check_writable(folder: Path) -> None:
+    """The sweep's folder, made (with its parents) once it is known that it can be written there."""
     try:
+        writable_folder(folder, parents=True)
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write-test"
-        probe.write_bytes(b"x")
-        probe.unlink()
+    except FolderError as exc:
+        raise RunError(f"output {exc}") from None
     except OSError as exc:
         raise RunError(f"output folder {folder} is not writable: {exc.strerror or exc}") from None
 
@@ -141,26 +152,44 @@ def _open_database(url: str):
         raise RunError(error_line(url, exc)) from None
 
 
-def _finished(status: tuple[str, int] | None, epochs: int) -> bool:
-    """Completed with enough epochs, or diverged (a seeded rerun would diverge again)."""
-    return status is not None and (status[0] == "diverged" or (status[0] == "completed" and status[1] >= epochs))
+def _finished(status: tuple[str, int] | None, epochs: int, resume_stopped: bool = False) -> bool:
+    """Completed with enough epochs, diverged (a seeded rerun would diverge again), or stopped by a stop rule
+    (unless `resume_stopped`)."""
+    if status is None:
+        return False
+    state, done = status
+    return state == "diverged" or (state == "stopped" and not resume_stopped) or (state == "completed" and done >= epochs)
 
 
 def run_sweep(spec: SweepSpec, address: str | None = None, out: TextIO = sys.stdout,
-              progress_interval: float = 15.0) -> RunSummary:
+              progress_interval: float = 15.0, resume_stopped: bool = False, verbose: bool | None = None) -> RunSummary:
     """Train every configuration of `spec` not already finished; record everything.
 
     Finished trials (by config hash: completed with at least spec.epochs
-    epochs, or diverged) are skipped; the others (new, failed, interrupted, or
-    left "running" by a driver that died) start or continue from their last
-    checkpoint. Every check (data, folder, lock, database version, cluster
-    resources; on a cluster: the address, the token, the versions, the
-    shared output folder) runs before the first sweep or trial row is written.
+    epochs, diverged, or stopped by a stop rule unless `resume_stopped`) are
+    skipped; the others (new, failed, interrupted, or left "running" by a
+    driver that died) start or continue from their last checkpoint. With
+    nothing left to do it says so without starting Ray. Every check (data,
+    folder, lock, database version, cluster resources; on a cluster: the
+    address, the token, the versions, the shared output folder) runs before
+    the first sweep or trial row is written.
+
+    Ray's logging goes to runs/<sweep>/sweep.log, not the terminal, unless
+    `verbose` (default: SWEEP_VERBOSE=1 in the environment). A failure no
+    retry can fix ends the sweep: SweepHalted, after the running trials have
+    stopped and everything is recorded.
     """
+    if verbose is None:
+        verbose = os.environ.get(VERBOSE_ENV, "") not in ("", "0")
     trials = expand_grid(spec)
     check_settings(spec)
     if address is None:
         _check_local_gpu(spec)
+    done = _stored_statuses(spec)
+    if done is not None and not [t for t in trials if not _finished(done.get(t.config_hash), spec.epochs,
+                                                                     resume_stopped)]:
+        _plan_line(spec, trials, done, resume_stopped, out)
+        return RunSummary(len(trials), len(trials), {}, False)
     try:
         data = load_dataset(spec.dataset.name, Path(spec.dataset.data_dir).resolve(),
                             spec.dataset.train_limit, spec.dataset.test_limit)
@@ -172,17 +201,60 @@ def run_sweep(spec: SweepSpec, address: str | None = None, out: TextIO = sys.std
         _check_writable(spec.sweep_dir)
         with SweepLock(spec.sweep_dir):
             try:
-                with ray_session(address):
+                with ray_session(address, verbose):
                     if address is not None:
                         check_shared_storage(spec.sweep_dir)
-                    return _run_locked(spec, trials, data, out, progress_interval)
+                    return _run_locked(spec, trials, data, out, progress_interval, resume_stopped, verbose)
             except ClusterError as exc:
                 raise RunError(str(exc)) from None
-    except RunError:
+    except RunError as exc:
         # Nothing was trained: leave no empty folder (or lock, or fresh database) behind.
-        if made is not None:
+        if made is not None and not isinstance(exc, SweepHalted):
             shutil.rmtree(made, ignore_errors=True)
         raise
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """Whether `exc` (or an exception it wraps) says a disk or quota is full: an OSError ENOSPC/EDQUOT,
+    SQLite's "database or disk is full", PostgreSQL's disk_full (SQLSTATE 53100)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        orig = getattr(exc, "orig", None)  # SQLAlchemy's DBAPIError wraps the driver's exception
+        if getattr(orig, "sqlstate", None) == "53100" or "database or disk is full" in str(orig or exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _stored_statuses(spec: SweepSpec) -> dict[str, tuple[str, int]] | None:
+    """{config hash: (status, epochs done)} of the sweep's trials as its database has them, read only ({} when
+    the SQLite file does not exist yet); None when the database cannot be read here (the run opens it and
+    says why in one line)."""
+    url = spec.database_url
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return {}
+    try:
+        engine = make_engine(url)
+        try:
+            with session_scope(engine) as s:
+                return trial_statuses(s, spec.name)
+        finally:
+            engine.dispose()
+    except Exception:  # no such table, unreachable, another schema: _open_database says so
+        return None
+
+
+def _plan_line(spec: SweepSpec, trials: list[TrialConfig], done: dict, resume_stopped: bool, out) -> None:
+    """The run's first line: how many trials, how many already finished, where everything goes."""
+    finished = [t for t in trials if _finished(done.get(t.config_hash), spec.epochs, resume_stopped)]
+    stopped = sum(1 for t in finished if done[t.config_hash][0] == "stopped")
+    print(f"sweep {spec.name}: {len(trials)} trials ({len(finished)} already finished"
+          f"{f', {stopped} of them stopped by a stop rule' if stopped else ''}), "
+          f"database {safe_url(spec.database_url)}, TensorBoard logs in {spec.sweep_dir}", file=out, flush=True)
 
 
 def _stored_specs(spec: SweepSpec):
@@ -241,21 +313,19 @@ def _first_missing(path: Path) -> Path | None:
     return missing
 
 
-def _run_locked(spec: SweepSpec, trials: list[TrialConfig], data, out, progress_interval) -> RunSummary:
+def _run_locked(spec: SweepSpec, trials: list[TrialConfig], data, out, progress_interval, resume_stopped: bool,
+                verbose: bool) -> RunSummary:
     """The part of run_sweep that holds the sweep's lock and Ray: database, plan, training."""
-    url = spec.database_url
-    engine = _open_database(url)
+    engine = _open_database(spec.database_url)
     with session_scope(engine) as s:
         done = trial_statuses(s, spec.name)
-    todo = [t for t in trials if not _finished(done.get(t.config_hash), spec.epochs)]
-    skipped = len(trials) - len(todo)
-    print(f"sweep {spec.name}: {len(trials)} trials ({skipped} already finished), "
-          f"database {safe_url(url)}, TensorBoard logs in {spec.sweep_dir}", file=out, flush=True)
+    todo = [t for t in trials if not _finished(done.get(t.config_hash), spec.epochs, resume_stopped)]
+    _plan_line(spec, trials, done, resume_stopped, out)
     if not todo:
-        return RunSummary(len(trials), skipped, {}, False)
+        return RunSummary(len(trials), len(trials), {}, False)
     # Epochs left to train, for the time estimate: trials continue from where they stopped.
-    epochs_left = sum(spec.epochs - done.get(t.config_hash, ("new", 0))[1] for t in todo)
-    return _tune(spec, trials, todo, data, engine, out, progress_interval, epochs_left)
+    epochs_left = sum(max(0, spec.epochs - done.get(t.config_hash, ("new", 0))[1]) for t in todo)
+    return _tune(spec, trials, todo, data, engine, out, progress_interval, epochs_left, verbose)
 
 
 # Most members per fused bundle on one GPU: measured on an H100 (issue 8), a
@@ -345,15 +415,22 @@ def record_plan(engine, spec: SweepSpec, trials: list[TrialConfig], todo: list[T
     return trial_ids
 
 
-def _tune(spec, trials, todo, data, engine, out, progress_interval, epochs_left) -> RunSummary:
+def _tune(spec, trials, todo, data, engine, out, progress_interval, epochs_left, verbose: bool) -> RunSummary:
     # Ray's own result files and TensorBoard loggers would duplicate what
     # we write; keep its verbose tables and worker logs off the terminal.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    from sweep.recorder import RayLog
+
+    with RayLog(spec.sweep_dir / LOG_FILE, verbose) as log:
+        return _fit(spec, trials, todo, data, engine, out, progress_interval, epochs_left, verbose, log)
+
+
+def _fit(spec, trials, todo, data, engine, out, progress_interval, epochs_left, verbose, log) -> RunSummary:
     import ray
     from ray import tune
 
-    from sweep.recorder import DatabaseRecorder, ProgressPrinter, members
+    from sweep.recorder import INTERRUPTED, DatabaseRecorder, Failures, HaltSweep, ProgressPrinter, members
     from sweep.trial import ray_trainable
 
     received: list[int] = []
@@ -374,8 +451,10 @@ def _tune(spec, trials, todo, data, engine, out, progress_interval, epochs_left)
         write_experiment(spec.sweep_dir, trials)
         if size > 1:
             print(f"fused: {len(todo)} trials in {len(bundles)} bundle(s) of up to {size}", file=out, flush=True)
-        recorder = DatabaseRecorder(engine, trial_ids)
-        printer = ProgressPrinter(len(todo), epochs_left, progress_interval, out, metric=spec.metric)
+        failures = Failures(Path(spec.output), spec.resources.max_failures, log)
+        recorder = DatabaseRecorder(engine, trial_ids, failures=failures)
+        printer = ProgressPrinter(len(todo), epochs_left, progress_interval, out, metric=spec.metric,
+                                  epochs=spec.epochs, failures=failures)
         trainable = tune.with_resources(tune.with_parameters(ray_trainable, data=data), {"cpu": cpu, "gpu": gpu})
         tuner = tune.Tuner(
             trainable,
@@ -390,12 +469,20 @@ def _tune(spec, trials, todo, data, engine, out, progress_interval, epochs_left)
             run_config=tune.RunConfig(
                 name=spec.name,
                 storage_path=str((Path(spec.output) / ".ray").resolve()),
-                verbose=0,
+                verbose=1 if verbose else 0,
                 callbacks=[recorder, printer],
+                stop=HaltSweep(failures),
                 failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
             ),
         )
-        tuner.fit()
+        try:
+            tuner.fit()
+        except Exception as exc:
+            # The driver's own writes failing for want of space (the database on the full disk): one line too.
+            if not out_of_space(exc):
+                raise
+            raise SweepHalted(f"database {safe_url(spec.database_url)} cannot be written: its disk is full; free "
+                              "space and run `sweep run` again; finished epochs are kept") from None
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -410,7 +497,12 @@ def _tune(spec, trials, todo, data, engine, out, progress_interval, epochs_left)
                 interrupted = True
                 status = "interrupted" if t.config_hash in recorder.started else "pending"
                 update_trial(s, trial_ids[t.config_hash], status=status)
+                if status == "interrupted":
+                    printer.state[t.config_hash] = INTERRUPTED
             statuses[status] = statuses.get(status, 0) + 1
+    printer.ended = True
     print(printer.line(), file=out, flush=True)
+    if failures.halt is not None:
+        raise SweepHalted(failures.halt)
     signum = signal.SIGTERM if received else signal.SIGINT
     return RunSummary(len(trials), len(trials) - len(todo), statuses, interrupted, 128 + signum)

@@ -1,17 +1,27 @@
-"""The progress line: the spec's metric in its direction, and a time estimate from throughput."""
+"""The progress line counts what is true: the spec's metric in its direction, finished trials' final figures
+(else a named best so far), running vs retrying vs pending, a time estimate from throughput only while
+something is left to train, and one line per failed attempt."""
 import io
+import logging
 import math
 from types import SimpleNamespace
 
 from sweep.grid import expand_grid
-from sweep.recorder import ProgressPrinter
+from sweep.recorder import Failures, ProgressPrinter, RayLog
 from sweep.spec import parse_spec
 
 CONFIGS = expand_grid(parse_spec({"name": "p", "dataset": "synthetic", "epochs": 2, "grid": {
-    "activation": ["relu", "tanh"], "optimizer": [{"name": "adam", "lr": 0.01}]}}))
-# A Ray trial of one configuration, as the runner builds it (a one-member bundle).
-RELU, TANH = (SimpleNamespace(trial_id=c.name, config={"trial": c.to_dict(), "bundle": [c.to_dict()]}, cfg=c)
-              for c in CONFIGS)
+    "activation": ["relu", "tanh", "elu"], "optimizer": [{"name": "adam", "lr": 0.01}]}}))
+RELU_NAME, TANH_NAME, ELU_NAME = (c.name for c in CONFIGS)
+
+
+def ray_trial(cfg, failures: int = 0):
+    """A Ray trial of one configuration, as the runner builds it (a one-member bundle), after `failures` failures."""
+    return SimpleNamespace(trial_id=cfg.name, config={"bundle": [cfg.to_dict()]}, cfg=cfg,
+                           run_metadata=SimpleNamespace(num_failures=failures), error_file=None)
+
+
+RELU, TANH, ELU = (ray_trial(c) for c in CONFIGS)
 
 
 class Clock:
@@ -22,38 +32,44 @@ class Clock:
         return self.now
 
 
-def report(trial, epoch, test_acc=0.5, test_loss=1.0, status="running", resumed_from=None):
+def report(trial, epoch, test_acc=0.5, test_loss=1.0, status="running", resumed_from=None, reason=None):
     return {"epoch": epoch, "test_acc": test_acc, "best_test_acc": test_acc, "test_loss": test_loss,
-            "train_loss": None if epoch == 0 else 1.0, "status": status, "resumed_from": resumed_from,
-            "config_hash": trial.cfg.config_hash}
+            "train_loss": None if epoch == 0 else 1.0, "status": status, "reason": reason,
+            "resumed_from": resumed_from, "config_hash": trial.cfg.config_hash}
 
 
-def started(printer):
-    printer.on_trial_start(0, [], RELU)
-    printer.on_trial_start(0, [], TANH)
+def started(printer, *trials):
+    for trial in trials or (RELU, TANH):
+        printer.on_trial_start(0, [], trial)
     return printer
 
 
-def test_best_is_the_lowest_loss_for_a_loss_metric_and_ignores_diverged_epochs():
+def test_best_is_the_lowest_final_loss_of_a_finished_trial_and_ignores_diverged_epochs():
     printer = started(ProgressPrinter(2, 4, out=io.StringIO(), clock=Clock(), metric="final_test_loss"))
     printer.on_trial_result(0, [], RELU, report(RELU, 0, test_loss=0.01))  # before training: not a result
-    assert printer.best() is None
+    assert printer.best() is None and printer.best_so_far() is None
     printer.on_trial_result(0, [], RELU, report(RELU, 1, test_loss=0.5))
     printer.on_trial_result(0, [], TANH, report(TANH, 1, test_loss=0.3))
-    printer.on_trial_result(0, [], TANH, report(TANH, 2, test_loss=0.1, status="diverged"))
-    assert printer.line().split(" | ")[1] == "best final_test_loss 0.3000 tanh-default-adam-lr0.01-s0"
+    # Nothing finished: a best so far, named so, with its epoch.
+    assert printer.line().split(" | ")[1] == f"best so far final_test_loss 0.3000 {TANH_NAME} (epoch 1)"
+    printer.on_trial_result(0, [], TANH, report(TANH, 2, test_loss=0.1, status="diverged", reason="train loss nan"))
+    # Diverged: finished with its last finite figure (0.3), never the diverged epoch's.
+    assert printer.line().split(" | ")[1] == f"best final_test_loss 0.3000 {TANH_NAME}"
     printer.on_trial_result(0, [], RELU, report(RELU, 2, test_loss=0.2))
-    assert printer.line().split(" | ")[1] == "best final_test_loss 0.2000 relu-default-adam-lr0.01-s0"
+    # relu's 0.2 is not final until relu has finished.
+    assert printer.line().split(" | ")[1] == f"best final_test_loss 0.3000 {TANH_NAME}"
+    printer.on_trial_complete(0, [], RELU)
+    assert printer.line().split(" | ")[1] == f"best final_test_loss 0.2000 {RELU_NAME}"
 
 
-def test_best_accuracy_is_the_latest_value_of_each_trial():
+def test_best_accuracy_so_far_is_the_latest_value_of_each_trial():
     printer = started(ProgressPrinter(2, 4, out=io.StringIO(), clock=Clock()))
     printer.on_trial_result(0, [], RELU, report(RELU, 1, test_acc=0.9))
     printer.on_trial_result(0, [], TANH, report(TANH, 1, test_acc=0.8))
-    printer.on_trial_result(0, [], RELU, report(RELU, 2, test_acc=0.7))  # relu's final accuracy is now 0.7
-    assert printer.line().split(" | ")[1] == "best final_test_acc 0.8000 tanh-default-adam-lr0.01-s0"
+    printer.on_trial_result(0, [], RELU, report(RELU, 2, test_acc=0.7))  # relu's latest accuracy is now 0.7
+    assert printer.line().split(" | ")[1] == f"best so far final_test_acc 0.8000 {TANH_NAME} (epoch 1)"
     printer.on_trial_result(0, [], TANH, report(TANH, 2, test_acc=math.nan))
-    assert printer.best() == (0.8, "tanh-default-adam-lr0.01-s0")
+    assert printer.best_so_far() == (0.8, TANH_NAME, 1)
 
 
 def test_time_left_comes_from_epochs_per_second_after_start_up():
@@ -67,10 +83,76 @@ def test_time_left_comes_from_epochs_per_second_after_start_up():
     printer.on_trial_result(0, [], RELU, report(RELU, 1))
     # 1 epoch in the 10 s since the first report; 3 epochs left: 30 s (not 3 x 110 s).
     assert printer.line() == ("[1m50s] 0/2 done, 2 running, 0 pending, 0 failed"
-                              " | best final_test_acc 0.5000 relu-default-adam-lr0.01-s0 | ~30s left")
+                              f" | best so far final_test_acc 0.5000 {RELU_NAME} (epoch 1) | ~30s left")
     clock.now = 115.0
     printer.on_trial_result(0, [], TANH, report(TANH, 1))
     assert printer.line().endswith(" | ~15s left")  # 2 epochs in 15 s, 2 left
+
+
+def test_running_retrying_pending_failed_and_no_time_left_once_nothing_is_left():
+    # Two of three configurations fit at once; 2 epochs each.
+    clock = Clock()
+    failures = Failures("/nonexistent", max_failures=1)
+    printer = started(ProgressPrinter(3, 6, out=io.StringIO(), clock=clock, epochs=2, failures=failures))
+    for trial in (RELU, TANH):
+        printer.on_trial_result(0, [], trial, report(trial, 0))
+    clock.now = 10.0
+    printer.on_trial_result(0, [], RELU, report(RELU, 1))
+    assert printer.line() == (f"[10s] 0/3 done, 2 running, 1 pending, 0 failed | best so far final_test_acc 0.5000 "
+                              f"{RELU_NAME} (epoch 1) | ~50s left")
+    # relu's attempt fails and waits for its retry: retrying, not running; elu takes its place.
+    printer.on_trial_recover(0, [], ray_trial(CONFIGS[0], failures=1))
+    printer.on_trial_start(0, [], ELU)
+    assert printer.line().startswith("[10s] 0/3 done, 2 running, 1 retrying, 0 pending, 0 failed")
+    printer.on_trial_result(0, [], TANH, report(TANH, 1))
+    printer.on_trial_result(0, [], TANH, report(TANH, 2))
+    printer.on_trial_complete(0, [], TANH)
+    printer.on_trial_start(0, [], RELU)  # relu's retry starts
+    assert printer.line().startswith("[10s] 1/3 done, 2 running, 0 pending, 0 failed")
+    # relu fails again, its last attempt: failed, and its epoch left leaves the estimate.
+    printer.on_trial_error(0, [], ray_trial(CONFIGS[0], failures=2))
+    assert printer.epochs_dropped == 1
+    printer.on_trial_result(0, [], ELU, report(ELU, 0, status="diverged", reason="train loss nan at epoch 0"))
+    assert printer.epochs_dropped == 3
+    printer.on_trial_complete(0, [], ELU)  # the diverged trial's Ray trial ends: still diverged, not completed
+    assert printer.line() == (f"[10s] 2/3 done (1 diverged), 0 running, 0 pending, 1 failed | best final_test_acc "
+                              f"0.5000 {TANH_NAME}")  # no time left: nothing runs or waits
+    lines = printer.out.getvalue().splitlines()
+    assert [line for line in lines if not line.startswith("[")] == [
+        f"FAILED {RELU_NAME}: Error: the trial failed (no error was recorded) (attempt 1 of 2, retrying; "
+        "traceback in Tune's error.txt of the trial)",
+        f"finished {TANH_NAME}",
+        f"FAILED {RELU_NAME}: Error: the trial failed (no error was recorded) (attempt 2 of 2, no attempts left; "
+        "traceback in Tune's error.txt of the trial)",
+        f"diverged {ELU_NAME}: train loss nan at epoch 0",
+    ]
+
+
+def test_a_stopped_trial_counts_as_stopped_with_its_final_figure():
+    printer = started(ProgressPrinter(2, 4, out=io.StringIO(), clock=Clock(), epochs=2))
+    printer.on_trial_result(0, [], RELU, report(RELU, 1, test_acc=0.1, status="stopped", reason="stopped@1 chance"))
+    printer.on_trial_complete(0, [], RELU)
+    assert printer.line() == f"[0s] 1/2 done (1 stopped), 1 running, 0 pending, 0 failed | best final_test_acc 0.1000 {RELU_NAME}"
+    assert printer.out.getvalue().splitlines()[0] == f"stopped {RELU_NAME}: stopped@1 chance"
+
+
+def test_each_failed_attempt_is_one_line_with_its_cause_and_where_the_traceback_is(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with RayLog(tmp_path / "sweep.log") as log:
+        failures = Failures(tmp_path, max_failures=2, log=log)
+        printer = started(ProgressPrinter(2, 4, out=io.StringIO(), clock=Clock(), failures=failures))
+        try:
+            raise ValueError("boom")
+        except ValueError as exc:
+            # As Tune's controller logs a failed attempt (the runner keeps TUNE_PRINT_ALL_TRIAL_ERRORS on).
+            logging.getLogger("ray.tune.execution.tune_controller").error(f"Trial task failed for trial {RELU_NAME}",
+                                                                          exc_info=exc)
+        printer.on_trial_recover(0, [], ray_trial(CONFIGS[0], failures=1))
+    assert printer.out.getvalue().splitlines()[0] == (
+        f"FAILED {RELU_NAME}: ValueError: boom (attempt 1 of 3, retrying; traceback in sweep.log)")
+    logged = (tmp_path / "sweep.log").read_text()
+    assert f"Trial task failed for trial {RELU_NAME}\nTraceback (most recent call last):\n" in logged
+    assert logged.endswith("ValueError: boom\n")
 
 
 def test_a_resumed_trial_counts_only_the_epochs_trained_in_this_run():
@@ -79,7 +161,7 @@ def test_a_resumed_trial_counts_only_the_epochs_trained_in_this_run():
     printer.on_trial_start(0, [], RELU)
     clock.now = 5.0
     printer.on_trial_result(0, [], RELU, report(RELU, 1, resumed_from=1))  # replayed epoch 1
-    assert printer.out.getvalue() == "resumed relu-default-adam-lr0.01-s0 from epoch 1\n"
+    assert printer.out.getvalue() == f"resumed {RELU_NAME} from epoch 1\n"
     assert not printer.line().endswith("left")
     clock.now = 9.0
     printer.on_trial_result(0, [], RELU, report(RELU, 2, resumed_from=1))
@@ -95,5 +177,18 @@ def test_a_trial_retried_after_its_node_died_says_where_it_continues_from():
     printer.on_trial_start(0, [], RELU)  # Tune starts it again after its worker was lost
     printer.on_trial_result(0, [], RELU, report(RELU, 1, resumed_from=1))  # the replay of its checkpointed epoch
     printer.on_trial_result(0, [], RELU, report(RELU, 2, resumed_from=1))
-    assert printer.out.getvalue() == "resumed relu-default-adam-lr0.01-s0 from epoch 1\n"  # once per start
+    assert printer.out.getvalue() == f"resumed {RELU_NAME} from epoch 1\n"  # once per start
     assert printer._trained() == 2  # epochs 1 and 2, counted once each
+
+
+def test_no_time_left_while_nothing_trains():
+    clock = Clock()
+    printer = started(ProgressPrinter(2, 4, out=io.StringIO(), clock=clock, epochs=2,
+                                      failures=Failures("/nonexistent", max_failures=1)), RELU)
+    printer.on_trial_result(0, [], RELU, report(RELU, 0))
+    clock.now = 10.0
+    printer.on_trial_result(0, [], RELU, report(RELU, 1))
+    assert printer.line().endswith(" | ~30s left")
+    printer.on_trial_recover(0, [], ray_trial(CONFIGS[0], failures=1))  # waits for its retry; tanh not started
+    assert printer.line() == (f"[10s] 0/2 done, 0 running, 1 retrying, 1 pending, 0 failed | best so far "
+                              f"final_test_acc 0.5000 {RELU_NAME} (epoch 1)")

@@ -1,4 +1,8 @@
-"""The runner's decisions before training: nothing left behind by a failed start; how trials are fused."""
+"""The runner's decisions before training: nothing left behind by a failed start; how trials are fused; what is
+finished (nothing left to do starts no Ray); folders checked for writing."""
+import sys
+
+import pytest
 import yaml
 
 from db.engine import init_db, make_engine, session_scope
@@ -52,3 +56,96 @@ def test_bundles_are_even_and_each_activation_and_optimizer_a_contiguous_run():
     assert plan_bundles(todo, 1) == [[t] for t in todo]
     assert [bundle_name(b) for b in plan_bundles(todo, 8)] == [
         "relu-default-adam-lr0.001-s0+7", "softsign-default-adam-lr0.001-s0+7"]
+
+
+def finished_sweep(tmp_path, statuses: dict[str, tuple[str, int]]):
+    """A sweep spec of three configurations whose trials the database already holds with `statuses` (by
+    activation: (status, epochs done))."""
+    from db.queries import update_trial
+    from sweep.runner import record_plan
+
+    spec = parse_spec({"name": "t", "dataset": {"name": "synthetic", "train_limit": 64, "test_limit": 32},
+                       "epochs": 2, "grid": {"activation": list(statuses), "optimizer": [{"name": "adam", "lr": 0.01}]},
+                       "output": str(tmp_path / "runs")})
+    trials = expand_grid(spec)
+    spec.sweep_dir.mkdir(parents=True)
+    engine = make_engine(spec.database_url)
+    init_db(engine)
+    ids = record_plan(engine, spec, trials, [])
+    with session_scope(engine) as s:
+        for t in trials:
+            status, epochs = statuses[t.activation]
+            update_trial(s, ids[t.config_hash], status=status, epochs_done=epochs)
+    engine.dispose()
+    return spec
+
+
+def test_nothing_left_to_do_says_so_without_starting_ray(tmp_path, monkeypatch):
+    import io
+
+    import sweep.runner as runner
+
+    def no_ray(*args):
+        raise AssertionError("Ray started")
+
+    monkeypatch.setattr(runner, "ray_session", no_ray)
+    spec = finished_sweep(tmp_path, {"relu": ("completed", 2), "tanh": ("diverged", 1), "elu": ("stopped", 1)})
+    out = io.StringIO()
+    summary = runner.run_sweep(spec, out=out)
+    assert (summary.total, summary.skipped, summary.statuses, summary.exit_code) == (3, 3, {}, 0)
+    assert out.getvalue() == (f"sweep t: 3 trials (3 already finished, 1 of them stopped by a stop rule), "
+                              f"database sqlite:///{tmp_path}/runs/sweep.db, TensorBoard logs in {spec.sweep_dir}\n")
+    # A stopped trial trains on when asked to: that needs Ray.
+    with pytest.raises(AssertionError, match="Ray started"):
+        runner.run_sweep(spec, out=io.StringIO(), resume_stopped=True)
+
+
+def test_what_counts_as_finished():
+    from sweep.runner import _finished
+
+    assert [_finished(s, 3) for s in (None, ("completed", 3), ("completed", 2), ("diverged", 1), ("stopped", 1),
+                                      ("failed", 3), ("interrupted", 2), ("running", 3), ("pending", 0))] == \
+        [False, True, False, True, True, False, False, False, False]
+    assert _finished(("stopped", 1), 3, resume_stopped=True) is False
+    assert _finished(("diverged", 1), 3, resume_stopped=True) is True
+
+
+@pytest.mark.parametrize("make,parents,message", [
+    (lambda base: base / "new", False, None),
+    (lambda base: base / "a" / "b", False, "folder {base}/a/b cannot be made: {base}/a does not exist"),
+    (lambda base: base / "a" / "b", True, None),
+    (lambda base: base / "file" / "x", True, "folder {base}/file/x cannot be made: {base}/file is not a folder"),
+])
+def test_a_folder_to_write_into_is_checked_without_making_anything(tmp_path, make, parents, message):
+    from sweep.cluster import FolderError, writable_folder
+
+    (tmp_path / "file").write_text("x")
+    folder = make(tmp_path)
+    if message is None:
+        assert writable_folder(folder, parents=parents) == folder
+    else:
+        with pytest.raises(FolderError) as refused:
+            writable_folder(folder, parents=parents)
+        assert str(refused.value) == message.format(base=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing made, no probe left
+
+
+def test_a_read_only_folder_is_refused_in_one_line(tmp_path):
+    import subprocess
+
+    from sweep.cluster import writable_folder
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    # A read-only bind mount of its own, in a private mount namespace (root can write through any mode bits).
+    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+                            'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && exec "$2" -c "$3" "$1"',
+                            "sh", str(ro), sys.executable,
+                            "import sys; from pathlib import Path; from sweep.cluster import FolderError, writable_folder\n"
+                            "for f in (Path(sys.argv[1]), Path(sys.argv[1]) / 'plots'):\n"
+                            "    try: writable_folder(f)\n"
+                            "    except FolderError as e: print(e)\n"],
+                           capture_output=True, text=True, timeout=60)
+    assert probe.stdout == (f"folder {ro} is not writable: Read-only file system\n"
+                            f"folder {ro}/plots is not writable: Read-only file system\n"), probe.stderr
+    assert writable_folder(ro) == ro and list(ro.iterdir()) == []  # outside that namespace it is writable
