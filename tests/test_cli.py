@@ -59,8 +59,8 @@ def _spec(tmp_path, **extra):
 def test_run_refuses_an_unwritable_output_folder_before_training(tmp_path, capsys):
     (tmp_path / "plain-file").write_text("")
     assert main(["run", _spec(tmp_path, output=str(tmp_path / "plain-file" / "runs"))]) == 1
-    assert capsys.readouterr().err == (f"Error: output folder {tmp_path / 'plain-file' / 'runs' / 't'} is not "
-                                       "writable: Not a directory\n")
+    assert capsys.readouterr().err == (f"Error: output folder {tmp_path / 'plain-file' / 'runs' / 't'} cannot be "
+                                       f"made: {tmp_path / 'plain-file'} is not a folder\n")
 
 
 def test_run_refuses_a_database_of_another_schema_version_before_training(tmp_path, capsys):
