@@ -449,7 +449,6 @@ def _same_axes(panels: dict[str, tuple], cells: dict[str, tuple[int, int]], stat
             ax.xaxis.set_minor_locator(NullLocator())
             ax.yaxis.set_minor_locator(NullLocator())
             ax.yaxis.set_major_locator(FixedLocator(ticks_y) if c == 0 else NullLocator())
-            ax.tick_params(labelsize=7)
         top.xaxis.set_major_locator(NullLocator())
         lowest = (r + 1, c) not in occupied
         bottom.xaxis.set_major_locator(FixedLocator(ticks_x) if lowest else NullLocator())
@@ -462,7 +461,13 @@ def _same_axes(panels: dict[str, tuple], cells: dict[str, tuple[int, int]], stat
             bottom.set_ylabel("weight grad. std", fontsize=7)
 
 
+# Small tick labels in dynamics.png, from the settings (tick_params on each panel made every one of them
+# build a tick it never drew).
+DYNAMICS_STYLE = {"xtick.labelsize": 7, "ytick.labelsize": 7}
+
+
 @_styled
+@matplotlib.rc_context(DYNAMICS_STYLE)
 def plot_dynamics(dynamics: pd.DataFrame, path: Path, stat: str = "std", ranking: list[str] | None = None,
                   colors: dict[str, Look] | None = None, of: int | None = None, metric: str | None = None
                   ) -> Path:
