@@ -95,8 +95,9 @@ class TrialError:
 
     @property
     def text(self) -> str:
-        """For trials.error: the cause as a user would write it, then where in the trial it happened."""
-        return self.line + (f"\n{self.frame}" if self.frame else "")
+        """For trials.error: where in the trial it happened, then the cause as a user would write it: a
+        traceback of one frame, in Python's order (the cause last, as a report's one-line view reads it)."""
+        return (f"{self.frame}\n" if self.frame else "") + self.line
 
     @property
     def errno(self) -> int | None:

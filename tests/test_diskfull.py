@@ -129,10 +129,10 @@ def test_a_full_disk_ends_the_sweep_in_one_line_and_the_rerun_completes(namespac
     assert "resumed" not in stdout
     assert dict(query(db, "SELECT name, status FROM trials")) == {
         TANH_ADAM: "failed", TANH_SGD: "interrupted", RELU_ADAM: "pending", RELU_SGD: "pending"}
-    # The stored error: the cause as raised in the trial and the trial's own frame where it surfaced
-    # (TensorBoard's writer thread fails; the trial sees it at its next write or flush), no Ray wrapper.
+    # The stored error: the trial's own frame where it surfaced (TensorBoard's writer thread fails; the trial
+    # sees it at its next write or flush) and the cause as raised there, in Python's order; no Ray wrapper.
     (error,), = query(db, f"SELECT error FROM trials WHERE name = '{TANH_ADAM}'")
-    cause, frame, source = error.split("\n")
+    frame, source, cause = error.split("\n")
     assert cause == "OSError: [Errno 28] No space left on device"
     found = re.fullmatch(r'  File "sweep/trial\.py", line (\d+), in (\w+)', frame)
     assert found, error

@@ -16,6 +16,7 @@ from db.engine import init_db, make_engine
 from sweep import recorder
 from sweep.data import synthetic
 from sweep.grid import expand_grid
+from sweep.report import short_error
 from sweep.recorder import DatabaseRecorder, Failures, HaltSweep, RayLog, TrialError, error_of, parse_error, unfixable
 from sweep.runner import record_plan
 from sweep.spec import parse_spec
@@ -60,11 +61,12 @@ def test_the_error_text_of_an_ordinary_exception_inside_a_trial(tmp_path):
     assert isinstance(wrapped, ValueError)
     assert "\x1b[" in str(wrapped) and "ray::ImplicitFunc.train()" in str(wrapped)  # what trials.error held
     error = error_of(wrapped)
-    assert error.text == (f"ValueError: no room for epoch 0\n"
-                          f'  File "sweep/trial.py", line {own.lineno}, in {own.name}\n'
-                          f"    {own.line}")
+    assert error.text == (f'  File "sweep/trial.py", line {own.lineno}, in {own.name}\n'
+                          f"    {own.line}\n"
+                          f"ValueError: no room for epoch 0")
     assert own.line.startswith("report(")
     assert error.line == "ValueError: no room for epoch 0"
+    assert short_error(error.text) == error.line  # what the report shows of it
     # Read back from Tune's error.txt (the fallback when the exception was not caught on its way): the same.
     error_txt = tmp_path / "error.txt"
     error_txt.write_text(f"Failure # 1 (occurred at 2026-12-01_19-11-13)\nRuntimeError: an earlier attempt\n"
