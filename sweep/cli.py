@@ -19,6 +19,10 @@ from pathlib import Path
 # program() has switched the garbage collector off (see there).
 from sweep.spec import DEFAULT_OUTPUT, METRICS, SpecError, load_spec
 
+# What `sweep plot --stat` takes: db.series.DYNAMICS_STATS, spelled here so that building the parser imports
+# neither pandas nor SQLAlchemy (tests/test_analysis_cli.py holds the two equal).
+DYNAMICS_STATS = ("mean", "std", "p98", "zero_frac", "dead_frac", "sat_frac")
+
 EXAMPLES = """examples:
   sweep run sweeps.yaml                    train every configuration of the study
   sweep run sweeps.yaml --address auto     the same on an existing Ray cluster
@@ -321,18 +325,24 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    """Write PNG pictures of a sweep: accuracy curves, depth profiles, a heat map.
+    """Write PNG pictures of a sweep: accuracy curves, depth profiles, each layer over training, a heat map.
 
-    The heat map shows the same numbers as `sweep report --by F1,F2`: finished
-    trials at the sweep's current epochs.
+    dynamics.png draws each layer's activation statistic (--stat) and
+    weight-gradient std against training images seen, a panel per
+    configuration (of a big sweep: its 5 best and 5 worst). The heat map
+    shows the same numbers as `sweep report --by F1,F2`: finished trials
+    at the sweep's current epochs; before any has finished, a line says so
+    instead. A configuration has one colour in every picture.
 
     Examples:
       sweep plot                                    the latest sweep, into runs/plots/<sweep>/
       sweep plot fashion-activations --epochs 1,3 --heatmap activation,optimizer
       sweep plot --metric best_test_acc --heatmap activation,gain
+      sweep plot --stat sat_frac                    each layer's saturation over training
     """
     from db import sqlite_path
     from db.queries import curves_frame, depth_frame, stats_epochs
+    from db.series import dynamics_frame, shown_configurations
     from sweep.forked import Forked, spare_core
     from sweep.report import FACTORS, RANK_METRICS
 
@@ -342,8 +352,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
     factors = _factor_list("--heatmap", args.heatmap, exactly=2)
 
     def read():
-        """The epochs of the depth profiles (--epochs checked), the trials with their figures, the curves,
-        the depth profiles. Forked, it opens connections of its own (db.engine, at fork)."""
+        """The epochs of the depth profiles (--epochs checked), the trials with their figures, the
+        configurations best first, the curves, the depth profiles, and the dynamics of the configurations
+        the pictures name (db.series.shown_configurations: a big sweep's best and worst only). Forked, it
+        opens connections of its own (db.engine, at fork)."""
         available = stats_epochs(engine, name)
         if not available:
             raise CliError(f"sweep {name} has no statistics yet; wait for its first epoch")
@@ -352,39 +364,54 @@ def cmd_plot(args: argparse.Namespace) -> int:
         if missing:
             raise CliError(f"--epochs: no statistics for epoch {missing[0]}; available: "
                            f"{', '.join(map(str, available))}", 2)
-        return (chosen, _results(engine, name, sweep_epochs), curves_frame(engine, name, args.facet),
-                depth_frame(engine, name, chosen))
+        results = _results(engine, name, sweep_epochs)
+        finished = results[results["finished"]]
+        # Configurations best first by the metric (finished seeds' mean), for the lines a big sweep names.
+        means = finished.groupby("label")[metric].mean().dropna()
+        ranking = list(means.sort_values(ascending=not RANK_METRICS[metric], kind="stable").index)
+        curves = curves_frame(engine, name, args.facet)
+        shown = shown_configurations(list(curves["label"].unique()), ranking)
+        return (chosen, results, ranking, curves, depth_frame(engine, name, chosen),
+                dynamics_frame(engine, name, args.stat, shown))
 
     # Where a core is spare, a second process reads while this one imports matplotlib (0.5 s each on a
     # 1,000-trial sweep, at the same time; a thread could not: the import holds the GIL, and the reads want
-    # it for every row). Then the accuracy curves are drawn in one process while this one draws the depth
-    # profiles and the heat map.
+    # it for every row). Then the accuracy curves and the heat map are drawn in one process while this one
+    # draws the depth profiles and the dynamics (0.6 s and 0.75 s of CPU on that sweep).
     fork = spare_core()
     reading = Forked(read, fork=fork, what="reading the sweep")
     try:
-        from sweep.plot import draw_all, plot_curves, plot_depth, plot_heatmap
+        from sweep.plot import (draw_all, heatmap_missing, plot_curves, plot_depth, plot_dynamics, plot_heatmap,
+                                sweep_palette)
     except BaseException:
         reading.reap()
         raise
-    chosen, results, curves, depth = reading.result()
+    chosen, results, ranking, curves, depth, dynamics = reading.result()
     _known_factors("--heatmap", args.heatmap, factors, results)
     finished = results[results["finished"]]
-    # Configurations best first by the metric (finished seeds' mean), for the lines a big sweep names.
-    means = finished.groupby("label")[metric].mean().dropna()
-    ranking = list(means.sort_values(ascending=not RANK_METRICS[metric], kind="stable").index)
+    colors = sweep_palette(curves, args.facet, ranking)  # one colour per configuration in every picture
     if args.out:
         out = Path(args.out)
     elif sqlite_path(engine.url) is not None:
         out = sqlite_path(engine.url).parent / "plots" / name
     else:
         out = Path(DEFAULT_OUTPUT) / "plots" / name
-    written = draw_all(fork=fork, pictures=[
-        (out / "accuracy.png", lambda: plot_curves(curves, out / "accuracy.png", args.facet, ranking)),
-        (out / "depth.png", lambda: plot_depth(depth, out / "depth.png", chosen, ranking)),
-        (out / "heatmap.png", lambda: plot_heatmap(finished, metric, tuple(factors), out / "heatmap.png")),
-    ])
-    for path in written:
+    pictures = [(out / "accuracy.png", lambda: plot_curves(curves, out / "accuracy.png", args.facet, ranking, colors))]
+    no_heatmap = heatmap_missing(finished, metric, sweep_epochs)
+    if no_heatmap is None:
+        pictures.append((out / "heatmap.png",
+                         lambda: plot_heatmap(finished, metric, tuple(factors), out / "heatmap.png")))
+    forked = len(pictures)  # drawn in the forked process; the others here
+    pictures += [
+        (out / "depth.png", lambda: plot_depth(depth, out / "depth.png", chosen, ranking, colors)),
+        (out / "dynamics.png", lambda: plot_dynamics(dynamics, out / "dynamics.png", args.stat, ranking, colors,
+                                                     of=curves["label"].nunique(), metric=metric)),
+    ]
+    written = draw_all(pictures, fork=fork, forked=forked)
+    for path in sorted(written, key=lambda p: p.name):  # accuracy, depth, dynamics, heatmap
         print(path)
+    if no_heatmap:
+        print(f"sweep {name}: {no_heatmap}", file=sys.stderr)
     return 0
 
 
@@ -492,6 +519,9 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--heatmap", default="activation,init", metavar="F1,F2",
                       help="two factors of the heat map, any that sweep report --by takes (default activation,init)")
     plot.add_argument("--metric", choices=list(METRICS), help="metric of the heat map (default: the spec's)")
+    plot.add_argument("--stat", choices=DYNAMICS_STATS, default="std",
+                      help="the activations' statistic dynamics.png draws for each layer over training (default "
+                           "std; p98 and sat_frac are Glorot & Bengio's)")
     plot.set_defaults(func=cmd_plot)
 
     tb = sub.add_parser("tensorboard", help="TensorBoard over a sweep's trial folders",

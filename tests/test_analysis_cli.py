@@ -110,18 +110,53 @@ def test_bad_report_options(capsys, recorded_db, args, message):
     assert code == 2 and err == f"Error: {message}\n"
 
 
+DYNAMICS_SIZE = (677, 829, 4)
+
+
 def test_plot_writes_real_images_of_the_expected_size(capsys, recorded_db, tmp_path):
     code = main(["plot", "--db", f"sqlite:///{recorded_db / 'sweep.db'}", "--out", str(tmp_path),
                  "--epochs", "1,3", "--heatmap", "activation,optimizer"])
     assert code == 0
-    assert capsys.readouterr().out.split() == [str(tmp_path / f) for f in ("accuracy.png", "depth.png", "heatmap.png")]
-    sizes = {name: matplotlib.image.imread(tmp_path / name).shape for name in ("accuracy.png", "depth.png", "heatmap.png")}
-    # Widths from the legends beside the panels, measured by plot.py (commit e200119 on).
-    assert sizes == {"accuracy.png": (450, 1718, 4), "depth.png": (900, 1232, 4), "heatmap.png": (600, 800, 4)}
+    names = ("accuracy.png", "depth.png", "dynamics.png", "heatmap.png")
+    assert capsys.readouterr().out.split() == [str(tmp_path / f) for f in names]
+    sizes = {name: matplotlib.image.imread(tmp_path / name).shape for name in names}
+    # Heights fixed by the panels; widths: the panels' plus the legend beside them, measured by plot.py.
+    # dynamics.png: 2 activations x 2 optimizers, a cell of two panels each, and the legend.
+    assert sizes == {"accuracy.png": (450, 1718, 4), "depth.png": (900, 1232, 4), "dynamics.png": DYNAMICS_SIZE,
+                     "heatmap.png": (600, 800, 4)}
     # Not blank: many distinct colours in each picture.
     for name in sizes:
         pixels = matplotlib.image.imread(tmp_path / name).reshape(-1, 4)
         assert len({tuple(p) for p in pixels[:: max(1, len(pixels) // 20000)]}) > 50
+
+
+def test_plot_of_a_sweep_with_nothing_finished_says_so_instead_of_a_heat_map(capsys, tmp_path):
+    """Every trial has statistics but none has finished the sweep's epochs: the curves, depth profiles and
+    dynamics are drawn, the heat map is not, and one line on stderr says why (no matplotlib warning)."""
+    from test_plot import STUDY, build_study
+
+    engine, _ = build_study(tmp_path, {**STUDY, "epochs": 5})
+    engine.dispose()
+    assert main(["plot", "--db", str(tmp_path / "sweep.db"), "--out", str(tmp_path / "p")]) == 0
+    out, err = capsys.readouterr()
+    assert out.split() == [str(tmp_path / "p" / f) for f in ("accuracy.png", "depth.png", "dynamics.png")]
+    assert err == ("sweep study: no heat map: no trial has finished its 5 epochs with a final_test_acc yet "
+                   "(it pools finished trials, as sweep report --by does)\n")
+
+
+def test_plot_stat_takes_the_layer_statistics_dynamics_frame_reads(capsys, recorded_db, tmp_path):
+    from db.series import DYNAMICS_STATS
+    from sweep.cli import DYNAMICS_STATS as OFFERED
+
+    assert OFFERED == DYNAMICS_STATS
+    with pytest.raises(SystemExit) as exit_:
+        main(["plot", "--db", str(recorded_db / "sweep.db"), "--out", str(tmp_path), "--stat", "median"])
+    assert exit_.value.code == 2 and not (tmp_path / "dynamics.png").exists()
+    assert capsys.readouterr().err == ("Error: sweep plot: argument --stat: invalid choice: 'median' (choose from "
+                                       "'mean', 'std', 'p98', 'zero_frac', 'dead_frac', 'sat_frac'); see sweep "
+                                       "plot --help\n")
+    assert main(["plot", "--db", str(recorded_db / "sweep.db"), "--out", str(tmp_path), "--stat", "sat_frac"]) == 0
+    assert (tmp_path / "dynamics.png").exists()
 
 
 def test_plot_rejects_epochs_without_statistics(capsys, recorded_db, tmp_path):

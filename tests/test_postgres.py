@@ -127,7 +127,7 @@ def test_sweep_plot_on_postgresql_draws_what_it_draws_on_sqlite(runs, tmp_path, 
     monkeypatch.setattr(sweep.forked, "spare_core", lambda: fork)
     for name, where in (("sqlite", reference), ("postgresql", url)):
         assert main(["plot", "--db", where, "--out", str(tmp_path / name)]) == 0
-    pictures = ("accuracy.png", "depth.png", "heatmap.png")
+    pictures = ("accuracy.png", "depth.png", "dynamics.png", "heatmap.png")
     assert capsys.readouterr().out.split() == [str(tmp_path / n / p) for n in ("sqlite", "postgresql") for p in pictures]
     for picture in pictures:
         np.testing.assert_array_equal(matplotlib.image.imread(tmp_path / "postgresql" / picture),
