@@ -96,7 +96,10 @@ class CliError(Exception):
 def cmd_run(args: argparse.Namespace) -> int:
     """Run (or continue) the sweep described by a spec file.
 
-    Example: sweep run sweeps.yaml
+    Examples:
+      sweep run sweeps.yaml                      train what is not finished yet
+      sweep run sweeps.yaml --resume-stopped     also continue the trials a stop rule ended
+      sweep run sweeps.yaml -v                   with Ray's own output, for debugging
     """
     from sweep.runner import RunError, run_sweep
 
@@ -106,7 +109,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     gc.freeze()
     gc.enable()
     try:
-        summary = run_sweep(spec, address=args.address, progress_interval=args.progress_interval)
+        summary = run_sweep(spec, address=args.address, progress_interval=args.progress_interval,
+                            resume_stopped=args.resume_stopped, verbose=args.verbose)
     except RunError as exc:
         raise CliError(str(exc)) from None
     parts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()))
@@ -469,6 +473,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "machine belongs to (default: start a Ray of its own on this machine, 127.0.0.1 only)")
     run.add_argument("--progress-interval", type=_number("a number of seconds >= 1", 1.0), default=15.0, metavar="S",
                      help="seconds between progress lines (default 15)")
+    run.add_argument("--resume-stopped", action="store_true",
+                     help="continue the trials a stop rule ended, to the end, exempt from the rules (default: a "
+                          "stopped trial stays stopped while its rule, as the spec now sets it, still holds)")
+    run.add_argument("-v", "--verbose", action="store_true", default=None,
+                     help="show Ray's own output and tracebacks on the terminal (default: into runs/<sweep>/sweep.log;"
+                          " also SWEEP_VERBOSE=1)")
     run.set_defaults(func=cmd_run)
 
     report = sub.add_parser("report", help="ranked table of configurations",
