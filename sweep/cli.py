@@ -350,6 +350,13 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from sweep.forked import Forked, spare_core
     from sweep.report import FACTORS, RANK_METRICS
 
+    if args.out:  # checked, nothing made, before the database is opened
+        from sweep.cluster import FolderError, writable_folder
+
+        try:
+            writable_folder(Path(args.out))
+        except FolderError as exc:
+            raise CliError(f"--out: {exc}", 2) from None
     engine, name, metric, sweep_epochs = _open_sweep(args)
     if args.facet not in FACTORS:
         raise CliError(f"--facet {args.facet!r} is not a factor; use one of {', '.join(FACTORS)}", 2)

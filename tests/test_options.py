@@ -40,3 +40,10 @@ def test_a_factor_given_twice_is_one_line(recorded_db, capsys, tmp_path):
     assert main(["plot", "--db", db, "--heatmap", "init,init", "--out", str(out)]) == 2
     assert capsys.readouterr().err == "Error: --heatmap 'init,init': init appears twice; give different factors\n"
     assert not out.exists()
+
+
+def test_plot_out_under_a_missing_folder_is_one_line(recorded_db, capsys, tmp_path):
+    out = tmp_path / "no" / "plots"
+    assert main(["plot", "--db", str(recorded_db / "sweep.db"), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"Error: --out: folder {out} cannot be made: {tmp_path / 'no'} does not exist\n"
+    assert list(tmp_path.iterdir()) == []
