@@ -7,7 +7,7 @@ Without --db it runs the default study (sweeps.yaml: 16 configurations,
 3 epochs of Fashion-MNIST, about 5 minutes on 2 cores, longer on a busy
 machine) into a temporary folder, with data/ of this checkout. Then it runs
 `sweep plot` and writes each picture into docs/img/, re-encoded with 256
-colours (PIL's adaptive palette, optimised), which keeps each under 150 KB
+colours (PIL's adaptive palette, optimised), which keeps each under 150 kB
 (sweep plot writes its PNGs with light compression, for speed). Prints
 each file with its size. Exit 1 when the study or the plot fails.
 """
@@ -60,7 +60,7 @@ def main() -> None:
             drawn = folder / "plots" / name
             if drawn.exists():
                 size = small_png(drawn, IMAGES / name)
-                print(f"{IMAGES / name}: {size / 1024:.0f} KB")
+                print(f"{IMAGES / name}: {size / 1000:.0f} kB")
 
 
 if __name__ == "__main__":
