@@ -241,11 +241,31 @@ def _stored_statuses(spec: SweepSpec) -> dict[str, tuple[str, int]] | None:
         engine = make_engine(url)
         try:
             with session_scope(engine) as s:
-                return trial_statuses(s, spec.name)
+                return _release_stops(spec, engine, trial_statuses(s, spec.name))
         finally:
             engine.dispose()
     except Exception:  # no such table, unreachable, another schema: _open_database says so
         return None
+
+
+def _release_stops(spec: SweepSpec, engine, done: dict[str, tuple[str, int]]) -> dict[str, tuple[str, int]]:
+    """`done` with each stopped trial whose stop no longer holds under the spec's `stop:` (a rule's patience
+    raised, its threshold loosened, the rule or asha removed: sweep.stopping.stays_stopped on its recorded
+    epochs) as "released": not finished, so it continues from its checkpoint, judged by the rules as now set."""
+    if not any(state == "stopped" for state, _ in done.values()):
+        return done
+    from db.queries import epoch_metrics_frame, trials_frame
+    from sweep.stopping import stays_stopped
+
+    trials = trials_frame(engine, spec.name)
+    epochs = epoch_metrics_frame(engine, spec.name)
+    out = dict(done)
+    for row in trials[trials["status"] == "stopped"].itertuples():
+        rows = epochs[(epochs["trial_id"] == row.trial_id) & (epochs["epoch"] >= 1)].sort_values("epoch")
+        history = [{k: (None if v != v else v) for k, v in r.items()} for r in rows.to_dict("records")]
+        if row.config_hash in out and not stays_stopped(spec.stop, row.error or "", history):
+            out[row.config_hash] = ("released", out[row.config_hash][1])
+    return out
 
 
 def _plan_line(spec: SweepSpec, trials: list[TrialConfig], done: dict, resume_stopped: bool, out) -> None:
@@ -318,14 +338,16 @@ def _run_locked(spec: SweepSpec, trials: list[TrialConfig], data, out, progress_
     """The part of run_sweep that holds the sweep's lock and Ray: database, plan, training."""
     engine = _open_database(spec.database_url)
     with session_scope(engine) as s:
-        done = trial_statuses(s, spec.name)
+        done = _release_stops(spec, engine, trial_statuses(s, spec.name))
     todo = [t for t in trials if not _finished(done.get(t.config_hash), spec.epochs, resume_stopped)]
+    # Trials continued by --resume-stopped run to the end, judged by no stop rule.
+    exempt = {t.config_hash for t in todo if done.get(t.config_hash, ("new", 0))[0] == "stopped"}
     _plan_line(spec, trials, done, resume_stopped, out)
     if not todo:
         return RunSummary(len(trials), len(trials), {}, False)
     # Epochs left to train, for the time estimate: trials continue from where they stopped.
     epochs_left = sum(max(0, spec.epochs - done.get(t.config_hash, ("new", 0))[1]) for t in todo)
-    return _tune(spec, trials, todo, data, engine, out, progress_interval, epochs_left, verbose)
+    return _tune(spec, trials, todo, data, engine, out, progress_interval, epochs_left, verbose, exempt)
 
 
 # Most members per fused bundle on one GPU: measured on an H100 (issue 8), a
@@ -415,7 +437,23 @@ def record_plan(engine, spec: SweepSpec, trials: list[TrialConfig], todo: list[T
     return trial_ids
 
 
-def _tune(spec, trials, todo, data, engine, out, progress_interval, epochs_left, verbose: bool) -> RunSummary:
+def _stopping(spec: SweepSpec, trials: list[TrialConfig], engine, exempt: set[str]) -> tuple[dict, object]:
+    """What the trials need of the spec's `stop:` (sweep.trial.ray_trainable), and the sweep's rung store
+    (a Ray actor, seeded with the rung results earlier runs recorded) where it has `asha:`."""
+    if not spec.stop.rules and spec.stop.asha is None:
+        return {}, None
+    from db.queries import epoch_metrics_frame
+    from sweep.stopping import recorded_rungs, start_rung_store
+
+    seeded = recorded_rungs(epoch_metrics_frame(engine, spec.name), spec.stop, spec.metric, spec.epochs) \
+        if spec.stop.asha is not None else {}
+    store = start_rung_store(spec.stop, spec.metric, spec.epochs, spec.name, seeded)
+    order = {t.config_hash: i for i, t in enumerate(trials)} if spec.stop.asha is not None else {}
+    return {"stop": spec.stop.to_dict(), "metric": spec.metric, "exempt": sorted(exempt), "order": order}, store
+
+
+def _tune(spec, trials, todo, data, engine, out, progress_interval, epochs_left, verbose: bool,
+          exempt: set[str] = frozenset()) -> RunSummary:
     # Ray's own result files and TensorBoard loggers would duplicate what
     # we write; keep its verbose tables and worker logs off the terminal.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -423,10 +461,10 @@ def _tune(spec, trials, todo, data, engine, out, progress_interval, epochs_left,
     from sweep.recorder import RayLog
 
     with RayLog(spec.sweep_dir / LOG_FILE, verbose) as log:
-        return _fit(spec, trials, todo, data, engine, out, progress_interval, epochs_left, verbose, log)
+        return _fit(spec, trials, todo, data, engine, out, progress_interval, epochs_left, verbose, log, exempt)
 
 
-def _fit(spec, trials, todo, data, engine, out, progress_interval, epochs_left, verbose, log) -> RunSummary:
+def _fit(spec, trials, todo, data, engine, out, progress_interval, epochs_left, verbose, log, exempt) -> RunSummary:
     import ray
     from ray import tune
 
@@ -455,10 +493,12 @@ def _fit(spec, trials, todo, data, engine, out, progress_interval, epochs_left, 
         recorder = DatabaseRecorder(engine, trial_ids, failures=failures)
         printer = ProgressPrinter(len(todo), epochs_left, progress_interval, out, metric=spec.metric,
                                   epochs=spec.epochs, failures=failures)
+        stopping, rung_store = _stopping(spec, trials, engine, exempt)  # the store lives while this frame does
         trainable = tune.with_resources(tune.with_parameters(ray_trainable, data=data), {"cpu": cpu, "gpu": gpu})
         tuner = tune.Tuner(
             trainable,
-            param_space={"bundle": tune.grid_search([[t.to_dict() for t in b] for b in bundles]), "cpus": cpu},
+            param_space={"bundle": tune.grid_search([[t.to_dict() for t in b] for b in bundles]), "cpus": cpu,
+                         **stopping},
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=spec.resources.max_concurrent,
                 # A fresh worker pays seconds of `import torch` per trial; reuse it.

@@ -177,12 +177,15 @@ class Stopper:
 
     `judge` is the rung store's decision function (Rungs.judge, or a Ray actor's); None without ASHA.
     `exempt`: config hashes of trials resumed after a stop (`sweep run --resume-stopped`): they run to
-    the end, judged by no rule and entering no rung.
+    the end, judged by no rule and entering no rung. `order`: config hash -> the trial's place in the
+    grid (sweep.grid.expand_grid); members reaching a rung together are judged in that order, the order
+    in which one-at-a-time trials reach it (a bundle's members are ordered for fusion instead).
     """
 
     def __init__(self, stop: StopSpec, metric: str, epochs: int,
-                 judge: Callable[[int, list[float]], list[bool]] | None = None, exempt=frozenset()):
-        self.stop, self.epochs, self.exempt = stop, epochs, frozenset(exempt)
+                 judge: Callable[[int, list[float]], list[bool]] | None = None, exempt=frozenset(),
+                 order: Mapping[str, int] | None = None):
+        self.stop, self.epochs, self.exempt, self.order = stop, epochs, frozenset(exempt), dict(order or {})
         self.column = RUNG_VALUE[metric][0]
         self.rungs = set(rung_epochs(stop.asha, epochs)) if stop.asha is not None else set()
         if stop.asha is not None and judge is None:
@@ -203,7 +206,8 @@ class Stopper:
             if reason is not None:
                 stopped[k] = reason
         if epoch in self.rungs:
-            at_rung = [k for k in judged if k not in stopped]
+            at_rung = sorted((k for k in judged if k not in stopped),
+                             key=lambda k: (self.order.get(results[k].get("config_hash"), k), k))
             values = [float(results[k][self.column]) for k in at_rung]
             for k, keep in zip(at_rung, self.judge(epoch, values) if at_rung else []):
                 if not keep:

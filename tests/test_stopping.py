@@ -82,11 +82,13 @@ def test_stopper_judges_rules_first_then_the_rung_never_after_the_last_epoch():
         seen.append((rung, values))
         return [v > 0.5 for v in values]
 
-    stopper = Stopper(stop, "final_test_acc", epochs=3, judge=judge)
+    stopper = Stopper(stop, "final_test_acc", epochs=3, judge=judge, order={"a": 2, "b": 1, "c": 0})
     histories = [h({"test_acc": 0.1}), h({"test_acc": 0.6}), h({"test_acc": 0.4})]
-    results = [{"test_acc": 0.1}, {"test_acc": 0.6}, {"test_acc": 0.4}]
+    results = [{"config_hash": "a", "test_acc": 0.1}, {"config_hash": "b", "test_acc": 0.6},
+               {"config_hash": "c", "test_acc": 0.4}]
     assert stopper.decide(1, histories, results) == {0: "stopped@1 chance", 2: "stopped@1 asha"}
-    assert seen == [(1, [0.6, 0.4])]  # a member a rule stopped never enters the rung
+    # A member a rule stopped never enters the rung; the others enter in the grid's order (c before b).
+    assert seen == [(1, [0.4, 0.6])]
     assert stopper.decide(3, histories, results) == {}
 
 
@@ -248,3 +250,49 @@ def test_a_rerun_keeps_a_stop_while_its_rule_still_holds_and_exempts_resumed_tri
                       exempt={"b"})
     results = [{"config_hash": "a", "test_acc": 0.1}, {"config_hash": "b", "test_acc": 0.1}]
     assert stopper.decide(1, [h({"test_acc": 0.1})] * 2, results) == {0: "stopped@1 chance"}
+
+
+# --------------------------------------------------------------------------- whole sweeps through Ray
+
+def test_sweeps_fused_and_not_stop_the_same_trials_and_a_rerun_keeps_or_resumes_them(tmp_path):
+    """Through the CLI and Ray Tune: `fuse: off` one trial at a time and `fuse: 4` stop the same trials at the
+    same epochs (the rung store an actor of the driver's); `sweep run` again leaves them stopped without
+    starting Ray; `--resume-stopped` continues them to the end."""
+    import sqlite3
+
+    import yaml
+    from test_end_to_end import sweep_cli
+
+    base = {"dataset": {"name": "synthetic", "train_limit": 256, "test_limit": 200}, "epochs": 3,
+            "batch_size": 32, "stats_every": 4, "output": "out",
+            "grid": {"activation": ["sigmoid", "tanh"], "init": ["xavier_uniform"], "optimizer": [SIGMOID_SGD, ADAM]},
+            "stop": {"chance": {"margin": 0.05, "epochs": 2}, "asha": {"grace": 1, "reduction": 2}}}
+    for name, resources in (("off", {"fuse": "off", "max_concurrent": 1}), ("four", {"fuse": 4})):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({**base, "name": name, "resources": resources}))
+        run = sweep_cli("run", f"{name}.yaml", cwd=tmp_path)
+        assert run.returncode == 0, run.stdout + run.stderr
+    db = sqlite3.connect(tmp_path / "out" / "sweep.db")
+
+    def ends(sweep):
+        return sorted(db.execute("SELECT t.label, t.status, t.epochs_done, t.error FROM trials t JOIN sweeps s "
+                                 "USING (sweep_id) WHERE s.name = ?", (sweep,)).fetchall())
+
+    assert ends("off") == ends("four")
+    # Rung 1 in grid order: sigmoid SGD 0.125 (first: on), sigmoid Adam 0.115 (below the median 0.12: stopped),
+    # tanh SGD 0.035 (stopped), tanh Adam 1.0 (on); sigmoid SGD at 0.125 two epochs in a row: chance.
+    assert ends("four") == [("sigmoid-xavier_uniform-adam-lr0.01", "stopped", 1, "stopped@1 asha"),
+                            ("sigmoid-xavier_uniform-sgd-lr0.001", "stopped", 2, "stopped@2 chance"),
+                            ("tanh-xavier_uniform-adam-lr0.01", "completed", 3, None),
+                            ("tanh-xavier_uniform-sgd-lr0.001", "stopped", 1, "stopped@1 asha")]
+    stopped = [row for row in ends("off") if row[1] == "stopped"]
+    assert stopped, ends("off")
+    again = sweep_cli("run", "off.yaml", cwd=tmp_path)
+    assert again.returncode == 0
+    assert f"4 trials (4 already finished, {len(stopped)} of them stopped by a stop rule)" in again.stdout
+    assert "done: nothing to run" in again.stdout
+    resumed = sweep_cli("run", "off.yaml", "--resume-stopped", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert {row[1:3] for row in ends("off")} == {("completed", 3)}
+    epochs = db.execute("SELECT t.label, count(*) FROM epoch_metrics e JOIN trials t USING (trial_id) JOIN sweeps s "
+                        "USING (sweep_id) WHERE s.name = 'off' GROUP BY t.label").fetchall()
+    assert {n for _, n in epochs} == {4}  # epochs 0-3, each once
