@@ -592,12 +592,14 @@ def plot_heatmap(trials: pd.DataFrame, metric: str, factors: tuple[str, str], pa
     """Mean of `metric` over two factors (all else and seeds pooled), values written in the cells; brighter is
     better (the colour scale reversed for a loss). Nothing is drawn, and None returned, where no trial has a
     value (heatmap_missing says why). 800 x 600 px."""
-    from sweep.report import RANK_METRICS
+    from sweep.report import RANK_METRICS, factor_matrix
 
     if heatmap_missing(trials, metric):
         return None
     rows_f, cols_f = factors
-    matrix = trials.pivot_table(index=rows_f, columns=cols_f, values=metric, aggfunc="mean", sort=False)
+    # The numbers of `sweep report --by F1,F2` (finished trials; values shown as the report shows them:
+    # '0.9', 'auto', '-' where an optimizer does not set the hyper-parameter), in the same order.
+    matrix = factor_matrix(trials, metric, factors)
     fig, ax = plt.subplots(figsize=(8, 6))
     names = [str(i) for i in matrix.index]
     # Room for the widest row name (measured: it may be "kaiming_uniform" or "0.1") and the colour bar's

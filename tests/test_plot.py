@@ -494,7 +494,8 @@ def test_two_seeds_show_their_range_and_accuracy_stays_within_0_and_1(drawn, tmp
 
 def test_heat_map_of_a_loss_is_brighter_where_lower_and_of_nothing_finished_is_one_line(drawn, tmp_path, recwarn):
     trials = pd.DataFrame({"activation": ["relu", "relu", "tanh"], "init": ["a", "b", "a"],
-                           "final_test_loss": [0.3, 0.5, 0.4], "final_test_acc": [0.9, 0.8, 0.85]})
+                           "final_test_loss": [0.3, 0.5, 0.4], "final_test_acc": [0.9, 0.8, 0.85],
+                           "finished": [True, True, True]})
     for metric in ("final_test_loss", "final_test_acc"):
         plot.plot_heatmap(trials, metric, ("activation", "init"), tmp_path / f"{metric}.png")
     for fig, metric, cmap, better in zip(drawn, ("final_test_loss", "final_test_acc"), ("viridis_r", "viridis"),
