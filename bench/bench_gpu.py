@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_train import blog_loop, study, sweep_loop  # noqa: E402
+from sweep.data import load_dataset  # noqa: E402
 
 
 class PeakMemory:
@@ -72,7 +73,8 @@ def main() -> None:
     data_dir = ROOT / "data"
     out = Path(args.out or tempfile.mkdtemp())
     figures["a_blog_loop"] = measured("(a) blog loop", lambda: blog_loop(data_dir, args.images, "cuda"))
-    figures["b_one_trial"] = measured("(b) one trial", lambda: sweep_loop(data_dir, args.images, out / "b", "cuda"))
+    data = load_dataset("fashion_mnist", data_dir, args.images, None)
+    figures["b_one_trial"] = measured("(b) one trial", lambda: sweep_loop(data, args.images, out / "b", "cuda"))
     figures["c_study_unfused"] = measured("(c) default study, unfused, 0.25 GPU each",
                                           lambda: study(out / "c", resources={"gpu": 0.25, "fuse": "off"}))
     figures["d_study_fused"] = measured("(d) default study, fused",

@@ -10,9 +10,16 @@ its parts, from its own output:
   run:    that line -> "done:" (trial workers starting, training, Ray's shutdown)
   exit:   "done:" -> the process gone (the interpreter's way out)
 
+With --breakdown it runs this tree only, with bench/startup_probe/ first on
+PYTHONPATH (its sitecustomize.py timestamps imports and chosen calls in the
+driver and in every process Ray starts), and prints where the time of the
+`sweep run` goes, phase by phase on the driver's clock, with what the trial
+workers did meanwhile (median (fastest) of the runs, seconds).
+
 Usage:
   python bench/bench_startup.py                       # vs 0fbff52 (before the two changes), 3 runs each
   python bench/bench_startup.py --baseline 7f42c20 --runs 5
+  python bench/bench_startup.py --breakdown --runs 3  # where the time goes
 """
 from __future__ import annotations
 
@@ -40,11 +47,18 @@ SPEC = {
 }
 
 
-def one_run(tree: Path, folder: Path) -> dict[str, float]:
-    """One `sweep run` of SPEC in a fresh `folder` with the code of `tree`: its phases in seconds."""
+PROBE = Path(__file__).resolve().parent / "startup_probe"
+
+
+def one_run(tree: Path, folder: Path, probe: Path | None = None, env: dict[str, str] | None = None) -> dict[str, float]:
+    """One `sweep run` of SPEC in a fresh `folder` with the code of `tree` (and `env` added to the
+    environment): its phases in seconds. With `probe` (a file), the processes log their timestamps there
+    (bench/startup_probe/sitecustomize.py)."""
     folder.mkdir(parents=True)
     (folder / "spec.yaml").write_text(yaml.safe_dump(SPEC))
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+    env = {**os.environ, **(env or {}), "PYTHONPATH": str(tree)}
+    if probe is not None:
+        env.update(PYTHONPATH=f"{PROBE}{os.pathsep}{tree}", SWEEP_STARTUP_PROBE=str(probe))
     start = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "sweep.cli", "run", "spec.yaml", "--progress-interval", "1000"],
                             cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -58,7 +72,105 @@ def one_run(tree: Path, folder: Path) -> dict[str, float]:
         raise SystemExit(f"the sweep in {folder} failed (exit {proc.returncode})")
     end = time.monotonic()
     return {"wall": end - start, "start": marks["header"] - start, "run": marks["done"] - marks["header"],
-            "exit": end - marks["done"]}
+            "exit": end - marks["done"], "ended": time.time()}
+
+
+# The driver's phases, in order: (name, the event that ends it: the first call's start, the last call's end or
+# the first call's end of a probed function). Each starts where the one before ended.
+PHASES = (
+    ("Python starts (interpreter, site)", "probe"),
+    ("imports (torch, SQLAlchemy, pandas)", "call:sweep.spec.load_spec"),
+    ("the spec (every optimizer setting built once: TorchDynamo's import)", "end:sweep.spec.load_spec"),
+    ("the sweep's stored settings and statuses", "call:sweep.runner.load_dataset"),
+    ("data load", "end:sweep.runner.load_dataset"),
+    ("Ray starts (GCS, raylet, its Python processes)", "end:sweep.cluster._start_local"),
+    ("database, plan, ray.tune import, data into the object store", "call:ray.tune.Tuner.fit"),
+    ("trial workers start (their imports: Ray, Tune, torch)", "call:sweep.trial.ray_trainable"),
+    ("first trial's members (network, checkpoint, TensorBoard writer)", "call:models.fused.FusedNet.__init__"),
+    ("first trial's optimizers (TorchDynamo's import)", "first_end:models.fused.FusedNet.__init__"),
+    ("first trial's evaluation before training, first step", "call:models.graph.StepRunner.plain"),
+    ("training: every trial, 2 at a time", "end:sweep.trial.ray_trainable"),
+    ("Tune ends the trials", "end:ray.tune.Tuner.fit"),
+    ("Ray shuts down", "end:ray.shutdown"),
+    ("the program exits", "exit"),
+)
+
+
+def breakdown(log: Path, ended: float) -> tuple[dict[str, float], dict[str, float]]:
+    """The driver's phases (PHASES) of one probed run, seconds, and what the processes did besides."""
+    import json
+
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    driver = next(r["pid"] for r in rows if r["event"] == "start" and "sweep.cli" in r["argv"] or
+                  r["event"] == "start" and r["argv"].startswith("-m run"))
+    calls = [r for r in rows if r["event"] == "call"]
+
+    def first(name: str) -> float:
+        return min(r["t0"] for r in calls if r["name"] == name)
+
+    def last_end(name: str) -> float:
+        return max(r["t1"] for r in calls if r["name"] == name)
+
+    def first_end(name: str) -> float:
+        return min((r for r in calls if r["name"] == name), key=lambda r: r["t0"])["t1"]
+
+    start = next(r for r in rows if r["event"] == "start" and r["pid"] == driver)
+    marks = [start["t0"]]
+    for _, end in PHASES:
+        kind, _, name = end.partition(":")
+        marks.append({"probe": lambda: start["t1"], "exit": lambda: ended, "call": lambda: first(name),
+                      "end": lambda: last_end(name), "first_end": lambda: first_end(name)}[kind]())
+    phases = {name: b - a for (name, _), a, b in zip(PHASES, marks, marks[1:])}
+    workers = {r["pid"] for r in calls if r["name"] == "sweep.trial.ray_trainable"}
+    imports = [r for r in rows if r["event"] == "import" and r["pid"] in workers]
+    reports = [r for r in rows if r["event"] == "report" and r["epoch"]]
+
+    def total(name: str, pids=None) -> float:
+        return sum(r["t1"] - r["t0"] for r in calls if r["name"] == name and (pids is None or r["pid"] in pids))
+
+    ray_pids = {r["pid"] for r in rows if r["event"] == "start" and r["pid"] != driver}
+    besides = {
+        "Python processes Ray started (trial workers among them)": len(ray_pids),
+        "of them trial workers": len(workers),
+        "a trial worker's imports (ray twice: Ray's setup_worker.py, then the worker), mean":
+            sum(r["t1"] - r["t0"] for r in imports if r["name"] == "ray") / max(1, len(workers)),
+        "  ray.tune (pandas within), mean": sum(r["t1"] - r["t0"] for r in imports if r["name"] == "ray.tune")
+        / max(1, len(workers)),
+        "  torch, mean": sum(r["t1"] - r["t0"] for r in imports if r["name"] == "torch") / max(1, len(workers)),
+        "  torch._dynamo (the first optimizer), mean": sum(r["t1"] - r["t0"] for r in imports
+                                                           if r["name"] == "torch._dynamo") / max(1, len(workers)),
+        "training epochs, all trials (epoch_seconds)": sum(r["epoch_seconds"] for r in reports),
+        "evaluations, all trials": total("models.fused.FusedNet.evaluate"),
+        "checkpoints, all trials": total("sweep.trial._Member.save"),
+        "the driver's database writes (recorder callbacks)": sum(
+            r["t1"] - r["t0"] for r in calls if r["pid"] == driver and r["name"].startswith("sweep.recorder.")),
+    }
+    return phases, besides
+
+
+def show_breakdown(runs: int, env: dict[str, str]) -> None:
+    got: list[tuple[dict[str, float], dict[str, float]]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(runs):
+            folder = Path(tmp) / f"run-{i}"
+            log = Path(tmp) / f"probe-{i}.jsonl"
+            figures = one_run(ROOT, folder, probe=log, env=env)
+            got.append(breakdown(log, figures["ended"]))
+            print(f"run {i + 1}/{runs}: {figures['wall']:.1f} s", file=sys.stderr)
+
+    def cell(values) -> str:
+        values = list(values)
+        return f"{statistics.median(values):5.2f} ({min(values):5.2f})"
+
+    print(f"`sweep run` of a 4-trial synthetic sweep (3 epochs x 2,000 images, 2 at a time), {runs} runs; "
+          "seconds, median (fastest)")
+    print("\nthe driver's clock:")
+    for name, _ in PHASES:
+        print(f"  {name:<78} {cell(p[name] for p, _ in got)}")
+    print(f"  {'whole `sweep run`':<78} {cell(sum(p.values()) for p, _ in got)}")
+    print("\nmeanwhile:")
+    for name in got[0][1]:
+        print(f"  {name:<78} {cell(b[name] for _, b in got)}")
 
 
 def main() -> None:
@@ -67,15 +179,25 @@ def main() -> None:
                         help="commit to compare with (default 0fbff52: before the program skipped the teardown "
                              "and the trial workers stopped importing SQLAlchemy)")
     parser.add_argument("--runs", type=int, default=3, help="runs per side (default 3)")
+    parser.add_argument("--breakdown", action="store_true", help="this tree only: where the time goes")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="set in this tree's runs only (repeatable): a setting tried before it is coded; "
+                             "with --baseline HEAD the difference is the setting's")
     args = parser.parse_args()
+    env = dict(item.split("=", 1) for item in args.env)
+    if args.breakdown:
+        show_breakdown(args.runs, env)
+        return
     with tempfile.TemporaryDirectory() as tmp, baseline_code(args.baseline) as base:
         sides = {f"baseline {args.baseline}": base, "this tree": ROOT}
         got: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
         for i in range(args.runs):
             for name, tree in sides.items():
-                got[name].append(one_run(tree, Path(tmp) / f"{name.split()[0]}-{i}"))
+                got[name].append(one_run(tree, Path(tmp) / f"{name.split()[0]}-{i}",
+                                         env=env if name == "this tree" else None))
                 print(f"run {i + 1}/{args.runs} {name}: {got[name][-1]['wall']:.1f} s", file=sys.stderr)
-    print(f"{args.runs} runs per side, alternating; seconds, median (fastest)")
+    print(f"{args.runs} runs per side, alternating; seconds, median (fastest)"
+          + (f"; this tree with {' '.join(args.env)}" if env else ""))
     print(f"{'':>28} {'wall':>13} {'start':>13} {'run':>13} {'exit':>13}")
     for name, runs in got.items():
         cells = [f"{statistics.median(r[k] for r in runs):5.1f} ({min(r[k] for r in runs):5.1f})"

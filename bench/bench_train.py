@@ -3,21 +3,31 @@
 (a) the blog's loop: torchvision FashionMNIST + ToTensor + DataLoader (batch 64,
     shuffled), loss.item() every batch, statistics every 100 batches;
 (b) this project's trial loop (sweep.trial.run_trial): tensors in memory,
-    batches by index, statistics every 100 batches, TensorBoard on.
-Both train the same LeNet on the same images with one torch thread (what a
-1-CPU trial gets), and compute the same per-layer statistics, so the
-difference is the loop itself.
+    batches by index, statistics every 100 batches, TensorBoard on;
+(c) a bare loop over the same resident data: the trial's model, optimizer,
+    batch order and statistics (every 100 batches and on the epoch's last full
+    batch, as the trial takes them), a plain module, no TensorBoard, no reports.
+All train the same LeNet (ReLU, Xavier uniform, Adam lr 0.001, seed 0) on the
+same images with one torch thread (what a 1-CPU trial gets), and compute the
+same per-layer statistics, so the differences are the loops themselves: (b)/(a)
+is what this project gains over the blog, (b)/(c) what the trial loop costs
+over the least a loop can do (target: >= 0.95). The loops take turns, best of
+--repeats each.
 
 With --study it also runs the default study (sweeps.yaml) into a temporary
 folder and compares its wall time with the sum of its trials' training time.
 
-    python bench/bench_train.py --images 30000
+    python bench/bench_train.py --images 20000 --repeats 3
+    python bench/bench_train.py --loops bare trial --repeats 5   # the trial loop's price alone
+    python bench/bench_train.py --loops bare trial --baseline f68b527 --repeats 5   # and a commit's trial loop
     python bench/bench_train.py --study
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -31,14 +41,18 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# Set by --baseline for the process that runs another commit's trial loop: its db/, sweep/ and models/ first.
+CODE = os.environ.get("BENCH_TRAIN_CODE")
+if CODE:
+    sys.path.insert(0, CODE)
 
-from models.nets import LeNet, weight_layers  # noqa: E402
-from models.registry import init_weights  # noqa: E402
+from models.nets import LeNet, build_model, weight_layers  # noqa: E402
+from models.registry import ACTIVATIONS, init_weights, make_optimizer  # noqa: E402
 from models.stats import snapshot_stats  # noqa: E402
-from sweep.data import load_dataset, prepare_fashion_mnist  # noqa: E402
-from sweep.grid import expand_grid  # noqa: E402
+from sweep.data import Arrays, load_dataset, prepare_fashion_mnist  # noqa: E402
+from sweep.grid import TrialConfig, expand_grid  # noqa: E402
 from sweep.spec import load_spec  # noqa: E402
-from sweep.trial import run_trial  # noqa: E402
+from sweep.trial import closing_batch, run_trial  # noqa: E402
 
 
 def blog_loop(data_dir: Path, images: int, device: str = "cpu") -> float:
@@ -72,16 +86,83 @@ def blog_loop(data_dir: Path, images: int, device: str = "cpu") -> float:
     return seen / (time.perf_counter() - start)
 
 
-def sweep_loop(data_dir: Path, images: int, workdir: Path, device: str = "cpu") -> float:
-    """Images/s of run_trial's training epoch (evaluation excluded) over `images` images."""
+def bench_config(images: int, workdir: Path) -> TrialConfig:
+    """The benchmarked configuration: the default study's ReLU + Xavier uniform + Adam, one epoch."""
     spec = load_spec(ROOT / "sweeps.yaml")
     cfg = next(t for t in expand_grid(spec) if t.activation == "relu" and t.init == "xavier_uniform"
                and t.optimizer == "adam")
-    cfg = replace(cfg, epochs=1, train_limit=images, logdir=str(workdir / "trial"))
-    data = load_dataset("fashion_mnist", data_dir, images, None)
-    reports = []
-    run_trial(cfg, data, reports.append, device=device)
-    return images / reports[-1]["epoch_seconds"]
+    return replace(cfg, epochs=1, train_limit=images, logdir=str(workdir / "trial"))
+
+
+def sweep_loop(data: Arrays, images: int, workdir: Path, device: str = "cpu") -> float:
+    """Images/s of run_trial's training epoch (evaluation excluded) over `images` images."""
+    return sweep_loop_clocks(data, images, workdir, device)[0]
+
+
+def sweep_loop_clocks(data: Arrays, images: int, workdir: Path, device: str = "cpu") -> tuple[float, float]:
+    """Images per second of run_trial's training epoch, per wall-clock second and per second of the
+    process's CPU time. The CPU time is read at the epoch's own clock readings (sweep.trial's first two
+    time.perf_counter() calls after the report before training: the epoch's start and end)."""
+    import sweep.trial as trial
+
+    reports, readings = [], []
+
+    class Clock:
+        def __getattr__(self, name):
+            return getattr(time, name)
+
+        def perf_counter(self) -> float:
+            if reports and reports[-1]["epoch"] == 0:
+                readings.append(time.process_time())
+            return time.perf_counter()
+
+    trial.time = Clock()
+    try:
+        run_trial(bench_config(images, workdir), data, reports.append, device=device)
+    finally:
+        trial.time = time
+    return images / reports[-1]["epoch_seconds"], images / (readings[1] - readings[0])
+
+
+def bare_loop(data: Arrays, images: int, workdir: Path, device: str = "cpu") -> tuple[float, float]:
+    """Images per wall-clock second and per CPU second of the least loop that trains what (b) trains: the trial's configuration built as the trial
+    builds it (seed, network, initialisation, optimizer, batch order), batches by index from resident
+    tensors, the losses summed on the device, statistics every stats_every batches and on the epoch's last
+    full batch (with the mean loss of the window read then) and the epoch's mean loss read at its end."""
+    cfg = bench_config(images, workdir)
+    device = torch.device(device)
+    x, y = (torch.from_numpy(a).to(device) for a in (data.train_x, data.train_y))
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, cfg.activation, cfg.hidden)
+    init_weights(model, cfg.init, cfg.gain, cfg.activation)
+    model.to(device)
+    optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.hyper())
+    order = torch.Generator().manual_seed(cfg.seed)
+    weights, bounds = weight_layers(model), ACTIVATIONS[cfg.activation].bounds
+    n, size = len(x), cfg.batch_size
+    closing = closing_batch(n, size)
+    start, cpu = time.perf_counter(), time.process_time()
+    perm = torch.randperm(n, generator=order).to(device)
+    epoch_loss = torch.zeros((), device=device)
+    window_loss = torch.zeros((), device=device)
+    window = 0
+    for batch, first in enumerate(range(0, n, size), 1):
+        idx = perm[first:first + size]
+        logits, acts = model(x[idx])
+        loss = F.cross_entropy(logits, y[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        epoch_loss += loss.detach() * len(idx)
+        window_loss += loss.detach()
+        window += 1
+        if batch % cfg.stats_every == 0 or batch == closing:
+            (window_loss / window).item()
+            window_loss.zero_()
+            window = 0
+            snapshot_stats(acts, weights, bounds)
+        optimizer.step()
+    (epoch_loss / n).item()
+    return n / (time.perf_counter() - start), n / (time.process_time() - cpu)
 
 
 def study(out: Path, spec_file: str = "sweeps.yaml", resources: dict | None = None) -> dict:
@@ -107,8 +188,6 @@ def study(out: Path, spec_file: str = "sweeps.yaml", resources: dict | None = No
     wall = time.perf_counter() - start
     with sqlite3.connect(out / "sweep.db") as conn:
         train, n, images = conn.execute("SELECT SUM(run_seconds), COUNT(*), SUM(images_seen) FROM trials").fetchone()
-    import os
-
     slots = os.cpu_count()  # CPU trials run 1 CPU each, so this many at once
     ideal = train / slots
     return {"trials": n, "wall_s": round(wall, 1), "images_per_s": round(images / wall),
@@ -116,25 +195,75 @@ def study(out: Path, spec_file: str = "sweeps.yaml", resources: dict | None = No
             "ideal_wall_s": round(ideal, 1), "overhead_share": round(1 - ideal / wall, 3)}
 
 
+LOOPS = {"blog": "blog_loop_img_per_s", "trial": "sweep_loop_img_per_s", "bare": "bare_loop_img_per_s"}
+
+
+def run_loop(name: str, args) -> tuple[float, float | None]:
+    """Images per wall-clock second and per CPU second (None for the blog's loop, whose DataLoader's
+    processes it would leave out) of one run of loop `name`, here (the child process of one_process)."""
+    torch.set_num_threads(1)
+    data_dir = Path(args.data_dir)
+    if name == "blog":
+        return blog_loop(data_dir, args.images), None
+    data = load_dataset("fashion_mnist", data_dir, args.images, None)
+    with tempfile.TemporaryDirectory() as tmp:
+        return (sweep_loop_clocks if name == "trial" else bare_loop)(data, args.images, Path(tmp))
+
+
+def one_process(name: str, args, code: Path = ROOT) -> tuple[float, float | None]:
+    """run_loop in a fresh process, with the code (db/, sweep/, models/) in `code`: every run, of this
+    tree or of a baseline commit, starts alike (imports, allocator, caches)."""
+    out = subprocess.run([sys.executable, __file__, "--child", name, "--images", str(args.images),
+                          "--data-dir", args.data_dir], env={**os.environ, "BENCH_TRAIN_CODE": str(code)},
+                         check=True, capture_output=True, text=True).stdout
+    return tuple(json.loads(out))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=20000, help="training images per loop (default 20000)")
-    parser.add_argument("--repeats", type=int, default=2, help="alternating repeats of (a) and (b)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each loop, taking turns (default 3)")
+    parser.add_argument("--loops", nargs="+", choices=list(LOOPS), default=list(LOOPS),
+                        help="which loops to run: (a) blog, (b) trial, (c) bare (default all three)")
+    parser.add_argument("--baseline", metavar="COMMIT",
+                        help="also run (b) with this commit's code, taking turns with the others")
     parser.add_argument("--data-dir", default=str(ROOT / "data"))
     parser.add_argument("--study", action="store_true", help="also time the default study (about 5 minutes)")
+    parser.add_argument("--child", choices=list(LOOPS), help=argparse.SUPPRESS)  # one run, its rate on stdout
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    data_dir = Path(args.data_dir)
-    blog, ours = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i in range(args.repeats):  # alternate so drift on a shared machine hits both
-            blog.append(blog_loop(data_dir, args.images))
-            ours.append(sweep_loop(data_dir, args.images, Path(tmp) / str(i)))
-    figures = {
-        "images": args.images, "threads": 1,
-        "blog_loop_img_per_s": round(max(blog)), "sweep_loop_img_per_s": round(max(ours)),
-        "speedup": round(max(ours) / max(blog), 2),
-    }
+    if args.child:
+        print(json.dumps(run_loop(args.child, args)))
+        return
+    runs = {name: (name, ROOT) for name in args.loops}
+    names = {name: LOOPS[name] for name in args.loops}
+    with contextlib.ExitStack() as stack:
+        if args.baseline:
+            from baseline import baseline_code  # bench/, this script's folder
+
+            runs["baseline"] = ("trial", stack.enter_context(baseline_code(args.baseline)))
+            names["baseline"] = f"sweep_loop_{args.baseline}_img_per_s"
+        got: dict[str, list[tuple[float, float | None]]] = {name: [] for name in runs}
+        for i in range(args.repeats):  # take turns, so that drift on a shared machine hits every loop
+            for name, (loop, code) in runs.items():
+                got[name].append(one_process(loop, args, code))
+                wall, cpu = got[name][-1]
+                print(f"run {i + 1}/{args.repeats} {name}: {wall:,.0f} images/s"
+                      + (f" ({cpu:,.0f} per CPU second)" if cpu else ""), file=sys.stderr)
+    # Best of the runs. The wall-clock rate is the target's; on a machine shared with other work, the
+    # rate per CPU second of these 1-thread loops wanders less (time taken by other processes is not counted).
+    best = {name: max(wall for wall, _ in rates) for name, rates in got.items()}
+    best_cpu = {name: max(cpu for _, cpu in rates) for name, rates in got.items() if name != "blog"}
+    figures = {"images": args.images, "threads": 1, "repeats": args.repeats}
+    figures.update({names[name]: round(rate) for name, rate in best.items()})
+    figures.update({names[name].replace("_per_s", "_per_cpu_s"): round(rate) for name, rate in best_cpu.items()})
+    if "blog" in best and "trial" in best:
+        figures["speedup"] = round(best["trial"] / best["blog"], 2)
+    if "bare" in best:
+        for name in ("trial", "baseline"):
+            if name in best:
+                label = "trial" if name == "trial" else args.baseline
+                figures[f"{label}_over_bare"] = round(best[name] / best["bare"], 3)
+                figures[f"{label}_over_bare_cpu"] = round(best_cpu[name] / best_cpu["bare"], 3)
     if args.study:
         with tempfile.TemporaryDirectory() as tmp:
             figures["default_study"] = study(Path(tmp) / "runs")
