@@ -59,7 +59,7 @@ def one_run(tree: Path, folder: Path, probe: Path | None = None, env: dict[str, 
     env = {**os.environ, **(env or {}), "PYTHONPATH": str(tree)}
     if probe is not None:
         env.update(PYTHONPATH=f"{PROBE}{os.pathsep}{tree}", SWEEP_STARTUP_PROBE=str(probe))
-    start = time.monotonic()
+    start, began = time.monotonic(), time.time()
     proc = subprocess.Popen([sys.executable, "-m", "sweep.cli", "run", "spec.yaml", "--progress-interval", "1000"],
                             cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     marks = {}
@@ -72,7 +72,7 @@ def one_run(tree: Path, folder: Path, probe: Path | None = None, env: dict[str, 
         raise SystemExit(f"the sweep in {folder} failed (exit {proc.returncode})")
     end = time.monotonic()
     return {"wall": end - start, "start": marks["header"] - start, "run": marks["done"] - marks["header"],
-            "exit": end - marks["done"], "ended": time.time()}
+            "exit": end - marks["done"], "began": began, "ended": time.time()}
 
 
 # The driver's phases, in order: (name, the event that ends it: the first call's start, the last call's end or
@@ -96,7 +96,7 @@ PHASES = (
 )
 
 
-def breakdown(log: Path, ended: float) -> tuple[dict[str, float], dict[str, float]]:
+def breakdown(log: Path, began: float, ended: float) -> tuple[dict[str, float], dict[str, float]]:
     """The driver's phases (PHASES) of one probed run, seconds, and what the processes did besides."""
     import json
 
@@ -105,17 +105,24 @@ def breakdown(log: Path, ended: float) -> tuple[dict[str, float], dict[str, floa
                   r["event"] == "start" and r["argv"].startswith("-m run"))
     calls = [r for r in rows if r["event"] == "call"]
 
+    # The first trial's phases are read in the worker that started a trial first.
+    first_worker = min((r for r in calls if r["name"] == "sweep.trial.ray_trainable"), key=lambda r: r["t0"])["pid"]
+    in_first_trial = {"models.fused.FusedNet.__init__", "models.graph.StepRunner.plain"}
+
+    def of(name: str) -> list[dict]:
+        return [r for r in calls if r["name"] == name and (name not in in_first_trial or r["pid"] == first_worker)]
+
     def first(name: str) -> float:
-        return min(r["t0"] for r in calls if r["name"] == name)
+        return min(r["t0"] for r in of(name))
 
     def last_end(name: str) -> float:
-        return max(r["t1"] for r in calls if r["name"] == name)
+        return max(r["t1"] for r in of(name))
 
     def first_end(name: str) -> float:
-        return min((r for r in calls if r["name"] == name), key=lambda r: r["t0"])["t1"]
+        return min(of(name), key=lambda r: r["t0"])["t1"]
 
     start = next(r for r in rows if r["event"] == "start" and r["pid"] == driver)
-    marks = [start["t0"]]
+    marks = [began]  # the kernel's start time of a process is known to the second only (/proc/stat's btime)
     for _, end in PHASES:
         kind, _, name = end.partition(":")
         marks.append({"probe": lambda: start["t1"], "exit": lambda: ended, "call": lambda: first(name),
@@ -155,7 +162,7 @@ def show_breakdown(runs: int, env: dict[str, str]) -> None:
             folder = Path(tmp) / f"run-{i}"
             log = Path(tmp) / f"probe-{i}.jsonl"
             figures = one_run(ROOT, folder, probe=log, env=env)
-            got.append(breakdown(log, figures["ended"]))
+            got.append(breakdown(log, figures["began"], figures["ended"]))
             print(f"run {i + 1}/{runs}: {figures['wall']:.1f} s", file=sys.stderr)
 
     def cell(values) -> str:

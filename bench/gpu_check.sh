@@ -3,9 +3,10 @@
 #   1. the GPU tests (bench/gpu_tests.py): a bundle vs its members alone on CUDA, a resume on CUDA,
 #      whole sweeps through Ray with fractional GPUs (unfused) and whole GPUs (fused);
 #   2. side by side on the same card (bench/bench_gpu.py): (a) the blog's loop, (b) one unfused trial,
-#      (c) the default study unfused at 0.25 GPU per trial, (d) the default study fused: images/s,
-#      wall time, peak GPU memory;
-#   3. sweeps-full.yaml (200 epochs) fused, with its report, if (d)'s rate says it fits before the deadline.
+#      (c) the default study unfused at 0.25 GPU per trial, (d) the default study fused, eager steps,
+#      (e) the same with CUDA graphs (SWEEP_CUDA_GRAPHS=1): images/s, wall time, peak GPU memory;
+#   3. (f) sweeps-full.yaml (200 epochs) fused with CUDA graphs, with its report, if (e)'s rate says it
+#      fits before the deadline (else its predicted time is printed).
 # Run from the repository root, with .whl/ carried (bench/gpu_setup.sh says what travels):
 #   bash bench/gpu_check.sh            # GPU_CHECK_SECONDS=480 by default
 # Logs and figures go to $OUT (the device tool's folder) or /tmp/gpu_check.

@@ -6,7 +6,7 @@ the driver passes to Ray's processes, so the driver and every trial worker
 load it. With SWEEP_STARTUP_PROBE=<file> set, each appends JSON lines to that
 file (small appends: whole lines, whatever the process):
 
-  {"pid", "event": "start", "argv", "t0": the process's start (kernel), "t1": now}
+  {"pid", "event": "start", "argv", "t0": the process's start (kernel; to the second), "t1": now}
   {"pid", "event": "import", "name", "t0", "t1"}  a watched package's whole import
   {"pid", "event": "call", "name", "t0", "t1"}    a watched function, each call
   {"pid", "event": "report", "epoch", "epoch_seconds", "t1"}   a trial's report
