@@ -271,12 +271,15 @@ def stays_stopped(stop: StopSpec, reason: str, history: Sequence[Mapping[str, An
     """Whether a trial stopped for `reason` ("stopped@E rule") stays stopped under the spec's `stop` now:
     a rule stop holds while that rule, as the spec now sets it, would have stopped the trial by epoch E on
     its recorded `history` (raise its patience, loosen its threshold or remove it, and the trial goes on);
-    an ASHA stop holds while the spec has `asha:` (its rung results are the sweep's, not the trial's)."""
+    an ASHA stop holds while the spec has `asha:` (its rung results are the sweep's, not the trial's);
+    a reason not of that form stays."""
     at, _, rule = reason.removeprefix("stopped@").partition(" ")
+    if not reason.startswith("stopped@") or not at.isdigit() or rule not in (*RULES, "asha"):
+        return True  # a reason this version cannot read: kept as it is (--resume-stopped continues it)
     if rule == "asha":
         return stop.asha is not None
     rules = [r for r in stop.rules if r.name == rule]
-    if not rules or not at.isdigit():
+    if not rules:
         return False
     return first_stop(rules, [m for m in history if m["epoch"] <= int(at)]) is not None
 

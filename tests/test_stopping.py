@@ -246,6 +246,7 @@ def test_a_rerun_keeps_a_stop_while_its_rule_still_holds_and_exempts_resumed_tri
     assert not stays_stopped(StopSpec(), "stopped@2 chance", history)  # rule removed
     assert stays_stopped(StopSpec((), AshaSpec(1, 2)), "stopped@1 asha", history)
     assert not stays_stopped(same, "stopped@1 asha", history)
+    assert stays_stopped(same, "", history) and stays_stopped(StopSpec(), "stopped by hand", history)
     stopper = Stopper(StopSpec((StopRule("chance", 0.02, 1),), AshaSpec(1, 2)), "final_test_acc", 3,
                       exempt={"b"})
     results = [{"config_hash": "a", "test_acc": 0.1}, {"config_hash": "b", "test_acc": 0.1}]
