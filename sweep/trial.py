@@ -343,9 +343,10 @@ def _train(members: list[_Member], train_x, train_y, test_x, test_y, report, dev
             m.state["epoch"] = epoch
             m.state["measures"] = [*m.state["measures"], epoch_measures(epoch, tests[k][1], rows[k])]
             results[k] = m.result(epoch, mean_losses[k], tests[k], wall, rows[k], "running", None, began)
-        stopped = {going[j]: reason for j, reason in stopper.decide(
-            epoch, [members[k].state["measures"] for k in going], [results[k] for k in going]).items()} \
-            if stopper is not None and going else {}
+        stopped: dict[int, str] = {}  # member -> why a stop rule ends it after this epoch
+        if stopper is not None and going:
+            decided = stopper.decide(epoch, [members[k].state["measures"] for k in going], [results[k] for k in going])
+            stopped = {going[j]: reason for j, reason in decided.items()}
         for k in going:
             m, result = members[k], results[k]
             # The checkpoint keeps the epoch as trained ("running"): resumed, the trial goes on from it.
