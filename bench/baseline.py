@@ -22,17 +22,25 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @contextmanager
 def baseline_code(commit: str) -> Iterator[Path]:
-    """A temporary folder holding db/, sweep/ and models/ as of `commit` (`git archive`), removed after."""
+    """A temporary folder holding sweep/ as of `commit` (`git archive`), removed after. A commit from before
+    db/ and models/ moved into sweep/ has them at the top, as its own imports want; links sweep/db and
+    sweep/models to them, so that a script importing them as sweep.db and sweep.models runs on either."""
     with tempfile.TemporaryDirectory(prefix=f"sweep-{commit}-") as folder:
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "db", "sweep", "models"],
+        listed = subprocess.run(["git", "-C", str(ROOT), "ls-tree", "--name-only", commit],
+                                check=True, capture_output=True, text=True).stdout.split()
+        top = [p for p in ("db", "sweep", "models") if p in listed]
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, *top],
                                  check=True, capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+        for package in ("db", "models"):
+            if package in top:
+                (Path(folder) / "sweep" / package).symlink_to(Path("..") / package)
         yield Path(folder)
 
 
 def schema_version(tree: Path) -> int:
     """The schema version the code in `tree` reads (its db/schema.py's SCHEMA_VERSION)."""
-    found = re.search(r"^SCHEMA_VERSION = (\d+)$", (Path(tree) / "db" / "schema.py").read_text(), re.M)
+    found = re.search(r"^SCHEMA_VERSION = (\d+)$", (Path(tree) / "sweep" / "db" / "schema.py").read_text(), re.M)
     return int(found.group(1))
 
 
@@ -43,7 +51,7 @@ def database_for(tree: Path, db: Path) -> Iterator[Path]:
     only add columns, indexes and tables; db.schema lists them), removed after. An older commit refuses
     a newer database, and this tree upgrades an older one in place: each gets the same sweep in its
     own version."""
-    from db.schema import NEW_TABLES, SCHEMA_VERSION, UPGRADES
+    from sweep.db.schema import NEW_TABLES, SCHEMA_VERSION, UPGRADES
 
     version = schema_version(tree)
     if version == SCHEMA_VERSION:

@@ -28,10 +28,10 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from models.fused import FusedNet  # noqa: E402
-from models.nets import build_model, weight_layers  # noqa: E402
-from models.registry import ACTIVATIONS, init_weights, make_optimizer  # noqa: E402
-from models.stats import snapshot_stats  # noqa: E402
+from sweep.models.fused import FusedNet  # noqa: E402
+from sweep.models.nets import build_model, weight_layers  # noqa: E402
+from sweep.models.registry import ACTIVATIONS, init_weights, make_optimizer  # noqa: E402
+from sweep.models.stats import snapshot_stats  # noqa: E402
 from sweep.data import synthetic  # noqa: E402
 from sweep.grid import TrialConfig, expand_grid  # noqa: E402
 from sweep.spec import load_spec  # noqa: E402

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from bench_report import SyntheticTrial, grid_spec  # noqa: E402
-from db.engine import init_db, make_engine  # noqa: E402
+from sweep.db.engine import init_db, make_engine  # noqa: E402
 from sweep.grid import expand_grid  # noqa: E402
 from sweep.recorder import DatabaseRecorder  # noqa: E402
 from sweep.runner import record_plan  # noqa: E402

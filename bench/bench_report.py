@@ -54,7 +54,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from db.engine import init_db, make_engine  # noqa: E402
+from sweep.db.engine import init_db, make_engine  # noqa: E402
 from sweep.grid import expand_grid  # noqa: E402
 from sweep.recorder import DatabaseRecorder  # noqa: E402
 from sweep.runner import record_plan  # noqa: E402

@@ -86,9 +86,9 @@ PHASES = (
     ("Ray starts (GCS, raylet, its Python processes)", "end:sweep.cluster._start_local"),
     ("database, plan, ray.tune import, data into the object store", "call:ray.tune.Tuner.fit"),
     ("trial workers start (their imports: Ray, Tune, torch)", "call:sweep.trial.ray_trainable"),
-    ("first trial's members (network, checkpoint, TensorBoard writer)", "call:models.fused.FusedNet.__init__"),
-    ("first trial's optimizers (TorchDynamo's import)", "first_end:models.fused.FusedNet.__init__"),
-    ("first trial's evaluation before training, first step", "call:models.graph.StepRunner.plain"),
+    ("first trial's members (network, checkpoint, TensorBoard writer)", "call:sweep.models.fused.FusedNet.__init__"),
+    ("first trial's optimizers (TorchDynamo's import)", "first_end:sweep.models.fused.FusedNet.__init__"),
+    ("first trial's evaluation before training, first step", "call:sweep.models.graph.StepRunner.plain"),
     ("training: every trial, 2 at a time", "end:sweep.trial.ray_trainable"),
     ("Tune ends the trials", "end:ray.tune.Tuner.fit"),
     ("Ray shuts down", "end:ray.shutdown"),
@@ -107,7 +107,7 @@ def breakdown(log: Path, began: float, ended: float) -> tuple[dict[str, float], 
 
     # The first trial's phases are read in the worker that started a trial first.
     first_worker = min((r for r in calls if r["name"] == "sweep.trial.ray_trainable"), key=lambda r: r["t0"])["pid"]
-    in_first_trial = {"models.fused.FusedNet.__init__", "models.graph.StepRunner.plain"}
+    in_first_trial = {"sweep.models.fused.FusedNet.__init__", "sweep.models.graph.StepRunner.plain"}
 
     def of(name: str) -> list[dict]:
         return [r for r in calls if r["name"] == name and (name not in in_first_trial or r["pid"] == first_worker)]
@@ -147,7 +147,7 @@ def breakdown(log: Path, began: float, ended: float) -> tuple[dict[str, float], 
         "  torch._dynamo (the first optimizer), mean": sum(r["t1"] - r["t0"] for r in imports
                                                            if r["name"] == "torch._dynamo") / max(1, len(workers)),
         "training epochs, all trials (epoch_seconds)": sum(r["epoch_seconds"] for r in reports),
-        "evaluations, all trials": total("models.fused.FusedNet.evaluate"),
+        "evaluations, all trials": total("sweep.models.fused.FusedNet.evaluate"),
         "checkpoints, all trials": total("sweep.trial._Member.save"),
         "the driver's database writes (recorder callbacks)": sum(
             r["t1"] - r["t0"] for r in calls if r["pid"] == driver and r["name"].startswith("sweep.recorder.")),

@@ -46,9 +46,9 @@ CODE = os.environ.get("BENCH_TRAIN_CODE")
 if CODE:
     sys.path.insert(0, CODE)
 
-from models.nets import LeNet, build_model, weight_layers  # noqa: E402
-from models.registry import ACTIVATIONS, init_weights, make_optimizer  # noqa: E402
-from models.stats import snapshot_stats  # noqa: E402
+from sweep.models.nets import LeNet, build_model, weight_layers  # noqa: E402
+from sweep.models.registry import ACTIVATIONS, init_weights, make_optimizer  # noqa: E402
+from sweep.models.stats import snapshot_stats  # noqa: E402
 from sweep.data import Arrays, load_dataset, prepare_fashion_mnist  # noqa: E402
 from sweep.grid import TrialConfig, expand_grid  # noqa: E402
 from sweep.spec import load_spec  # noqa: E402

@@ -67,7 +67,7 @@ def test_graph_replayed_steps_equal_eager_steps(tmp_path, monkeypatch):
     """models/graph.py: the plain steps from a CUDA graph give the eager steps' numbers (same kernels, same
     order: exact is expected; assert_close's fused tolerance is the bound), a member dropped mid-bundle
     included (a new capture)."""
-    import models.graph as graph
+    import sweep.models.graph as graph
 
     replays = []
     plain = graph.StepRunner.plain

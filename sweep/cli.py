@@ -132,7 +132,7 @@ def _database_url(args: argparse.Namespace) -> str:
 
 def _shown_url(url: str) -> str:
     """The URL for messages, its password masked; a URL that cannot be parsed is never echoed."""
-    from db import safe_url
+    from sweep.db import safe_url
 
     try:
         return safe_url(url)
@@ -142,7 +142,7 @@ def _shown_url(url: str) -> str:
 
 def _open_db(url: str):
     """(engine, sweep names) of an existing database; every failure is a CliError of one line."""
-    from db import DatabaseError, make_engine, sqlite_path, sweep_names
+    from sweep.db import DatabaseError, make_engine, sqlite_path, sweep_names
 
     try:
         path = sqlite_path(url)
@@ -190,8 +190,8 @@ def _open_sweep(args: argparse.Namespace):
 
     The metric is --metric or the spec's; epochs the spec's current `epochs`.
     """
-    from db import trials_frame
-    from db.queries import sweep_spec
+    from sweep.db import trials_frame
+    from sweep.db.queries import sweep_spec
 
     engine, names = _open_db(_database_url(args))
     name = _pick_sweep(args.sweep, names)
@@ -205,7 +205,7 @@ def _open_sweep(args: argparse.Namespace):
 def _results(engine, name: str, epochs: int, threshold: float | None = None):
     """The sweep's trials with their figures at `epochs`, computed by the database (as sweep.report.trial_results
     defines them)."""
-    from db.queries import trial_figures
+    from sweep.db.queries import trial_figures
     from sweep.report import results_from_figures
 
     return results_from_figures(trial_figures(engine, name, epochs, threshold), epochs)
@@ -232,7 +232,7 @@ def _stopping(engine, name: str, epochs: int, results, shown, pooled: bool) -> s
     """The title's words on stopped trials: how many of those shown stopped early, and how many training
     images stopping saved against the whole grid (every trial of the sweep at its epochs), from the epoch
     rows the database holds; '' where none stopped."""
-    from db.queries import images_per_epoch
+    from sweep.db.queries import images_per_epoch
     from sweep.report import stopping_savings
 
     count = int(shown["stopped"].sum())
@@ -275,7 +275,7 @@ def cmd_report(args: argparse.Namespace) -> int:
       sweep report --wide                           every column, however wide
       sweep report --columns rank,config,mean,best_test_acc
     """
-    from db.flags import FlagThresholds, flags_frame
+    from sweep.db.flags import FlagThresholds, flags_frame
     from sweep.report import (HUMAN_FORMATS, THRESHOLD, default_columns, essential_columns, factor_effects,
                               factor_matrix, filter_trials, format_report, human_view, rank_configurations,
                               resolve_columns, trial_table)
@@ -344,9 +344,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
       sweep plot --metric best_test_acc --heatmap activation,gain
       sweep plot --stat sat_frac                    each layer's saturation over training
     """
-    from db import sqlite_path
-    from db.queries import curves_frame, depth_frame, stats_epochs
-    from db.series import dynamics_frame, shown_configurations
+    from sweep.db import sqlite_path
+    from sweep.db.queries import curves_frame, depth_frame, stats_epochs
+    from sweep.db.series import dynamics_frame, shown_configurations
     from sweep.forked import Forked, spare_core
     from sweep.report import FACTORS, RANK_METRICS
 
@@ -462,7 +462,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from db.flags import FlagThresholds
+    from sweep.db.flags import FlagThresholds
     from sweep.report import FORMATS, RANK_METRICS
 
     parser = _Parser(
@@ -595,8 +595,8 @@ def program() -> None:
     if not isinstance(code, int) or others:
         sys.exit(code)
     atexit._run_exitfuncs()  # what Python runs at exit before its teardown
-    if "db.engine" in sys.modules:  # and the database connections that teardown would close
-        sys.modules["db.engine"].dispose_all()
+    if "sweep.db.engine" in sys.modules:  # and the database connections that teardown would close
+        sys.modules["sweep.db.engine"].dispose_all()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

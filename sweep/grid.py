@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from models.registry import ACTIVATION_GAIN_INITS, init_gain
+from sweep.models.registry import ACTIVATION_GAIN_INITS, init_gain
 from sweep.spec import SpecError, SweepSpec
 
 # Fields that do not change what a trial computes up to a given epoch: raising

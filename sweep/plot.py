@@ -35,7 +35,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import (FixedLocator, FuncFormatter, LogFormatter, LogLocator, MaxNLocator,  # noqa: E402
                                NullLocator)
 
-from db.series import ALL_NAMED, MAX_NAMED, shown_configurations  # noqa: E402,F401
+from sweep.db.series import ALL_NAMED, MAX_NAMED, shown_configurations  # noqa: E402,F401
 from sweep.forked import Forked, spare_core  # noqa: E402
 
 DPI = 100

@@ -32,8 +32,8 @@ from ray.tune import Callback
 from ray.tune.stopper import Stopper
 from sqlalchemy import Engine
 
-from db.engine import session_scope
-from db.queries import record_results, update_trial, update_trials, utcnow
+from sweep.db.engine import session_scope
+from sweep.db.queries import record_results, update_trial, update_trials, utcnow
 from sweep.grid import TrialConfig, bundle_name
 
 # A trial's final statuses that its own reports set (it leaves its bundle there; the bundle's end must not

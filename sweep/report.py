@@ -30,9 +30,9 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from db.flags import describe_records, flag_records
-from db.queries import THRESHOLD_COLUMN
-from db.schema import TRIAL_STATUSES
+from sweep.db.flags import describe_records, flag_records
+from sweep.db.queries import THRESHOLD_COLUMN
+from sweep.db.schema import TRIAL_STATUSES
 from sweep.spec import METRICS
 
 FORMATS = ("table", "markdown", "csv", "json")

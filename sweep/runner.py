@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
-from db.engine import (DatabaseError, check_sqlite_location, error_line, init_db, make_engine, safe_url,
+from sweep.db.engine import (DatabaseError, check_sqlite_location, error_line, init_db, make_engine, safe_url,
                        session_scope, sqlite_path)
-from db.queries import ensure_sweep, ensure_trials, trial_statuses, update_trial
+from sweep.db.queries import ensure_sweep, ensure_trials, trial_statuses, update_trial
 from sweep.cluster import ClusterError, FolderError, check_shared_storage, ray_session, writable_folder
 from sweep.data import DataError, load_dataset
 from sweep.grid import TrialConfig, bundle_name, expand_grid
@@ -254,7 +254,7 @@ def _release_stops(spec: SweepSpec, engine, done: dict[str, tuple[str, int]]) ->
     epochs) as "released": not finished, so it continues from its checkpoint, judged by the rules as now set."""
     if not any(state == "stopped" for state, _ in done.values()):
         return done
-    from db.queries import epoch_metrics_frame, trials_frame
+    from sweep.db.queries import epoch_metrics_frame, trials_frame
     from sweep.stopping import stays_stopped
 
     trials = trials_frame(engine, spec.name)
@@ -293,7 +293,7 @@ def _stored_specs(spec: SweepSpec):
         return
     from sqlalchemy import select
 
-    from db.schema import Sweep
+    from sweep.db.schema import Sweep
 
     try:
         engine = make_engine(url)
@@ -397,7 +397,7 @@ def _member_bytes(trial: TrialConfig) -> int:
     four optimizer/stacking copies of them, plus every layer output of a batch kept for backward (x3)."""
     import torch
 
-    from models.nets import build_model
+    from sweep.models.nets import build_model
 
     model = build_model(trial.model, trial.activation, trial.hidden)
     sizes: list[int] = []
@@ -442,7 +442,7 @@ def _stopping(spec: SweepSpec, trials: list[TrialConfig], engine, exempt: set[st
     (a Ray actor, seeded with the rung results earlier runs recorded) where it has `asha:`."""
     if not spec.stop.rules and spec.stop.asha is None:
         return {}, None
-    from db.queries import epoch_metrics_frame
+    from sweep.db.queries import epoch_metrics_frame
     from sweep.stopping import recorded_rungs, start_rung_store
 
     seeded = recorded_rungs(epoch_metrics_frame(engine, spec.name), spec.stop, spec.metric, spec.epochs) \

@@ -249,7 +249,7 @@ def _dataset(raw: Any, path: str) -> DatasetSpec:
 
 
 def _model(raw: Any, path: str) -> ModelSpec:
-    from models.nets import MODELS
+    from sweep.models.nets import MODELS
 
     if isinstance(raw, str):
         raw = {"name": raw}
@@ -265,7 +265,7 @@ def _model(raw: Any, path: str) -> ModelSpec:
 
 
 def _init(raw: Any, path: str) -> InitSpec:
-    from models.registry import ACTIVATION_GAIN_INITS, GAIN_INITS, INITS
+    from sweep.models.registry import ACTIVATION_GAIN_INITS, GAIN_INITS, INITS
 
     if isinstance(raw, str):
         raw = {"name": raw}
@@ -290,7 +290,7 @@ def _init(raw: Any, path: str) -> InitSpec:
 
 
 def _optimizer(raw: Any, path: str) -> OptimizerSpec:
-    from models.registry import OPTIMIZERS
+    from sweep.models.registry import OPTIMIZERS
 
     if isinstance(raw, str):
         raw = {"name": raw}
@@ -334,7 +334,7 @@ def _buildable(name: str, params: list[tuple[str, tuple]], path: str) -> None:
     reaches add_param_group, whose first call imports TorchDynamo (1.2 s of the driver's start)."""
     import itertools
 
-    from models.registry import make_optimizer
+    from sweep.models.registry import make_optimizer
 
     keys = [k for k, _ in params]
     for values in itertools.product(*(v for _, v in params)):
@@ -353,7 +353,7 @@ def _fmt_value(value: Any) -> str:
 
 
 def _grid(raw: Any, path: str) -> GridSpec:
-    from models.registry import ACTIVATIONS
+    from sweep.models.registry import ACTIVATIONS
 
     raw = _mapping(raw, path, ("activation", "init", "optimizer", "seed"),
                    required=("activation", "optimizer"))
@@ -432,7 +432,7 @@ TOP_KEYS = ("name", "dataset", "model", "epochs", "batch_size", "stats_every", "
 
 
 def _is_url(text: str) -> bool:
-    from db.engine import sqlite_path  # SQLAlchemy: not for the trials, which import this module's types
+    from sweep.db.engine import sqlite_path  # SQLAlchemy: not for the trials, which import this module's types
 
     try:
         sqlite_path(text)  # parses the URL
@@ -475,7 +475,7 @@ def _relative_to(spec: SweepSpec, folder: Path) -> SweepSpec:
     def resolve(p: str) -> str:
         return str((folder / p).resolve())
 
-    from db.engine import sqlite_path
+    from sweep.db.engine import sqlite_path
 
     database = spec.database
     file = sqlite_path(database) if database else None

@@ -218,7 +218,7 @@ class Stopper:
 def epoch_measures(epoch: int, test_acc: float, snapshot_rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """One epoch's measures for the rules: its test accuracy and the summary of its closing statistics
     snapshot (the last step of `snapshot_rows`), as the database's epoch row holds it."""
-    from db.upgrade import summarize_snapshot  # the one definition the flags read, too
+    from sweep.db.upgrade import summarize_snapshot  # the one definition the flags read, too
 
     last = max((r["step"] for r in snapshot_rows), default=None)
     summary = summarize_snapshot([r for r in snapshot_rows if r["step"] == last]) if last is not None else {}

@@ -23,11 +23,11 @@ from typing import Any, Callable
 
 import torch
 
-from models.fused import FusedNet
-from models.graph import StepRunner, graphs_wanted
-from models.nets import build_model
-from models.registry import ACTIVATIONS, init_weights
-from models.stats import STAT_NAMES
+from sweep.models.fused import FusedNet
+from sweep.models.graph import StepRunner, graphs_wanted
+from sweep.models.nets import build_model
+from sweep.models.registry import ACTIVATIONS, init_weights
+from sweep.models.stats import STAT_NAMES
 from sweep.data import Arrays
 from sweep.grid import TrialConfig, bundle_name
 from sweep.hold import hold, holds_for

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from db.engine import init_db, make_engine
+from sweep.db.engine import init_db, make_engine
 from pg_server import PostgresServer
 from sweep.data import synthetic
 from sweep.grid import expand_grid

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 from sqlalchemy import text
 
-from db import make_engine
+from sweep.db import make_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -6,8 +6,8 @@ import json
 import matplotlib.image
 import pytest
 
-from db import epoch_metrics_frame, make_engine, trials_frame
-from db.flags import flags_frame
+from sweep.db import epoch_metrics_frame, make_engine, trials_frame
+from sweep.db.flags import flags_frame
 from sweep.cli import main
 
 
@@ -145,7 +145,7 @@ def test_plot_of_a_sweep_with_nothing_finished_says_so_instead_of_a_heat_map(cap
 
 
 def test_plot_stat_takes_the_layer_statistics_dynamics_frame_reads(capsys, recorded_db, tmp_path):
-    from db.series import DYNAMICS_STATS
+    from sweep.db.series import DYNAMICS_STATS
     from sweep.cli import DYNAMICS_STATS as OFFERED
 
     assert OFFERED == DYNAMICS_STATS

@@ -22,7 +22,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from models.fused import FusedNet
+from sweep.models.fused import FusedNet
 from sweep.data import synthetic
 from sweep.grid import expand_grid
 from sweep.spec import parse_spec

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from db.engine import init_db, make_engine, session_scope
-from db.queries import ensure_sweep
+from sweep.db.engine import init_db, make_engine, session_scope
+from sweep.db.queries import ensure_sweep
 from sweep.cli import main
 from sweep_process import ENV
 
@@ -67,7 +67,7 @@ def test_run_refuses_a_database_of_another_schema_version_before_training(tmp_pa
     (tmp_path / "runs").mkdir()
     engine = make_engine(f"sqlite:///{tmp_path / 'runs' / 'sweep.db'}")
     init_db(engine)
-    from db.schema import SCHEMA_VERSION, SchemaInfo
+    from sweep.db.schema import SCHEMA_VERSION, SchemaInfo
 
     with session_scope(engine) as s:
         s.get(SchemaInfo, 1).version = 99

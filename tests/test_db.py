@@ -14,11 +14,11 @@ import pytest
 import yaml
 from sqlalchemy import func, inspect, select, text
 
-from db.engine import (DatabaseError, check_sqlite_location, filesystem_type, init_db, make_engine, safe_url,
+from sweep.db.engine import (DatabaseError, check_sqlite_location, filesystem_type, init_db, make_engine, safe_url,
                        session_scope)
-from db.queries import (SUMMARY_COLUMNS, curves_frame, ensure_sweep, ensure_trials, epoch_metrics_frame,
+from sweep.db.queries import (SUMMARY_COLUMNS, curves_frame, ensure_sweep, ensure_trials, epoch_metrics_frame,
                         layer_stats_frame, record_results, sweep_names, trials_frame, update_trial, update_trials)
-from db.schema import IMAGE_COLUMNS, EpochMetric, LayerStat, SchemaInfo, Sweep, Trial
+from sweep.db.schema import IMAGE_COLUMNS, EpochMetric, LayerStat, SchemaInfo, Sweep, Trial
 from sweep import runner
 from sweep.cli import main
 
@@ -259,10 +259,11 @@ def test_sweep_names_end_with_the_sweep_written_last(engine):
 # ---------------------------------------------------------------- the db package's modules form no cycle
 
 def db_imports() -> dict[str, set[str]]:
-    """For each module of db/, the modules of db/ it imports anywhere (at the top or inside a function):
-    `from db.x import y`, `import db.x`, `from db import x` (a module) and relative imports. `from db import
-    name` (not a module) is an import of db/__init__.py."""
-    folder = Path(__file__).resolve().parent.parent / "db"
+    """For each module of sweep/db/, the modules of sweep/db/ it imports anywhere (at the top or inside a
+    function), named as in db/ (`db.x`): `from sweep.db.x import y`, `import sweep.db.x`, `from sweep.db
+    import x` (a module) and relative imports. `from sweep.db import name` (not a module) is an import of
+    sweep/db/__init__.py."""
+    folder = Path(__file__).resolve().parent.parent / "sweep" / "db"
     modules = {p.stem for p in folder.glob("*.py")} - {"__init__"}
     found = {}
     for path in sorted(folder.glob("*.py")):
@@ -270,14 +271,16 @@ def db_imports() -> dict[str, set[str]]:
         targets = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
-                targets |= {a.name for a in node.names if a.name == "db" or a.name.startswith("db.")}
+                targets |= {a.name.removeprefix("sweep.") for a in node.names
+                            if a.name == "sweep.db" or a.name.startswith("sweep.db.")}
             elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:  # relative: within db/
-                    base = "db" + (f".{base}" if base else "")
+                base = (node.module or "").removeprefix("sweep.") if (node.module or "").startswith("sweep.db") \
+                    else ("" if not node.level else None)
+                if node.level:  # relative: within sweep/db/
+                    base = "db" + (f".{node.module}" if node.module else "")
                 if base == "db":
                     targets |= {f"db.{a.name}" if a.name in modules else "db" for a in node.names}
-                elif base.startswith("db."):
+                elif base and base.startswith("db."):
                     targets.add(base)
         found[name] = targets - {name}
     return found

@@ -163,7 +163,7 @@ FILL_THEN_WRITE_SQLITE = """
 import sys
 from pathlib import Path
 from sqlalchemy import text
-from db.engine import init_db, make_engine, session_scope
+from sweep.db.engine import init_db, make_engine, session_scope
 from sweep.runner import out_of_space
 from test_diskfull import fill
 folder = Path(sys.argv[1])

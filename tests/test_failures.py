@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from ray.exceptions import RayTaskError
 
-from db.engine import init_db, make_engine
+from sweep.db.engine import init_db, make_engine
 from sweep import recorder
 from sweep.data import synthetic
 from sweep.grid import expand_grid

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from db import make_engine, trials_frame
+from sweep.db import make_engine, trials_frame
 from sweep_process import ENV, epochs_stored, query, results, start, wait_gone, wait_held, wait_stored
 
 EPOCHS = 3

@@ -4,7 +4,7 @@ import math
 import pandas as pd
 import pytest
 
-from db.flags import FlagThresholds, compute_flags, describe_flags
+from sweep.db.flags import FlagThresholds, compute_flags, describe_flags
 
 TRIALS = pd.DataFrame([
     {"trial_id": 1, "name": "A", "label": "a", "status": "completed", "epochs_done": 3},
@@ -91,9 +91,9 @@ def test_describe_flags_of_several_seeds_counts_each_flag_once():
 
 # ---------------------------------------------------------------- the database's flags, held to compute_flags
 
-from db.engine import init_db, make_engine, session_scope  # noqa: E402
-from db.flags import flags_frame  # noqa: E402
-from db.queries import (ensure_sweep, ensure_trials, epoch_metrics_frame, layer_stats_frame,  # noqa: E402
+from sweep.db.engine import init_db, make_engine, session_scope  # noqa: E402
+from sweep.db.flags import flags_frame  # noqa: E402
+from sweep.db.queries import (ensure_sweep, ensure_trials, epoch_metrics_frame, layer_stats_frame,  # noqa: E402
                         record_results, trials_frame, update_trial)
 
 THRESHOLD_SETS = [FlagThresholds(), FlagThresholds(saturated=0.95, dead=0.75, vanishing=1e-4, exploding=1e4,

@@ -24,10 +24,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.fused import FusedNet
-from models.nets import build_model, weight_layers
-from models.registry import ACTIVATIONS, OPTIMIZERS, init_weights, make_optimizer, recommended_gain
-from models.stats import snapshot_stats
+from sweep.models.fused import FusedNet
+from sweep.models.nets import build_model, weight_layers
+from sweep.models.registry import ACTIVATIONS, OPTIMIZERS, init_weights, make_optimizer, recommended_gain
+from sweep.models.stats import snapshot_stats
 from sweep.data import synthetic
 
 DATA = synthetic(train_size=256, test_size=100)

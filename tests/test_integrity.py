@@ -10,9 +10,9 @@ import pytest
 import torch
 import yaml
 
-from db.engine import init_db, make_engine, session_scope
-from db.flags import FlagThresholds, compute_flags, flags_frame
-from db.queries import ensure_sweep, ensure_trials, record_results, update_trial
+from sweep.db.engine import init_db, make_engine, session_scope
+from sweep.db.flags import FlagThresholds, compute_flags, flags_frame
+from sweep.db.queries import ensure_sweep, ensure_trials, record_results, update_trial
 from sweep import cli
 from sweep.data import load_dataset, synthetic
 from sweep.grid import TrialConfig, expand_grid
@@ -271,7 +271,7 @@ def test_kaiming_stores_the_gain_it_uses_and_accepts_auto(tmp_path):
     # The weights are drawn with that gain: std = gain / sqrt(fan_in) for Kaiming normal.
     torch.manual_seed(0)
     w = torch.empty(400, 1000)
-    from models.registry import INITS
+    from sweep.models.registry import INITS
     INITS["kaiming_normal"](w, relu.gain, "relu")
     assert w.std().item() == pytest.approx(relu.gain / math.sqrt(1000), rel=0.01)
 

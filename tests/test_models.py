@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from models.nets import LeNet, build_model, weight_layers
-from models.registry import ACTIVATIONS, INITS, OPTIMIZERS, init_weights, make_optimizer, recommended_gain
+from sweep.models.nets import LeNet, build_model, weight_layers
+from sweep.models.registry import ACTIVATIONS, INITS, OPTIMIZERS, init_weights, make_optimizer, recommended_gain
 
 
 def test_lenet_is_the_study_network():

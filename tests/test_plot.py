@@ -152,8 +152,8 @@ def test_curves_frame_pools_the_seeds_of_each_configuration(db_url, tmp_path):
     seeds per images seen, configurations in the order of their first trial, on SQLite and PostgreSQL."""
     from test_report_db import SPEC, TRIALS, build
 
-    from db import epoch_metrics_frame, make_engine
-    from db.queries import curves_frame
+    from sweep.db import epoch_metrics_frame, make_engine
+    from sweep.db.queries import curves_frame
 
     build(tmp_path, {**SPEC, "database": db_url}, {**TRIALS, "tanh-default-adam-lr0.01-s1": None})
     engine = make_engine(db_url)
@@ -242,10 +242,10 @@ def test_draw_all_draws_the_first_pictures_in_one_process_and_the_others_in_this
 
 import math  # noqa: E402
 
-from db.engine import init_db, make_engine, session_scope  # noqa: E402
-from db import queries  # noqa: E402
-from db.queries import record_results, update_trial  # noqa: E402
-from db.series import dynamics_frame  # noqa: E402
+from sweep.db.engine import init_db, make_engine, session_scope  # noqa: E402
+from sweep.db import queries  # noqa: E402
+from sweep.db.queries import record_results, update_trial  # noqa: E402
+from sweep.db.series import dynamics_frame  # noqa: E402
 from sweep.grid import expand_grid  # noqa: E402
 from sweep.runner import record_plan  # noqa: E402
 from sweep.spec import parse_spec  # noqa: E402

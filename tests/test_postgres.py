@@ -19,7 +19,7 @@ import pytest
 import yaml
 from sqlalchemy import text
 
-from db import make_engine, safe_url, trials_frame
+from sweep.db import make_engine, safe_url, trials_frame
 from sweep.cli import main
 from sweep_process import epochs_stored, query, results, start, wait_gone, wait_held, wait_stored
 

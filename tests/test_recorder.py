@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import delete, func, select, text
 
-from db.engine import init_db, make_engine, session_scope
-from db.flags import FlagThresholds, flags_frame
-from db.queries import (SUMMARY_COLUMNS, backfill_config_curves, backfill_epoch_summaries, curves_frame,
+from sweep.db.engine import init_db, make_engine, session_scope
+from sweep.db.flags import FlagThresholds, flags_frame
+from sweep.db.queries import (SUMMARY_COLUMNS, backfill_config_curves, backfill_epoch_summaries, curves_frame,
                         epoch_metrics_frame, summarize_snapshot, trial_figures)
-from db.schema import SCHEMA_VERSION, ConfigCurve, EpochMetric, LayerStat, SchemaInfo
+from sweep.db.schema import SCHEMA_VERSION, ConfigCurve, EpochMetric, LayerStat, SchemaInfo
 from sweep.grid import expand_grid
 from sweep.recorder import DatabaseRecorder
 from sweep.runner import record_plan

@@ -8,8 +8,8 @@ import math
 import pandas as pd
 import pytest
 
-from db.engine import make_engine
-from db.queries import trial_figures
+from sweep.db.engine import make_engine
+from sweep.db.queries import trial_figures
 from sweep.cli import main
 from sweep.report import (IMPORTANCE, default_columns, essential_columns, factor_matrix, header, human_view,
                           rank_configurations, results_from_figures, short_error, t95)

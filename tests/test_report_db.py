@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from db.engine import init_db, make_engine, session_scope
-from db.queries import record_results, update_trial
+from sweep.db.engine import init_db, make_engine, session_scope
+from sweep.db.queries import record_results, update_trial
 from sweep.cli import main
 from sweep.grid import expand_grid
 from sweep.runner import record_plan
@@ -232,8 +232,8 @@ def test_the_default_sweep_is_the_one_written_last(capsys, tmp_path):
 
     from sqlalchemy import select, update
 
-    from db.queries import update_trials
-    from db.schema import Sweep, Trial
+    from sweep.db.queries import update_trials
+    from sweep.db.schema import Sweep, Trial
 
     db = build(tmp_path, {**SPEC, "name": "b"}, TRIALS)
     build(tmp_path, {**SPEC, "name": "a"}, TRIALS)
@@ -308,8 +308,8 @@ def test_the_databases_figures_are_trial_results(db_url, tmp_path, threshold):
     comes twice (the earlier counts) with a NaN accuracy between."""
     import pandas as pd
 
-    from db import epoch_metrics_frame, trials_frame
-    from db.queries import images_per_epoch, trial_figures
+    from sweep.db import epoch_metrics_frame, trials_frame
+    from sweep.db.queries import images_per_epoch, trial_figures
     from sweep.report import results_from_figures, trial_results
 
     build(tmp_path, {**SPEC, "database": db_url}, {**TRIALS, "tanh-default-adam-lr0.01-s1": None,

@@ -5,8 +5,8 @@ import sys
 import pytest
 import yaml
 
-from db.engine import init_db, make_engine, session_scope
-from db.schema import SCHEMA_VERSION, SchemaInfo
+from sweep.db.engine import init_db, make_engine, session_scope
+from sweep.db.schema import SCHEMA_VERSION, SchemaInfo
 from sweep.cli import main
 from sweep.grid import bundle_name, expand_grid
 from sweep.runner import FUSE_GPU_MAX, bundle_size, plan_bundles
@@ -61,7 +61,7 @@ def test_bundles_are_even_and_each_activation_and_optimizer_a_contiguous_run():
 def finished_sweep(tmp_path, statuses: dict[str, tuple[str, int]]):
     """A sweep spec of three configurations whose trials the database already holds with `statuses` (by
     activation: (status, epochs done))."""
-    from db.queries import update_trial
+    from sweep.db.queries import update_trial
     from sweep.runner import record_plan
 
     spec = parse_spec({"name": "t", "dataset": {"name": "synthetic", "train_limit": 64, "test_limit": 32},

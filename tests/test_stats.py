@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.stats import STAT_NAMES, percentile, snapshot_stats, tensor_stats
+from sweep.models.stats import STAT_NAMES, percentile, snapshot_stats, tensor_stats
 
 
 def stat(values, **kw):

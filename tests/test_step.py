@@ -15,10 +15,10 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from models.fused import FusedNet
-from models.graph import StepRunner, graphs_wanted
-from models.nets import build_model
-from models.registry import ACTIVATIONS, init_weights
+from sweep.models.fused import FusedNet
+from sweep.models.graph import StepRunner, graphs_wanted
+from sweep.models.nets import build_model
+from sweep.models.registry import ACTIVATIONS, init_weights
 
 HOST_READS = {"aten::_local_scalar_dense"}
 DATA_DEPENDENT = {"aten::nonzero", "aten::masked_select", "aten::_unique2", "aten::unique_dim",

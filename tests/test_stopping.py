@@ -211,9 +211,9 @@ def test_a_stopped_trial_resumed_to_the_end_equals_one_never_stopped(tmp_path):
 def test_a_rule_with_patience_one_fires_at_its_flags_first_epoch(recorded_db):
     """Rules and flags read the same measures with the same thresholds: on a recorded sweep (8 trials),
     each rule with patience 1 names the epoch its flag names, for every trial that has the flag."""
-    from db.engine import make_engine
-    from db.flags import FlagThresholds, flags_frame
-    from db.queries import epoch_metrics_frame
+    from sweep.db.engine import make_engine
+    from sweep.db.flags import FlagThresholds, flags_frame
+    from sweep.db.queries import epoch_metrics_frame
 
     engine = make_engine(f"sqlite:///{recorded_db / 'sweep.db'}")
     lax = FlagThresholds(saturated=0.5, dead=0.5, vanishing=0.5, exploding=2.0)

@@ -40,8 +40,8 @@ CALLS = {
                        "DatabaseRecorder.on_step_end", "DatabaseRecorder.on_trial_complete",
                        "DatabaseRecorder.on_experiment_end", "DatabaseRecorder.flush"),
     "sweep.trial": ("ray_trainable", "run_bundle", "_Member.__init__", "_Member.save"),
-    "models.fused": ("FusedNet.__init__", "FusedNet.evaluate"),
-    "models.graph": ("StepRunner.plain",),
+    "sweep.models.fused": ("FusedNet.__init__", "FusedNet.evaluate"),
+    "sweep.models.graph": ("StepRunner.plain",),
 }
 
 

@@ -36,8 +36,8 @@ import pandas as pd
 from sqlalchemy import Engine, and_, case, func, select
 from sqlalchemy.orm import aliased
 
-from db.queries import last_epoch_read
-from db.schema import EpochMetric, LayerStat, Sweep, Trial
+from sweep.db.queries import last_epoch_read
+from sweep.db.schema import EpochMetric, LayerStat, Sweep, Trial
 # The thresholds, shared with the stop rules that act on the same measures (sweep/stopping.py).
 from sweep.stopping import FlagThresholds  # noqa: F401 (imported from here by the CLI and tests)
 

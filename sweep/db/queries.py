@@ -3,7 +3,7 @@
 Writes are upserts on the natural keys, so replaying a result is harmless.
 Reads return plain values or pandas DataFrames for notebook users:
 
-    from db import make_engine, trials_frame
+    from sweep.db import make_engine, trials_frame
     df = trials_frame(make_engine("sqlite:///runs/sweep.db"), "fashion-activations")
 """
 from __future__ import annotations
@@ -18,11 +18,11 @@ import pandas as pd
 from sqlalchemy import Engine, and_, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
-from db.engine import DatabaseError, check_version
-from db.schema import ConfigCurve, EpochMetric, LayerStat, Sweep, Trial
+from sweep.db.engine import DatabaseError, check_version
+from sweep.db.schema import ConfigCurve, EpochMetric, LayerStat, Sweep, Trial
 # What the recorder's writes share with the upgrade's backfills is defined with the upgrade (db/upgrade.py),
 # which imports nothing of this module; the backfills stay importable from here, as before.
-from db.upgrade import (CURVE_COLUMNS, SUMMARY_COLUMNS, backfill_config_curves,  # noqa: F401
+from sweep.db.upgrade import (CURVE_COLUMNS, SUMMARY_COLUMNS, backfill_config_curves,  # noqa: F401
                         backfill_epoch_summaries, pooled_accuracy, summarize_snapshot)
 
 # The column trial_figures adds with a threshold: training images seen when test accuracy first reached it.

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from models.registry import ACTIVATIONS
+from sweep.models.registry import ACTIVATIONS
 
 
 class LeNet(nn.Module):

@@ -24,7 +24,7 @@ import os
 
 import torch
 
-from models.fused import FusedNet
+from sweep.models.fused import FusedNet
 
 GRAPHS_ENV = "SWEEP_CUDA_GRAPHS"
 # Eager steps before a capture (and after a member leaves): the optimizers' state (Adam's moments and

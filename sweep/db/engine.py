@@ -18,8 +18,8 @@ from sqlalchemy import Engine, create_engine, event, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.schema import SCHEMA_VERSION, Base, SchemaInfo
-from db.upgrade import upgrade
+from sweep.db.schema import SCHEMA_VERSION, Base, SchemaInfo
+from sweep.db.upgrade import upgrade
 
 
 class DatabaseError(Exception):

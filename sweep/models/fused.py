@@ -40,9 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.nets import weight_layers
-from models.registry import make_optimizer
-from models.stats import snapshot_rows, snapshot_table
+from sweep.models.nets import weight_layers
+from sweep.models.registry import make_optimizer
+from sweep.models.stats import snapshot_rows, snapshot_table
 
 # Test-set examples per forward in FusedNet.evaluate (as in the unfused evaluation).
 EVAL_BATCH = 1000

@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, case, func, select
 
-from db.queries import _numbers
-from db.schema import EpochMetric, LayerStat, Sweep, Trial
+from sweep.db.queries import _numbers
+from sweep.db.schema import EpochMetric, LayerStat, Sweep, Trial
 
 # Statistics of the activations a dynamics picture may show (layer_stats columns); weight gradients are
 # always shown by their std.

@@ -22,7 +22,7 @@ import numpy as np
 from sqlalchemy import and_, bindparam, func, insert, select, text, true, update
 from sqlalchemy.orm import Session
 
-from db.schema import (DIALECT_UPGRADES, NEW_TABLES, SCHEMA_VERSION, UPGRADES, Base, ConfigCurve, EpochMetric,
+from sweep.db.schema import (DIALECT_UPGRADES, NEW_TABLES, SCHEMA_VERSION, UPGRADES, Base, ConfigCurve, EpochMetric,
                        LayerStat, SchemaInfo, Trial)
 
 # The per-epoch summary columns of epoch_metrics (see EpochMetric and summarize_snapshot).
