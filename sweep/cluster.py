@@ -12,6 +12,11 @@ cluster's. Then, before any trial, every node must see the sweep's output
 folder as the driver does (shared storage): trials write their TensorBoard
 events and checkpoints there, and a trial retried on another node continues
 from the checkpoint it finds there.
+
+A researcher's own folder stays out of the trial workers' imports: Ray puts the driver's working folder
+(and its script's folder) first on every worker's sys.path, where a `sweep.py` of the user's would stand
+in for this package. Ray is started or joined from the folder that holds this package instead
+(`_code_folder`), and the user's folders are off sys.path while it reads them.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import re
 import secrets
 import shutil
 import socket
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,6 +77,31 @@ _INIT = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR"
 _VERBOSE = dict(_INIT, log_to_driver=True, logging_level="INFO")
 
 
+def _code_folder() -> Path:
+    """The folder holding this `sweep` package (site-packages, or a source checkout): where the workers
+    would find it anyway, so that Ray putting it first on their sys.path adds nothing of the user's."""
+    return Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def _user_folder_hidden() -> Iterator[None]:
+    """While Ray is started or joined: the working folder is the code's, and the user's folders (the
+    working folder, '' and the running script's folder) are off sys.path, so that Ray hands none of them to
+    the workers. Both are restored afterwards; the driver itself has already imported what it needs."""
+    code = _code_folder()
+    here = Path.cwd()
+    script = Path(sys.argv[0]).resolve().parent if sys.argv and sys.argv[0] not in ("", "-c") else None
+    hidden = {os.path.realpath(p) for p in (here, script) if p is not None and p != code}
+    saved_path = list(sys.path)
+    sys.path[:] = [p for p in sys.path if p and os.path.realpath(p) not in hidden]
+    os.chdir(code)
+    try:
+        yield
+    finally:
+        os.chdir(here)
+        sys.path[:] = saved_path
+
+
 @contextmanager
 def ray_session(address: str | None, verbose: bool = False) -> Iterator[None]:
     """Ray started on this machine (address None) or joined at `address`, shut down afterwards.
@@ -101,7 +132,8 @@ def _start_local(ray, init: dict) -> None:
     os.environ[LOCAL_ONLY_ENV] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        ray.init(**init)
+        with _user_folder_hidden():
+            ray.init(**init)
     finally:
         if saved[0] is None:
             os.environ.pop(LOCAL_ONLY_ENV, None)
@@ -151,7 +183,8 @@ def _join(ray, address: str, init: dict) -> None:
     runtime_env = {"env_vars": forwarded} if forwarded else None
     with _stderr_captured() as captured:
         try:
-            ray.init(address=address, runtime_env=runtime_env, **init)
+            with _user_folder_hidden():
+                ray.init(address=address, runtime_env=runtime_env, **init)
             return
         except ConnectionError:
             said = captured()

@@ -66,7 +66,7 @@ _TORCH_WRITE = re.compile(r"inline_container\.cc.*unexpected pos|PytorchStreamWr
 FULL_BELOW = 1 << 20  # bytes free under which a failed torch.save counts as a full disk
 # The project's own code (a trial's frames in these packages are "its own"; Ray's, torch's are not).
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("sweep", "models", "db")
+PACKAGES = ("sweep",)
 # What Tune's controller logs, with the exception, for every failed attempt (TUNE_PRINT_ALL_TRIAL_ERRORS=1).
 _TUNE_FAILED = "Trial task failed for trial "
 
@@ -178,9 +178,13 @@ def _inside(path: str, folder: Path) -> bool:
 
 
 def unfixable(error: TrialError, output: Path) -> str | None:
-    """What to do, in one line, when no retry can fix `error` (a full, read-only or missing output folder);
+    """What to do, in one line, when no retry can fix `error` (a full, read-only or missing output folder, or
+    an import that fails: the same code fails the same way on every attempt);
     None for an ordinary failure, which keeps its retries."""
     again = "run `sweep run` again; finished epochs are kept"
+    if error.type.rpartition(".")[2] in ("ImportError", "ModuleNotFoundError"):
+        return (f"a trial cannot import what it needs ({error.line}): fix the Python environment the trials run "
+                f"in (on a cluster, every node's) and {again}")
     code = error.errno
     if code is None and _TORCH_WRITE.search(error.message):
         free = _free_bytes(output)

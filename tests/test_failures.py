@@ -107,6 +107,16 @@ def test_failures_no_retry_can_fix_are_told_apart(tmp_path, message, expected):
     assert unfixable(TrialError("ValueError", "boom"), out) is None
 
 
+@pytest.mark.parametrize("kind, message", [
+    ("ModuleNotFoundError", "No module named 'sweep.models.fused'; 'sweep' is not a package"),
+    ("ImportError", "cannot import name 'LeNet' from 'models.nets'"),
+])
+def test_an_import_that_fails_in_a_trial_is_unfixable(tmp_path, kind, message):
+    assert unfixable(TrialError(kind, message), tmp_path) == (
+        f"a trial cannot import what it needs ({kind}: {message}): fix the Python environment the trials run in "
+        "(on a cluster, every node's) and " + AGAIN)
+
+
 def test_a_missing_output_folder_is_unfixable(tmp_path):
     gone = tmp_path / "gone"
     error = TrialError("FileNotFoundError", f"[Errno 2] No such file or directory: '{gone}/e/x/checkpoint.tmp'")
