@@ -180,17 +180,30 @@ def _mapping(value: Any, path: str, allowed_keys, required=()) -> dict:
     return value
 
 
-def _int(value: Any, path: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        _fail(path, f"{_show(value)} is not an integer")
-    if value < minimum:
-        _fail(path, f"{value} must be >= {minimum}")
-    return value
-
-
 # YAML 1.1 (PyYAML) reads 1e-3 as a string: it wants a dot (1.0e-3) and a sign on the exponent. Papers and
 # `--where lr=1e-3` write it that way, so a string of exactly this form is the number it spells.
 _SCIENTIFIC = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def _whole(value: Any) -> int | None:
+    """`value` as an int where it is a whole number, however written (6000, 6e3, 6.0e3, as papers write
+    it); None for anything else (6.5, true, 'six')."""
+    if isinstance(value, str) and _SCIENTIFIC.match(value.strip()):
+        value = float(value)
+    if isinstance(value, float) and math.isfinite(value) and value == int(value):
+        value = int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _int(value: Any, path: str, minimum: int = 1) -> int:
+    """A whole number >= minimum (see _whole)."""
+    whole = _whole(value)
+    if whole is None:
+        _fail(path, f"{_show(value)} is not an integer")
+    value = whole
+    if value < minimum:
+        _fail(path, f"{value} must be >= {minimum}")
+    return value
 
 
 def _number(value: Any, path: str, positive: bool = False, minimum: float | None = None) -> float:
@@ -205,12 +218,16 @@ def _number(value: Any, path: str, positive: bool = False, minimum: float | None
     return float(value)
 
 
-def _list(value: Any, path: str) -> list:
+def _items(value: Any, path: str) -> list[tuple[str, Any]]:
+    """(path, value) of each value of a list; a lone value (`seed: 0`, `activation: relu`) is a list of one,
+    named by the key's own path."""
+    if value is None:
+        _fail(path, "expected a value or a list, got None")
     if not isinstance(value, list):
-        _fail(path, f"expected a list, got {_show(value)}")
+        return [(path, value)]
     if not value:
         _fail(path, "empty list; give at least one value")
-    return value
+    return [(f"{path}[{i}]", v) for i, v in enumerate(value)]
 
 
 def _unique(values: list, path: str, key=lambda v: v) -> None:
@@ -260,7 +277,7 @@ def _model(raw: Any, path: str) -> ModelSpec:
             _fail(f"{path}.hidden", "lenet has a fixed shape; hidden applies to mlp only")
         return ModelSpec(name)
     hidden = raw.get("hidden", list(DEFAULT_MLP_HIDDEN))
-    hidden = tuple(_int(h, f"{path}.hidden[{i}]") for i, h in enumerate(_list(hidden, f"{path}.hidden")))
+    hidden = tuple(_int(h, where) for where, h in _items(hidden, f"{path}.hidden"))
     return ModelSpec(name, hidden)
 
 
@@ -306,11 +323,8 @@ def _optimizer(raw: Any, path: str) -> OptimizerSpec:
     params = []
     for key in sorted(k for k in raw if k != "name"):
         kpath = f"{path}.{key}"
-        values = raw[key] if isinstance(raw[key], list) else [raw[key]]
-        values = _list(values, kpath)
         checked = []
-        for i, v in enumerate(values):
-            vpath = f"{kpath}[{i}]" if isinstance(raw[key], list) else kpath
+        for vpath, v in _items(raw[key], kpath):
             if types[key] is bool:
                 if not isinstance(v, bool):
                     _fail(vpath, f"{_show(v)} is not true or false")
@@ -357,16 +371,13 @@ def _grid(raw: Any, path: str) -> GridSpec:
 
     raw = _mapping(raw, path, ("activation", "init", "optimizer", "seed"),
                    required=("activation", "optimizer"))
-    acts = _list(raw["activation"], f"{path}.activation")
-    acts = [_choice(a, ACTIVATIONS, f"{path}.activation[{i}]", "activation") for i, a in enumerate(acts)]
+    acts = [_choice(a, ACTIVATIONS, where, "activation") for where, a in _items(raw["activation"], f"{path}.activation")]
     _unique(acts, f"{path}.activation")
-    inits = [_init(x, f"{path}.init[{i}]") for i, x in enumerate(_list(raw.get("init", ["default"]), f"{path}.init"))]
+    inits = [_init(x, where) for where, x in _items(raw.get("init", ["default"]), f"{path}.init")]
     _unique(inits, f"{path}.init", key=lambda s: f"{s.name} gain={s.gain}")
-    opts = [_optimizer(x, f"{path}.optimizer[{i}]")
-            for i, x in enumerate(_list(raw["optimizer"], f"{path}.optimizer"))]
+    opts = [_optimizer(x, where) for where, x in _items(raw["optimizer"], f"{path}.optimizer")]
     _unique(opts, f"{path}.optimizer", key=lambda s: f"{s.name} {dict(s.params)}")
-    seeds = _list(raw.get("seed", [0]), f"{path}.seed")
-    seeds = [_int(s, f"{path}.seed[{i}]", minimum=0) for i, s in enumerate(seeds)]
+    seeds = [_int(s, where, minimum=0) for where, s in _items(raw.get("seed", [0]), f"{path}.seed")]
     _unique(seeds, f"{path}.seed")
     return GridSpec(tuple(acts), tuple(inits), tuple(opts), tuple(seeds))
 
@@ -388,8 +399,9 @@ def _fuse(value: Any, path: str) -> int | str:
         return "off"
     if value in ("auto", "off"):
         return value
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
+    whole = _whole(value)
+    if whole is not None and whole >= 1:
+        return whole
     _fail(path, f"{_show(value)} is not auto, off or a number of configurations >= 1")
 
 
@@ -413,7 +425,7 @@ def parse_stop(raw: Any, path: str = "stop") -> StopSpec:
                       else f"{threshold!r} must be below 1 (an accuracy margin)")
             rules.append(StopRule(name, threshold, _int(value["epochs"], f"{where}.epochs")))
         else:
-            if isinstance(value, bool) or not isinstance(value, int):
+            if _whole(value) is None:
                 _fail(where, f"{_show(value)} is not a patience in epochs (an integer >= 1) "
                              f"or a mapping like {{{key}: {default:g}, epochs: 3}}")
             rules.append(StopRule(name, default, _int(value, where)))

@@ -243,3 +243,46 @@ def test_gpu_request_on_a_machine_without_gpu_is_a_spec_error(tmp_path, capsys, 
     assert capsys.readouterr().err == \
         "Error: resources.gpu: 1 requested, but this machine has no GPU; use 0 or auto\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]
+
+
+NUMBERS_AS_WRITTEN = """name: t
+dataset: {name: synthetic, train_limit: 6e3, test_limit: 1.0e+3}
+epochs: 2.0e1
+batch_size: 6.4e1
+resources: {fuse: 4e0, max_failures: 1e0}
+grid:
+  activation: relu
+  init: xavier_uniform
+  optimizer: {name: sgd, lr: 1e-1, momentum: 0.9}
+  seed: 0
+stop: {chance: 2e0, asha: {grace: 1e0, reduction: 3}}
+"""
+
+
+def test_numbers_and_lone_values_are_read_as_people_write_them(tmp_path):
+    (tmp_path / "s.yaml").write_text(NUMBERS_AS_WRITTEN)
+    spec = load_spec(tmp_path / "s.yaml")
+    got = (spec.dataset.train_limit, spec.dataset.test_limit, spec.epochs, spec.batch_size, spec.resources.fuse,
+           spec.resources.max_failures)
+    assert got == (6000, 1000, 20, 64, 4, 1)
+    assert all(type(v) is int for v in got)
+    assert (spec.stop.rules[0].epochs, spec.stop.asha.grace) == (2, 1)
+    # a lone value is a list of one
+    assert [t.name for t in expand_grid(spec)] == ["relu-xavier_uniform-sgd-lr0.1-momentum0.9-s0"]
+    assert expand_grid(spec)[0].seed == 0 and type(expand_grid(spec)[0].seed) is int
+
+
+@pytest.mark.parametrize("raw, message", [
+    (with_("dataset", {"name": "synthetic", "train_limit": "6.05e1"}),
+     "dataset.train_limit: '6.05e1' is not an integer"),
+    (with_("epochs", 2.5), "epochs: 2.5 is not an integer"),
+    (with_("grid.seed", 1.5), "grid.seed: 1.5 is not an integer"),
+    (with_("grid.activation", "tahn"),
+     "grid.activation: 'tahn' is not a known activation; allowed: sigmoid, tanh, softsign, relu, "
+     "leaky_relu, elu, selu, gelu, silu; did you mean 'tanh'?"),
+    (with_("grid.seed", None), "grid.seed: expected a value or a list, got None"),
+])
+def test_a_number_that_is_not_whole_or_a_bad_lone_value_is_refused_in_one_line(raw, message):
+    with pytest.raises(SpecError) as err:
+        parse_spec(raw)
+    assert str(err.value) == message
