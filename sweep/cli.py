@@ -270,6 +270,7 @@ def cmd_report(args: argparse.Namespace) -> int:
       sweep report --by optimizer,momentum,seed     one row per combination
       sweep report --where optimizer=adam --top 3
       sweep report --where momentum=0.9 --where nesterov=true
+      sweep report --where seed=0,1                 seeds 0 and 1 (a repeated key means any of its values too)
       sweep report --threshold 0.7                  images seen until 70% test accuracy
       sweep report --trials --dead 0.3              one row per trial with its pathology flags
       sweep report --wide                           every column, however wide
@@ -290,6 +291,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     everything = _results(engine, name, epochs, args.threshold)
     _known_factors("--by", args.by, factors, everything)
     results = filter_trials(everything, where)
+    if results.empty:
+        asked = " ".join(f"{k}={v}" for k, v in where)
+        print(f"sweep {name}: no trial has all of --where {asked} (each is some trial's value, not together)",
+              file=sys.stderr)
+        return 1
     thresholds = FlagThresholds(args.saturated, args.dead, args.vanishing, args.exploding, args.chance_margin)
     flags = None if factors else flags_frame(engine, name, thresholds)
     human = args.format in HUMAN_FORMATS

@@ -324,7 +324,8 @@ def _wanted(key: str, text: str, present: list, listed: str):
 
 
 def filter_trials(trials: pd.DataFrame, where: list[tuple[str, str]]) -> pd.DataFrame:
-    """Keep trials whose factor KEY equals VALUE for every (KEY, VALUE).
+    """Keep trials whose factor KEY is one of its VALUEs, for every KEY: a KEY given more than once, or a VALUE
+    listing several (seed=0,1), means any of them; different KEYs must all hold.
 
     KEY is one of sweep_factors(trials). Numbers compare as numbers
     (lr=1e-3 keeps lr 0.001, momentum=0.9), gain as the spec writes it
@@ -334,36 +335,45 @@ def filter_trials(trials: pd.DataFrame, where: list[tuple[str, str]]) -> pd.Data
     nor `stopped` (results_from_figures), whatever its status: the ones the
     report leaves out of its figures. Any other VALUE must be one that some
     trial of the sweep has, else ReportError names the values there are,
-    with a "did you mean".
+    with a "did you mean". The result may be empty where no trial has every KEY's value at once.
 
-    Example: filter_trials(results, [("optimizer", "sgd"), ("momentum", "0.9")])
+    Example: filter_trials(results, [("optimizer", "sgd"), ("seed", "0,1")])
     """
     factors = sweep_factors(trials)
-    keep = pd.Series(True, index=trials.index)
+    anyof: dict[str, list[str]] = {}
     for key, value in where:
+        anyof.setdefault(key, []).extend(value.split(","))
+    keep = pd.Series(True, index=trials.index)
+    for key, values in anyof.items():
         if key not in factors:
-            raise ReportError(f"--where {key}={value}: {key!r} is not a factor of this sweep; factors: "
+            raise ReportError(f"--where {key}={values[0]}: {key!r} is not a factor of this sweep; factors: "
                               f"{', '.join(factors)}{did_you_mean(key, factors)}")
-        if key == "status":
-            if value not in STATUSES:
-                raise ReportError(f"--where status={value}: {value!r} is not a status; allowed: "
-                                  f"{', '.join(STATUSES)}{did_you_mean(value, STATUSES)}")
-            if value == "unfinished":
-                keep &= ~(trials["finished"].astype(bool) | trials["stopped"].astype(bool))
-            else:
-                keep &= trials["status"].eq(value)
-            continue
-        column = factor_column(trials, key)
-        present = list(dict.fromkeys(column))
-        shown = ["none" if v is None else _shown(v) for v in present]
-        listed = f"{key} in this sweep: {', '.join(shown)}"
-        wanted = _wanted(key, value, present, listed)
-        hit = pd.Series([v == wanted and (v is None) == (wanted is None) for v in column], index=trials.index)
-        if not hit.any():
-            raise ReportError(f"--where {key}={value}: no trial has {key} {value!r}; {listed}"
-                              f"{did_you_mean(value, shown) if isinstance(wanted, str) else ''}")
+        hit = pd.Series(False, index=trials.index)
+        for value in values:
+            hit |= _trials_with(trials, key, value)
         keep &= hit
     return trials[keep]
+
+
+def _trials_with(trials: pd.DataFrame, key: str, value: str) -> pd.Series:
+    """Which trials have factor `key` at `value` (filter_trials' rules); ReportError if none of the sweep has."""
+    if key == "status":
+        if value not in STATUSES:
+            raise ReportError(f"--where status={value}: {value!r} is not a status; allowed: "
+                              f"{', '.join(STATUSES)}{did_you_mean(value, STATUSES)}")
+        if value == "unfinished":
+            return ~(trials["finished"].astype(bool) | trials["stopped"].astype(bool))
+        return trials["status"].eq(value)
+    column = factor_column(trials, key)
+    present = list(dict.fromkeys(column))
+    shown = ["none" if v is None else _shown(v) for v in present]
+    listed = f"{key} in this sweep: {', '.join(shown)}"
+    wanted = _wanted(key, value, present, listed)
+    hit = pd.Series([v == wanted and (v is None) == (wanted is None) for v in column], index=trials.index)
+    if not hit.any():
+        raise ReportError(f"--where {key}={value}: no trial has {key} {value!r}; {listed}"
+                          f"{did_you_mean(value, shown) if isinstance(wanted, str) else ''}")
+    return hit
 
 
 def _spread(values: pd.Series, metric: str) -> dict[str, float]:

@@ -154,10 +154,19 @@ def test_short_error_is_the_last_line_cut_to_a_hundred_characters():
     (["momentum=0", "activation=relu"], {f"relu-default-{M0}-s{i}" for i in (0, 1)}),
     (["status=stopped"], {f"tanh-default-{M0}-s0", f"tanh-default-{M0}-s1", f"tanh-default-{M9}-s1"}),
     (["status=unfinished"], {f"relu-default-{M9}-s1"}),  # a stopped trial is not unfinished
+    # any of a key's values: listed with commas, or the key repeated; different keys must all hold
+    (["momentum=0,none", "seed=1"], {f"{a}-default-{s}-s1" for a in ("relu", "tanh") for s in (M0, ADAM)}),
+    (["seed=0", "seed=1", "activation=relu", "optimizer=adam"], {f"relu-default-{ADAM}-s{i}" for i in (0, 1)}),
 ])
 def test_where_takes_every_factor(capsys, db, where, trials):
     args = [a for w in where for a in ("--where", w)]
     assert set(frame(capsys, db, "csv", "--trials", *args)["trial"]) == trials
+
+
+def test_where_that_leaves_nothing_says_so_in_one_line(capsys, db):
+    assert main(["report", "--db", str(db), "--where", "nesterov=true", "--where", "momentum=0"]) == 1
+    assert capsys.readouterr() == ("", "sweep data: no trial has all of --where nesterov=true momentum=0 (each is some "
+                                       "trial's value, not together)\n")
 
 
 @pytest.mark.parametrize("where, message", [
