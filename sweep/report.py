@@ -525,7 +525,9 @@ def factor_effects(results: pd.DataFrame, metric: str, factors: list[str]) -> pd
     best first; with the threshold metric also `reached` (how many of the n
     reached it) and `best_test_acc` (the mean of the trials' best accuracy:
     how close the values where no trial reached it came), ranked as
-    rank_configurations does. A hyper-parameter a trial's optimizer does not
+    rank_configurations does. With a threshold (an images_to_threshold column in `results`, from
+    `--threshold`) and another metric: `images_to_threshold_mean` (over the seeds that reached it) and
+    `reached` as well. A hyper-parameter a trial's optimizer does not
     set groups as None. factor_matrix shows two factors as a matrix.
 
     Example: factor_effects(results, "final_test_acc", ["optimizer", "momentum", "seed"])
@@ -537,6 +539,7 @@ def factor_effects(results: pd.DataFrame, metric: str, factors: list[str]) -> pd
         members.setdefault(key, []).append(i)
     values = done[metric].to_numpy(dtype=float)
     best = done["best_test_acc"].to_numpy(dtype=float) if "best_test_acc" in done else None
+    images = done[THRESHOLD].to_numpy(dtype=float) if THRESHOLD in done and metric != THRESHOLD else None
     rows = []
     for at in members.values():
         row = {f: done[f].iat[at[0]] for f in factors}
@@ -545,9 +548,16 @@ def factor_effects(results: pd.DataFrame, metric: str, factors: list[str]) -> pd
         if metric == THRESHOLD:
             row["reached"] = _count_reached(values[at])
             row["best_test_acc"] = _mean(best[at])
+        elif images is not None:
+            row[f"{THRESHOLD}_mean"] = _mean(images[at])
+            row["reached"] = _count_reached(images[at])
         rows.append(row)
     columns = [*factors, f"{metric}_mean", f"{metric}_std", f"{metric}_ci95", "n"]
-    table = pd.DataFrame(rows, columns=columns + (["reached", "best_test_acc"] if metric == THRESHOLD else []))
+    if metric == THRESHOLD:
+        columns += ["reached", "best_test_acc"]
+    elif images is not None:
+        columns += [f"{THRESHOLD}_mean", "reached"]
+    table = pd.DataFrame(rows, columns=columns)
     if "gain" in factors:  # as written: 1 stays 1 beside 2.5 or auto
         table["gain"] = pd.Series([r["gain"] for r in rows], index=table.index, dtype=object)
     table = table if table.empty else _ranked(table, metric).drop(columns="rank")
@@ -562,7 +572,8 @@ def factor_matrix(results: pd.DataFrame, metric: str, factors: tuple[str, str] |
     each cell the metric's mean over the finished trials with that pair (NaN: none), as factor_effects
     computes it: the numbers of `sweep report --by F1,F2` and of `sweep plot`'s heat map.
 
-    `text`: the terminal's cells, where the threshold metric reads 'mean (reached/n)', e.g. '2048 (1/2)'.
+    `text`: the terminal's cells, where the threshold metric reads 'mean (reached/n)', e.g. '2048 (1/2)', and
+    another metric with a threshold 'mean; images (reached/n)', e.g. '0.8123; 2048 (1/2)'.
     Example: factor_matrix(results, "final_test_acc", ("activation", "momentum"))
     """
     rows_f, cols_f = factors
@@ -576,10 +587,14 @@ def factor_matrix(results: pd.DataFrame, metric: str, factors: tuple[str, str] |
         if text and metric == THRESHOLD:
             shown = "-" if _missing(mean) else f"{mean:.0f}"
             mean = f"{shown} ({r['reached']}/{r['n']})"
+        elif text and "reached" in r:
+            images = r[f"{THRESHOLD}_mean"]
+            mean = (f"{'-' if _missing(mean) else format(mean, '.4f')}; "
+                    f"{'-' if _missing(images) else format(images, '.0f')} ({r['reached']}/{r['n']})")
         cells[_shown(_key(r[rows_f])), _shown(_key(r[cols_f]))] = mean
     matrix = pd.DataFrame([[cells.get((i, j), math.nan) for j in across] for i in down],
                           index=pd.Index(down, name=rows_f), columns=pd.Index(across, name=cols_f),
-                          dtype=object if text and metric == THRESHOLD else float)
+                          dtype=object if text and (metric == THRESHOLD or "reached" in long) else float)
     return matrix
 
 

@@ -323,3 +323,18 @@ def test_the_databases_figures_are_trial_results(db_url, tmp_path, threshold):
         pd.testing.assert_frame_equal(got[expected.columns], expected)
     assert images_per_epoch(engine, "hand") == 1024  # what the report's stopping summary multiplies by
     engine.dispose()
+
+
+def test_threshold_columns_join_by_whatever_the_metric(capsys, db, monkeypatch):
+    code, out, _ = report(capsys, "--threshold", "0.9", "--by", "gain", "--format", "csv", db=db)
+    assert code == 0
+    assert [(r["gain"], float(r["final_test_acc_mean"]), r["images_to_threshold_mean"], r["reached"], r["n"])
+            for r in rows(out)] == [("1", pytest.approx((0.94 + 0.8 + 0.95 + 0.9) / 4), "3072", "3", "4"),
+                                    ("auto", pytest.approx((0.98 + 0.5 + 0.92) / 3), "2560", "2", "3")]
+    monkeypatch.delenv("COLUMNS", raising=False)
+    code, out, _ = report(capsys, "--threshold", "0.9", "--by", "activation,init", db=db)
+    assert code == 0
+    assert out.splitlines()[1:] == [
+        "activation  default             xavier_normal",
+        "relu        0.8700; 2048 (1/2)  0.7400; 1024 (1/2)",
+        "tanh        0.9250; 3584 (2/2)  0.9200; 4096 (1/1)"]
