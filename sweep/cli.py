@@ -147,7 +147,7 @@ def _open_db(url: str):
     try:
         path = sqlite_path(url)
         if path is not None and not path.exists():  # opening it would create an empty file
-            raise CliError(f"no database at {path}; run `sweep run SPEC` first or pass --db")
+            raise CliError(f"no database at {path}; run `sweep run SPEC` first, or pass --spec SPEC or --db URL")
         engine = make_engine(url)
         names = sweep_names(engine)
     except (CliError, DatabaseError) as exc:
@@ -441,6 +441,13 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
     output = Path(load_spec(args.spec).output) if args.spec else Path(args.output)
     logdir = output / args.sweep if args.sweep else output
     if not logdir.is_dir():
+        from sweep.report import did_you_mean
+        from sweep.runner import SETTINGS_FILE
+
+        sweeps = sorted(p.parent.name for p in output.glob(f"*/{SETTINGS_FILE}"))  # the folders sweep run made
+        if args.sweep and sweeps:
+            raise CliError(f"no sweep named {args.sweep!r} in {output}; it has: {', '.join(sweeps)}"
+                           f"{did_you_mean(args.sweep, sweeps)}")
         raise CliError(f"no folder {logdir}; run `sweep run SPEC` first")
     exe = shutil.which("tensorboard") or str(Path(sys.executable).with_name("tensorboard"))
     argv = [exe, "--logdir", str(logdir), "--host", args.host, "--port", str(args.port)]

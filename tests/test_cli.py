@@ -14,7 +14,7 @@ from sweep_process import ENV
 
 def test_report_on_a_missing_database(tmp_path, capsys):
     assert main(["report", "--db", f"sqlite:///{tmp_path / 'none.db'}"]) == 1
-    assert capsys.readouterr().err == f"Error: no database at {tmp_path / 'none.db'}; run `sweep run SPEC` first or pass --db\n"
+    assert capsys.readouterr().err == f"Error: no database at {tmp_path / 'none.db'}; run `sweep run SPEC` first, or pass --spec SPEC or --db URL\n"
     assert not (tmp_path / "none.db").exists()
 
 
@@ -37,6 +37,16 @@ def test_report_on_an_unknown_sweep(tmp_path, capsys):
 def test_tensorboard_on_a_missing_folder(tmp_path, capsys):
     assert main(["tensorboard", "nope", "--output", str(tmp_path)]) == 1
     assert capsys.readouterr().err == f"Error: no folder {tmp_path / 'nope'}; run `sweep run SPEC` first\n"
+
+
+def test_tensorboard_offers_the_sweep_it_has(tmp_path, capsys):
+    for name in ("fashion-activations", "mnist-depth"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "settings.json").write_text("{}")
+    (tmp_path / "plots").mkdir()  # not a sweep's folder
+    assert main(["tensorboard", "fashion-activation", "--output", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == (f"Error: no sweep named 'fashion-activation' in {tmp_path}; it has: "
+                                       "fashion-activations, mnist-depth; did you mean 'fashion-activations'?\n")
 
 
 def test_help_lists_the_commands_with_examples(capsys):
@@ -89,7 +99,7 @@ def test_the_program_exits_with_main_s_status_and_runs_every_atexit_handler(reco
     cases = {  # arguments: (status, what stdout starts with, stderr)
         ("report", "--db", db, "--format", "csv"): (0, "rank,config,", ""),
         ("report", "--db", str(tmp_path / "none.db")): (
-            1, "", f"Error: no database at {tmp_path / 'none.db'}; run `sweep run SPEC` first or pass --db\n"),
+            1, "", f"Error: no database at {tmp_path / 'none.db'}; run `sweep run SPEC` first, or pass --spec SPEC or --db URL\n"),
         ("--help",): (0, "usage: sweep", ""),
     }
     for args, (status, out, err) in cases.items():
