@@ -667,8 +667,9 @@ def _range(low, high) -> str | None:
 def human_view(table: pd.DataFrame) -> pd.DataFrame:
     """A report table as the terminal and markdown show it: each range as one column ('1-2': best_epoch
     from best_epoch_min and best_epoch_max), `reached` out of n ('1/2'), gain, the optimizer
-    hyper-parameters and the factors of a --by table as written ('auto', '0.9', 'true'; '-' for a
-    hyper-parameter the trial's optimizer does not set).
+    hyper-parameters and the factors of a --by table as written ('0.9', 'true'; '-' for a
+    hyper-parameter the trial's optimizer does not set), an `auto` gain with the number it used
+    ('auto 1.53', where the table has gain_value).
 
     Example: human_view(rank_configurations(results, "final_test_acc"))
     """
@@ -683,6 +684,9 @@ def human_view(table: pd.DataFrame) -> pd.DataFrame:
                                   index=table.index, dtype=object)
         elif c == "reached" and "n" in table:
             out[c] = [f"{r}/{n}" for r, n in zip(table[c].tolist(), table["n"].tolist())]
+        elif c == "gain" and "gain_value" in table:
+            out[c] = [f"auto {used:.3g}" if g == "auto" else _shown(g)
+                      for g, used in zip(table[c].tolist(), table["gain_value"].tolist())]
         elif c in shown:
             out[c] = [_shown(v) for v in table[c].tolist()]
         else:

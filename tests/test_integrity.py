@@ -265,7 +265,7 @@ def test_kaiming_stores_the_gain_it_uses_and_accepts_auto(tmp_path):
     assert relu.gain == pytest.approx(math.sqrt(2)) and relu.gain_label == "auto"
     assert relu.name == "relu-kaiming_normal-sgd-lr0.1-s0"  # the name as before: Kaiming's gain is always auto
     assert _one(tmp_path, {"name": "kaiming_uniform", "gain": "auto"}, "tanh").gain == pytest.approx(5 / 3)
-    assert _one(tmp_path, "kaiming_uniform", "softsign").gain == 1.0
+    assert _one(tmp_path, "kaiming_uniform", "softsign").gain == pytest.approx(2.33753, abs=1e-5)
     with pytest.raises(SpecError, match=r"grid.init\[0\].gain: 2.0: kaiming_normal takes its gain from the activation"):
         _one(tmp_path, {"name": "kaiming_normal", "gain": 2.0})
     # The weights are drawn with that gain: std = gain / sqrt(fan_in) for Kaiming normal.
@@ -274,6 +274,27 @@ def test_kaiming_stores_the_gain_it_uses_and_accepts_auto(tmp_path):
     from sweep.models.registry import INITS
     INITS["kaiming_normal"](w, relu.gain, "relu")
     assert w.std().item() == pytest.approx(relu.gain / math.sqrt(1000), rel=0.01)
+
+
+@pytest.mark.parametrize("activation, gain", [("gelu", 1.53353), ("silu", 1.67653), ("elu", 1.24520)])
+@pytest.mark.parametrize("init", ["kaiming_normal", "kaiming_uniform"])
+def test_kaiming_keeps_the_second_moment_where_torch_has_no_gain(tmp_path, activation, gain, init):
+    """He's gain, 1 / sqrt(E[f(z)^2]) for z ~ N(0, 1), not the linear gain 1 (LeCun's initialisation): the
+    trial stores it, the report shows it, and the weights are drawn with std gain / sqrt(fan_in)."""
+    trial = _one(tmp_path, init, activation)
+    assert trial.gain == pytest.approx(gain, abs=1e-5) and trial.gain_label == "auto"
+    torch.manual_seed(0)
+    w = torch.empty(400, 1000)
+    from sweep.models.registry import INITS
+    INITS[init](w, trial.gain, activation)
+    assert w.std().item() == pytest.approx(gain / math.sqrt(1000), rel=0.01)
+
+
+def test_the_second_moment_gain_is_hes_where_torch_has_one():
+    from sweep.models.registry import second_moment_gain
+
+    assert second_moment_gain("relu") == pytest.approx(math.sqrt(2), abs=1e-9)
+    assert second_moment_gain("leaky_relu") == pytest.approx(torch.nn.init.calculate_gain("leaky_relu", 0.01), abs=1e-9)
 
 
 def test_selu_takes_the_linear_gain(tmp_path):

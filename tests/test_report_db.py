@@ -95,11 +95,11 @@ def test_threshold_shows_who_reached_it_and_ranks_misses_last(capsys, db, monkey
     assert out == (
         "sweep hand: 4 configurations ranked by mean images_to_threshold over seeds, at 4 epochs; "
         "threshold: test accuracy 0.9; 1 unfinished trial not aggregated\n"
-        "rank  activation  init           gain  n  mean  ci95  reached  status\n"
-        "   1  tanh        default        1     2  3584  6506  2/2      completed\n"
-        "   2  tanh        xavier_normal  auto  1  4096     -  1/1      1 unfinished, 1 completed\n"
-        "   3  relu        xavier_normal  auto  2  1024     -  1/2      1 completed, 1 diverged\n"
-        "   4  relu        default        1     2  2048     -  1/2      completed\n"
+        "rank  activation  init           gain       n  mean  ci95  reached  status\n"
+        "   1  tanh        default        1          2  3584  6506  2/2      completed\n"
+        "   2  tanh        xavier_normal  auto 1.67  1  4096     -  1/1      1 unfinished, 1 completed\n"
+        "   3  relu        xavier_normal  auto 1.41  2  1024     -  1/2      1 completed, 1 diverged\n"
+        "   4  relu        default        1          2  2048     -  1/2      completed\n"
         "(14 more columns: --wide shows all, --columns NAME,... picks)\n")
     code, out, _ = report(capsys, "--threshold", "0.9", "--metric", "images_to_threshold", "--format", "csv", db=db)
     assert [(r["config"], r["reached"], r["n"], r["images_to_threshold_mean"], r["epochs_min"], r["epochs_max"],

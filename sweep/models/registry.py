@@ -5,6 +5,8 @@ the spec validator, the grid and the trial all look names up here.
 """
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -45,22 +47,47 @@ def recommended_gain(activation: str) -> float:
     return nn.init.calculate_gain(name) if name else 1.0
 
 
+# Kaiming's initialisation (He et al., 2015) draws weights with std gain / sqrt(fan_in), the gain chosen so
+# that each layer keeps the second moment of its input: gain^2 = 1 / E[f(z)^2], z ~ N(0, 1). That is torch's
+# sqrt(2) for ReLU and sqrt(2 / (1 + a^2)) for a leaky ReLU; torch's Kaiming knows no other activation of
+# these and would use the linear gain 1 (LeCun's initialisation, not He's). For these, the same integral is
+# taken numerically. SELU keeps the linear gain its self-normalisation wants (see ACTIVATIONS).
+SECOND_MOMENT_KAIMING = frozenset({"softsign", "elu", "gelu", "silu"})
+
+
 def _kaiming_nonlinearity(activation: str) -> str:
     """The `nonlinearity` torch's Kaiming initialisers are given for an activation."""
     name = ACTIVATIONS[activation].gain_name
     return name if name in ("relu", "leaky_relu", "tanh", "sigmoid") else "linear"
 
 
+@functools.cache
+def second_moment_gain(activation: str) -> float:
+    """1 / sqrt(E[f(z)^2]) for z ~ N(0, 1): the gain that keeps a layer's second moment through activation f
+    (He et al.'s derivation; sqrt(2) for ReLU), by the trapezoid rule in float64 over [-12, 12]."""
+    z = torch.linspace(-12.0, 12.0, 240_001, dtype=torch.float64)
+    density = torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    with torch.no_grad():
+        f = ACTIVATIONS[activation].make()(z)
+    return float(1.0 / torch.sqrt(torch.trapezoid(f * f * density, z)))
+
+
 def kaiming_gain(activation: str) -> float:
-    """The gain torch's Kaiming initialisers use for an activation (a = 0, their default slope)."""
+    """The gain Kaiming's initialisers use for an activation: torch's for the activations it knows (a = 0, their
+    default slope), second_moment_gain for SECOND_MOMENT_KAIMING, 1 for SELU."""
+    if activation in SECOND_MOMENT_KAIMING:
+        return second_moment_gain(activation)
     return nn.init.calculate_gain(_kaiming_nonlinearity(activation), 0)
 
 
 def _kaiming(fn):
-    # Kaiming's formula is written for the activation's slope; torch names it
-    # with `nonlinearity`, and the gain it uses is kaiming_gain's (stored as the trial's gain).
+    # Kaiming's formula is written for the activation's slope; torch names it with `nonlinearity`. Where torch
+    # knows no gain for the activation, its linear draw is scaled to kaiming_gain (the trial's stored gain).
     def init(weight: torch.Tensor, gain: float, activation: str) -> None:
         fn(weight, a=0, nonlinearity=_kaiming_nonlinearity(activation))
+        if activation in SECOND_MOMENT_KAIMING:
+            with torch.no_grad():
+                weight.mul_(kaiming_gain(activation))
 
     return init
 
