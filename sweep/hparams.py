@@ -14,14 +14,21 @@ from typing import Any, Iterable
 
 from sweep.grid import TrialConfig
 
-# Scalars each trial logs that the dashboard shows as metrics.
-METRIC_TAGS = ("accuracy/test", "loss/test", "loss/train_epoch")
+# Scalars each trial logs that the dashboard shows as metrics; STOPPED_TAG only a stopped trial logs (the
+# epoch after which its stop rule ended it), so that the dashboard says which sessions stopped, and when.
+STOPPED_TAG = "stopped/epoch"
+METRIC_TAGS = ("accuracy/test", "loss/test", "loss/train_epoch", STOPPED_TAG)
+# How a trial's session ends: HParams knows success, failure, running and unknown; a diverged or stopped
+# trial did not train to the end (STOPPED_TAG tells a stopped one apart).
+SESSION_END = {"completed": "STATUS_SUCCESS", "diverged": "STATUS_FAILURE", "stopped": "STATUS_FAILURE"}
 
 
 def hparam_values(cfg: TrialConfig) -> dict[str, Any]:
-    """The trial's factors as HParams values."""
-    return {"activation": cfg.activation, "init": cfg.init, "gain": cfg.gain, "optimizer": cfg.optimizer,
-            "lr": cfg.lr, "seed": cfg.seed, **dict(cfg.optimizer_params)}
+    """The trial's factors as HParams values. HParams has no integer type (a number is a float64), so the
+    seed and the gain go as the report writes them ('0'; 'auto', '1', '2.5'): whole numbers stay whole, and
+    each is a discrete choice in the dashboard's filter. `gain_value` is the gain the trial used."""
+    return {"activation": cfg.activation, "init": cfg.init, "gain": cfg.gain_label, "gain_value": cfg.gain,
+            "optimizer": cfg.optimizer, "lr": cfg.lr, "seed": str(cfg.seed), **dict(cfg.optimizer_params)}
 
 
 def hparam_domains(trials: Iterable[TrialConfig]) -> dict[str, list]:
@@ -59,14 +66,14 @@ def write_session_start(writer, cfg: TrialConfig) -> None:
     writer.file_writer.add_summary(start)
 
 
-def write_session_end(writer, cfg: TrialConfig, success: bool) -> None:
-    """Mark the session finished (success) or failed (diverged)."""
+def write_session_end(writer, cfg: TrialConfig, status: str) -> None:
+    """End the session as the trial ended (`status`: a key of SESSION_END)."""
     from tensorboard.plugins.hparams.api_pb2 import Status
     from tensorboard.plugins.hparams.metadata import PLUGIN_DATA_VERSION, PLUGIN_NAME, SESSION_END_INFO_TAG
     from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo
     from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
 
-    status = Status.Value("STATUS_SUCCESS" if success else "STATUS_FAILURE")
+    status = Status.Value(SESSION_END[status])
     content = HParamsPluginData(session_end_info=SessionEndInfo(status=status), version=PLUGIN_DATA_VERSION)
     metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(
         plugin_name=PLUGIN_NAME, content=content.SerializeToString()))

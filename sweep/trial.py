@@ -31,7 +31,7 @@ from sweep.models.stats import STAT_NAMES
 from sweep.data import Arrays
 from sweep.grid import TrialConfig, bundle_name
 from sweep.hold import hold, holds_for
-from sweep.hparams import write_session_end, write_session_start
+from sweep.hparams import STOPPED_TAG, write_session_end, write_session_start
 from sweep.stopping import Stopper, epoch_measures
 
 CHECKPOINT = "checkpoint.pt"
@@ -195,9 +195,12 @@ class _Member:
             "order_rng": self.order.get_state(), "state": dict(self.state), "replay": self.replay,
         })
 
-    def end_session(self, success: bool) -> None:
+    def end_session(self, status: str, epoch: int) -> None:
+        """End the trial's HParams session as it ended (hparams.SESSION_END); a stopped one logs its epoch."""
         if self.writer is not None:
-            write_session_end(self.writer, self.cfg, success=success)
+            if status == "stopped":
+                self.scalar(STOPPED_TAG, epoch, self.state["images_seen"])
+            write_session_end(self.writer, self.cfg, status)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -351,8 +354,8 @@ def _train(members: list[_Member], train_x, train_y, test_x, test_y, report, dev
             m, result = members[k], results[k]
             # The checkpoint keeps the epoch as trained ("running"): resumed, the trial goes on from it.
             m.save(result, *net.member_state(k))
-            if epoch == cfg.epochs:
-                m.end_session(success=True)
+            if epoch == cfg.epochs or k in stopped:
+                m.end_session("stopped" if k in stopped else "completed", epoch)
             hold(m.cfg.name, f"saved{epoch}", m.holds)
             report({**result, "status": "stopped", "reason": stopped[k]} if k in stopped else result)
         gone = sorted([*diverged, *stopped])
@@ -378,7 +381,7 @@ def _finish_diverged(members, diverged, reasons, epoch, mean_losses, rows, tests
         m.state["train_seconds"] += wall
         m.state["epoch"] = epoch
         result = m.result(epoch, mean_losses[k], tests[k], wall, rows[k], "diverged", reasons[k], began)
-        m.end_session(success=False)
+        m.end_session("diverged", epoch)
         report(result)
 
 

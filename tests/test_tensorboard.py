@@ -13,22 +13,28 @@ from sweep.data import synthetic
 from sweep.grid import expand_grid
 from sweep.hparams import write_experiment
 from sweep.spec import parse_spec
+from sweep.stopping import Stopper
 from sweep.trial import run_trial
+
+
+RAW = {"name": "tbsweep", "dataset": "synthetic", "epochs": 2, "batch_size": 32, "stats_every": 4,
+       "grid": {"activation": ["tanh", "relu"], "init": ["default", "xavier_uniform"],
+                "optimizer": [{"name": "sgd", "lr": 0.05, "momentum": 0.9}]}}
+STOPPED = "relu-xavier_uniform-sgd-lr0.05-momentum0.9-s0"
 
 
 @pytest.fixture(scope="module")
 def sweep_folder(tmp_path_factory) -> tuple[Path, list]:
     out = tmp_path_factory.mktemp("tb")
-    spec = parse_spec({
-        "name": "tbsweep", "dataset": "synthetic", "epochs": 2, "batch_size": 32, "stats_every": 4, "output": str(out),
-        "grid": {"activation": ["tanh", "relu"], "init": ["default", "xavier_uniform"],
-                 "optimizer": [{"name": "sgd", "lr": 0.05, "momentum": 0.9}]},
-    })
+    spec = parse_spec({**RAW, "output": str(out)})
     trials = expand_grid(spec)
     data = synthetic(128, 64)
     write_experiment(spec.sweep_dir, trials)
+    # One trial is stopped by a rule after its first epoch (a chance margin it always meets).
+    stops = parse_spec({**RAW, "stop": {"chance": {"margin": 0.99, "epochs": 1}}, "output": str(out)}).stop
     for t in trials:
-        run_trial(t, data, lambda result: None)
+        stopper = Stopper(stops, "final_test_acc", 2) if t.name == STOPPED else None
+        run_trial(t, data, lambda result: None, stopper=stopper)
     return spec.sweep_dir, trials
 
 
@@ -91,10 +97,14 @@ def test_hparams_experiment_lists_every_trial_with_its_factors(server, sweep_fol
     _, trials = sweep_folder
     experiment = post(f"{server}/data/plugin/hparams/experiment", {"experimentName": ""})
     infos = {h["name"]: h for h in experiment["hparamInfos"]}
-    assert set(infos) == {"activation", "init", "gain", "optimizer", "lr", "seed", "momentum"}
+    assert set(infos) == {"activation", "init", "gain", "gain_value", "optimizer", "lr", "seed", "momentum"}
     assert infos["activation"]["domainDiscrete"] == ["relu", "tanh"]
     assert infos["init"]["domainDiscrete"] == ["default", "xavier_uniform"]
-    assert {m["name"]["tag"] for m in experiment["metricInfos"]} == {"accuracy/test", "loss/test", "loss/train_epoch"}
+    # whole numbers stay whole: the seed and the gain as the report writes them
+    assert (infos["seed"]["type"], infos["seed"]["domainDiscrete"]) == ("DATA_TYPE_STRING", ["0"])
+    assert (infos["gain"]["type"], infos["gain"]["domainDiscrete"]) == ("DATA_TYPE_STRING", ["1"])
+    assert {m["name"]["tag"] for m in experiment["metricInfos"]} == {"accuracy/test", "loss/test", "loss/train_epoch",
+                                                                     "stopped/epoch"}
 
     groups = post(f"{server}/data/plugin/hparams/session_groups", {
         "experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
@@ -106,6 +116,12 @@ def test_hparams_experiment_lists_every_trial_with_its_factors(server, sweep_fol
         hparams, session = sessions[t.name]
         assert hparams["activation"] == t.activation and hparams["init"] == t.init
         assert hparams["lr"] == pytest.approx(0.05) and hparams["momentum"] == pytest.approx(0.9)
-        assert session["status"] == "STATUS_SUCCESS"
+        assert (hparams["seed"], hparams["gain"]) == ("0", "1")
         metrics = {m["name"]["tag"]: m for m in session["metricValues"]}
+        if t.name == STOPPED:
+            assert session["status"] == "STATUS_FAILURE"
+            assert (metrics["stopped/epoch"]["value"], metrics["stopped/epoch"]["trainingStep"]) == (1, 128)
+            assert metrics["accuracy/test"]["trainingStep"] == 128  # stopped after its first epoch of 128 images
+            continue
+        assert session["status"] == "STATUS_SUCCESS" and "stopped/epoch" not in metrics
         assert metrics["accuracy/test"]["trainingStep"] == 256  # 2 epochs x 128 images
