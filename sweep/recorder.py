@@ -26,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Mapping, TextIO
 
 from ray.tune import Callback
 from ray.tune.stopper import Stopper
@@ -492,6 +492,31 @@ RUNNING, RETRYING, FAILED, INTERRUPTED = "running", "retrying", "failed", "inter
 FINISHED = ("completed", "diverged", "stopped")
 
 
+@dataclass(frozen=True)
+class Outlook:
+    """The epochs a sweep's trials are expected to train still: each from where it stands to the sweep's
+    `epochs`, or under ASHA to its next rung, and on past each later rung with the chance 1/R that a trial
+    passes one (the top 1/R continue). `starts`: config hash -> the epoch each trial of this run starts at;
+    `exempt` trials (resumed after a stop) enter no rung."""
+
+    epochs: int
+    asha: Any  # sweep.stopping.AshaSpec or None
+    starts: Mapping[str, int]
+    exempt: frozenset = frozenset()
+
+    def left(self, key: str, at: int) -> float:
+        """Epochs trial `key`, now at epoch `at`, is expected to train still."""
+        from sweep.stopping import rung_epochs
+
+        here, chance, left = at, 1.0, 0.0
+        if self.asha is not None and key not in self.exempt:
+            for rung in rung_epochs(self.asha, self.epochs):
+                if rung > here:
+                    left += chance * (rung - here)
+                    here, chance = rung, chance / self.asha.reduction
+        return left + chance * max(0, self.epochs - here)
+
+
 class ProgressPrinter(Callback):
     """One concise line per trial event and every `interval` seconds, instead of Ray's tables.
 
@@ -499,19 +524,21 @@ class ProgressPrinter(Callback):
 
     Done counts the finished configurations (completed, diverged or stopped); running, those training now;
     retrying, those whose attempt failed and wait to start again. The best is the best final value of the
-    spec's `metric` (lowest for a loss) over the finished trials; before any has finished, the best so far
-    over those training, with its epoch. The time left comes from throughput: epochs trained per second
-    since the first report arrived (start-up excluded), shown once an epoch has finished after that
-    report, and only while something trains (not while attempts wait for their retry, nor at the end);
-    a trial that ends early (failed, diverged, stopped) takes its epochs left out of the estimate. Each failed attempt is one line: the trial, the cause,
+    spec's `metric` (lowest for a loss) over the trials that trained to the end (a stopped one never
+    counts); before any has, the best so far over those training, with its epoch. The time left
+    is the epochs left to train (with an `outlook`, as expected under ASHA: Outlook) over the throughput,
+    epochs trained per second since the first report arrived (start-up excluded); shown once an epoch has
+    finished after that report, and only while something trains (not while attempts wait for their retry,
+    nor at the end); a trial that ends early (failed, diverged, stopped) takes its epochs left out of it. Each failed attempt is one line: the trial, the cause,
     attempt n of m, whether it is retried, and where its whole traceback is (Failures).
     """
 
     def __init__(self, total: int, total_epochs: int, interval: float = 15.0, out: TextIO = sys.stdout,
                  clock: Callable[[], float] = time.monotonic, metric: str = "final_test_acc",
-                 epochs: int | None = None, failures: Failures | None = None):
+                 epochs: int | None = None, failures: Failures | None = None, outlook: Outlook | None = None):
         from sweep.spec import METRICS
 
+        self.outlook = outlook
         self.total = total
         self.total_epochs = total_epochs
         self.epochs = epochs  # each trial's epochs (the spec's), for the epochs a trial ending early leaves
@@ -541,9 +568,11 @@ class ProgressPrinter(Callback):
         return sum(max(0, self.epochs_done[k] - self.epochs_at_start.get(k, 0)) for k in self.epochs_done)
 
     def best(self) -> tuple[float, str] | None:
-        """(value, trial name): the best final value of the metric over the finished trials, or None."""
+        """(value, trial name): the best final value of the metric over the trials that trained to the end (a
+        diverged one with its last finite figure, as the report counts it), or None: a stopped trial's value
+        is where its rule or ASHA ended it, never a final one."""
         pick = max if self.larger_is_better else min
-        final = [v[:2] for k, v in self.latest.items() if self.state.get(k) in FINISHED]
+        final = [v[:2] for k, v in self.latest.items() if self.state.get(k) in ("completed", "diverged")]
         return pick(final, key=lambda v: v[0]) if final else None
 
     def best_so_far(self) -> tuple[float, str, int] | None:
@@ -576,14 +605,21 @@ class ProgressPrinter(Callback):
             so_far = self.best_so_far()
             if so_far is not None:
                 text += f" | best so far {self.metric} {so_far[0]:.4f} {so_far[1]} (epoch {so_far[2]})"
-        trained = self._trained()
-        to_train = self.total_epochs - self.epochs_dropped
-        if c[RUNNING] and not self.ended and self.first_report is not None and 0 < trained < to_train:
+        trained, left = self._trained(), self._left()
+        if c[RUNNING] and not self.ended and self.first_report is not None and trained > 0 and left > 0:
             since, done_then = self.first_report
             if trained > done_then and now > since:
                 rate = (trained - done_then) / (now - since)
-                text += f" | ~{_duration((to_train - trained) / rate)} left"
+                text += f" | ~{_duration(left / rate)} left"
         return text
+
+    def _left(self) -> float:
+        """Epochs left to train: every trial not ended yet, from where it stands (Outlook), or without one all
+        the epochs of the trials not ended early."""
+        if self.outlook is None:
+            return self.total_epochs - self.epochs_dropped - self._trained()
+        going = [k for k in self.outlook.starts if self.state.get(k) not in (*FINISHED, FAILED, INTERRUPTED)]
+        return sum(self.outlook.left(k, self.epochs_done.get(k, self.outlook.starts[k])) for k in going)
 
     def _print(self, prefix: str = "") -> None:
         print(prefix + self.line(), file=self.out, flush=True)

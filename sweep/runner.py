@@ -345,9 +345,9 @@ def _run_locked(spec: SweepSpec, trials: list[TrialConfig], data, out, progress_
     _plan_line(spec, trials, done, resume_stopped, out)
     if not todo:
         return RunSummary(len(trials), len(trials), {}, False)
-    # Epochs left to train, for the time estimate: trials continue from where they stopped.
-    epochs_left = sum(max(0, spec.epochs - done.get(t.config_hash, ("new", 0))[1]) for t in todo)
-    return _tune(spec, trials, todo, data, engine, out, progress_interval, epochs_left, verbose, exempt)
+    # Where each trial starts, for the time estimate: trials continue from where they stopped.
+    starts = {t.config_hash: done.get(t.config_hash, ("new", 0))[1] for t in todo}
+    return _tune(spec, trials, todo, data, engine, out, progress_interval, starts, verbose, exempt)
 
 
 # Most members per fused bundle on one GPU: measured on an H100 (issue 8), a
@@ -452,7 +452,7 @@ def _stopping(spec: SweepSpec, trials: list[TrialConfig], engine, exempt: set[st
     return {"stop": spec.stop.to_dict(), "metric": spec.metric, "exempt": sorted(exempt), "order": order}, store
 
 
-def _tune(spec, trials, todo, data, engine, out, progress_interval, epochs_left, verbose: bool,
+def _tune(spec, trials, todo, data, engine, out, progress_interval, starts, verbose: bool,
           exempt: set[str] = frozenset()) -> RunSummary:
     # Ray's own result files and TensorBoard loggers would duplicate what
     # we write; keep its verbose tables and worker logs off the terminal.
@@ -461,14 +461,15 @@ def _tune(spec, trials, todo, data, engine, out, progress_interval, epochs_left,
     from sweep.recorder import RayLog
 
     with RayLog(spec.sweep_dir / LOG_FILE, verbose) as log:
-        return _fit(spec, trials, todo, data, engine, out, progress_interval, epochs_left, verbose, log, exempt)
+        return _fit(spec, trials, todo, data, engine, out, progress_interval, starts, verbose, log, exempt)
 
 
-def _fit(spec, trials, todo, data, engine, out, progress_interval, epochs_left, verbose, log, exempt) -> RunSummary:
+def _fit(spec, trials, todo, data, engine, out, progress_interval, starts, verbose, log, exempt) -> RunSummary:
     import ray
     from ray import tune
 
-    from sweep.recorder import INTERRUPTED, DatabaseRecorder, Failures, HaltSweep, ProgressPrinter, members
+    from sweep.recorder import (INTERRUPTED, DatabaseRecorder, Failures, HaltSweep, Outlook, ProgressPrinter,
+                                members)
     from sweep.trial import ray_trainable
 
     received: list[int] = []
@@ -491,8 +492,10 @@ def _fit(spec, trials, todo, data, engine, out, progress_interval, epochs_left, 
             print(f"fused: {len(todo)} trials in {len(bundles)} bundle(s) of up to {size}", file=out, flush=True)
         failures = Failures(Path(spec.output), spec.resources.max_failures, log)
         recorder = DatabaseRecorder(engine, trial_ids, failures=failures)
+        epochs_left = sum(max(0, spec.epochs - start) for start in starts.values())
         printer = ProgressPrinter(len(todo), epochs_left, progress_interval, out, metric=spec.metric,
-                                  epochs=spec.epochs, failures=failures)
+                                  epochs=spec.epochs, failures=failures,
+                                  outlook=Outlook(spec.epochs, spec.stop.asha, starts, exempt))
         stopping, rung_store = _stopping(spec, trials, engine, exempt)  # the store lives while this frame does
         trainable = tune.with_resources(tune.with_parameters(ray_trainable, data=data), {"cpu": cpu, "gpu": gpu})
         tuner = tune.Tuner(

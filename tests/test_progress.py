@@ -128,11 +128,14 @@ def test_running_retrying_pending_failed_and_no_time_left_once_nothing_is_left()
     ]
 
 
-def test_a_stopped_trial_counts_as_stopped_with_its_final_figure():
+def test_a_stopped_trial_counts_as_stopped_and_is_never_the_best_final():
     printer = started(ProgressPrinter(2, 4, out=io.StringIO(), clock=Clock(), epochs=2))
     printer.on_trial_result(0, [], RELU, report(RELU, 1, test_acc=0.1, status="stopped", reason="stopped@1 chance"))
     printer.on_trial_complete(0, [], RELU)
-    assert printer.line() == f"[0s] 1/2 done (1 stopped), 1 running, 0 pending, 0 failed | best final_test_acc 0.1000 {RELU_NAME}"
+    assert printer.line() == "[0s] 1/2 done (1 stopped), 1 running, 0 pending, 0 failed"
+    printer.on_trial_result(0, [], TANH, report(TANH, 2, test_acc=0.05))
+    printer.on_trial_complete(0, [], TANH)  # completed, worse than the stopped one's 0.1: the best final
+    assert printer.line() == f"[0s] 2/2 done (1 stopped), 0 running, 0 pending, 0 failed | best final_test_acc 0.0500 {TANH_NAME}"
     assert printer.out.getvalue().splitlines()[0] == f"stopped {RELU_NAME}: stopped@1 chance"
 
 
@@ -192,3 +195,35 @@ def test_no_time_left_while_nothing_trains():
     printer.on_trial_recover(0, [], ray_trial(CONFIGS[0], failures=1))  # waits for its retry; tanh not started
     assert printer.line() == (f"[10s] 0/2 done, 0 running, 1 retrying, 1 pending, 0 failed | best so far "
                               f"final_test_acc 0.5000 {RELU_NAME} (epoch 1)")
+
+
+def test_time_left_under_asha_matches_a_recorded_sweep():
+    """16 trials run one at a time, 1 s an epoch, under asha {grace: 1, reduction: 2} over 5 epochs (rungs 1, 2
+    and 4), as a recorded sweep ended them: per half, 1 trial of 8 trained 5 epochs, 1 to 4, 2 to 2 and 4
+    stopped at 1 (2.125 epochs a trial, as ASHA expects: 1 + 1/2 + 2/4 + 1/8). Halfway, 17 epochs (17 s) are
+    left: the estimate says so, where counting every pending trial's 5 epochs said 40 s."""
+    from sweep.recorder import Outlook
+    from sweep.stopping import AshaSpec
+
+    configs = expand_grid(parse_spec({"name": "p", "dataset": "synthetic", "epochs": 5, "grid": {
+        "activation": ["relu", "tanh", "elu", "gelu"], "optimizer": [{"name": "adam", "lr": 0.01}],
+        "seed": [0, 1, 2, 3]}}))
+    trained = [5, 1, 2, 1, 4, 1, 2, 1] * 2
+    clock = Clock()
+    outlook = Outlook(5, AshaSpec(1, 2), {c.config_hash: 0 for c in configs})
+    printer = ProgressPrinter(16, 80, out=io.StringIO(), clock=clock, epochs=5, outlook=outlook)
+    for i, (cfg, epochs) in enumerate(zip(configs, trained)):
+        trial = ray_trial(cfg)
+        printer.on_trial_start(0, [], trial)
+        if i == 8:
+            left = sum(trained[8:])
+            assert (clock.now, left) == (17, 17)
+            assert printer.line().endswith(" | ~17s left")
+        printer.on_trial_result(0, [], trial, report(trial, 0))
+        for epoch in range(1, epochs + 1):
+            clock.now += 1
+            stopped = epoch == epochs < 5
+            printer.on_trial_result(0, [], trial, report(trial, epoch, status="stopped" if stopped else "running",
+                                                         reason=f"stopped@{epoch} asha" if stopped else None))
+        printer.on_trial_complete(0, [], trial)
+    assert clock.now == 34 and "left" not in printer.line()
