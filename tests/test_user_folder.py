@@ -15,12 +15,15 @@ USER_FILE = """from pathlib import Path
 Path(__file__).with_suffix(".imported").write_text("imported")
 raise ImportError("the user's own {name}.py was imported")
 """
-SNIPPET = """from sweep.db import make_engine, trials_frame, epoch_metrics_frame
-engine = make_engine("sqlite:///runs/sweep.db")
-trials = trials_frame(engine, "mine")
-curves = epoch_metrics_frame(engine, "mine")
-print(len(trials), sorted(trials["status"]), len(curves))
-"""
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_snippet() -> str:
+    """The README's "From Python" example, on this test's sweep, printing what it read."""
+    text = README.read_text()
+    block = text[text.index("From Python:"):].split("```python\n", 1)[1].split("```", 1)[0]
+    return block.replace("fashion-activations", "mine") + (
+        'print(len(trials), sorted(trials["status"]), len(curves), sorted(stats["layer"].unique())[:2])\n')
 SWEEP = str(Path(sys.executable).parent / "sweep")  # the console script, as a user runs it
 
 
@@ -60,13 +63,13 @@ def test_report_runs_there(project):
 
 def test_the_readme_python_snippet_runs_there(project):
     folder, _ = project
-    (folder / "snippet.py").write_text(SNIPPET)
+    (folder / "snippet.py").write_text(readme_snippet())
     # Python puts a script's own folder first: a sweep.py there is the `sweep` a plain `python` imports (as a
     # numpy.py would be numpy), so the README says to run such a script with -P. models.py and db.py never matter.
     safe = subprocess.run([sys.executable, "-P", "snippet.py"], cwd=folder, env=ENV, capture_output=True, text=True,
                           timeout=120)
     assert safe.returncode == 0, safe.stderr
-    assert safe.stdout == "2 ['completed', 'completed'] 2\n"
+    assert safe.stdout == "2 ['completed', 'completed'] 4 ['conv1', 'conv2']\n"
     assert _imported(folder) == []
     beside = folder / "without-sweep-py"
     beside.mkdir()
@@ -76,5 +79,5 @@ def test_the_readme_python_snippet_runs_there(project):
     plain = subprocess.run([sys.executable, "snippet.py"], cwd=beside, env=ENV, capture_output=True, text=True,
                            timeout=120)
     assert plain.returncode == 0, plain.stderr
-    assert plain.stdout == "2 ['completed', 'completed'] 2\n"
+    assert plain.stdout == "2 ['completed', 'completed'] 4 ['conv1', 'conv2']\n"
     assert _imported(beside) == []
