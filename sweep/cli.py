@@ -75,18 +75,6 @@ def _factor_list(option: str, text: str, exactly: int | None = None) -> list[str
     return names
 
 
-def _known_factors(option: str, text: str, names: list[str], results) -> None:
-    """Every factor of an option is one of the sweep's (sweep.report.sweep_factors: with the optimizer
-    hyper-parameters its grid sets), else CliError, exit 2."""
-    from sweep.report import did_you_mean, sweep_factors
-
-    factors = sweep_factors(results)
-    for name in names:
-        if name not in factors:
-            raise CliError(f"{option} {text!r}: {name!r} is not a factor of this sweep; factors: "
-                           f"{', '.join(factors)}{did_you_mean(name, factors)}", 2)
-
-
 class CliError(Exception):
     def __init__(self, message: str, code: int = 1):
         super().__init__(message)
@@ -162,7 +150,7 @@ def _open_db(url: str):
 
 
 def _pick_sweep(requested: str | None, names: list[str]) -> str:
-    from sweep.report import did_you_mean
+    from sweep.factors import did_you_mean
 
     if requested is None:
         return names[-1]
@@ -202,15 +190,6 @@ def _open_sweep(args: argparse.Namespace):
     return engine, name, args.metric or spec.get("metric", "final_test_acc"), epochs
 
 
-def _results(engine, name: str, epochs: int, threshold: float | None = None):
-    """The sweep's trials with their figures at `epochs`, computed by the database (as sweep.report.trial_results
-    defines them)."""
-    from sweep.db.queries import trial_figures
-    from sweep.report import results_from_figures
-
-    return results_from_figures(trial_figures(engine, name, epochs, threshold), epochs)
-
-
 def _terminal_width() -> int:
     """COLUMNS, else the terminal's width, else 100 (output to a file or a pipe)."""
     columns = os.environ.get("COLUMNS", "")
@@ -222,26 +201,6 @@ def _terminal_width() -> int:
         except OSError:
             pass
     return 100
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def _stopping(engine, name: str, epochs: int, results, shown, pooled: bool) -> str:
-    """The title's words on stopped trials: how many of those shown stopped early, and how many training
-    images stopping saved against the whole grid (every trial of the sweep at its epochs), from the epoch
-    rows the database holds; '' where none stopped."""
-    from sweep.db.queries import images_per_epoch
-    from sweep.report import stopping_savings
-
-    count = int(shown["stopped"].sum())
-    words = f"; {_plural(count, 'trial')} stopped early{'' if pooled else ' (not pooled)'}" if count else ""
-    per_epoch = images_per_epoch(engine, name) if results["stopped"].any() else None
-    if per_epoch:
-        saved, grid = stopping_savings(results, epochs, per_epoch)
-        words += f"; stopping saved {saved:,} of the grid's {grid:,} training images ({saved / grid:.1%})"
-    return words
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -276,55 +235,31 @@ def cmd_report(args: argparse.Namespace) -> int:
       sweep report --wide                           every column, however wide
       sweep report --columns rank,config,mean,best_test_acc
     """
-    from sweep.db.flags import FlagThresholds, flags_frame
-    from sweep.report import (HUMAN_FORMATS, THRESHOLD, default_columns, essential_columns, factor_effects,
-                              factor_matrix, filter_trials, format_report, human_view, rank_configurations,
-                              resolve_columns, trial_table)
+    from sweep.db.flags import FlagThresholds
+    from sweep.render import default_columns, essential_columns, format_report, HUMAN_FORMATS, human_view, \
+        resolve_columns
+    from sweep.report import build_report, NothingSelected, ReportOptions
 
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise CliError(f"--threshold {args.threshold:g}: a test accuracy, must be in 0..1 (e.g. 0.7)", 2)
     factors = _factor_list("--by", args.by) if args.by else []
     where = _parse_where(args.where)
     engine, name, metric, epochs = _open_sweep(args)
-    if metric == THRESHOLD and args.threshold is None:
-        raise CliError(f"--metric {THRESHOLD} needs --threshold ACC (e.g. 0.7)", 2)
-    everything = _results(engine, name, epochs, args.threshold)
-    _known_factors("--by", args.by, factors, everything)
-    results = filter_trials(everything, where)
-    if results.empty:
-        asked = " ".join(f"{k}={v}" for k, v in where)
-        print(f"sweep {name}: no trial has all of --where {asked} (each is some trial's value, not together)",
-              file=sys.stderr)
-        return 1
-    thresholds = FlagThresholds(args.saturated, args.dead, args.vanishing, args.exploding, args.chance_margin)
-    flags = None if factors else flags_frame(engine, name, thresholds)
     human = args.format in HUMAN_FORMATS
     matrix = human and len(factors) == 2  # two factors: a matrix for people, one row per pair in csv and json
-
-    if factors:
-        table = factor_matrix(results, metric, factors, text=True).reset_index() if matrix else \
-            factor_effects(results, metric, factors)
-        title = f"mean {metric} by {' x '.join(factors)}"
-    elif args.trials:
-        table = trial_table(results, metric, flags)
-        title = f"{_plural(len(table), 'trial')} ranked by {metric}"
-    else:
-        table = rank_configurations(results, metric, flags)
-        title = f"{_plural(len(table), 'configuration')} ranked by mean {metric} over seeds"
-    title += f", at {_plural(epochs, 'epoch')}"
-    if args.threshold is not None:
-        title += f"; threshold: test accuracy {args.threshold:g}"
-    unfinished = int((~(results["finished"] | results["stopped"])).sum())
-    if unfinished and not args.trials:
-        title += f"; {_plural(unfinished, 'unfinished trial')} not aggregated"
-    title += _stopping(engine, name, epochs, everything, results, pooled=not factors)
-    if args.top:
-        table = table.head(args.top)
-    view = human_view(table) if human else table
+    options = ReportOptions(metric, epochs, tuple(factors), tuple(where), args.threshold, args.trials, args.top,
+                            FlagThresholds(args.saturated, args.dead, args.vanishing, args.exploding,
+                                           args.chance_margin), matrix)
+    try:
+        report = build_report(engine, name, options)
+    except NothingSelected as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    view = human_view(report.table) if human else report.table
     columns = resolve_columns(view, args.columns) if args.columns else None
     width, keep = None, ()
     if args.format == "table":
-        print(f"sweep {name}: {title}")
+        print(f"sweep {name}: {report.title}")
         if columns is None and not factors:
             columns = default_columns(view, metric, wide=args.wide)
         if not (args.wide or args.columns):
@@ -354,7 +289,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from sweep.db.queries import curves_frame, depth_frame, stats_epochs
     from sweep.db.series import dynamics_frame, shown_configurations
     from sweep.forked import Forked, spare_core
-    from sweep.report import FACTORS, RANK_METRICS
+    from sweep.factors import FACTORS, check_factors
+    from sweep.report import configuration_ranking, sweep_results
 
     if args.out:  # checked, nothing made, before the database is opened
         from sweep.cluster import FolderError, writable_folder
@@ -381,11 +317,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
         if missing:
             raise CliError(f"--epochs: no statistics for epoch {missing[0]}; available: "
                            f"{', '.join(map(str, available))}", 2)
-        results = _results(engine, name, sweep_epochs)
-        finished = results[results["finished"]]
-        # Configurations best first by the metric (finished seeds' mean), for the lines a big sweep names.
-        means = finished.groupby("label")[metric].mean().dropna()
-        ranking = list(means.sort_values(ascending=not RANK_METRICS[metric], kind="stable").index)
+        results = sweep_results(engine, name, sweep_epochs)
+        ranking = configuration_ranking(results, metric)  # best first, for the lines a big sweep names
         curves = curves_frame(engine, name, args.facet)
         shown = shown_configurations(list(curves["label"].unique()), ranking)
         return (chosen, results, ranking, curves, depth_frame(engine, name, chosen),
@@ -404,7 +337,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         reading.reap()
         raise
     chosen, results, ranking, curves, depth, dynamics = reading.result()
-    _known_factors("--heatmap", args.heatmap, factors, results)
+    check_factors("--heatmap", factors, results)
     finished = results[results["finished"]]
     colors = sweep_palette(curves, args.facet, ranking)  # one colour per configuration in every picture
     if args.out:
@@ -441,7 +374,7 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
     output = Path(load_spec(args.spec).output) if args.spec else Path(args.output)
     logdir = output / args.sweep if args.sweep else output
     if not logdir.is_dir():
-        from sweep.report import did_you_mean
+        from sweep.factors import did_you_mean
         from sweep.runner import SETTINGS_FILE
 
         sweeps = sorted(p.parent.name for p in output.glob(f"*/{SETTINGS_FILE}"))  # the folders sweep run made
@@ -476,7 +409,8 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from sweep.db.flags import FlagThresholds
-    from sweep.report import FORMATS, RANK_METRICS
+    from sweep.render import FORMATS
+    from sweep.report import RANK_METRICS
 
     parser = _Parser(
         prog="sweep", description="Parallel sweeps of training dynamics with a results database.",
@@ -567,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sweep.report import ReportError
+    from sweep.factors import ReportError
 
     args = build_parser().parse_args(argv)
     try:

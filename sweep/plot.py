@@ -199,7 +199,7 @@ def band_halves(n: np.ndarray, std: np.ndarray) -> np.ndarray:
     """Half-widths of the bands around seed means: with 3 or more seeds the 95% interval of the mean (Student
     t); with 2 their range, mean -+ std / sqrt(2) (the population std: exactly the two values); NaN for one.
     (A 95% interval of two seeds, t = 12.7, spans most of an accuracy axis and says little.)"""
-    from sweep.report import t95
+    from sweep.intervals import t95
 
     n = np.asarray(n, dtype=float)
     t = np.array([t95(k) if k >= 3 else math.nan for k in range(int(np.nanmax(n, initial=0)) + 1)])
@@ -592,7 +592,7 @@ def plot_heatmap(trials: pd.DataFrame, metric: str, factors: tuple[str, str], pa
     """Mean of `metric` over two factors (all else and seeds pooled), values written in the cells; brighter is
     better (the colour scale reversed for a loss). Nothing is drawn, and None returned, where no trial has a
     value (heatmap_missing says why). 800 x 600 px."""
-    from sweep.report import RANK_METRICS, factor_matrix
+    from sweep.report import factor_matrix, RANK_METRICS
 
     if heatmap_missing(trials, metric):
         return None

@@ -20,164 +20,30 @@ not set).
 """
 from __future__ import annotations
 
-import difflib
-import functools
 import json
 import math
-import statistics
+from dataclasses import dataclass, field
 from collections import Counter
 
 import numpy as np
 import pandas as pd
 
-from sweep.db.flags import describe_records, flag_records
+from sweep.db.flags import FlagThresholds, describe_records, flag_records
 from sweep.db.queries import THRESHOLD_COLUMN
-from sweep.db.schema import TRIAL_STATUSES
+from sweep.factors import ReportError, check_factors, factor_column, filter_trials, factor_key, hyper_parameters, is_missing, shown_value
+from sweep.intervals import ci95
 from sweep.spec import METRICS
 
-FORMATS = ("table", "markdown", "csv", "json")
-# The formats for people: compact text (human_view); csv and json write the typed table.
-HUMAN_FORMATS = ("table", "markdown")
+
 THRESHOLD = THRESHOLD_COLUMN  # images_to_threshold
+
+
 # Ranking metrics: name -> True where larger is better; the threshold metric needs --threshold.
 RANK_METRICS = {**METRICS, THRESHOLD: False}
-# Columns every sweep's trials have that --where may filter on and --by (and sweep plot's --heatmap) may group
-# by; the optimizers' own hyper-parameters (momentum, nesterov, beta1, ...) are factors too, those a sweep's
-# grid sets (sweep_factors).
-FACTORS = ("activation", "init", "gain", "optimizer", "lr", "seed", "model", "status")
-# What --where status= takes: the database's statuses, and "unfinished": every trial with fewer epochs than the
-# sweep's that neither diverged nor was stopped by a stop rule (pending, running, interrupted, failed, or
-# completed when `epochs` was smaller), the trials the report leaves out of its figures. Such a completed
-# trial shows as "unfinished", the others keep the status that says why.
-STATUSES = (*TRIAL_STATUSES, "unfinished")
-# Columns that hold counts (epochs, images, seeds): integers in every format.
-INTEGER_COLUMNS = ("rank", "n", "seed", "epochs", "best_epoch", "reached", "epochs_min", "epochs_max",
-                   "best_epoch_min", "best_epoch_max", THRESHOLD, f"{THRESHOLD}_mean")
-# Columns of the terminal view that only --wide or --columns show: the other figures, and the names (the
-# factors beside them say the same).
-EXTRA_COLUMNS = (*METRICS, "best_epoch", "train_seconds", "config", "trial", "gain_value")
-# Columns that name a configuration's or trial's factors in the terminal view, before its optimizer
-# hyper-parameters' columns (the table's attrs["hyper"]) and the seed.
-FACTOR_VIEW_COLUMNS = ("activation", "init", "gain", "optimizer", "lr", "seed", "model")
+
+
 # The longest error text a report shows: the last line of a traceback, or a diverged or stopped trial's reason.
 ERROR_CHARS = 100
-
-
-class ReportError(ValueError):
-    """A report option that cannot be used; the message is one line for the user."""
-
-
-def _continued_fraction(a: float, b: float, x: float) -> float:
-    """The continued fraction of the regularized incomplete beta function I_x(a, b) (modified Lentz;
-    Numerical Recipes, betacf), which converges fast for x < (a + 1) / (a + b + 2)."""
-    tiny, eps = 1e-300, 1e-16
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
-    d = 1 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 100_000):
-        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
-            d = 1 + numerator * d
-            d = 1 / (d if abs(d) > tiny else tiny)
-            c = 1 + numerator / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1) < eps:
-            break
-    return h
-
-
-def _incomplete_beta(a: float, b: float, x: float, y: float) -> float:
-    """The regularized incomplete beta function I_x(a, b), given x and y = 1 - x (each computed without
-    cancellation by the caller)."""
-    if x <= 0:
-        return 0.0
-    if y <= 0:
-        return 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(y))
-    if x < (a + 1) / (a + b + 2):
-        return front * _continued_fraction(a, b, x) / a
-    return 1 - front * _continued_fraction(b, a, y) / b
-
-
-def _t_tail(t: float, df: float) -> float:
-    """P(T > t) for Student's t with `df` degrees of freedom, t >= 0: I_{df/(df+t^2)}(df/2, 1/2) / 2."""
-    return _incomplete_beta(df / 2, 0.5, df / (df + t * t), t * t / (df + t * t)) / 2
-
-
-@functools.lru_cache(maxsize=None)
-def t_quantile(p: float, df: float) -> float:
-    """The `p` quantile (0.5 <= p < 1) of Student's t distribution with `df` > 0 degrees of freedom.
-
-    Newton's method on the upper tail from the normal quantile, which lies below it for every df: the
-    tail is convex for t > 0, so each step stays below the root and comes closer (no bracketing needed),
-    until the steps are within rounding (1e-12 relative or better). From 10,000 degrees of freedom on,
-    the Cornish-Fisher expansion, as exact as a float there.
-    Example: t_quantile(0.975, 31) -> 2.0395134464
-    """
-    if not 0.5 <= p < 1 or not df > 0:
-        raise ValueError(f"t_quantile({p}, {df}): needs 0.5 <= p < 1 and df > 0")
-    if df == 1:  # Cauchy
-        return math.tan(math.pi * (p - 0.5))
-    if df == 2:
-        return (2 * p - 1) * math.sqrt(2 / (4 * p * (1 - p)))
-    z = statistics.NormalDist().inv_cdf(p)
-    if df >= 10_000:
-        # The Cornish-Fisher expansion in 1/df (Abramowitz & Stegun 26.7.5): within 1e-15 here, where the
-        # incomplete beta function's lgamma terms (thousands each) would lose more than that.
-        g = ((z ** 3 + z) / 4, (5 * z ** 5 + 16 * z ** 3 + 3 * z) / 96,
-             (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / 384,
-             (79 * z ** 9 + 776 * z ** 7 + 1482 * z ** 5 - 1920 * z ** 3 - 945 * z) / 92160)
-        return z + sum(gk / df ** k for k, gk in enumerate(g, 1))
-    q = 1 - p
-    log_density = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
-    t = z
-    for _ in range(500):
-        density = math.exp(log_density - (df + 1) / 2 * math.log1p(t * t / df))
-        step = (_t_tail(t, df) - q) / density
-        if not step > 0:  # exactly, every step is upwards: this one is rounding noise at the root
-            break
-        t += step
-        if step <= 1e-14 * t:
-            break
-    return t
-
-
-def t95(n: int) -> float:
-    """The two-sided 95% Student t critical value for the mean of n >= 2 values (n - 1 degrees of freedom):
-    12.706 at n = 2, 2.040 at n = 32, towards 1.960."""
-    return t_quantile(0.975, n - 1)
-
-
-def ci95(values: pd.Series) -> float:
-    """Half-width of the 95% confidence interval of the mean (t distribution); NaN below n = 2."""
-    n = len(values)
-    if n < 2:
-        return math.nan
-    return t95(n) * values.std(ddof=1) / math.sqrt(n)
-
-
-def did_you_mean(value: str, allowed) -> str:
-    """'; did you mean 'tanh'?' for the closest of `allowed`, or '' when none is close."""
-    close = difflib.get_close_matches(value, [str(a) for a in allowed], n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-
-def _missing(value) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
-
-
-def _shown(value) -> str:
-    """A factor value as the report shows it: numbers as %g, booleans as true/false, a hyper-parameter the
-    trial's optimizer does not set as '-'."""
-    if _missing(value):
-        return "-"
-    if isinstance(value, (bool, np.bool_)):
-        return "true" if value else "false"
-    if isinstance(value, (float, np.floating)):
-        return f"{value:g}"
-    return str(value)
 
 
 def _gain_as_written(config_json: str, gain: float):
@@ -200,23 +66,6 @@ def short_error(text) -> str | None:
         return None
     line = " ".join(text.strip().splitlines()[-1].split())
     return line if len(line) <= ERROR_CHARS else line[:ERROR_CHARS - 1] + "…"
-
-
-def hyper_parameters(trials: pd.DataFrame) -> list[str]:
-    """The optimizer hyper-parameters other than lr that a sweep's trials set (the keys of their
-    optimizer_params_json), sorted: grid factors like lr.
-
-    Example: hyper_parameters(trials_frame(engine, "study")) -> ["momentum", "nesterov"]
-    """
-    if "optimizer_params_json" not in trials:
-        return []
-    return sorted({k for p in pd.unique(trials["optimizer_params_json"].dropna()) for k in json.loads(p)})
-
-
-def sweep_factors(trials: pd.DataFrame) -> list[str]:
-    """Every factor of a sweep's trials that --where, --by and sweep plot's --heatmap take: FACTORS, then the
-    optimizer hyper-parameters its grid sets."""
-    return [*FACTORS, *hyper_parameters(trials)]
 
 
 def trial_results(trials: pd.DataFrame, epochs: pd.DataFrame, sweep_epochs: int,
@@ -281,99 +130,6 @@ def results_from_figures(figures: pd.DataFrame, sweep_epochs: int) -> pd.DataFra
     out["stopped"] = out["status"].eq("stopped") & ~out["finished"]
     out["status"] = out["status"].mask(out["status"].eq("completed") & ~out["finished"], "unfinished")
     return out
-
-
-def _key(value):
-    """A factor value as --where compares it and --by groups it: numbers as numbers (gain 1 is 1.0),
-    booleans as booleans, text as text, None where the trial's optimizer does not set it."""
-    if _missing(value):
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        return float(value)
-    return str(value)
-
-
-def factor_column(trials: pd.DataFrame, factor: str) -> pd.Series:
-    """Each trial's value of `factor` as --where compares it and --by groups it (see _key).
-
-    Example: factor_column(results, "momentum").tolist() -> [0.9, 0.9, None, None]
-    """
-    return pd.Series([_key(v) for v in trials[factor]], index=trials.index, dtype=object)
-
-
-def _wanted(key: str, text: str, present: list, listed: str):
-    """The value --where KEY=TEXT asks for, as _key gives the trials' values (ReportError if it cannot be)."""
-    if key == "gain" and text == "auto":
-        return "auto"
-    if key not in FACTORS and None in present and text in ("none", "-"):  # a hyper-parameter not set
-        return None
-    kinds = {type(v) for v in present if v is not None}
-    if bool in kinds:
-        if text.lower() not in ("true", "false"):
-            raise ReportError(f"--where {key}={text}: {text!r} is not true or false; {listed}")
-        return text.lower() == "true"
-    if key in ("lr", "seed", "gain") or float in kinds:
-        try:
-            return float(text)
-        except ValueError:
-            kind = "a number or auto" if key == "gain" else "a number"
-            raise ReportError(f"--where {key}={text}: {text!r} is not {kind}; {listed}") from None
-    return text
-
-
-def filter_trials(trials: pd.DataFrame, where: list[tuple[str, str]]) -> pd.DataFrame:
-    """Keep trials whose factor KEY is one of its VALUEs, for every KEY: a KEY given more than once, or a VALUE
-    listing several (seed=0,1), means any of them; different KEYs must all hold.
-
-    KEY is one of sweep_factors(trials). Numbers compare as numbers
-    (lr=1e-3 keeps lr 0.001, momentum=0.9), gain as the spec writes it
-    (gain=auto), booleans as true or false (nesterov=true); momentum=none
-    keeps the trials whose optimizer does not set it. A status must be one of
-    STATUSES; status=unfinished keeps every trial that is neither `finished`
-    nor `stopped` (results_from_figures), whatever its status: the ones the
-    report leaves out of its figures. Any other VALUE must be one that some
-    trial of the sweep has, else ReportError names the values there are,
-    with a "did you mean". The result may be empty where no trial has every KEY's value at once.
-
-    Example: filter_trials(results, [("optimizer", "sgd"), ("seed", "0,1")])
-    """
-    factors = sweep_factors(trials)
-    anyof: dict[str, list[str]] = {}
-    for key, value in where:
-        anyof.setdefault(key, []).extend(value.split(","))
-    keep = pd.Series(True, index=trials.index)
-    for key, values in anyof.items():
-        if key not in factors:
-            raise ReportError(f"--where {key}={values[0]}: {key!r} is not a factor of this sweep; factors: "
-                              f"{', '.join(factors)}{did_you_mean(key, factors)}")
-        hit = pd.Series(False, index=trials.index)
-        for value in values:
-            hit |= _trials_with(trials, key, value)
-        keep &= hit
-    return trials[keep]
-
-
-def _trials_with(trials: pd.DataFrame, key: str, value: str) -> pd.Series:
-    """Which trials have factor `key` at `value` (filter_trials' rules); ReportError if none of the sweep has."""
-    if key == "status":
-        if value not in STATUSES:
-            raise ReportError(f"--where status={value}: {value!r} is not a status; allowed: "
-                              f"{', '.join(STATUSES)}{did_you_mean(value, STATUSES)}")
-        if value == "unfinished":
-            return ~(trials["finished"].astype(bool) | trials["stopped"].astype(bool))
-        return trials["status"].eq(value)
-    column = factor_column(trials, key)
-    present = list(dict.fromkeys(column))
-    shown = ["none" if v is None else _shown(v) for v in present]
-    listed = f"{key} in this sweep: {', '.join(shown)}"
-    wanted = _wanted(key, value, present, listed)
-    hit = pd.Series([v == wanted and (v is None) == (wanted is None) for v in column], index=trials.index)
-    if not hit.any():
-        raise ReportError(f"--where {key}={value}: no trial has {key} {value!r}; {listed}"
-                          f"{did_you_mean(value, shown) if isinstance(wanted, str) else ''}")
-    return hit
 
 
 def _spread(values: pd.Series, metric: str) -> dict[str, float]:
@@ -579,19 +335,19 @@ def factor_matrix(results: pd.DataFrame, metric: str, factors: tuple[str, str] |
     rows_f, cols_f = factors
     long = factor_effects(results, metric, list(factors))
     done = results[results["finished"].astype(bool)]
-    down = list(dict.fromkeys(_shown(v) for v in factor_column(done, rows_f)))
-    across = list(dict.fromkeys(_shown(v) for v in factor_column(done, cols_f)))
+    down = list(dict.fromkeys(shown_value(v) for v in factor_column(done, rows_f)))
+    across = list(dict.fromkeys(shown_value(v) for v in factor_column(done, cols_f)))
     cells = {}
     for r in long.to_dict(orient="records"):
         mean = r[f"{metric}_mean"]
         if text and metric == THRESHOLD:
-            shown = "-" if _missing(mean) else f"{mean:.0f}"
+            shown = "-" if is_missing(mean) else f"{mean:.0f}"
             mean = f"{shown} ({r['reached']}/{r['n']})"
         elif text and "reached" in r:
             images = r[f"{THRESHOLD}_mean"]
-            mean = (f"{'-' if _missing(mean) else format(mean, '.4f')}; "
-                    f"{'-' if _missing(images) else format(images, '.0f')} ({r['reached']}/{r['n']})")
-        cells[_shown(_key(r[rows_f])), _shown(_key(r[cols_f]))] = mean
+            mean = (f"{'-' if is_missing(mean) else format(mean, '.4f')}; "
+                    f"{'-' if is_missing(images) else format(images, '.0f')} ({r['reached']}/{r['n']})")
+        cells[shown_value(factor_key(r[rows_f])), shown_value(factor_key(r[cols_f]))] = mean
     matrix = pd.DataFrame([[cells.get((i, j), math.nan) for j in across] for i in down],
                           index=pd.Index(down, name=rows_f), columns=pd.Index(across, name=cols_f),
                           dtype=object if text and (metric == THRESHOLD or "reached" in long) else float)
@@ -646,268 +402,121 @@ def trial_table(results: pd.DataFrame, metric: str, flags: pd.DataFrame | None =
     return table
 
 
-# --------------------------------------------------------------------------- rendering
+# --------------------------------------------------------------------------- the report as a library entry
 
 
-def header(column: str) -> str:
-    """A column's name in the terminal table: a metric's spread columns are just mean, std, ci95."""
-    for metric in RANK_METRICS:
-        if column.startswith(f"{metric}_") and column[len(metric) + 1:] in ("mean", "std", "ci95"):
-            return column[len(metric) + 1:]
-    return column
+class NothingSelected(ReportError):
+    """A --where that leaves no trial: a notice (exit 1), not a mistake in the options."""
 
 
-def _range(low, high) -> str | None:
-    """'2' or '1-3' (a range over seeds); None without one."""
-    if _missing(low):
-        return None
-    return f"{int(low)}" if low == high else f"{int(low)}-{int(high)}"
+@dataclass(frozen=True)
+class ReportOptions:
+    """What a report is asked for: `sweep report`'s options, as values.
 
-
-def human_view(table: pd.DataFrame) -> pd.DataFrame:
-    """A report table as the terminal and markdown show it: each range as one column ('1-2': best_epoch
-    from best_epoch_min and best_epoch_max), `reached` out of n ('1/2'), gain, the optimizer
-    hyper-parameters and the factors of a --by table as written ('0.9', 'true'; '-' for a
-    hyper-parameter the trial's optimizer does not set), an `auto` gain with the number it used
-    ('auto 1.53', where the table has gain_value).
-
-    Example: human_view(rank_configurations(results, "final_test_acc"))
+    `by`: factors for a marginal-effects table (two with `matrix`: the matrix of text cells the terminal and
+    markdown show); `where`: (key, value) filters (factors.filter_trials); `threshold`: a test accuracy,
+    adding images_to_threshold and `reached`; `trials`: one row per trial; `top`: the first N rows;
+    `flags`: the pathology flags' thresholds.
     """
-    shown = {"gain", *table.attrs.get("hyper", ()), *table.attrs.get("factors", ())}
-    out: dict[str, object] = {}
-    for c in table.columns:
-        base = c[:-4]
-        if c.endswith("_max") and f"{base}_min" in table:
-            continue
-        elif c.endswith("_min") and f"{base}_max" in table:
-            out[base] = pd.Series([_range(lo, hi) for lo, hi in zip(table[c].tolist(), table[f"{base}_max"].tolist())],
-                                  index=table.index, dtype=object)
-        elif c == "reached" and "n" in table:
-            out[c] = [f"{r}/{n}" for r, n in zip(table[c].tolist(), table["n"].tolist())]
-        elif c == "gain" and "gain_value" in table:
-            out[c] = [f"auto {used:.3g}" if g == "auto" else _shown(g)
-                      for g, used in zip(table[c].tolist(), table["gain_value"].tolist())]
-        elif c in shown:
-            out[c] = [_shown(v) for v in table[c].tolist()]
+
+    metric: str
+    epochs: int  # the sweep's: every trial is read at this epoch
+    by: tuple[str, ...] = ()
+    where: tuple[tuple[str, str], ...] = ()
+    threshold: float | None = None
+    trials: bool = False
+    top: int | None = None
+    flags: FlagThresholds = field(default_factory=FlagThresholds)
+    matrix: bool = False
+
+
+@dataclass(frozen=True)
+class Report:
+    """A built report: its title (what it ranks, at which epoch, what it left out) and its typed table."""
+
+    sweep: str
+    title: str
+    table: pd.DataFrame
+    options: ReportOptions
+
+
+def sweep_results(engine, sweep: str, epochs: int, threshold: float | None = None) -> pd.DataFrame:
+    """The sweep's trials with their figures at `epochs`, computed by the database (as trial_results defines
+    them): what every report and picture of the sweep reads."""
+    from sweep.db.queries import trial_figures
+
+    return results_from_figures(trial_figures(engine, sweep, epochs, threshold), epochs)
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _stopping_words(engine, sweep: str, epochs: int, results: pd.DataFrame, shown: pd.DataFrame,
+                    pooled: bool) -> str:
+    """The title's words on stopped trials: how many of those shown stopped early, and how many training
+    images stopping saved against the whole grid (every trial of the sweep at its epochs), from the epoch
+    rows the database holds; '' where none stopped."""
+    from sweep.db.queries import images_per_epoch
+
+    count = int(shown["stopped"].sum())
+    words = f"; {plural(count, 'trial')} stopped early{'' if pooled else ' (not pooled)'}" if count else ""
+    per_epoch = images_per_epoch(engine, sweep) if results["stopped"].any() else None
+    if per_epoch:
+        saved, grid = stopping_savings(results, epochs, per_epoch)
+        words += f"; stopping saved {saved:,} of the grid's {grid:,} training images ({saved / grid:.1%})"
+    return words
+
+
+def build_report(engine, sweep: str, options: ReportOptions) -> Report:
+    """The report `sweep report` prints, as data: configurations ranked (seeds aggregated), one row per trial
+    (`trials`), or the marginal effect of `by`, over the trials `where` keeps, with its title. ReportError for
+    options the sweep cannot answer; NothingSelected where `where` leaves no trial.
+
+    Example: build_report(engine, "fashion-activations", ReportOptions("final_test_acc", 3, by=("activation",)))
+    """
+    metric, by = options.metric, list(options.by)
+    if metric == THRESHOLD and options.threshold is None:
+        raise ReportError(f"--metric {THRESHOLD} needs --threshold ACC (e.g. 0.7)")
+    everything = sweep_results(engine, sweep, options.epochs, options.threshold)
+    check_factors("--by", by, everything)
+    results = filter_trials(everything, list(options.where))
+    if results.empty:
+        asked = " ".join(f"{k}={v}" for k, v in options.where)
+        raise NothingSelected(f"sweep {sweep}: no trial has all of --where {asked} (each is some trial's value, "
+                              "not together)")
+    if by:
+        table = factor_matrix(results, metric, by, text=True).reset_index() if options.matrix else \
+            factor_effects(results, metric, by)
+        title = f"mean {metric} by {' x '.join(by)}"
+    else:
+        from sweep.db.flags import flags_frame
+
+        flags = flags_frame(engine, sweep, options.flags)
+        if options.trials:
+            table = trial_table(results, metric, flags)
+            title = f"{plural(len(table), 'trial')} ranked by {metric}"
         else:
-            out[c] = table[c]
-    view = pd.DataFrame(out, index=table.index)
-    view.attrs = dict(table.attrs)
-    return view
+            table = rank_configurations(results, metric, flags)
+            title = f"{plural(len(table), 'configuration')} ranked by mean {metric} over seeds"
+    title += f", at {plural(options.epochs, 'epoch')}"
+    if options.threshold is not None:
+        title += f"; threshold: test accuracy {options.threshold:g}"
+    unfinished = int((~(results["finished"] | results["stopped"])).sum())
+    if unfinished and not options.trials:
+        title += f"; {plural(unfinished, 'unfinished trial')} not aggregated"
+    title += _stopping_words(engine, sweep, options.epochs, everything, results, pooled=not by)
+    if options.top:
+        table = table.head(options.top)
+    return Report(sweep, title, table, options)
 
 
-def _factor_view_columns(table: pd.DataFrame) -> list[str]:
-    """The factor columns of a terminal view, in their order: activation, init, gain, optimizer, lr, the
-    optimizer hyper-parameters, seed, model."""
-    hyper = [h for h in table.attrs.get("hyper", ()) if h in table]
-    return [c for c in ("activation", "init", "gain", "optimizer", "lr", *hyper, "seed", "model") if c in table]
+def configuration_ranking(results: pd.DataFrame, metric: str) -> list[str]:
+    """The configurations (labels), best first by the mean of `metric` over their finished seeds: the order the
+    pictures name them in (a big sweep's best and worst).
 
-
-def default_columns(table: pd.DataFrame, metric: str, wide: bool = False) -> list[str]:
-    """The terminal view of a configuration or trial table (human_view): the factors first, then the
-    metric, n, status, error, flags.
-
-    Left out unless `wide`: the other figures and the names (EXTRA_COLUMNS:
-    --wide or --columns shows them) and columns with nothing to say: std and
-    ci95 when every configuration has one seed, gain when every gain is 1, a
-    hyper-parameter no row sets, epochs when every row has the same, status
-    when everything completed, empty flags and errors.
-
-    Example: default_columns(human_view(rank_configurations(results, "final_test_acc")), "final_test_acc")
+    Example: configuration_ranking(sweep_results(engine, "study", 3), "final_test_acc")[:2]
     """
-    first = ["rank", "trial", *_factor_view_columns(table)]
-    order = [c for c in first if c in table] + [c for c in table if c not in first]
-    if wide or table.empty:
-        return order
-    usual = {"gain": "1", "status": "completed", "flags": "", "error": "",
-             **{h: "-" for h in table.attrs.get("hyper", ())}}
-
-    def says_something(column: str) -> bool:
-        values = table[column].dropna()
-        if column == "epochs":
-            return values.nunique() > 1 or values.astype(str).str.contains("-").any()
-        return len(values) > 0 and values.ne(usual.get(column, "")).any()
-
-    ranking = (metric, f"{metric}_mean")
-    return [c for c in order if c in ranking or (c not in EXTRA_COLUMNS and says_something(c))]
-
-
-def essential_columns(table: pd.DataFrame, metric: str) -> list[str]:
-    """The columns of a terminal view that stay however narrow the terminal: rank, the metric (its mean;
-    with the threshold metric also `reached`: a mean over the seeds that reached it says little without
-    how many did), the factors whose values differ from row to row, and a --by table's factors.
-
-    Example: essential_columns(view, "final_test_acc") -> ["rank", "activation", "init", "final_test_acc_mean"]
-    """
-    keys = list(table.attrs.get("factors", ()))
-    differ = {c for c in _factor_view_columns(table) if table[c].astype(str).nunique() > 1}
-    ranking = (metric, f"{metric}_mean", *(("reached",) if metric == THRESHOLD else ()))
-    return [c for c in table if c == "rank" or c in ranking or c in keys or c in differ]
-
-
-def resolve_columns(table: pd.DataFrame, names: str) -> list[str]:
-    """--columns a,b,c as column names of `table`; mean, std and ci95 stand for the metric's, params for the
-    optimizer hyper-parameters' columns, and in a typed table (csv, json) a range's name for its two columns
-    (best_epoch: best_epoch_min, best_epoch_max).
-
-    Example: resolve_columns(table, "config,mean,n") -> ["config", "final_test_acc_mean", "n"]
-    """
-    aliases = {header(c): [c] for c in table}
-    for c in table:
-        if c.endswith("_min") and f"{c[:-4]}_max" in table:
-            aliases[c[:-4]] = [c, f"{c[:-4]}_max"]
-    hyper = [h for h in table.attrs.get("hyper", ()) if h in table]
-    if hyper:
-        aliases["params"] = hyper
-    chosen = []
-    for name in names.split(","):
-        found = [name] if name in table else aliases.get(name)
-        if found is None:
-            allowed = list(dict.fromkeys([*table.columns, *aliases]))
-            raise ReportError(f"--columns: no column {name!r} in this table; allowed: {', '.join(allowed)}"
-                              f"{did_you_mean(name, allowed)}")
-        chosen += found
-    return chosen
-
-
-def _integers(table: pd.DataFrame) -> pd.DataFrame:
-    """Count columns whose values are whole numbers as integers (3, not 3.0) in every format."""
-    for column in INTEGER_COLUMNS:
-        if column in table and pd.api.types.is_float_dtype(table[column]):
-            values = table[column].dropna()
-            if (values == values.round()).all():
-                table = table.assign(**{column: table[column].astype("Int64")})
-    return table
-
-
-def _cell(column: str, value) -> str:
-    if _missing(value):
-        return "-"
-    if isinstance(value, (bool, np.bool_)):
-        return _shown(value)
-    if not isinstance(value, (float, np.floating)):
-        return str(value)
-    if column in ("lr", "gain_value"):
-        return f"{value:g}"
-    if column == "train_seconds":
-        return f"{value:.1f}"
-    if column in INTEGER_COLUMNS or column.startswith(THRESHOLD):
-        return f"{value:.0f}"
-    return f"{value:.4f}"
-
-
-# The terminal table's columns other than the essential ones (essential_columns), from most to least
-# important: the first to go when the width is short are at the end, and a column that does not fit leaves
-# out every one after it. Factors every row shares come last (the optimizer hyper-parameters with them),
-# then anything else.
-IMPORTANCE = ("rank", "n", "reached", "best_test_acc", "ci95", "status", "error", "flags", "std", THRESHOLD, "epochs",
-              *FACTOR_VIEW_COLUMNS)
-# The narrowest an essential column's name is cut to (with its '…'), and an essential text column's values
-# after every name is as short as that: where the essentials alone are too wide.
-NARROWEST = 4
-
-
-def _importance(name: str) -> int:
-    return IMPORTANCE.index(name) if name in IMPORTANCE else len(IMPORTANCE)
-
-
-def _shrink(kept: dict[int, int], floor: list[int], over: int) -> int:
-    """Take `over` characters off the columns in `kept`, one at a time from the widest (the first of
-    equals), none below its `floor`; the characters still over."""
-    while over > 0:
-        cuttable = [i for i in kept if kept[i] > floor[i]]
-        if not cuttable:
-            break
-        widest = max(cuttable, key=lambda i: (kept[i], -i))
-        kept[widest] -= 1
-        over -= 1
-    return over
-
-
-def _fit(names: list[str], shown: list[str], need: list[int], values: list[int], numeric: list[bool],
-         width: int, keep) -> list[tuple[int, int]]:
-    """(column index, width) of the columns that fit in `width` characters, in table order.
-
-    The essential columns (`keep`) are always there: where they alone are
-    too wide, first their names are cut (down to the width of their values,
-    or NARROWEST), the widest first, then the values of their text columns
-    (down to NARROWEST). Then the others, most important first (IMPORTANCE):
-    one that does not fit (`need` characters; `values`: its widest value)
-    is cut to the room left if it is text and at least 12 characters (and
-    its name) remain, else it and every column after it are left out.
-    """
-    kept = {i: need[i] for i in range(len(names)) if names[i] in keep}
-    over = sum(kept.values()) + 2 * (len(kept) - 1) - width
-    names_only = [min(need[i], max(values[i], NARROWEST)) for i in range(len(names))]
-    over = _shrink(kept, names_only, over)
-    _shrink(kept, [names_only[i] if numeric[i] else min(need[i], NARROWEST) for i in range(len(names))], over)
-    used = sum(kept.values()) + 2 * (len(kept) - 1)
-    for i in sorted((i for i in range(len(names)) if i not in kept), key=lambda i: (_importance(shown[i]), i)):
-        room = width - used - 2
-        if need[i] <= room:
-            kept[i] = need[i]
-        elif not numeric[i] and room >= max(len(shown[i]), 12):
-            kept[i] = room
-        else:
-            break
-        used += kept[i] + 2
-    return sorted(kept.items())
-
-
-def _json_value(value):
-    """numpy scalars as the Python numbers and booleans they are (json.dumps knows only those)."""
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def format_report(table: pd.DataFrame, fmt: str, columns: list[str] | None = None,
-                  width: int | None = None, keep=()) -> str:
-    """Render a report table as an aligned terminal table, markdown, csv or json.
-
-    For the terminal and markdown, pass human_view(table); csv and json write
-    the table as it is, typed (numbers as numbers, missing as empty / null).
-    `columns` picks and orders the columns (default: all). For the terminal
-    table, `width` fits it into that many characters: the columns in `keep`
-    (essential_columns) always stay, text among them cut if need be; of the
-    others, the least important that do not fit are left out (or a text
-    column cut, ending in '…') and a last line says so.
-
-    Example: format_report(view, "table", default_columns(view, m), width=100, keep=essential_columns(view, m))
-    """
-    full = table
-    table = _integers(table[columns] if columns else table)
-    if fmt == "csv":
-        return table.to_csv(index=False)
-    if fmt == "json":
-        records = table.astype(object).where(table.notna(), None).to_dict(orient="records")
-        return json.dumps(records, indent=2, default=_json_value) + "\n"
-    names = list(table.columns)
-    cells = [[_cell(c, v) for c, v in zip(names, row)] for row in table.itertuples(index=False)]
-    if fmt == "markdown":
-        lines = ["| " + " | ".join(names) + " |", "|" + "|".join("---" for _ in names) + "|"]
-        lines += ["| " + " | ".join(r) + " |" for r in cells]
-        return "\n".join(lines) + "\n"
-    shown = [header(c) for c in names]
-    numeric = [pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])
-               for c in names]
-    values = [max([0, *(len(row[i]) for row in cells)]) for i in range(len(names))]
-    need = [max(len(h), v) for h, v in zip(shown, values)]
-    kept = list(enumerate(need)) if width is None else _fit(names, shown, need, values, numeric, width, set(keep))
-
-    def line(row: list[str]) -> str:
-        parts = []
-        for i, w in kept:
-            text = row[i] if len(row[i]) <= w else row[i][:w - 1] + "…"
-            parts.append(text.rjust(w) if numeric[i] else text.ljust(w))
-        return "  ".join(parts).rstrip()
-
-    lines = [line(shown), *(line(r) for r in cells)]
-    hidden = len(full.columns) - len(kept)
-    cut = any(w < need[i] for i, w in kept)
-    notes = [f"{hidden} more column{'s' if hidden > 1 else ''}"] * bool(hidden) + ["text cut to fit"] * cut
-    if notes and width is not None:  # the longest of these that fits
-        said = ", ".join(notes)
-        ways = [f"({said}: --wide shows all, --columns NAME,... picks)", f"({said}: --wide shows all)", f"({said})"]
-        lines.append(next((w for w in ways if len(w) <= width), ways[-1]))
-    return "\n".join(lines) + "\n"
+    finished = results[results["finished"].astype(bool)]
+    means = finished.groupby("label")[metric].mean().dropna()
+    return list(means.sort_values(ascending=not RANK_METRICS[metric], kind="stable").index)

@@ -137,7 +137,7 @@ def test_the_program_collects_no_garbage_but_a_sweep_s_driver_does(recorded_db, 
     spec.write_text("name: t\ndataset: synthetic\ngrid: {activation: [relu], optimizer: [{name: sgd, lr: 0.1}]}\n")
     program = "from sweep.cli import program\nsys.argv = ['sweep', *sys.argv[1:]]; program()\n"
     report = ("import gc, sys\n"
-              "import sweep.report as report\n"
+              "import sweep.render as report\n"
               "format_report = report.format_report\n"
               "def formatted(*args, **options):\n"
               "    print('report', gc.isenabled()); return format_report(*args, **options)\n"

@@ -484,7 +484,7 @@ def test_two_seeds_show_their_range_and_accuracy_stays_within_0_and_1(drawn, tmp
     assert band.vertices[:, 1].min() == pytest.approx(0.2) and band.vertices[:, 1].max() == pytest.approx(0.9)
     band, = [c for c in tanh.collections if isinstance(c, PolyCollection)][0].get_paths()
     assert band.vertices[:, 1].max() == 1.0  # mean 0.69 + t95(3) x ... clipped at 1
-    from sweep.report import t95
+    from sweep.intervals import t95
 
     seeds = (0.5, 0.6, 0.98)
     assert band.vertices[:, 1].min() == pytest.approx(np.mean(seeds) - t95(3) * np.std(seeds, ddof=1) / math.sqrt(3))

@@ -6,9 +6,10 @@ import math
 import pandas as pd
 import pytest
 
-from sweep.report import (ReportError, ci95, default_columns, factor_effects, factor_matrix, filter_trials,
-                          format_report, human_view, rank_configurations, resolve_columns, t95, t_quantile,
-                          trial_table)
+from sweep.factors import filter_trials, ReportError
+from sweep.intervals import ci95, t95, t_quantile
+from sweep.render import default_columns, format_report, human_view, resolve_columns
+from sweep.report import factor_effects, factor_matrix, rank_configurations, trial_table
 
 
 def results(rows):

@@ -11,8 +11,9 @@ import pytest
 from sweep.db.engine import make_engine
 from sweep.db.queries import trial_figures
 from sweep.cli import main
-from sweep.report import (IMPORTANCE, default_columns, essential_columns, factor_matrix, header, human_view,
-                          rank_configurations, results_from_figures, short_error, t95)
+from sweep.intervals import t95
+from sweep.render import default_columns, essential_columns, header, human_view, IMPORTANCE
+from sweep.report import factor_matrix, rank_configurations, results_from_figures, short_error
 from test_report_db import build
 
 SPEC = {"name": "data", "dataset": "synthetic", "epochs": 4,
@@ -310,7 +311,7 @@ def test_a_narrow_terminal_cuts_names_before_values_and_drops_the_least_importan
 
 def test_the_shown_columns_follow_the_importance_order_at_every_width(capsys, db):
     """Of the columns that may go, those shown are always the most important ones (a prefix of IMPORTANCE)."""
-    from sweep.report import _fit  # the fitting itself, on the real view
+    from sweep.render import _fit  # the fitting itself, on the real view
 
     engine = make_engine(f"sqlite:///{db}")
     results = results_from_figures(trial_figures(engine, "data", 4), 4)
