@@ -1,6 +1,6 @@
 """The ranked report: configurations (seeds aggregated) ordered by a metric.
 
-Like is compared with like. `trial_results` reads every figure of a trial
+Like is compared with like. Every figure of a trial is read (db.queries.trial_figures)
 from its epoch rows at the sweep's current `epochs` (a trial trained further
 is read at that epoch), from finite epochs only (a diverged trial stops at the
 epoch before its loss became NaN or infinite). A trial with fewer epochs is
@@ -68,46 +68,8 @@ def short_error(text) -> str | None:
     return line if len(line) <= ERROR_CHARS else line[:ERROR_CHARS - 1] + "…"
 
 
-def trial_results(trials: pd.DataFrame, epochs: pd.DataFrame, sweep_epochs: int,
-                  threshold: float | None = None) -> pd.DataFrame:
-    """Each trial's figures at the sweep's current epoch count, from its finite epochs only.
-
-    `trials` and `epochs` are db's trials_frame and epoch_metrics_frame of one
-    sweep. Returned: the trials with final_test_acc, final_test_loss,
-    final_train_loss, best_test_acc and best_epoch recomputed from the epoch
-    rows up to `sweep_epochs` (for a diverged trial, whose epochs_done is the
-    epoch with the non-finite loss, up to the epoch before); `epochs`, the
-    last epoch they come from; and with `threshold`, images_to_threshold:
-    training images seen when test accuracy first reached it (NaN: never);
-    then what results_from_figures adds. This is the definition in pandas;
-    the CLI has the database compute the same figures (db.queries.trial_figures).
-
-    Example: trial_results(trials_frame(engine, "rec"), epoch_metrics_frame(engine, "rec"), 3, threshold=0.7)
-    """
-    diverged = trials["status"].eq("diverged")
-    last_epoch = trials["epochs_done"].sub(1).clip(upper=sweep_epochs).where(diverged, sweep_epochs)
-    limit = epochs["trial_id"].map(dict(zip(trials["trial_id"], last_epoch)))
-    rows = epochs[epochs["epoch"] <= limit].sort_values(["trial_id", "epoch"])
-    last = rows.groupby("trial_id").tail(1).set_index("trial_id")
-    scored = rows.dropna(subset=["test_acc"])
-    best = scored.loc[scored.groupby("trial_id")["test_acc"].idxmax()].set_index("trial_id")  # earliest best
-    ids = trials["trial_id"]
-    out = trials.assign(
-        final_test_acc=ids.map(last["test_acc"]).astype(float),
-        final_test_loss=ids.map(last["test_loss"]).astype(float),
-        final_train_loss=ids.map(last["train_loss"]).astype(float),
-        best_test_acc=ids.map(best["test_acc"]).astype(float),
-        best_epoch=ids.map(best["epoch"]).astype(float),
-        epochs=ids.map(last["epoch"]).astype(float),
-    )
-    if threshold is not None:
-        first_hit = rows[rows["test_acc"] >= threshold].groupby("trial_id")["images_seen"].min()
-        out[THRESHOLD] = ids.map(first_hit).astype(float)
-    return results_from_figures(out, sweep_epochs)
-
-
 def results_from_figures(figures: pd.DataFrame, sweep_epochs: int) -> pd.DataFrame:
-    """Trials with their figures at `sweep_epochs` (trial_results' or db.queries.trial_figures') made
+    """Trials with their figures at `sweep_epochs` (db.queries.trial_figures) made
     report rows: `finished` (diverged, or at `sweep_epochs`), the trials that are aggregated; `stopped`, the
     trials a stop rule ended before (read at the epoch they stopped); the others are unfinished, whatever
     their status. Status "unfinished" for a completed trial with fewer epochs (it completed a smaller
@@ -212,7 +174,7 @@ def _ranked(table: pd.DataFrame, metric: str, group=None) -> pd.DataFrame:
 def rank_configurations(results: pd.DataFrame, metric: str, flags: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per configuration (trials sharing a label differ only by seed).
 
-    `results` comes from trial_results. Only finished trials are aggregated:
+    `results` comes from sweep_results. Only finished trials are aggregated:
     the metric gets its mean, std and 95% interval half-width (n >= 2) over
     them, the other figures their mean, best_epoch and epochs their range
     (best_epoch_min, best_epoch_max; epochs_min, epochs_max); with a
@@ -226,7 +188,7 @@ def rank_configurations(results: pd.DataFrame, metric: str, flags: pd.DataFrame 
     hyper-parameter. Sorted best first (see _ranked); configurations without
     a value come last.
 
-    Example: rank_configurations(trial_results(trials, epochs, 3), "final_test_acc", flags)
+    Example: rank_configurations(sweep_results(engine, "study", 3), "final_test_acc", flags)
     """
     if metric not in RANK_METRICS:
         raise KeyError(metric)
@@ -380,7 +342,7 @@ def trial_table(results: pd.DataFrame, metric: str, flags: pd.DataFrame | None =
     line: short_error), and as rank_configurations the gain as written, gain_value and a column per
     optimizer hyper-parameter.
 
-    Example: trial_table(trial_results(trials, epochs, 3), "final_test_acc", flags)
+    Example: trial_table(sweep_results(engine, "study", 3), "final_test_acc", flags)
     """
     hyper = hyper_parameters(results)
     columns = ["name", "label", "activation", "init", "optimizer", "lr", "seed", metric, "final_test_acc",
@@ -441,8 +403,8 @@ class Report:
 
 
 def sweep_results(engine, sweep: str, epochs: int, threshold: float | None = None) -> pd.DataFrame:
-    """The sweep's trials with their figures at `epochs`, computed by the database (as trial_results defines
-    them): what every report and picture of the sweep reads."""
+    """The sweep's trials with their figures at `epochs`, computed by the database (tests/reference.py holds
+    the same figures computed in pandas from every epoch row): what every report and picture reads."""
     from sweep.db.queries import trial_figures
 
     return results_from_figures(trial_figures(engine, sweep, epochs, threshold), epochs)
