@@ -8,10 +8,10 @@ import hashlib
 import itertools
 import json
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, Sequence
 
 from sweep.models.registry import ACTIVATION_GAIN_INITS, init_gain
-from sweep.spec import SpecError, SweepSpec
+from sweep.spec import RangeSpec, SpecError, SweepSpec
 
 # Fields that do not change what a trial computes up to a given epoch: raising
 # epochs extends a trial, and paths/sweep name say where it lives, not what it is.
@@ -88,15 +88,52 @@ def _fmt(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+# The scramble of the Sobol sequence: fixed, so that a spec always gives the same trials.
+SOBOL_SEED = 0
+SIGNIFICANT_DIGITS = 3  # a sampled value is rounded to these before it names and identifies a trial
+
+
+def sample_points(ranges: Sequence[RangeSpec], samples: int) -> list[tuple[float, ...]]:
+    """`samples` points over `ranges` (one coordinate each, in order): a scrambled Sobol sequence with a fixed
+    scramble (quasi-random, as the Deep Learning Tuning Playbook advises for nuisance hyper-parameters), each
+    coordinate mapped onto its range (on the log scale for log_uniform) and rounded to SIGNIFICANT_DIGITS.
+    More samples extend the same sequence: the first N points of 2N are the N points.
+
+    Example: sample_points([RangeSpec("lr", "log_uniform", 1e-3, 1.0)], 2) -> [(0.0266,), (0.0479,)]
+    """
+    import math
+
+    import torch
+    from torch.quasirandom import SobolEngine
+
+    if not ranges or samples < 1:
+        return []
+    unit = SobolEngine(len(ranges), scramble=True, seed=SOBOL_SEED).draw(samples, dtype=torch.float64).tolist()
+    points = []
+    for u in unit:
+        point = []
+        for r, x in zip(ranges, u):
+            if r.kind == "log_uniform":
+                value = math.exp(math.log(r.low) + x * (math.log(r.high) - math.log(r.low)))
+            else:
+                value = r.low + x * (r.high - r.low)
+            point.append(float(f"{value:.{SIGNIFICANT_DIGITS}g}"))
+        points.append(tuple(point))
+    return points
+
+
 def _optimizer_settings(spec: SweepSpec) -> list[tuple[str, float, tuple[tuple[str, Any], ...]]]:
-    """(name, lr, other hyper-parameters) for every value combination of every entry."""
+    """(name, lr, other hyper-parameters) for every value combination of every entry: its listed values by
+    product, and by product with those its sampled points (the same points for every other factor)."""
     out = []
     for opt in spec.grid.optimizer:
-        keys = [k for k, _ in opt.params]
+        keys = [k for k, _ in opt.params] + [r.key for r in opt.ranges]
+        points = sample_points(opt.ranges, opt.samples) or [()]
         for values in itertools.product(*(v for _, v in opt.params)):
-            hyper = dict(zip(keys, values))
-            lr = hyper.pop("lr")
-            out.append((opt.name, lr, tuple(sorted(hyper.items()))))
+            for point in points:
+                hyper = dict(zip(keys, (*values, *point)))
+                lr = hyper.pop("lr")
+                out.append((opt.name, lr, tuple(sorted(hyper.items()))))
     return out
 
 

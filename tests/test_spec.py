@@ -116,7 +116,7 @@ def test_auto_gain_is_resolved_per_activation():
     (with_("grid.optimizer", [{"name": "adam"}]), "grid.optimizer[0].lr: missing required key"),
     (with_("grid.optimizer", [{"name": "sgd", "lr": 0.1, "momentun": 0.9}]),
      "grid.optimizer[0].momentun: unknown key; allowed: name, lr, momentum, dampening, nesterov, "
-     "weight_decay; did you mean 'momentum'?"),
+     "weight_decay, samples; did you mean 'momentum'?"),
     (with_("grid.init", ["xavier"]),
      "grid.init[0].name: 'xavier' is not a known init; allowed: default, xavier_uniform, xavier_normal, "
      "kaiming_uniform, kaiming_normal, orthogonal; did you mean 'xavier_normal'?"),
