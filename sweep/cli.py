@@ -231,6 +231,7 @@ def cmd_report(args: argparse.Namespace) -> int:
       sweep report --where momentum=0.9 --where nesterov=true
       sweep report --where seed=0,1                 seeds 0 and 1 (a repeated key means any of its values too)
       sweep report --threshold 0.7                  images seen until 70% test accuracy
+      sweep report --epoch 2                        every trial at epoch 2 (those that reached it)
       sweep report --trials --dead 0.3              one row per trial with its pathology flags
       sweep report --wide                           every column, however wide
       sweep report --columns rank,config,mean,best_test_acc
@@ -249,7 +250,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     matrix = human and len(factors) == 2  # two factors: a matrix for people, one row per pair in csv and json
     options = ReportOptions(metric, epochs, tuple(factors), tuple(where), args.threshold, args.trials, args.top,
                             FlagThresholds(args.saturated, args.dead, args.vanishing, args.exploding,
-                                           args.chance_margin), matrix)
+                                           args.chance_margin), matrix, args.epoch)
     try:
         report = build_report(engine, name, options)
     except NothingSelected as exc:
@@ -300,6 +301,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
         except FolderError as exc:
             raise CliError(f"--out: {exc}", 2) from None
     engine, name, metric, sweep_epochs = _open_sweep(args)
+    if args.epoch is not None and args.epoch > sweep_epochs:
+        raise CliError(f"--epoch {args.epoch}: the sweep's epochs are 1..{sweep_epochs}", 2)
     if args.facet not in FACTORS:
         raise CliError(f"--facet {args.facet!r} is not a factor; use one of {', '.join(FACTORS)}", 2)
     factors = _factor_list("--heatmap", args.heatmap, exactly=2)
@@ -312,12 +315,13 @@ def cmd_plot(args: argparse.Namespace) -> int:
         available = stats_epochs(engine, name)
         if not available:
             raise CliError(f"sweep {name} has no statistics yet; wait for its first epoch")
-        chosen = [int(e) for e in args.epochs.split(",")] if args.epochs else sorted({available[0], available[-1]})
+        last = args.epoch if args.epoch in available else available[-1]
+        chosen = [int(e) for e in args.epochs.split(",")] if args.epochs else sorted({available[0], last})
         missing = [e for e in chosen if e not in available]
         if missing:
             raise CliError(f"--epochs: no statistics for epoch {missing[0]}; available: "
                            f"{', '.join(map(str, available))}", 2)
-        results = sweep_results(engine, name, sweep_epochs)
+        results = sweep_results(engine, name, sweep_epochs, at_epoch=args.epoch)
         ranking = configuration_ranking(results, metric)  # best first, for the lines a big sweep names
         curves = curves_frame(engine, name, args.facet)
         shown = shown_configurations(list(curves["label"].unique()), ranking)
@@ -347,7 +351,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     else:
         out = Path(DEFAULT_OUTPUT) / "plots" / name
     pictures = [(out / "accuracy.png", lambda: plot_curves(curves, out / "accuracy.png", args.facet, ranking, colors))]
-    no_heatmap = heatmap_missing(finished, metric, sweep_epochs)
+    no_heatmap = heatmap_missing(finished, metric, args.epoch or sweep_epochs)
     if no_heatmap is None:
         pictures.append((out / "heatmap.png",
                          lambda: plot_heatmap(finished, metric, tuple(factors), out / "heatmap.png")))
@@ -450,6 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(lr=1e-3), booleans as true/false, KEY=none: the hyper-parameter is not set; "
                              "status=unfinished or stopped")
     report.add_argument("--top", type=COUNT, metavar="N", help="only the first N rows (N >= 1)")
+    report.add_argument("--epoch", type=COUNT, metavar="E",
+                        help="read every trial at epoch E: the trials that reached it, finished or not, never past "
+                             "it (like with like at any rung)")
     report.add_argument("--threshold", type=float, metavar="ACC",
                         help="add images seen until test accuracy first reached ACC (0..1) and how many seeds "
                              "reached it; ranked by it, configurations with a miss come after those without")
@@ -480,6 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--facet", default="activation",
                       help="one accuracy panel per value of this factor (default activation)")
     plot.add_argument("--epochs", help="epochs of the depth profiles, e.g. 1,3 (default: first and last)")
+    plot.add_argument("--epoch", type=COUNT, metavar="E",
+                      help="rank and draw the heat map with every trial at epoch E, as sweep report --epoch E")
     plot.add_argument("--heatmap", default="activation,init", metavar="F1,F2",
                       help="two factors of the heat map, any that sweep report --by takes (default activation,init)")
     plot.add_argument("--metric", choices=list(METRICS), help="metric of the heat map (default: the spec's)")

@@ -323,8 +323,9 @@ def stopping_savings(results: pd.DataFrame, sweep_epochs: int, images_per_epoch:
 
     Example: stopping_savings(results, 10, 60000) -> (2_400_000, 9_600_000)
     """
-    stopped = results[results["stopped"].astype(bool)]
-    missing = (sweep_epochs - stopped["epochs"].astype(float).fillna(0)).clip(lower=0).sum()
+    stopped = results[results["stopped"].astype(bool) & results["status"].eq("stopped")]
+    trained = stopped["epochs_trained"] if "epochs_trained" in stopped else stopped["epochs"]
+    missing = (sweep_epochs - trained.astype(float).fillna(0)).clip(lower=0).sum()
     return int(missing * images_per_epoch), int(len(results) * sweep_epochs * images_per_epoch)
 
 
@@ -378,7 +379,8 @@ class ReportOptions:
     `by`: factors for a marginal-effects table (two with `matrix`: the matrix of text cells the terminal and
     markdown show); `where`: (key, value) filters (factors.filter_trials); `threshold`: a test accuracy,
     adding images_to_threshold and `reached`; `trials`: one row per trial; `top`: the first N rows;
-    `flags`: the pathology flags' thresholds.
+    `flags`: the pathology flags' thresholds; `at_epoch`: every trial read at that epoch, those that reached
+    it (sweep_results), the like-with-like view at any rung.
     """
 
     metric: str
@@ -390,6 +392,7 @@ class ReportOptions:
     top: int | None = None
     flags: FlagThresholds = field(default_factory=FlagThresholds)
     matrix: bool = False
+    at_epoch: int | None = None
 
 
 @dataclass(frozen=True)
@@ -402,12 +405,54 @@ class Report:
     options: ReportOptions
 
 
-def sweep_results(engine, sweep: str, epochs: int, threshold: float | None = None) -> pd.DataFrame:
-    """The sweep's trials with their figures at `epochs`, computed by the database (tests/reference.py holds
-    the same figures computed in pandas from every epoch row): what every report and picture reads."""
+# A trial's figures at the epoch it is read at (db.queries.trial_figures).
+FIGURES = ("final_test_acc", "final_test_loss", "final_train_loss", "best_test_acc", "best_epoch", "epochs")
+
+
+def sweep_results(engine, sweep: str, epochs: int, threshold: float | None = None,
+                  at_epoch: int | None = None) -> pd.DataFrame:
+    """The sweep's trials with their figures, computed by the database (tests/reference.py holds the same
+    figures computed in pandas from every epoch row): what every report and picture reads.
+
+    Like with like: each trial is read at the sweep's `epochs`, a stopped one at the epoch it stopped. A
+    configuration is finished when all its seeds are: where some of its seeds stopped, every seed of it
+    that is not unfinished is read at the epoch all of them reached and counts as stopped (its status says
+    '1 completed, 1 stopped'), so that no mean is of survivors alone, nor over values of different epochs.
+    With `at_epoch` E: only the trials that reached E, each read at E (finished or not, never past it),
+    all of them `finished`; attrs["reached"] = (trials that reached E, trials of the sweep).
+
+    Example: sweep_results(engine, "fashion-activations", 5, at_epoch=2)
+    """
     from sweep.db.queries import trial_figures
 
-    return results_from_figures(trial_figures(engine, sweep, epochs, threshold), epochs)
+    if at_epoch is not None:
+        every = results_from_figures(trial_figures(engine, sweep, at_epoch, threshold), at_epoch)
+        reached = every[every["epochs"].eq(at_epoch)].copy()
+        reached["finished"], reached["stopped"] = True, False
+        reached.attrs["reached"] = (len(reached), len(every))
+        return reached
+    results = results_from_figures(trial_figures(engine, sweep, epochs, threshold), epochs)
+    return _at_common_epochs(results, lambda e: trial_figures(engine, sweep, e, threshold))
+
+
+def _at_common_epochs(results: pd.DataFrame, figures_at) -> pd.DataFrame:
+    """`results` with the configurations some of whose seeds stopped read at the epoch all their seeds that
+    are not unfinished reached (`figures_at(E)`: every trial's figures at E), those seeds all `stopped`."""
+    stopped_labels = pd.unique(results.loc[results["stopped"].astype(bool), "label"])
+    if not len(stopped_labels):
+        return results
+    mine = results["label"].isin(stopped_labels) & (results["finished"] | results["stopped"]).astype(bool)
+    common = results[mine].groupby("label")["epochs"].min().dropna()
+    out = results.assign(epochs_trained=results["epochs"])  # what stopping saved is counted from these
+    columns = [c for c in (*FIGURES, THRESHOLD) if c in out]
+    for epoch in sorted(set(common.astype(int))):
+        rows = mine & results["label"].isin(common.index[common.eq(epoch)])
+        at = figures_at(epoch).set_index("trial_id")
+        for column in columns:
+            out.loc[rows, column] = out.loc[rows, "trial_id"].map(at[column]).astype(float).to_numpy()
+    out.loc[mine, "finished"] = False
+    out.loc[mine, "stopped"] = True
+    return out
 
 
 def plural(n: int, word: str) -> str:
@@ -421,8 +466,12 @@ def _stopping_words(engine, sweep: str, epochs: int, results: pd.DataFrame, show
     rows the database holds; '' where none stopped."""
     from sweep.db.queries import images_per_epoch
 
-    count = int(shown["stopped"].sum())
-    words = f"; {plural(count, 'trial')} stopped early{'' if pooled else ' (not pooled)'}" if count else ""
+    count = int((shown["stopped"].astype(bool) & shown["status"].eq("stopped")).sum())
+    words = f"; {plural(count, 'trial')} stopped early" if count else ""
+    left_out = int(shown["stopped"].astype(bool).sum())  # with the finished seeds of their configurations
+    if count and not pooled:
+        words += f", {plural(left_out, 'trial')} of their configurations not pooled" if left_out > count else \
+            " (not pooled)"
     per_epoch = images_per_epoch(engine, sweep) if results["stopped"].any() else None
     if per_epoch:
         saved, grid = stopping_savings(results, epochs, per_epoch)
@@ -440,7 +489,9 @@ def build_report(engine, sweep: str, options: ReportOptions) -> Report:
     metric, by = options.metric, list(options.by)
     if metric == THRESHOLD and options.threshold is None:
         raise ReportError(f"--metric {THRESHOLD} needs --threshold ACC (e.g. 0.7)")
-    everything = sweep_results(engine, sweep, options.epochs, options.threshold)
+    if options.at_epoch is not None and not 1 <= options.at_epoch <= options.epochs:
+        raise ReportError(f"--epoch {options.at_epoch}: the sweep's epochs are 1..{options.epochs}")
+    everything = sweep_results(engine, sweep, options.epochs, options.threshold, options.at_epoch)
     check_factors("--by", by, everything)
     results = filter_trials(everything, list(options.where))
     if results.empty:
@@ -461,7 +512,11 @@ def build_report(engine, sweep: str, options: ReportOptions) -> Report:
         else:
             table = rank_configurations(results, metric, flags)
             title = f"{plural(len(table), 'configuration')} ranked by mean {metric} over seeds"
-    title += f", at {plural(options.epochs, 'epoch')}"
+    if options.at_epoch is None:
+        title += f", at {plural(options.epochs, 'epoch')}"
+    else:
+        reached, total = everything.attrs["reached"]
+        title += f", every trial at epoch {options.at_epoch}: {reached} of the sweep's {total} trials reached it"
     if options.threshold is not None:
         title += f"; threshold: test accuracy {options.threshold:g}"
     unfinished = int((~(results["finished"] | results["stopped"])).sum())
@@ -474,11 +529,10 @@ def build_report(engine, sweep: str, options: ReportOptions) -> Report:
 
 
 def configuration_ranking(results: pd.DataFrame, metric: str) -> list[str]:
-    """The configurations (labels), best first by the mean of `metric` over their finished seeds: the order the
-    pictures name them in (a big sweep's best and worst).
+    """The configurations (labels), best first as the report ranks them (rank_configurations: those whose
+    seeds all finished, then those some of whose seeds stopped, each read at the epoch all its seeds
+    reached): the order the pictures name them in (a big sweep's best and worst).
 
     Example: configuration_ranking(sweep_results(engine, "study", 3), "final_test_acc")[:2]
     """
-    finished = results[results["finished"].astype(bool)]
-    means = finished.groupby("label")[metric].mean().dropna()
-    return list(means.sort_values(ascending=not RANK_METRICS[metric], kind="stable").index)
+    return list(rank_configurations(results, metric)["config"]) if len(results) else []

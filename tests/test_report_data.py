@@ -9,11 +9,10 @@ import pandas as pd
 import pytest
 
 from sweep.db.engine import make_engine
-from sweep.db.queries import trial_figures
 from sweep.cli import main
 from sweep.intervals import t95
 from sweep.render import default_columns, essential_columns, header, human_view, IMPORTANCE
-from sweep.report import factor_matrix, rank_configurations, results_from_figures, short_error
+from sweep.report import factor_matrix, rank_configurations, short_error, sweep_results
 from test_report_db import build
 
 SPEC = {"name": "data", "dataset": "synthetic", "epochs": 4,
@@ -72,7 +71,7 @@ def test_json_and_csv_are_typed_configurations(capsys, db):
     by = {r["config"]: r for r in records}
     assert [r["config"] for r in records] == [
         f"relu-default-{ADAM}", f"tanh-default-{ADAM}", f"relu-default-{NESTEROV}", f"relu-default-{M9}",
-        f"tanh-default-{NESTEROV}", f"tanh-default-{M9}", f"relu-default-{M0}", f"tanh-default-{M0}"]
+        f"tanh-default-{NESTEROV}", f"relu-default-{M0}", f"tanh-default-{M9}", f"tanh-default-{M0}"]
     nesterov = by[f"relu-default-{NESTEROV}"]
     assert {k: nesterov[k] for k in ("rank", "n", "lr", "momentum", "nesterov", "gain", "gain_value", "best_epoch_min",
                                      "best_epoch_max", "epochs_min", "epochs_max", "status", "error")} == {
@@ -98,9 +97,13 @@ def test_json_and_csv_are_typed_configurations(capsys, db):
         "rank": 8, "n": 2, "epochs_min": 2, "epochs_max": 2, "best_epoch_min": 0, "best_epoch_max": 2,
         "status": "stopped", "error": "stopped@2 chance (2/2)"}
     assert stopped["final_test_acc_mean"] == pytest.approx(0.105)
-    mixed = by[f"tanh-default-{M9}"]  # its stopped seed is not pooled with the finished one
-    assert (mixed["n"], mixed["final_test_acc_mean"], mixed["status"], mixed["error"]) == (
-        1, 0.85, "1 completed, 1 stopped", "stopped@3 chance (1/2)")
+    # A configuration is finished when all its seeds are: one seed stopped at 3, so both are read at epoch 3
+    # (0.8 and 0.1), ranked with the stopped configurations; never the survivor's 0.85 alone.
+    mixed = by[f"tanh-default-{M9}"]
+    assert {k: mixed[k] for k in ("rank", "n", "epochs_min", "epochs_max", "status", "error")} == {
+        "rank": 7, "n": 2, "epochs_min": 3, "epochs_max": 3, "status": "1 completed, 1 stopped",
+        "error": "stopped@3 chance (1/2)"}
+    assert mixed["final_test_acc_mean"] == pytest.approx(0.45)
 
     table = frame(capsys, db, "csv")
     assert table["config"].tolist() == [r["config"] for r in records]
@@ -108,7 +111,7 @@ def test_json_and_csv_are_typed_configurations(capsys, db):
         assert table[column].dtype == "int64", column
     for column in ("lr", "momentum", "gain_value", "final_test_acc_mean", "final_test_acc_ci95"):
         assert table[column].dtype == "float64", column
-    assert table["momentum"].fillna(-1).tolist() == [-1, -1, 0.9, 0.9, 0.9, 0.9, 0.0, 0.0]
+    assert table["momentum"].fillna(-1).tolist() == [-1, -1, 0.9, 0.9, 0.9, 0.0, 0.9, 0.0]
     # True where set, empty (NaN) where not: pandas reads the booleans back as booleans.
     assert [v if isinstance(v, bool) else None for v in table["nesterov"]] == [None, None, True, None, True, None,
                                                                                None, None]
@@ -184,21 +187,23 @@ def test_where_refuses_what_no_trial_has_in_one_line(capsys, db, where, message)
 
 def test_by_a_hyper_parameter_keeps_n_and_the_interval(capsys, db):
     records = json.loads(report(capsys, db, "--by", "momentum", "--format", "json"))
-    assert [(r["momentum"], r["n"]) for r in records] == [(None, 4), (0.9, 6), (0.0, 2)]  # stopped seeds not pooled
-    assert records[1]["final_test_acc_mean"] == pytest.approx((0.9 + 0.92 + 0.9 + 0.85 + 0.88 + 0.89) / 6)
+    # Stopped seeds are not pooled, nor the finished seed of tanh momentum 0.9, whose other seed stopped: a
+    # configuration is pooled when all its seeds finished.
+    assert [(r["momentum"], r["n"]) for r in records] == [(None, 4), (0.9, 5), (0.0, 2)]
+    assert records[1]["final_test_acc_mean"] == pytest.approx((0.9 + 0.92 + 0.9 + 0.88 + 0.89) / 5)
     assert records[2]["final_test_acc_ci95"] == pytest.approx(t95(2) * 0.04 / math.sqrt(2) / math.sqrt(2))
     # Two factors: one row per pair in csv and json, with n and the interval; a matrix for people.
     pairs = frame(capsys, db, "csv", "--by", "activation,momentum")
     assert list(pairs.columns) == ["activation", "momentum", "final_test_acc_mean", "final_test_acc_std",
                                    "final_test_acc_ci95", "n"]
     assert pairs.fillna({"momentum": -1})[["activation", "momentum", "n"]].values.tolist() == [
-        ["relu", -1, 2], ["tanh", -1, 2], ["relu", 0.9, 3], ["tanh", 0.9, 3], ["relu", 0.0, 2]]
+        ["relu", -1, 2], ["tanh", -1, 2], ["relu", 0.9, 3], ["tanh", 0.9, 2], ["relu", 0.0, 2]]
     out = report(capsys, db, "--by", "activation,momentum")
     assert out.splitlines()[1:] == ["activation       0     0.9       -",
                                     "relu        0.7800  0.9067  0.9400",
-                                    "tanh             -  0.8733  0.9150"]
-    assert out.splitlines()[0].endswith("; 3 trials stopped early (not pooled); stopping saved 5,120 of the grid's "
-                                        "65,536 training images (7.8%)")
+                                    "tanh             -  0.8850  0.9150"]
+    assert out.splitlines()[0].endswith("; 3 trials stopped early, 4 trials of their configurations not pooled; "
+                                        "stopping saved 5,120 of the grid's 65,536 training images (7.8%)")
 
 
 def test_by_three_factors_is_a_long_table_everywhere(capsys, db, monkeypatch):
@@ -208,16 +213,17 @@ def test_by_three_factors_is_a_long_table_everywhere(capsys, db, monkeypatch):
         "optimizer  momentum  seed    mean     std    ci95  n",
         "adam       -         0     0.9300  0.0283  0.2541  2",
         "adam       -         1     0.9250  0.0071  0.0635  2",
+        "sgd        0.9       0     0.9000  0.0200  0.0497  3",
         "sgd        0.9       1     0.8950  0.0071  0.0635  2",
-        "sgd        0.9       0     0.8875  0.0299  0.0475  4",
         "sgd        0         0     0.8000       -       -  1",
         "sgd        0         1     0.7600       -       -  1"]
     records = json.loads(report(capsys, db, "--by", "optimizer,momentum,seed", "--format", "json"))
-    assert records[3] == {"optimizer": "sgd", "momentum": 0.9, "seed": 0,
-                          "final_test_acc_mean": pytest.approx((0.92 + 0.9 + 0.88 + 0.85) / 4),
-                          "final_test_acc_std": pytest.approx(pd.Series([0.92, 0.9, 0.88, 0.85]).std()),
-                          "final_test_acc_ci95": pytest.approx(t95(4) * pd.Series([0.92, 0.9, 0.88, 0.85]).std() / 2),
-                          "n": 4}
+    seeds0 = pd.Series([0.92, 0.9, 0.88])  # tanh momentum 0.9's seed 0 is not pooled: its seed 1 stopped
+    assert records[2] == {"optimizer": "sgd", "momentum": 0.9, "seed": 0,
+                          "final_test_acc_mean": pytest.approx(seeds0.mean()),
+                          "final_test_acc_std": pytest.approx(seeds0.std()),
+                          "final_test_acc_ci95": pytest.approx(t95(3) * seeds0.std() / math.sqrt(3)),
+                          "n": 3}
 
 
 def test_threshold_cells_are_mean_images_and_reached_of_n(capsys, db):
@@ -225,18 +231,18 @@ def test_threshold_cells_are_mean_images_and_reached_of_n(capsys, db):
     records = json.loads(report(capsys, db, *args, "--format", "json"))
     cells = {(r["activation"], r["momentum"]): (r["images_to_threshold_mean"], r["reached"], r["n"]) for r in records}
     assert cells == {("relu", None): (2048, 2, 2), ("tanh", None): (3072, 2, 2),
-                     ("relu", 0.9): (pytest.approx((4096 + 3072 + 3072) / 3), 3, 3), ("tanh", 0.9): (None, 0, 3),
+                     ("relu", 0.9): (pytest.approx((4096 + 3072 + 3072) / 3), 3, 3), ("tanh", 0.9): (None, 0, 2),
                      ("relu", 0.0): (None, 0, 2)}
     assert all(type(r["reached"]) is int and type(r["n"]) is int for r in records)
     assert report(capsys, db, *args).splitlines()[1:] == ["activation  0        0.9         -",
                                                           "relu        - (0/2)  3413 (3/3)  2048 (2/2)",
-                                                          "tanh        -        - (0/3)     3072 (2/2)"]
+                                                          "tanh        -        - (0/2)     3072 (2/2)"]
 
 
 def test_the_heat_maps_matrix_is_the_reports(capsys, db):
     """factor_matrix (what sweep plot's heat map draws) has the numbers of --by F1,F2, momentum included."""
     engine = make_engine(f"sqlite:///{db}")
-    results = results_from_figures(trial_figures(engine, "data", 4), 4)
+    results = sweep_results(engine, "data", 4)
     engine.dispose()
     matrix = factor_matrix(results, "final_test_acc", ("activation", "momentum"))
     assert (list(matrix.index), list(matrix.columns)) == (["relu", "tanh"], ["0", "0.9", "-"])
@@ -314,7 +320,7 @@ def test_the_shown_columns_follow_the_importance_order_at_every_width(capsys, db
     from sweep.render import _fit  # the fitting itself, on the real view
 
     engine = make_engine(f"sqlite:///{db}")
-    results = results_from_figures(trial_figures(engine, "data", 4), 4)
+    results = sweep_results(engine, "data", 4)
     engine.dispose()
     view = human_view(rank_configurations(results, "final_test_acc"))
     columns = default_columns(view, "final_test_acc")
@@ -338,3 +344,25 @@ def test_the_heat_map_takes_a_hyper_parameter(capsys, db, tmp_path):
         "Error: --heatmap 'activation,momentm': 'momentm' is not a factor of this sweep; factors: activation, init, "
         "gain, optimizer, lr, seed, model, status, momentum, nesterov; did you mean 'momentum'?\n")
     assert not (tmp_path / "no").exists()
+
+
+def test_epoch_reads_every_trial_that_reached_it_there(capsys, db, monkeypatch):
+    """--epoch 3: the 13 trials that reached epoch 3 (not tanh momentum 0, stopped at 2, nor the failed relu
+    momentum 0.9 seed 1), each read at 3 whether it finished, stopped there or trained on: like with like."""
+    monkeypatch.setenv("COLUMNS", "200")
+    table = frame(capsys, db, "csv", "--trials", "--epoch", "3")
+    expected = {name: t["accs"][3] for name, t in TRIALS.items() if len(t["accs"]) > 3}
+    assert dict(zip(table["trial"], table["final_test_acc"])) == pytest.approx(expected)
+    assert set(table["epochs"]) == {3} and len(table) == 13
+    assert report(capsys, db, "--epoch", "3").splitlines()[0] == (
+        "sweep data: 7 configurations ranked by mean final_test_acc over seeds, every trial at epoch 3: 13 of the "
+        "sweep's 16 trials reached it")
+    by = frame(capsys, db, "csv", "--by", "activation", "--epoch", "3")
+    assert dict(zip(by["activation"], by["n"])) == {"relu": 7, "tanh": 6}
+    assert dict(zip(by["activation"], by["final_test_acc_mean"])) == pytest.approx({
+        "relu": (0.7 + 0.7 + 0.85 + 0.9 + 0.91 + 0.93 + 0.94) / 7, "tanh": (0.8 + 0.1 + 0.86 + 0.87 + 0.9 + 0.9) / 6})
+
+
+def test_epoch_outside_the_sweep_is_refused_in_one_line(capsys, db):
+    assert main(["report", "--db", str(db), "--epoch", "5"]) == 2
+    assert capsys.readouterr() == ("", "Error: --epoch 5: the sweep's epochs are 1..4\n")
