@@ -193,6 +193,9 @@ def _images(value: float, _position=None) -> str:
 CURVE_MARGINS = {"left": 0.75, "bottom": 0.6, "top": 0.35, "wspace": 0.2, "hspace": 0.95}
 BAND = {"ci": "shaded: 95% interval of the mean (3 or more seeds)",
         "range": "shaded: the 2 seeds' range (fewer than 3: no interval)"}
+# The legend's words for the mark where a configuration's number of seeds changes along its curve (a seed
+# stopped or is still training): the mean after it is over the others only.
+SEEDS_CHANGE = "x: its number of seeds changes here (the mean after it is over fewer or more seeds)"
 
 
 def band_halves(n: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -212,7 +215,9 @@ def band_halves(n: np.ndarray, std: np.ndarray) -> np.ndarray:
 def plot_curves(curves: pd.DataFrame, path: Path, facet: str = "activation", ranking: list[str] | None = None,
                 colors: dict[str, Look] | None = None) -> Path:
     """Test accuracy against images seen, one line per configuration (its seeds' mean), one panel per value of
-    `facet`, held to [0, 1]; around each line its seeds' 95% interval (3 or more seeds) or range (2). `curves`
+    `facet`, within [0, 1] and zoomed to the curves (one scale for every panel: close curves stay apart, and
+    the tick labels say where the axis starts); around each line its seeds' 95% interval (3 or more seeds)
+    or range (2), and an x where its number of seeds changes (a seed stopped, or trains on). `curves`
     is db's curves_frame; `colors` the sweep's palette (default: sweep_palette of these curves). With more
     than ALL_NAMED configurations in a panel, the best and worst by `ranking` (labels, best first) are named,
     with their bands, and the others drawn thin and grey without. One legend beside the panels (they share
@@ -232,7 +237,7 @@ def plot_curves(curves: pd.DataFrame, path: Path, facet: str = "activation", ran
     low, high = (low, high) if low < high else (0.0, 1.0)
     pad = 0.03 * (high - low)
     by_value = curves.groupby(facet, sort=False).indices
-    handles, names, others, bands_of = [], [], 0, set()
+    handles, names, others, bands_of, changes_shown = [], [], 0, set(), False
     for i, (ax, value) in enumerate(zip(axes, values)):
         rows_of = {label: by_value[value][idx]
                    for label, idx in curves.iloc[by_value[value]].groupby("label", sort=False).indices.items()}
@@ -248,6 +253,11 @@ def plot_curves(curves: pd.DataFrame, path: Path, facet: str = "activation", ran
             ax.plot(x, y, label=label, **_line_style(look, j, len(named), len(idx)))
             handles.append(_handle(look))
             names.append(label)
+            seeds = n[idx]
+            change = np.flatnonzero(seeds[1:] != seeds[:-1]) + 1  # the first point with the new count
+            if len(change):
+                ax.scatter(x[change], y[change], marker="x", s=36, color=look.color, linewidths=1.5, zorder=4)
+                changes_shown = True
             keep = ~np.isnan(y)
             if not np.isnan(half[idx][keep]).all():  # a band; none where a single seed is left
                 bands.append(np.concatenate([np.column_stack([x[keep], lower[idx][keep]]),
@@ -274,6 +284,9 @@ def plot_curves(curves: pd.DataFrame, path: Path, facet: str = "activation", ran
         if kind in bands_of:
             handles.append(Patch(facecolor="0.5", alpha=0.3, linewidth=0))
             names.append(BAND[kind])
+    if changes_shown:
+        handles.append(Line2D([], [], marker="x", ms=6, mew=1.5, lw=0, color="0.3"))
+        names.append(SEEDS_CHANGE)
     legend_beside(fig, handles, names, margins=CURVE_MARGINS)
     return _save(fig, path)
 

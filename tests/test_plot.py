@@ -549,3 +549,20 @@ def test_a_big_sweep_s_palette_tells_apart_the_configurations_shown_together():
     groups = [[label for a, label in configs if a == activation] for activation in dict.fromkeys(a for a, _ in configs)]
     for group in [*groups, shared]:
         assert len({looks[label].color for label in group}) == len(group)
+
+
+def test_a_curve_marks_where_its_number_of_seeds_changes(drawn, tmp_path):
+    """relu's second seed stopped after 2,000 images: from 3,000 on its mean is one seed's, and an x marks the
+    first point of that, with a legend entry saying what it means; tanh's two seeds run to the end unmarked."""
+    rows = [{"label": "relu-a", "activation": "relu", "images_seen": 1000 * e, "n": 2 if e <= 2 else 1,
+             "mean": 0.5, "std": 0.1 if e <= 2 else math.nan} for e in range(5)]
+    rows += [{"label": "tanh-b", "activation": "tanh", "images_seen": 1000 * e, "n": 2, "mean": 0.6, "std": 0.1}
+             for e in range(5)]
+    plot.plot_curves(pd.DataFrame(rows), tmp_path / "accuracy.png")
+    fig, = drawn
+    relu, tanh = [ax for ax in fig.axes if ax.get_title()]
+    marks = [c for c in relu.collections if c.get_offsets().shape[0] and not isinstance(c, PolyCollection)]
+    assert [tuple(m.get_offsets()[0]) for m in marks] == [(3000.0, 0.5)]
+    assert [c for c in tanh.collections if not isinstance(c, PolyCollection)] == []
+    assert legend_names(fig.legends[0])[-1] == plot.SEEDS_CHANGE
+    assert points_under_legends(fig) == []
