@@ -163,24 +163,27 @@ def _help(capsys, *command) -> str:
 
 
 def test_help_says_what_the_readme_says(capsys, monkeypatch):
-    """Every option the README's command and report-option tables name is in that command's --help, with the
-    defaults and forms the README gives."""
+    """Every option docs/commands.md's command and report-option tables name is in that command's --help, with
+    the defaults and forms the page gives, and every option a command's --help lists is on the page."""
     import re
     from pathlib import Path
 
     monkeypatch.setenv("COLUMNS", "200")
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    rows = [line for line in readme.splitlines() if line.startswith("| `sweep ")]
+    page = (Path(__file__).parent.parent / "docs" / "commands.md").read_text()
+    rows = [line for line in page.splitlines() if line.startswith("| `sweep ")]
     named = {}
     for row in rows:
         command = row.split("`")[1].split()[1]
         named.setdefault(command, set()).update(re.findall(r"--[a-z][a-z-]*", row.split(" | ")[0]))
-    options_table = readme.split("`sweep report` options:")[1].split("\n\n")[1]
-    named["report"].update(re.findall(r"^\| `(--[a-z][a-z-]*)", options_table, flags=re.M))
+    options_table = page.split("`sweep report` options:")[1].split("\n\n")[1]
+    named["report"].update(option for pair in re.findall(r"^\| `(--[a-z][a-z-]*)[` ]|, `(--[a-z][a-z-]*)`", options_table,
+                                                          flags=re.M) for option in pair if option)
     assert {"run", "report", "plot", "tensorboard"} <= set(named) and "--threshold" in named["report"]
     for command, options in named.items():
         text = _help(capsys, command)
         assert all(option in text for option in options), (command, sorted(o for o in options if o not in text))
+        listed = {a or b for a, b in re.findall(r"\[(--[a-z][a-z-]*)|\| (--[a-z][a-z-]*)", text)}  # the usage line
+        assert listed <= options, (command, "not on docs/commands.md:", sorted(listed - options))
     run = _help(capsys, "run")
     assert "--address HOST:PORT|auto" in run and "ray://" not in run
     tensorboard = _help(capsys, "tensorboard")
