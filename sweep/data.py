@@ -37,12 +37,41 @@ class DataError(Exception):
 
 @dataclass(frozen=True)
 class Arrays:
-    """One data set in memory."""
+    """One data set in memory; with a validation split, the examples held out of the training set."""
 
     train_x: np.ndarray
     train_y: np.ndarray
     test_x: np.ndarray
     test_y: np.ndarray
+    val_x: np.ndarray | None = None
+    val_y: np.ndarray | None = None
+
+
+# The permutation that picks the validation examples: fixed, so that they are the same for every trial, seed
+# and sweep of a data set, and never trained on.
+VALIDATION_SEED = 2010
+
+
+def validation_size(validation: int | float, train_size: int) -> int:
+    """How many training examples `validation` holds out: a count as it is, a fraction (below 1) of
+    `train_size` rounded to the nearest whole example."""
+    return validation if isinstance(validation, int) else int(round(validation * train_size))
+
+
+def validation_split(labels: np.ndarray, size: int) -> np.ndarray:
+    """The indices of `size` training examples held out for validation, sorted: stratified by class (each
+    class's count its share of `size`, the largest remainders rounded up), each class's examples taken from
+    a permutation fixed by VALIDATION_SEED.
+
+    Example: validation_split(np.array([0, 0, 1, 1]), 2) -> array([0, 2])
+    """
+    rng = np.random.default_rng(VALIDATION_SEED)
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = size * counts / counts.sum()
+    take = np.floor(exact).astype(int)
+    take[np.argsort(-(exact - take), kind="stable")[:size - take.sum()]] += 1
+    chosen = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take)]
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
 
 
 def prepare_fashion_mnist(data_dir: Path, source: Path = DEBIAN_FASHION_MNIST) -> Path:
@@ -125,8 +154,11 @@ def load_dataset(
     data_dir: Path,
     train_limit: int | None = None,
     test_limit: int | None = None,
+    validation: int | float | None = None,
 ) -> Arrays:
-    """Load data set `name` (one of DATASETS), capped to the first N examples if asked."""
+    """Load data set `name` (one of DATASETS), capped to the first N examples if asked. With `validation`
+    (a count, or a fraction below 1 of the training set), those examples are held out of the training set
+    first (validation_split) and `train_limit` counts from the rest."""
     if name == "fashion_mnist":
         if not data_dir.is_dir():
             raise _missing_folder("Fashion-MNIST", data_dir, "FashionMNIST/raw",
@@ -140,12 +172,24 @@ def load_dataset(
             raise _missing_folder("MNIST", data_dir, "MNIST/raw")
         arrays = _torchvision("MNIST", data_dir)
     elif name == "synthetic":
-        arrays = synthetic(train_limit or 2048, test_limit or 512)
+        base = train_limit or 2048
+        arrays = synthetic(base + (validation_size(validation, base) if validation else 0), test_limit or 512)
     else:
         raise DataError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
+    train_x, train_y, val_x, val_y = arrays.train_x, arrays.train_y, None, None
+    if validation:
+        size = validation_size(validation, len(train_y))
+        if not 0 < size < len(train_y):
+            raise DataError(f"dataset.validation: {validation} holds out {size} of the {len(train_y)} training "
+                            "examples; it must leave some on each side")
+        held = np.zeros(len(train_y), dtype=bool)
+        held[validation_split(train_y, size)] = True
+        val_x, val_y = np.ascontiguousarray(train_x[held]), np.ascontiguousarray(train_y[held])
+        train_x, train_y = train_x[~held], train_y[~held]
     return Arrays(
-        np.ascontiguousarray(arrays.train_x[:train_limit]),
-        np.ascontiguousarray(arrays.train_y[:train_limit]),
+        np.ascontiguousarray(train_x[:train_limit]),
+        np.ascontiguousarray(train_y[:train_limit]),
         np.ascontiguousarray(arrays.test_x[:test_limit]),
         np.ascontiguousarray(arrays.test_y[:test_limit]),
+        val_x, val_y,
     )

@@ -16,6 +16,9 @@ from sweep.spec import RangeSpec, SpecError, SweepSpec
 # Fields that do not change what a trial computes up to a given epoch: raising
 # epochs extends a trial, and paths/sweep name say where it lives, not what it is.
 _NOT_IDENTITY = {"sweep", "epochs", "logdir"}
+# Settings that joined a trial's identity after sweeps were recorded: absent (None), they leave its hash as
+# it was, so that an older sweep's trials keep theirs.
+_IDENTITY_WHEN_SET = {"validation"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class TrialConfig:
     batch_size: int
     stats_every: int
     logdir: str
+    validation: int | float | None = None  # examples held out of the training set (dataset.validation)
 
     @property
     def name(self) -> str:
@@ -58,7 +62,8 @@ class TrialConfig:
     @property
     def config_hash(self) -> str:
         """Stable identity of what this trial computes (epochs excluded)."""
-        ident = {k: v for k, v in asdict(self).items() if k not in _NOT_IDENTITY}
+        ident = {k: v for k, v in asdict(self).items()
+                 if k not in _NOT_IDENTITY and not (k in _IDENTITY_WHEN_SET and v is None)}
         blob = json.dumps(ident, sort_keys=True, default=list)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -74,7 +79,7 @@ class TrialConfig:
         d = dict(d)
         d["optimizer_params"] = tuple((k, v) for k, v in d["optimizer_params"])
         d["hidden"] = tuple(d["hidden"])
-        return cls(**{f.name: d[f.name] for f in fields(cls)})
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
 
 def bundle_name(members: list[TrialConfig]) -> str:
@@ -156,6 +161,7 @@ def expand_grid(spec: SweepSpec) -> list[TrialConfig]:
             gain_label=gain_label, optimizer=opt, lr=lr, optimizer_params=hyper, seed=seed,
             model=spec.model.name, hidden=spec.model.hidden, dataset=spec.dataset.name,
             train_limit=spec.dataset.train_limit, test_limit=spec.dataset.test_limit,
+            validation=spec.dataset.validation,
             epochs=spec.epochs, batch_size=spec.batch_size, stats_every=spec.stats_every,
             logdir="",
         )

@@ -192,7 +192,7 @@ def run_sweep(spec: SweepSpec, address: str | None = None, out: TextIO = sys.std
         return RunSummary(len(trials), len(trials), {}, False)
     try:
         data = load_dataset(spec.dataset.name, Path(spec.dataset.data_dir).resolve(),
-                            spec.dataset.train_limit, spec.dataset.test_limit)
+                            spec.dataset.train_limit, spec.dataset.test_limit, spec.dataset.validation)
     except DataError as exc:
         raise RunError(str(exc)) from None
 

@@ -44,8 +44,8 @@ class SpecError(ValueError):
 # The settings that change what a sweep's trials compute, besides the grid's values: with them, a trial's
 # config hash (sweep.grid) and folder name (the grid's values alone) would part. They are fixed once a sweep
 # has run; new grid values add trials and more epochs extend them.
-FIXED_SETTINGS = ("dataset.name", "dataset.train_limit", "dataset.test_limit", "model.name", "model.hidden",
-                  "batch_size", "stats_every")
+FIXED_SETTINGS = ("dataset.name", "dataset.train_limit", "dataset.test_limit", "dataset.validation", "model.name",
+                  "model.hidden", "batch_size", "stats_every")
 
 
 def fixed_settings(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -80,6 +80,7 @@ class DatasetSpec:
     train_limit: int | None = None
     test_limit: int | None = None
     data_dir: str = DEFAULT_DATA_DIR
+    validation: int | float | None = None  # examples held out of the training set: a count, or a fraction < 1
 
 
 @dataclass(frozen=True)
@@ -269,7 +270,7 @@ def _safe_name(value: Any, path: str) -> str:
 def _dataset(raw: Any, path: str) -> DatasetSpec:
     if isinstance(raw, str):
         raw = {"name": raw}
-    raw = _mapping(raw, path, ("name", "train_limit", "test_limit", "data_dir"))
+    raw = _mapping(raw, path, ("name", "train_limit", "test_limit", "data_dir", "validation"))
     name = _choice(raw.get("name", "fashion_mnist"), DATASETS, f"{path}.name", "dataset")
     limits = {}
     for key in ("train_limit", "test_limit"):
@@ -278,7 +279,17 @@ def _dataset(raw: Any, path: str) -> DatasetSpec:
     data_dir = raw.get("data_dir", DEFAULT_DATA_DIR)
     if not isinstance(data_dir, str) or not data_dir:
         _fail(f"{path}.data_dir", f"{_show(data_dir)} is not a path")
-    return DatasetSpec(name, limits["train_limit"], limits["test_limit"], data_dir)
+    validation = raw.get("validation")
+    if validation is not None:
+        whole = _whole(validation)
+        if whole is None:
+            validation = _number(validation, f"{path}.validation")
+            if not 0 < validation < 1:
+                _fail(f"{path}.validation", f"{validation!r} is neither a count of examples (a whole number >= 1) "
+                                            "nor a fraction of the training set (above 0, below 1)")
+        else:
+            validation = _int(whole, f"{path}.validation")
+    return DatasetSpec(name, limits["train_limit"], limits["test_limit"], data_dir, validation)
 
 
 def _model(raw: Any, path: str) -> ModelSpec:

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from sweep.data import DataError, load_dataset, prepare_fashion_mnist, synthetic
+from sweep.data import DataError, load_dataset, prepare_fashion_mnist, synthetic, validation_split
 
 
 def test_fashion_mnist_unpacks_into_torchvision_layout_and_loads(tmp_path):
@@ -73,3 +73,37 @@ def test_mnist_reads_its_idx_files_from_data_dir(tmp_path):
     raw.rename(tmp_path / "MNIST" / "raw")
     data = load_dataset("mnist", tmp_path, train_limit=10, test_limit=5)
     assert data.train_x.shape == (10, 1, 28, 28) and data.train_y[0] == 9
+
+
+def test_validation_is_held_out_of_training_stratified_and_the_same_every_time(tmp_path):
+    """dataset.validation: 5000 of Fashion-MNIST's 60,000 training images, 500 per class, never in the training
+    arrays (the trials draw every batch from those, whatever their seed), the same on every load; train_limit
+    counts from the rest."""
+    prepare_fashion_mnist(tmp_path)
+    full = load_dataset("fashion_mnist", tmp_path)
+    split = load_dataset("fashion_mnist", tmp_path, 20000, 1000, 5000)
+    assert (split.train_x.shape[0], split.val_x.shape[0], split.test_x.shape[0]) == (20000, 5000, 1000)
+    assert np.bincount(split.val_y).tolist() == [500] * 10
+    held = validation_split(full.train_y, 5000)
+    rest = np.setdiff1d(np.arange(60000), held)
+    np.testing.assert_array_equal(split.val_x, full.train_x[held])
+    np.testing.assert_array_equal(split.train_x, full.train_x[rest[:20000]])  # the first 20,000 of the rest
+    assert not np.isin(rest[:20000], held).any()
+    again = load_dataset("fashion_mnist", tmp_path, None, None, 5000)
+    np.testing.assert_array_equal(again.val_y, split.val_y)
+    fraction = load_dataset("fashion_mnist", tmp_path, None, None, 0.1)
+    assert (fraction.val_x.shape[0], fraction.train_x.shape[0]) == (6000, 54000)
+
+
+def test_synthetic_holds_validation_out_beside_its_train_limit():
+    data = load_dataset("synthetic", None, 256, 64, 64)
+    assert (len(data.train_y), len(data.val_y), len(data.test_y)) == (256, 64, 64)
+    assert load_dataset("synthetic", None, 256, 64).val_x is None
+
+
+def test_a_validation_that_leaves_nothing_to_train_on_is_one_line(tmp_path):
+    prepare_fashion_mnist(tmp_path)
+    with pytest.raises(DataError) as err:
+        load_dataset("fashion_mnist", tmp_path, validation=60000)
+    assert str(err.value) == ("dataset.validation: 60000 holds out 60000 of the 60000 training examples; it must "
+                              "leave some on each side")

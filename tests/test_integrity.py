@@ -54,6 +54,8 @@ CHANGES = [  # (fixed key, the change, how the refusal shows the stored and the 
      '"synthetic"', '"fashion_mnist"'),
     ("dataset.train_limit", {"dataset": {"name": "synthetic", "train_limit": 65, "test_limit": 32}}, "64", "65"),
     ("dataset.test_limit", {"dataset": {"name": "synthetic", "train_limit": 64}}, "32", "not set"),
+    ("dataset.validation", {"dataset": {"name": "synthetic", "train_limit": 64, "test_limit": 32, "validation": 0.1}},
+     "not set", "0.1"),
     ("model.name", {"model": "lenet"}, '"mlp"', '"lenet"'),
     ("model.hidden", {"model": {"name": "mlp", "hidden": [16, 8]}}, "[16, 16]", "[16, 8]"),
     ("batch_size", {"batch_size": 16}, "32", "16"),
@@ -68,9 +70,10 @@ def test_every_fixed_setting_is_tested_and_is_what_the_config_hash_adds_to_the_g
     grid = {"activation", "init", "gain", "gain_label", "optimizer", "lr", "optimizer_params", "seed"}
     not_identity = {"sweep", "epochs", "logdir"}
     settings = {f.name for f in fields(TrialConfig)} - grid - not_identity
-    assert settings == {"dataset", "train_limit", "test_limit", "model", "hidden", "batch_size", "stats_every"}
+    assert settings == {"dataset", "train_limit", "test_limit", "validation", "model", "hidden", "batch_size",
+                        "stats_every"}
     assert {k.split(".")[-1].replace("name", "") or k.split(".")[0] for k in FIXED_SETTINGS} == \
-        {"dataset", "train_limit", "test_limit", "model", "hidden", "batch_size", "stats_every"}
+        {"dataset", "train_limit", "test_limit", "validation", "model", "hidden", "batch_size", "stats_every"}
 
 
 @pytest.mark.parametrize("key,change,old,new", CHANGES, ids=[c[0] for c in CHANGES])
