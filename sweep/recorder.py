@@ -33,8 +33,9 @@ from ray.tune.stopper import Stopper
 from sqlalchemy import Engine
 
 from sweep.db.engine import session_scope
-from sweep.db.queries import record_results, update_trial, update_trials, utcnow
+from sweep.db.queries import record_results, record_rungs, update_trial, update_trials, utcnow
 from sweep.grid import TrialConfig, bundle_name
+from sweep.measures import RANKING
 
 # A trial's final statuses that its own reports set (it leaves its bundle there; the bundle's end must not
 # overwrite them): `diverged` (its loss became NaN or infinite) and `stopped` (a stop rule, issue 20).
@@ -429,6 +430,7 @@ class DatabaseRecorder(Callback):
                 "train_loss": r["train_loss"], "test_loss": r["test_loss"],
                 "test_acc": r["test_acc"], "wall_seconds": r["epoch_seconds"],
             }, r["layer_stats"]) for r in results])
+            record_rungs(s, [(self.trial_ids[r["config_hash"]], r["rung"]) for r in results if r.get("rung")])
             update_trials(s, [(self.trial_ids[r["config_hash"]], self._trial_values(r)) for r in results])
 
     def _trial_values(self, result: dict[str, Any]) -> dict[str, Any]:
@@ -484,8 +486,7 @@ def _duration(seconds: float) -> str:
 
 
 # Where each ranking metric's current value is in a trial's report.
-_REPORTED = {"final_test_acc": "test_acc", "best_test_acc": "best_test_acc", "final_test_loss": "test_loss",
-             "final_train_loss": "train_loss"}
+_REPORTED = {name: metric.column for name, metric in RANKING.items()}
 # A configuration's state in the progress line: training now, waiting for its retry, or ended (finished:
 # completed, diverged or stopped; or failed). Never started: pending.
 RUNNING, RETRYING, FAILED, INTERRUPTED = "running", "retrying", "failed", "interrupted"
@@ -536,8 +537,6 @@ class ProgressPrinter(Callback):
     def __init__(self, total: int, total_epochs: int, interval: float = 15.0, out: TextIO = sys.stdout,
                  clock: Callable[[], float] = time.monotonic, metric: str = "final_test_acc",
                  epochs: int | None = None, failures: Failures | None = None, outlook: Outlook | None = None):
-        from sweep.spec import METRICS
-
         self.outlook = outlook
         self.total = total
         self.total_epochs = total_epochs
@@ -546,7 +545,7 @@ class ProgressPrinter(Callback):
         self.out = out
         self.clock = clock
         self.metric = metric
-        self.larger_is_better = METRICS[metric]
+        self.larger_is_better = RANKING[metric].higher_is_better
         self.failures = failures or Failures(ROOT, 0)
         self.start = clock()
         self.last = self.start

@@ -263,7 +263,8 @@ def _release_stops(spec: SweepSpec, engine, done: dict[str, tuple[str, int]]) ->
     for row in trials[trials["status"] == "stopped"].itertuples():
         rows = epochs[(epochs["trial_id"] == row.trial_id) & (epochs["epoch"] >= 1)].sort_values("epoch")
         history = [{k: (None if v != v else v) for k, v in r.items()} for r in rows.to_dict("records")]
-        if row.config_hash in out and not stays_stopped(spec.stop, row.error or "", history):
+        start = epochs.loc[(epochs["trial_id"] == row.trial_id) & (epochs["epoch"] == 0), "test_loss"].max()
+        if row.config_hash in out and not stays_stopped(spec.stop, row.error or "", history, start):
             out[row.config_hash] = ("released", out[row.config_hash][1])
     return out
 
@@ -439,14 +440,13 @@ def record_plan(engine, spec: SweepSpec, trials: list[TrialConfig], todo: list[T
 
 def _stopping(spec: SweepSpec, trials: list[TrialConfig], engine, exempt: set[str]) -> tuple[dict, object]:
     """What the trials need of the spec's `stop:` (sweep.trial.ray_trainable), and the sweep's rung store
-    (a Ray actor, seeded with the rung results earlier runs recorded) where it has `asha:`."""
+    (a Ray actor, seeded with the decisions earlier runs recorded: rung_results) where it has `asha:`."""
     if not spec.stop.rules and spec.stop.asha is None:
         return {}, None
-    from sweep.db.queries import epoch_metrics_frame
-    from sweep.stopping import recorded_rungs, start_rung_store
+    from sweep.db.queries import rung_results
+    from sweep.stopping import start_rung_store
 
-    seeded = recorded_rungs(epoch_metrics_frame(engine, spec.name), spec.stop, spec.metric, spec.epochs) \
-        if spec.stop.asha is not None else {}
+    seeded = rung_results(engine, spec.name) if spec.stop.asha is not None else []
     store = start_rung_store(spec.stop, spec.metric, spec.epochs, spec.name, seeded)
     order = {t.config_hash: i for i, t in enumerate(trials)} if spec.stop.asha is not None else {}
     return {"stop": spec.stop.to_dict(), "metric": spec.metric, "exempt": sorted(exempt), "order": order}, store

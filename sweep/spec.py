@@ -16,19 +16,15 @@ from typing import Any, Mapping
 import yaml
 
 from sweep.data import DATASETS
+from sweep.measures import RANKING
 from sweep.stopping import RULES, AshaSpec, StopRule, StopSpec
 
 # The registries (models/) import torch: seconds and hundreds of MB that
 # `sweep report` and `sweep plot`, which import this module, never need.
 # They are imported where a spec is validated.
 
-# Ranking metrics: name -> True where larger is better.
-METRICS: Mapping[str, bool] = {
-    "final_test_acc": True,
-    "best_test_acc": True,
-    "final_test_loss": False,
-    "final_train_loss": False,
-}
+# Ranking metrics: name -> True where larger is better (sweep.measures.RANKING: the one table).
+METRICS: Mapping[str, bool] = {name: metric.higher_is_better for name, metric in RANKING.items()}
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 DEFAULT_OUTPUT = "runs"
@@ -467,9 +463,9 @@ def _fuse(value: Any, path: str) -> int | str:
     _fail(path, f"{_show(value)} is not auto, off or a number of configurations >= 1")
 
 
-def parse_stop(raw: Any, path: str = "stop") -> StopSpec:
+def parse_stop(raw: Any, path: str = "stop", epochs: int | None = None) -> StopSpec:
     """`stop:` rules, each `rule: N` (patience, the flag's threshold) or `rule: {<threshold>: x, epochs: N}`,
-    and `asha: {grace: G, reduction: R}` (sweep/stopping.py)."""
+    and `asha: {grace: G, reduction: R}` (sweep/stopping.py), with G below the sweep's `epochs`."""
     if raw is None:
         return StopSpec()
     raw = _mapping(raw, path, (*RULES, "asha"))
@@ -498,6 +494,8 @@ def parse_stop(raw: Any, path: str = "stop") -> StopSpec:
         if reduction <= 1:
             _fail(f"{path}.asha.reduction", f"{reduction!r} must be > 1 (the top 1/reduction continue)")
         asha = AshaSpec(_int(value["grace"], f"{path}.asha.grace"), reduction)
+        if epochs is not None and asha.grace >= epochs:
+            _fail(f"{path}.asha.grace", f"{asha.grace} must be below epochs ({epochs}): no rung comes before the last")
     return StopSpec(tuple(rules), asha)
 
 
@@ -529,12 +527,12 @@ def parse_spec(raw: Any) -> SweepSpec:
         grid=_grid(raw["grid"], "grid"),
         dataset=_dataset(raw.get("dataset", {}), "dataset"),
         model=_model(raw.get("model", {}), "model"),
-        epochs=_int(raw.get("epochs", 5), "epochs"),
+        epochs=(epochs := _int(raw.get("epochs", 5), "epochs")),
         batch_size=_int(raw.get("batch_size", 64), "batch_size"),
         stats_every=_int(raw.get("stats_every", 100), "stats_every"),
         metric=_choice(raw.get("metric", "final_test_acc"), METRICS, "metric", "metric"),
         resources=_resources(raw.get("resources", {}), "resources"),
-        stop=parse_stop(raw.get("stop"), "stop"),
+        stop=parse_stop(raw.get("stop"), "stop", epochs),
         output=output,
         database=database,
     )

@@ -1,60 +1,61 @@
 """Stopping hopeless trials early: rules over the pathology measures, and asynchronous successive halving.
 
-A spec's `stop:` (sweep.spec.StopSpec) names rules, each with its patience in epochs, over the measures
-the pathology flags read (db/flags.py), so that a rule and its flag agree:
+A spec's `stop:` (sweep.spec.StopSpec) names rules, each with its patience in epochs. A rule is its flag:
+it applies the flag's test (sweep.measures.fires) to the epoch's measures (sweep.measures.epoch_measures:
+the test accuracy, the closing statistics snapshot's summary, the train loss over the test loss before
+training), with the flag's threshold unless the spec gives one:
 
-- chance:    |test accuracy - 1/classes| <= margin           (the `chance` flag)
-- dead:      the largest dead_frac of the activation layers > above   (`dead`)
-- saturated: the largest sat_frac of the bounded activation layers > above   (`saturated`)
-- vanishing: first / last weight layer's gradient std < below   (`vanishing`)
-- exploding: first / last weight layer's gradient std > above   (`exploding`)
+- chance:    |test accuracy - 1/classes| <= margin (classes: the data set's, sweep.measures.CLASSES)
+- dead:      the largest dead_frac of the activation layers > above
+- saturated: the largest sat_frac of the bounded activation layers > above
+- vanishing: first / last weight layer's gradient std < below
+- exploding: first / last weight layer's gradient std > above, or the train loss > above x the test loss
+             before training (the exploding loss, as the flag reads it)
 
-each judged on the epoch's closing statistics snapshot, from epoch 1, for `epochs` epochs in a row
-(a measure that does not apply, like dead_frac of tanh, never fires). A trial that meets a rule stops
-after the epoch that completed the streak: `stopped@E rule`.
+judged from epoch 1, for `epochs` epochs in a row (a measure that does not apply, like dead_frac of tanh,
+never fires). A trial that meets a rule stops after the epoch that completed the streak: `stopped@E rule`.
 
-`asha: {grace: G, reduction: R}` is asynchronous successive halving (Li et al., 2020): at rungs G, G*R,
-G*R^2, ... epochs (before the sweep's last), a trial continues only if its metric at the rung is not below
-the (1 - 1/R) quantile of the results recorded at that rung so far, its own included (Ray Tune's ASHA
-rule; the first trial to reach a rung always continues). The unit compared is a trial, not a
-configuration's seed mean: a decision is due when a trial reaches a rung, and its configuration's other
-seeds may not be there yet (or ever, if they are still pending); waiting for them would hold a GPU idle.
-The rung results live in one place for the whole sweep, `Rungs`: in a Ray actor owned by the driver
-(`start_rung_store`, seeded from the database so that a rerun judges against what earlier runs
-recorded), or in the process for a bundle run without Ray. A fused bundle sends its members' results at a
-rung in one call, in member order (the grid's order), so several trials reaching a rung at once are
-judged in a fixed order.
+`asha: {grace: G, reduction: R}` is asynchronous successive halving (Li et al., 2020), decided exactly as
+Ray Tune's `_Bracket` (ray/tune/schedulers/async_hyperband.py, one bracket) with max_t the sweep's epochs:
+
+- milestones G*R^k, unrounded, for k < int(log(epochs/G)/log(R) + 1) (`milestones`);
+- after each epoch E before the last, a trial is judged at the highest milestone <= E at which it has no
+  result yet (so at the first epoch at or past each milestone; where one epoch passes two milestones, at
+  the higher, and the lower one judges it at a later epoch that passes none, as Ray's loop does);
+- it stops if its metric (negated for a loss) is below the cutoff: numpy's nanpercentile, at
+  (1 - 1/R) * 100, of the results the OTHER trials recorded at that milestone, computed before its own
+  is recorded; no result there, all of them NaN, or its own NaN: it continues. Its result is recorded
+  either way (NaN included, as Ray records it), keyed by its config hash: a trial is judged at most once
+  per milestone, and a trial that reports an epoch again (a retried member) gets the answer it got.
+
+Results at the sweep's last epoch are neither judged nor recorded (nothing is left to save). The unit is a
+trial, not a configuration's seed mean: a decision is due when a trial reaches a rung, and its
+configuration's other seeds may not be there yet. Trials a rule stops, exempt trials (resumed after a
+stop) and diverged ones never enter a rung. The rung results live in one place for the whole sweep,
+`Rungs`: in a Ray actor owned by the driver (`start_rung_store`), or in the process for a bundle run
+without Ray. Each decision goes out with the trial's report of that epoch (its `rung`), and the recorder
+stores it in the database's rung_results, keyed by (trial, rung); a rerun seeds the store from that table
+(db.queries.rung_results), so it judges against exactly the results earlier runs judged. A fused bundle
+sends its members' results in one call, in grid order (sweep.grid.expand_grid), so several trials
+reaching a rung at once are judged in a fixed order, the order one-at-a-time trials reach it.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-NUM_CLASSES = 10  # every data set of sweep.data; kept here so that this module imports neither numpy nor torch
+from sweep.measures import (CLASSES, DEFAULT_CLASSES, DEFAULTS, FLAGS, RANKING, FlagThresholds,  # noqa: F401
+                            epoch_measures, fires, loss_ratio, threshold_of)
 
+NUM_CLASSES = DEFAULT_CLASSES
 
-@dataclass(frozen=True)
-class FlagThresholds:
-    """The pathology flags' thresholds (db/flags.py), and the stop rules' defaults: one definition of each."""
+# rule -> (the measures it reads, its threshold's key in the spec, the default threshold): the flags'.
+RULES: Mapping[str, tuple[tuple[str, ...], str, float]] = {
+    name: (measures, key, threshold_of(name)) for name, (measures, key, _) in FLAGS.items()}
 
-    saturated: float = 0.5  # share of values near an asymptote
-    dead: float = 0.5  # share of dead units
-    vanishing: float = 1e-2  # first/last layer gradient std ratio below this
-    exploding: float = 1e2  # ... above this
-    chance_margin: float = 0.02  # accuracy within this of 1/classes
-    classes: int = NUM_CLASSES
-
-
-# rule -> (the epoch measure it reads, its threshold's key in the spec, the default threshold)
-_DEFAULTS = FlagThresholds()
-RULES: Mapping[str, tuple[str, str, float]] = {
-    "chance": ("test_acc", "margin", _DEFAULTS.chance_margin),
-    "dead": ("max_dead_frac", "above", _DEFAULTS.dead),
-    "saturated": ("max_sat_frac", "above", _DEFAULTS.saturated),
-    "vanishing": ("grad_std_ratio", "below", _DEFAULTS.vanishing),
-    "exploding": ("grad_std_ratio", "above", _DEFAULTS.exploding),
-}
+# The rung value of a trial at an epoch, per ranking metric: (the report's column, higher is better).
+RUNG_VALUE: Mapping[str, tuple[str, bool]] = {name: (m.column, m.higher_is_better) for name, m in RANKING.items()}
 
 
 @dataclass(frozen=True)
@@ -84,17 +85,13 @@ class StopSpec:
 
 
 def rule_hit(rule: StopRule, measures: Mapping[str, float | None], classes: int = NUM_CLASSES) -> bool:
-    """Whether one epoch's measures meet `rule` (a measure that is None or NaN never does)."""
-    column, how, _ = RULES[rule.name]
-    value = measures.get(column)
-    if value is None or math.isnan(value):
-        return False
-    if rule.name == "chance":
-        return abs(value - 1.0 / classes) <= rule.threshold
-    return value < rule.threshold if how == "below" else value > rule.threshold
+    """Whether one epoch's measures meet `rule`: its flag's test at the rule's threshold (a measure that is
+    None or NaN never does)."""
+    return fires(rule.name, measures, rule.threshold, classes)
 
 
-def rule_reason(rules: Sequence[StopRule], history: Sequence[Mapping[str, Any]]) -> str | None:
+def rule_reason(rules: Sequence[StopRule], history: Sequence[Mapping[str, Any]],
+                classes: int = NUM_CLASSES) -> str | None:
     """`stopped@E rule` for the first rule (in spec order) whose streak of epochs in a row, ending at the
     last epoch of `history` (its measures of epochs 1..E, in order, each with an "epoch"), reaches its
     patience; None if none does."""
@@ -103,7 +100,7 @@ def rule_reason(rules: Sequence[StopRule], history: Sequence[Mapping[str, Any]])
     for rule in rules:
         streak = 0
         for measures in reversed(history):
-            if not rule_hit(rule, measures):
+            if not rule_hit(rule, measures, classes):
                 break
             streak += 1
         if streak >= rule.epochs:
@@ -111,65 +108,111 @@ def rule_reason(rules: Sequence[StopRule], history: Sequence[Mapping[str, Any]])
     return None
 
 
-def first_stop(rules: Sequence[StopRule], history: Sequence[Mapping[str, Any]]) -> str | None:
+def first_stop(rules: Sequence[StopRule], history: Sequence[Mapping[str, Any]],
+               classes: int = NUM_CLASSES) -> str | None:
     """The reason the rules would have stopped a trial with this `history` at the earliest epoch, or None."""
     for end in range(1, len(history) + 1):
-        reason = rule_reason(rules, history[:end])
+        reason = rule_reason(rules, history[:end], classes)
         if reason is not None:
             return reason
     return None
 
 
+# --------------------------------------------------------------------------- ASHA, as Ray's _Bracket
+
+def milestones(asha: AshaSpec, epochs: int) -> list[float]:
+    """The rungs of Ray's _Bracket(grace, epochs, reduction, s=0), ascending: grace * R**k, unrounded, for
+    k < int(log(epochs / grace) / log(R) + 1). Example: milestones(AshaSpec(1, 1.5), 9) -> [1, 1.5, 2.25,
+    3.375, 5.0625, 7.59375]"""
+    count = int(math.log(epochs / asha.grace) / math.log(asha.reduction) + 1)
+    return [asha.grace * asha.reduction ** k for k in range(count)]
+
+
 def rung_epochs(asha: AshaSpec, epochs: int) -> list[int]:
-    """The rungs before a sweep's last epoch: G, G*R, G*R^2, ... (rounded to whole epochs)."""
-    rungs, at = [], float(asha.grace)
-    while round(at) < epochs:
-        if not rungs or round(at) > rungs[-1]:
-            rungs.append(int(round(at)))
-        at *= asha.reduction
-    return rungs
+    """The epochs before the last at which a trial reporting every epoch is first judged: the first epoch
+    at or past each milestone. Example: rung_epochs(AshaSpec(1, 1.5), 9) -> [1, 2, 3, 4, 6, 8]"""
+    return sorted({math.ceil(m) for m in milestones(asha, epochs) if math.ceil(m) < epochs})
 
 
-def _quantile(values: Sequence[float], q: float) -> float:
-    """numpy's default (linear) quantile, without numpy."""
-    ordered = sorted(values)
-    pos = q * (len(ordered) - 1)
-    low = math.floor(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+def nanpercentile(values: Sequence[float], percent: float) -> float:
+    """numpy.nanpercentile(values, percent) with its default (linear) method, in plain Python: the same
+    float64 operations in the same order (numpy's _quantile and _lerp), NaN where every value is NaN."""
+    q = percent / 100
+    ordered = sorted(v for v in values if not math.isnan(v))
+    if not ordered:
+        return math.nan
+    n = len(ordered)
+    virtual = (n - 1) * q
+    if virtual >= n - 1:  # numpy takes the last value for both neighbours, its index -1 in the weight
+        below = above = ordered[-1]
+        gamma = virtual - (-1.0)
+    else:
+        low = math.floor(virtual)
+        below, above = ordered[low], ordered[low + 1]
+        gamma = virtual - low
+    diff = above - below
+    return above - diff * (1 - gamma) if gamma >= 0.5 else below + diff * gamma
 
 
-@dataclass
 class Rungs:
-    """The results recorded at each rung, and the ASHA decision on each new one."""
+    """The results recorded at each milestone, and the ASHA decision on each new one: Ray's _Bracket.
 
-    reduction: float
-    higher_is_better: bool = True
-    results: dict[int, list[float]] = field(default_factory=dict)
+    `judge(epoch, [(trial, value), ...])` answers, for each in order, None (not judged at this epoch) or
+    the decision as a dict: rung (the milestone's index k), milestone, epoch, value (the metric as
+    reported) and continued. That dict is what the trial reports and the database stores (rung_results).
+    """
 
-    def judge(self, rung: int, values: Sequence[float]) -> list[bool]:
-        """Record each value at `rung` in order; True where that trial continues."""
-        keep = []
-        for value in values:
-            value = value if self.higher_is_better else -value
-            recorded = self.results.setdefault(rung, [])
-            recorded.append(value)
-            keep.append(value >= _quantile(recorded, 1.0 - 1.0 / self.reduction))
-        return keep
+    def __init__(self, asha: AshaSpec, epochs: int, higher_is_better: bool = True):
+        self.epochs, self.higher_is_better = epochs, higher_is_better
+        self.percent = (1 - 1 / asha.reduction) * 100  # Ray's argument to np.nanpercentile
+        self.milestones = milestones(asha, epochs)
+        self.recorded: list[dict[str, float]] = [{} for _ in self.milestones]  # trial -> value, + higher
+        self.answers: dict[tuple[str, int], dict[str, Any]] = {}  # (trial, epoch) -> its decision there
 
-    def seed(self, rung: int, values: Sequence[float]) -> None:
-        """Results recorded before this run (from the database), as `judge` would have kept them."""
-        self.results.setdefault(rung, []).extend(v if self.higher_is_better else -v for v in values)
+    def judge(self, epoch: int, entries: Sequence[tuple[str, float]]) -> list[dict[str, Any] | None]:
+        """Judge each (trial, value) of `epoch` in order (see the class doc)."""
+        out = []
+        for trial, value in entries:
+            if (trial, epoch) not in self.answers:  # else: that epoch again (a retried member): its answer
+                answer = self._on_result(trial, epoch, value)
+                if answer is None:
+                    out.append(None)
+                    continue
+                self.answers[(trial, epoch)] = answer
+            out.append(self.answers[(trial, epoch)])
+        return out
+
+    def _on_result(self, trial: str, epoch: int, value: float) -> dict[str, Any] | None:
+        """_Bracket.on_result: the highest milestone <= epoch without this trial's result judges it."""
+        if epoch >= self.epochs:
+            return None
+        value = math.nan if value is None else float(value)
+        signed = value if self.higher_is_better else -value
+        for k in reversed(range(len(self.milestones))):
+            recorded = self.recorded[k]
+            if epoch < self.milestones[k] or trial in recorded:
+                continue
+            cutoff = nanpercentile(list(recorded.values()), self.percent) if recorded else None
+            recorded[trial] = signed
+            return {"rung": k, "milestone": self.milestones[k], "epoch": epoch, "value": value,
+                    "continued": not (cutoff is not None and signed < cutoff)}
+        return None
+
+    def seed(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Decisions earlier runs recorded (db.queries.rung_results: config_hash, rung, milestone, epoch,
+        value, continued), as `judge` made them; rows of another milestone (the spec's asha changed) are
+        left out."""
+        for row in rows:
+            k = row["rung"]
+            if k < len(self.milestones) and row["milestone"] == self.milestones[k]:
+                value = math.nan if row["value"] is None else float(row["value"])
+                self.recorded[k][row["config_hash"]] = value if self.higher_is_better else -value
+                self.answers[(row["config_hash"], row["epoch"])] = {
+                    "rung": k, "milestone": row["milestone"], "epoch": row["epoch"], "value": value,
+                    "continued": bool(row["continued"])}
 
 
-# The rung value of a trial at an epoch, per ranking metric (sweep.spec.METRICS): the metric as it stands
-# at that epoch, from the epoch's report.
-RUNG_VALUE: Mapping[str, tuple[str, bool]] = {
-    "final_test_acc": ("test_acc", True),
-    "best_test_acc": ("best_test_acc", True),
-    "final_test_loss": ("test_loss", False),
-    "final_train_loss": ("train_loss", False),
-}
+Judge = Callable[[int, list[tuple[str, float]]], list[dict[str, Any] | None]]
 
 
 class Stopper:
@@ -178,51 +221,48 @@ class Stopper:
     `judge` is the rung store's decision function (Rungs.judge, or a Ray actor's); None without ASHA.
     `exempt`: config hashes of trials resumed after a stop (`sweep run --resume-stopped`): they run to
     the end, judged by no rule and entering no rung. `order`: config hash -> the trial's place in the
-    grid (sweep.grid.expand_grid); members reaching a rung together are judged in that order, the order
+    grid (sweep.grid.expand_grid); members judged at one epoch are judged in that order, the order
     in which one-at-a-time trials reach it (a bundle's members are ordered for fusion instead).
+    `classes`: the data set's (chance is 1/classes).
     """
 
-    def __init__(self, stop: StopSpec, metric: str, epochs: int,
-                 judge: Callable[[int, list[float]], list[bool]] | None = None, exempt=frozenset(),
-                 order: Mapping[str, int] | None = None):
+    def __init__(self, stop: StopSpec, metric: str, epochs: int, judge: Judge | None = None, exempt=frozenset(),
+                 order: Mapping[str, int] | None = None, classes: int = NUM_CLASSES):
         self.stop, self.epochs, self.exempt, self.order = stop, epochs, frozenset(exempt), dict(order or {})
-        self.column = RUNG_VALUE[metric][0]
-        self.rungs = set(rung_epochs(stop.asha, epochs)) if stop.asha is not None else set()
+        self.classes = classes
+        self.column, higher = RUNG_VALUE[metric]
         if stop.asha is not None and judge is None:
-            judge = Rungs(stop.asha.reduction, RUNG_VALUE[metric][1]).judge
-        self.judge = judge
+            judge = Rungs(stop.asha, epochs, higher).judge
+        self.judge = judge if stop.asha is not None else None
 
     def decide(self, epoch: int, histories: Sequence[Sequence[Mapping[str, Any]]],
-               results: Sequence[Mapping[str, Any]]) -> dict[int, str]:
-        """member index -> reason, for the members that stop after `epoch` (never after the last one).
+               results: Sequence[Mapping[str, Any]]) -> tuple[dict[int, str], dict[int, dict[str, Any]]]:
+        """(member index -> reason, for the members that stop after `epoch`; member index -> its ASHA
+        decision (Rungs.judge), for the members judged at a rung), never after the last epoch.
         `histories[k]`: member k's measures of epochs 1..epoch; `results[k]`: its report of `epoch`."""
         stopped: dict[int, str] = {}
+        judged: dict[int, dict[str, Any]] = {}
         if epoch >= self.epochs:
-            return stopped
-        judged = [k for k in range(len(results)) if results[k].get("config_hash") not in self.exempt]
-        for k in judged:
-            history = histories[k]
-            reason = rule_reason(self.stop.rules, history)
+            return stopped, judged
+        candidates = [k for k in range(len(results)) if results[k].get("config_hash") not in self.exempt]
+        for k in candidates:
+            reason = rule_reason(self.stop.rules, histories[k], self.classes)
             if reason is not None:
                 stopped[k] = reason
-        if epoch in self.rungs:
-            at_rung = sorted((k for k in judged if k not in stopped),
+        if self.judge is not None and epoch >= self.stop.asha.grace:
+            at_rung = sorted((k for k in candidates if k not in stopped),
                              key=lambda k: (self.order.get(results[k].get("config_hash"), k), k))
-            values = [float(results[k][self.column]) for k in at_rung]
-            for k, keep in zip(at_rung, self.judge(epoch, values) if at_rung else []):
-                if not keep:
-                    stopped[k] = f"stopped@{epoch} asha"
-        return stopped
+            entries = [(results[k]["config_hash"], _value(results[k].get(self.column))) for k in at_rung]
+            for k, answer in zip(at_rung, self.judge(epoch, entries) if entries else []):
+                if answer is not None:
+                    judged[k] = answer
+                    if not answer["continued"]:
+                        stopped[k] = f"stopped@{epoch} asha"
+        return stopped, judged
 
 
-def epoch_measures(epoch: int, test_acc: float, snapshot_rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """One epoch's measures for the rules: its test accuracy and the summary of its closing statistics
-    snapshot (the last step of `snapshot_rows`), as the database's epoch row holds it."""
-    from sweep.db.upgrade import summarize_snapshot  # the one definition the flags read, too
-
-    last = max((r["step"] for r in snapshot_rows), default=None)
-    summary = summarize_snapshot([r for r in snapshot_rows if r["step"] == last]) if last is not None else {}
-    return {"epoch": epoch, "test_acc": test_acc, **summary}
+def _value(value: Any) -> float:
+    return math.nan if value is None else float(value)
 
 
 # --------------------------------------------------------------------------- the rung store in Ray
@@ -231,16 +271,15 @@ def rung_store_name(sweep: str) -> str:
     return f"sweep-rungs:{sweep}"
 
 
-def start_rung_store(stop: StopSpec, metric: str, epochs: int, sweep: str, seeded: Mapping[int, list[float]]):
+def start_rung_store(stop: StopSpec, metric: str, epochs: int, sweep: str, seeded: Sequence[Mapping[str, Any]]):
     """The sweep's rung store as a named Ray actor owned by the driver (it ends with the driver), holding
-    `seeded` (rung -> values recorded by earlier runs). None without ASHA."""
+    the decisions earlier runs recorded (`seeded`: db.queries.rung_results). None without ASHA."""
     if stop.asha is None:
         return None
     import ray
 
-    rungs = Rungs(stop.asha.reduction, RUNG_VALUE[metric][1])
-    for rung, values in seeded.items():
-        rungs.seed(rung, values)
+    rungs = Rungs(stop.asha, epochs, RUNG_VALUE[metric][1])
+    rungs.seed(seeded)
     actor = ray.remote(num_cpus=0)(_RungActor).options(name=rung_store_name(sweep)).remote(rungs)
     ray.get(actor.ready.remote())
     return actor
@@ -253,24 +292,27 @@ class _RungActor:
     def ready(self) -> bool:
         return True
 
-    def judge(self, rung: int, values: list[float]) -> list[bool]:
-        return self.rungs.judge(rung, values)
+    def judge(self, epoch: int, entries: list[tuple[str, float]]) -> list[dict[str, Any] | None]:
+        return self.rungs.judge(epoch, entries)
 
 
-def ray_judge(sweep: str) -> Callable[[int, list[float]], list[bool]]:
+def ray_judge(sweep: str) -> Judge:
     """The judge of the sweep's rung store, from inside a Ray trial."""
     import ray
 
     actor = ray.get_actor(rung_store_name(sweep))
-    return lambda rung, values: ray.get(actor.judge.remote(rung, values))
+    return lambda epoch, entries: ray.get(actor.judge.remote(epoch, entries))
 
 
 # --------------------------------------------------------------------------- what a rerun does with stopped trials
 
-def stays_stopped(stop: StopSpec, reason: str, history: Sequence[Mapping[str, Any]]) -> bool:
+def stays_stopped(stop: StopSpec, reason: str, history: Sequence[Mapping[str, Any]],
+                  start_test_loss: float | None = None, classes: int = NUM_CLASSES) -> bool:
     """Whether a trial stopped for `reason` ("stopped@E rule") stays stopped under the spec's `stop` now:
     a rule stop holds while that rule, as the spec now sets it, would have stopped the trial by epoch E on
-    its recorded `history` (raise its patience, loosen its threshold or remove it, and the trial goes on);
+    its recorded `history` (its epoch rows from epoch 1, with the summary columns; `start_test_loss`, its
+    test loss before training, gives their loss ratio) (raise its patience, loosen its threshold or remove
+    it, and the trial goes on);
     an ASHA stop holds while the spec has `asha:` (its rung results are the sweep's, not the trial's);
     a reason not of that form stays."""
     at, _, rule = reason.removeprefix("stopped@").partition(" ")
@@ -281,20 +323,6 @@ def stays_stopped(stop: StopSpec, reason: str, history: Sequence[Mapping[str, An
     rules = [r for r in stop.rules if r.name == rule]
     if not rules:
         return False
-    return first_stop(rules, [m for m in history if m["epoch"] <= int(at)]) is not None
-
-
-def recorded_rungs(epochs_frame, stop: StopSpec, metric: str, epochs: int) -> dict[int, list[float]]:
-    """rung -> the rung values earlier runs recorded, from the sweep's epoch rows (db.queries.
-    epoch_metrics_frame: one row per trial and epoch), in trial order, to seed the rung store."""
-    if stop.asha is None or epochs_frame.empty:
-        return {}
-    column, _ = RUNG_VALUE[metric]
-    frame = epochs_frame.sort_values(["trial_id", "epoch"])
-    if column == "best_test_acc":
-        frame = frame.assign(best_test_acc=frame.groupby("trial_id")["test_acc"].cummax())
-    out: dict[int, list[float]] = {}
-    for rung in rung_epochs(stop.asha, epochs):
-        values = frame.loc[frame["epoch"] == rung, column].astype(float)
-        out[rung] = [v for v in values.tolist() if not math.isnan(v)]
-    return {r: v for r, v in out.items() if v}
+    measures = [m if "loss_ratio" in m else {**m, "loss_ratio": loss_ratio(m.get("train_loss"), start_test_loss)}
+                for m in history if m["epoch"] <= int(at)]
+    return first_stop(rules, measures, classes) is not None

@@ -32,7 +32,8 @@ from sweep.data import Arrays
 from sweep.grid import TrialConfig, bundle_name
 from sweep.hold import hold, holds_for
 from sweep.hparams import STOPPED_TAG, write_session_end, write_session_start
-from sweep.stopping import Stopper, epoch_measures
+from sweep.measures import CLASSES, epoch_measures
+from sweep.stopping import Stopper
 
 CHECKPOINT = "checkpoint.pt"
 # Reports kept in the checkpoint and sent again on resume: a trial can be
@@ -271,6 +272,7 @@ def _train(members: list[_Member], train_x, train_y, test_x, test_y, report, dev
 
     if members[0].state["epoch"] == 0:
         for m, test in zip(members, evaluate_all()):
+            m.state["start_test_loss"] = test[0]  # the exploding loss's measure divides by it
             report(m.result(0, None, test, 0.0, [], "running", None, began))
     for m in members:
         for past in m.replay:
@@ -344,12 +346,16 @@ def _train(members: list[_Member], train_x, train_y, test_x, test_y, report, dev
             m = members[k]
             m.state["train_seconds"] += wall
             m.state["epoch"] = epoch
-            m.state["measures"] = [*m.state["measures"], epoch_measures(epoch, tests[k][1], rows[k])]
+            m.state["measures"] = [*m.state["measures"], epoch_measures(
+                epoch, tests[k][1], rows[k], mean_losses[k], m.state.get("start_test_loss"))]
             results[k] = m.result(epoch, mean_losses[k], tests[k], wall, rows[k], "running", None, began)
         stopped: dict[int, str] = {}  # member -> why a stop rule ends it after this epoch
         if stopper is not None and going:
-            decided = stopper.decide(epoch, [members[k].state["measures"] for k in going], [results[k] for k in going])
+            decided, judged = stopper.decide(epoch, [members[k].state["measures"] for k in going],
+                                             [results[k] for k in going])
             stopped = {going[j]: reason for j, reason in decided.items()}
+            for j, rung in judged.items():  # the ASHA decision travels with the epoch's report (rung_results)
+                results[going[j]] = {**results[going[j]], "rung": rung}
         for k in going:
             m, result = members[k], results[k]
             # The checkpoint keeps the epoch as trained ("running"): resumed, the trial goes on from it.
@@ -413,7 +419,7 @@ def ray_trainable(config: dict[str, Any], data: Arrays) -> None:
         stop = parse_stop(config["stop"])
         stopper = Stopper(stop, config["metric"], cfgs[0].epochs,
                           ray_judge(cfgs[0].sweep) if stop.asha is not None else None, config.get("exempt", ()),
-                          config.get("order"))
+                          config.get("order"), CLASSES[cfgs[0].dataset])
     # Measured here: two 1-thread processes train LeNet 2.2x faster than one
     # 2-thread process, so a trial uses exactly the CPUs it was given.
     torch.set_num_threads(max(1, int(config["cpus"])))

@@ -17,7 +17,8 @@ from sqlalchemy import func, inspect, select, text
 from sweep.db.engine import (DatabaseError, check_sqlite_location, filesystem_type, init_db, make_engine, safe_url,
                        session_scope)
 from sweep.db.queries import (SUMMARY_COLUMNS, curves_frame, ensure_sweep, ensure_trials, epoch_metrics_frame,
-                        layer_stats_frame, record_results, sweep_names, trials_frame, update_trial, update_trials)
+                        layer_stats_frame, record_results, record_rungs, rung_results, sweep_names, trials_frame,
+                        update_trial, update_trials)
 from sweep.db.schema import IMAGE_COLUMNS, EpochMetric, LayerStat, SchemaInfo, Sweep, Trial
 from sweep import runner
 from sweep.cli import main
@@ -140,7 +141,7 @@ def test_other_schema_version_is_refused(engine, db_url):
         s.get(SchemaInfo, 1).version = 99
     with pytest.raises(DatabaseError) as err:
         init_db(engine)
-    assert str(err.value) == f"{safe_url(db_url)} has schema version 99; this sweep reads version 5"
+    assert str(err.value) == f"{safe_url(db_url)} has schema version 99; this sweep reads version 6"
 
 
 def test_a_version_1_database_is_upgraded_in_place_keeping_its_rows(engine):
@@ -148,6 +149,7 @@ def test_a_version_1_database_is_upgraded_in_place_keeping_its_rows(engine):
         ids = ensure_trials(s, ensure_sweep(s, "a", "{}"), [trial_row("h1")])
         update_trial(s, ids["h1"], status="completed", epochs_done=3)
     with engine.begin() as conn:  # what version 1 had: no bundle, device or node column, no epoch summaries, no curves
+        conn.execute(text("DROP TABLE rung_results"))
         conn.execute(text("DROP TABLE config_curves"))
         conn.execute(text("DROP INDEX ix_epoch_metrics_curves"))
         for column in ("bundle", "device", "node"):
@@ -158,7 +160,7 @@ def test_a_version_1_database_is_upgraded_in_place_keeping_its_rows(engine):
         conn.execute(text("UPDATE schema_info SET version = 1"))
     init_db(engine)
     with session_scope(engine) as s:
-        assert s.get(SchemaInfo, 1).version == 5
+        assert s.get(SchemaInfo, 1).version == 6
         row = s.get(Trial, ids["h1"])
         assert (row.status, row.epochs_done, row.bundle, row.device, row.node) == ("completed", 3, None, None, None)
         update_trial(s, ids["h1"], bundle="b+1", device="cuda:0", node="gpu07/3f9c2a1b")
@@ -210,6 +212,7 @@ def test_image_counts_past_32_bits_are_stored_and_read_back(engine):
 def test_an_older_database_gets_64_bit_image_counts_in_place(engine, db_url):
     postgres = db_url.startswith("postgresql")
     with engine.begin() as conn:  # what version 4 had: 32-bit image counts on PostgreSQL (SQLite's are 64-bit)
+        conn.execute(text("DROP TABLE rung_results"))
         for table, column in IMAGE_COLUMNS:
             if postgres:
                 conn.execute(text(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE INTEGER"))
@@ -218,11 +221,33 @@ def test_an_older_database_gets_64_bit_image_counts_in_place(engine, db_url):
         assert set(column_types(engine).values()) == {"INTEGER"}
     init_db(engine)
     with session_scope(engine) as s:
-        assert s.get(SchemaInfo, 1).version == 5
+        assert s.get(SchemaInfo, 1).version == 6
     if postgres:
         assert set(column_types(engine).values()) == {"BIGINT"}
     record_many_images(engine)
     assert read_many_images(engine) == [[MANY_IMAGES]] * 5
+
+
+def test_a_version_5_database_gets_the_rung_results_table_and_stores_decisions(engine):
+    """ASHA's decisions (sweep/stopping.py) in rung_results: upgraded into an older database, keyed by (trial,
+    rung), NaN stored as NULL, read back in the order they were recorded, each with its trial's config hash."""
+    with session_scope(engine) as s:
+        ids = ensure_trials(s, ensure_sweep(s, "a", "{}"), [trial_row("h1"), trial_row("h2", seed=1)])
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE rung_results"))
+        conn.execute(text("UPDATE schema_info SET version = 5"))
+    init_db(engine)
+    decisions = [(ids["h2"], {"rung": 0, "milestone": 1.0, "epoch": 1, "value": 0.5, "continued": True}),
+                 (ids["h1"], {"rung": 0, "milestone": 1.0, "epoch": 1, "value": float("nan"), "continued": True}),
+                 (ids["h2"], {"rung": 1, "milestone": 1.5, "epoch": 2, "value": -math.inf, "continued": False})]
+    with session_scope(engine) as s:
+        assert s.get(SchemaInfo, 1).version == 6
+        record_rungs(s, decisions)
+        record_rungs(s, decisions[:1])  # a replayed report: harmless
+    assert rung_results(engine, "a") == [
+        {"config_hash": "h2", "rung": 0, "milestone": 1.0, "epoch": 1, "value": 0.5, "continued": True},
+        {"config_hash": "h1", "rung": 0, "milestone": 1.0, "epoch": 1, "value": None, "continued": True},
+        {"config_hash": "h2", "rung": 1, "milestone": 1.5, "epoch": 2, "value": -math.inf, "continued": False}]
 
 
 # ---------------------------------------------------------------- the default sweep: the one written last
@@ -303,6 +328,33 @@ def test_the_db_modules_import_in_one_direction():
         return None
 
     assert [cycle_from(m, [m]) for m in sorted(imports)] == [None] * len(imports)
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every absolute module `path` imports anywhere (at the top or inside a function)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            found.add(node.module)
+    return found
+
+
+def test_the_db_modules_import_of_sweep_only_db_and_measures_and_measures_only_the_standard_library():
+    """sweep/db/ sits below sweep/: it imports sweep.db.* and sweep.measures (the measures' one home), nothing
+    else of sweep; sweep/measures.py, below both, imports the standard library only (no numpy, pandas,
+    SQLAlchemy or torch), so a trial worker can import it."""
+    import sys
+
+    root = Path(__file__).resolve().parent.parent / "sweep"
+    outside = {path.name: sorted(m for m in imported_modules(path) if m.split(".")[0] == "sweep"
+                                 and m != "sweep.db" and not m.startswith("sweep.db.") and m != "sweep.measures")
+               for path in sorted((root / "db").glob("*.py"))}
+    assert outside == {name: [] for name in outside}
+    assert "flags.py" in outside and "upgrade.py" in outside
+    leaf = imported_modules(root / "measures.py")
+    assert {m.split(".")[0] for m in leaf} <= set(sys.stdlib_module_names) | {"__future__"}, leaf
 
 
 def test_foreign_database_is_refused(db_url):

@@ -1,7 +1,9 @@
 """Training pathologies, computed from the stored statistics.
 
 Each flag names the trial, the layer (where one applies) and the first epoch
-at which it appeared, judged on the last snapshot of each epoch:
+at which it appeared, judged on the last snapshot of each epoch. The tests,
+their thresholds and the snapshot summary are sweep.measures' (the stop rules
+apply the same ones); here they are read from the database and from pandas:
 
 - saturated: a bounded activation layer (sigmoid, tanh, softsign: the ones
   with a sat_frac) with more than `saturated` of its values within 3% of an
@@ -23,7 +25,7 @@ NaN logits says class 0, about 1/classes: never chance).
 
 `flags_frame` reads them from the database without loading the statistics:
 each epoch row carries the summary of its last snapshot (the largest
-sat_frac and dead_frac, the gradient std ratio: db.queries.summarize_snapshot),
+sat_frac and dead_frac, the gradient std ratio: sweep.measures.summarize_snapshot),
 the database finds each trial's first epoch past a threshold, and only those
 epochs' layers are read to name the layer. `compute_flags`, the same flags
 from pandas frames of every row, is the definition the tests hold it to.
@@ -38,8 +40,8 @@ from sqlalchemy.orm import aliased
 
 from sweep.db.queries import last_epoch_read
 from sweep.db.schema import EpochMetric, LayerStat, Sweep, Trial
-# The thresholds, shared with the stop rules that act on the same measures (sweep/stopping.py).
-from sweep.stopping import FlagThresholds  # noqa: F401 (imported from here by the CLI and tests)
+# The thresholds and tests, shared with the stop rules that act on the same measures (sweep/stopping.py).
+from sweep.measures import FlagThresholds, passes, threshold_of  # FlagThresholds: imported from here too
 
 FLAG_COLUMNS = ["trial", "label", "flag", "layer", "epoch", "value"]
 
@@ -74,21 +76,22 @@ def compute_flags(trials: pd.DataFrame, epochs: pd.DataFrame, stats: pd.DataFram
         # The last snapshot of each epoch stands for that epoch.
         last = stats[stats["step"] == stats.groupby(["trial_id", "epoch"])["step"].transform("max")]
         acts = last[last["kind"] == "activation"]
-        records += _first(acts[acts["sat_frac"] > t.saturated], "saturated", "sat_frac")
-        records += _first(acts[acts["dead_frac"] > t.dead], "dead", "dead_frac")
+        for flag, column in (("saturated", "sat_frac"), ("dead", "dead_frac")):
+            records += _first(acts[passes(flag, acts[column], threshold_of(flag, t))], flag, column)
         grads = last[last["kind"] == "gradient"].sort_values("layer_stat_id")
         ends = grads.groupby(["trial_id", "epoch"]).agg(
             trial=("trial", "first"), label=("label", "first"), first_layer=("layer", "first"),
             first_std=("std", "first"), last_std=("std", "last")).reset_index()
         ends["ratio"] = ends["first_std"] / ends["last_std"]
-        for flag, hit in (("vanishing", ends["ratio"] < t.vanishing), ("exploding", ends["ratio"] > t.exploding)):
+        for flag in ("vanishing", "exploding"):
+            hit = passes(flag, ends["ratio"], threshold_of(flag, t))
             rows = ends[hit].sort_values(["trial_id", "epoch"]).groupby("trial_id").head(1)
             records += [{"trial": r.trial, "label": r.label, "flag": flag, "layer": r.first_layer,
                          "epoch": int(r.epoch), "value": float(r.ratio)} for r in rows.itertuples()]
     if not epochs.empty and "train_loss" in epochs:
         before = epochs[epochs["epoch"] == 0].set_index("trial_id")["test_loss"]
         ratio = epochs["train_loss"] / epochs["trial_id"].map(before)
-        high = epochs[(epochs["epoch"] >= 1) & (ratio > t.exploding)].assign(ratio=ratio)
+        high = epochs[(epochs["epoch"] >= 1) & passes("exploding", ratio, t.exploding)].assign(ratio=ratio)
         for r in high.sort_values(["trial_id", "epoch"]).groupby("trial_id").head(1).itertuples():
             records.append({"trial": r.trial, "label": r.label, "flag": "exploding", "layer": "loss",
                             "epoch": int(r.epoch), "value": float(r.ratio)})
@@ -96,7 +99,7 @@ def compute_flags(trials: pd.DataFrame, epochs: pd.DataFrame, stats: pd.DataFram
         chance = 1.0 / t.classes
         for trial_id, group in epochs[epochs["epoch"] >= 1].groupby("trial_id"):
             group = group.sort_values("epoch")
-            near = (group["test_acc"] - chance).abs() <= t.chance_margin
+            near = passes("chance", (group["test_acc"] - chance).abs(), t.chance_margin)
             if len(group) and near.iloc[-1]:
                 # The start of the final run of near-chance epochs.
                 start = group["epoch"][~near].max() + 1 if (~near).any() else group["epoch"].iloc[0]
@@ -127,12 +130,12 @@ def flags_frame(engine: Engine, sweep: str, thresholds: FlagThresholds = FlagThr
         records: list[tuple] = []  # (trial_id, flag, layer, epoch, value)
         for flag, summary, column in (("saturated", EpochMetric.max_sat_frac, LayerStat.sat_frac),
                                       ("dead", EpochMetric.max_dead_frac, LayerStat.dead_frac)):
-            limit = t.saturated if flag == "saturated" else t.dead
+            limit = threshold_of(flag, t)
             records += [(r.trial_id, flag, r.layer, r.epoch, r.value)
-                        for r in conn.execute(_first_layer(sweep_id, epochs, summary > limit, "activation",
-                                                           column > limit, column))]
-        for flag, hit in (("vanishing", EpochMetric.grad_std_ratio < t.vanishing),
-                          ("exploding", EpochMetric.grad_std_ratio > t.exploding)):
+                        for r in conn.execute(_first_layer(sweep_id, epochs, passes(flag, summary, limit),
+                                                           "activation", passes(flag, column, limit), column))]
+        for flag in ("vanishing", "exploding"):
+            hit = passes(flag, EpochMetric.grad_std_ratio, threshold_of(flag, t))
             records += [(r.trial_id, flag, r.layer, r.epoch, r.ratio)
                         for r in conn.execute(_first_layer(sweep_id, epochs, hit, "gradient", None,
                                                            EpochMetric.grad_std_ratio, "ratio"))]
@@ -177,7 +180,7 @@ def _exploding_loss(sweep_id: int, sweep_epochs: int | None, t: FlagThresholds):
                                                                partition_by=EpochMetric.trial_id,
                                                                order_by=EpochMetric.epoch).label("place"))
             .join(start, and_(start.trial_id == EpochMetric.trial_id, start.epoch == 0))
-            .where(EpochMetric.epoch >= 1, ratio > t.exploding).subquery())
+            .where(EpochMetric.epoch >= 1, passes("exploding", ratio, t.exploding)).subquery())
     return select(hits.c.trial_id, hits.c.epoch, hits.c.ratio).where(hits.c.place == 1)
 
 
@@ -201,7 +204,7 @@ def _first_layer(sweep_id: int, sweep_epochs: int | None, hit, kind: str, layer_
 
 def _chance(sweep_id: int, sweep_epochs: int | None, t: FlagThresholds):
     """Per trial whose last epoch (>= 1) is near chance, the start of that final run of near-chance epochs."""
-    near = func.abs(EpochMetric.test_acc - 1.0 / t.classes) <= t.chance_margin
+    near = passes("chance", func.abs(EpochMetric.test_acc - 1.0 / t.classes), t.chance_margin)
     far_epoch = case((near, None), else_=EpochMetric.epoch)  # NULL accuracy: not near
     runs = (_epochs_of(sweep_id, sweep_epochs).where(EpochMetric.epoch >= 1)
             .add_columns(func.max(EpochMetric.epoch).label("last"), func.max(far_epoch).label("last_far"),

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, and_, bindparam, case, delete, func, insert, sele
 from sqlalchemy.orm import Session, aliased
 
 from sweep.db.engine import DatabaseError, check_version
-from sweep.db.schema import ConfigCurve, EpochMetric, LayerStat, Sweep, Trial
+from sweep.db.schema import ConfigCurve, EpochMetric, LayerStat, RungResult, Sweep, Trial
 # What the recorder's writes share with the upgrade's backfills is defined with the upgrade (db/upgrade.py),
 # which imports nothing of this module; the backfills stay importable from here, as before.
 from sweep.db.upgrade import (CURVE_COLUMNS, SUMMARY_COLUMNS, backfill_config_curves,  # noqa: F401
@@ -195,6 +195,29 @@ def record_results(session: Session, results: Sequence[tuple[int, dict[str, Any]
     upsert(session, EpochMetric, epochs, ["trial_id", "epoch"], plain=True)
     _upsert_tuples(session, LayerStat, _LAYER_COLUMNS, stats, ["trial_id", "step", "layer", "kind"])
     _refresh_curves(session, {t for t, _, _ in results}, {row["images_seen"] for _, row, _ in results})
+
+
+def record_rungs(session: Session, decisions: Sequence[tuple[int, dict[str, Any]]]) -> None:
+    """Upsert ASHA decisions, each (trial_id, the `rung` of its report: sweep.stopping.Rungs.judge's dict),
+    in the order they were made; a NaN value is stored as NULL. A replayed report keeps its row.
+    Example: record_rungs(s, [(7, {"rung": 0, "milestone": 1.0, "epoch": 1, "value": 0.8, "continued": True})])
+    """
+    rows = [{"trial_id": trial_id, "rung": d["rung"], "milestone": float(d["milestone"]), "epoch": d["epoch"],
+             "value": None if d["value"] is None or d["value"] != d["value"] else float(d["value"]),
+             "continued": bool(d["continued"])} for trial_id, d in decisions]
+    upsert(session, RungResult, rows, ["trial_id", "rung"])
+
+
+def rung_results(engine: Engine, sweep: str) -> list[dict[str, Any]]:
+    """The sweep's ASHA decisions in the order they were recorded, each with its trial's config hash,
+    rung, milestone, epoch, value (None where NaN) and continued: what a rerun seeds its rung store with
+    (sweep.stopping.Rungs.seed). Example: rung_results(engine, "fashion-activations")[0]["continued"]"""
+    stmt = (select(Trial.config_hash, RungResult.rung, RungResult.milestone, RungResult.epoch, RungResult.value,
+                   RungResult.continued)
+            .join(Trial, Trial.trial_id == RungResult.trial_id).join(Sweep, Sweep.sweep_id == Trial.sweep_id)
+            .where(Sweep.name == sweep).order_by(RungResult.rung_result_id))
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
 def _refresh_curves(session: Session, trial_ids: set[int], images: set[int]) -> None:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # The columns that count training images, 64-bit (BigInteger) since version 5: 1.28M images x 2,000
 # epochs is past a 32-bit INTEGER (2**31 - 1), which PostgreSQL enforces. SQLite's INTEGER is 64-bit.
@@ -31,6 +31,7 @@ UPGRADES = {
         "(trial_id, epoch, test_acc, images_seen, stats_step, max_sat_frac, max_dead_frac, grad_std_ratio)"),
     4: ("CREATE INDEX ix_epoch_metrics_curves ON epoch_metrics (trial_id, images_seen, test_acc)",),
     5: (),  # the image counts widened: nothing to do where INTEGER is 64-bit already (SQLite)
+    6: (),  # rung_results, a new table (NEW_TABLES)
 }
 # Statements of a version for one database only (after that version's UPGRADES), by dialect name. They
 # change no column's values, so an older copy of the database needs nothing undone on SQLite.
@@ -39,7 +40,7 @@ DIALECT_UPGRADES = {
                             for table, column in IMAGE_COLUMNS)},
 }
 # Tables a version added, created from their models below (after that version's statements).
-NEW_TABLES = {4: ("config_curves",)}
+NEW_TABLES = {4: ("config_curves",), 6: ("rung_results",)}
 # The backfills of what the upgrades added, and the upgrade itself: db/upgrade.py.
 
 # `stopped`: a stop rule of the spec's `stop:` ended the trial early (issue 20); `trials.error` then holds
@@ -132,7 +133,7 @@ class EpochMetric(Base):
     # summarised so that flags and depth plots never scan layer_stats: its step (NULL: no statistics), the
     # largest sat_frac and dead_frac of its activation layers, and the first weight layer's gradient std
     # over the last one's. Written with the epoch's row by the recorder (db.queries.record_results);
-    # see db.upgrade.summarize_snapshot.
+    # see sweep.measures.summarize_snapshot.
     stats_step: Mapped[int | None] = mapped_column(BigInteger)
     max_sat_frac: Mapped[float | None] = mapped_column(Float)
     max_dead_frac: Mapped[float | None] = mapped_column(Float)
@@ -176,3 +177,22 @@ class ConfigCurve(Base):
     n: Mapped[int] = mapped_column(Integer)
     test_acc_mean: Mapped[float | None] = mapped_column(Float)
     test_acc_square_mean: Mapped[float | None] = mapped_column(Float)
+
+
+class RungResult(Base):
+    """One ASHA decision (sweep/stopping.py): a trial judged at a rung, the milestone's index k (the rung
+    at grace * reduction**k epochs, `milestone`), at `epoch` (the first at or past it, as Ray judges), its
+    metric `value` there as reported (NULL where NaN), and whether it `continued`. Written with the report
+    that carries the decision (db.queries.record_rungs); a rerun's rung store is seeded from these rows
+    (db.queries.rung_results), so it judges against exactly the results earlier runs judged. Older
+    databases get the table empty: their trials were judged by an earlier rule."""
+
+    __tablename__ = "rung_results"
+    __table_args__ = (UniqueConstraint("trial_id", "rung"),)
+    rung_result_id: Mapped[int] = mapped_column(Integer, primary_key=True)  # in the order they were recorded
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.trial_id"), index=True)
+    rung: Mapped[int] = mapped_column(Integer)
+    milestone: Mapped[float] = mapped_column(Float)
+    epoch: Mapped[int] = mapped_column(Integer)
+    value: Mapped[float | None] = mapped_column(Float)
+    continued: Mapped[bool] = mapped_column(Boolean)

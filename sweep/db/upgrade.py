@@ -7,57 +7,27 @@ the backfills that fill what those versions added for the rows already there,
 so that an old sweep reports the same numbers.
 
 The backfills compute what the recorder writes with each batch
-(db.queries.record_results), from the same definitions, which live here:
-summarize_snapshot (an epoch's flag summary) and pooled_accuracy (the
-configurations' curves). This module imports no other module of db/ but
-db.schema: db.engine runs the upgrade and db.queries uses the definitions,
-and neither is imported back.
+(db.queries.record_results), from the same definitions: summarize_snapshot
+(an epoch's flag summary, sweep.measures) and pooled_accuracy (the
+configurations' curves, here). This module imports no other module of db/
+but db.schema: db.engine runs the upgrade and db.queries uses the
+definitions, and neither is imported back.
 """
 from __future__ import annotations
 
-import math
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
-import numpy as np
 from sqlalchemy import and_, bindparam, func, insert, select, text, true, update
 from sqlalchemy.orm import Session
 
 from sweep.db.schema import (DIALECT_UPGRADES, NEW_TABLES, SCHEMA_VERSION, UPGRADES, Base, ConfigCurve, EpochMetric,
                        LayerStat, SchemaInfo, Trial)
+from sweep.measures import summarize_snapshot
 
 # The per-epoch summary columns of epoch_metrics (see EpochMetric and summarize_snapshot).
 SUMMARY_COLUMNS = ("max_sat_frac", "max_dead_frac", "grad_std_ratio")
 # The columns of config_curves that pooled_accuracy fills, in its order.
 CURVE_COLUMNS = ("sweep_id", "label", "images_seen", "n", "test_acc_mean", "test_acc_square_mean")
-
-
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def summarize_snapshot(rows: Sequence[dict[str, Any]]) -> dict[str, float | None]:
-    """The flag summary of one statistics snapshot (one trial and step, rows in layer order):
-    max_sat_frac and max_dead_frac, the largest over its activation layers, and grad_std_ratio,
-    the first weight layer's gradient std over the last one's (of those whose std is a number, as
-    pandas' first/last take them). NaN and "does not apply" are None; x/0 is infinite, as in numpy.
-
-    The flags' thresholds compare with these (a layer passes a threshold only if the largest does),
-    so a flag reads the epoch's layers only where it fires.
-    Example: summarize_snapshot(rows)["grad_std_ratio"] -> 0.001
-    """
-    acts = [r for r in rows if r["kind"] == "activation"]
-
-    def largest(column: str) -> float | None:
-        values = [r[column] for r in acts if not _missing(r.get(column))]
-        return max(values) if values else None
-
-    stds = [r["std"] for r in rows if r["kind"] == "gradient" and not _missing(r.get("std"))]
-    ratio = None
-    if stds:
-        with np.errstate(all="ignore"):
-            ratio = float(np.float64(stds[0]) / np.float64(stds[-1]))
-        ratio = None if math.isnan(ratio) else ratio
-    return {"max_sat_frac": largest("sat_frac"), "max_dead_frac": largest("dead_frac"), "grad_std_ratio": ratio}
 
 
 def pooled_accuracy(*keys):
