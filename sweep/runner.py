@@ -340,7 +340,8 @@ def _run_locked(spec: SweepSpec, trials: list[TrialConfig], data, out, progress_
     engine = _open_database(spec.database_url)
     with session_scope(engine) as s:
         done = _release_stops(spec, engine, trial_statuses(s, spec.name))
-    todo = [t for t in trials if not _finished(done.get(t.config_hash), spec.epochs, resume_stopped)]
+    start = start_order(trials) if spec.stop.asha is not None else trials
+    todo = [t for t in start if not _finished(done.get(t.config_hash), spec.epochs, resume_stopped)]
     # Trials continued by --resume-stopped run to the end, judged by no stop rule.
     exempt = {t.config_hash for t in todo if done.get(t.config_hash, ("new", 0))[0] == "stopped"}
     _plan_line(spec, trials, done, resume_stopped, out)
@@ -377,6 +378,14 @@ def bundle_size(fuse: int | str, todo: int, gpus: float, free_gpu_bytes: int | N
     if free_gpu_bytes and member_bytes:
         size = min(size, max(1, int(free_gpu_bytes * FUSE_MEMORY_SHARE) // member_bytes))
     return size
+
+
+def start_order(trials: list[TrialConfig]) -> list[TrialConfig]:
+    """The order an ASHA sweep's trials start in: by config hash, a fixed shuffle of the grid (the same for
+    a spec wherever and under whatever name it runs; a trial added later takes its place without moving
+    the others), so that no activation, init, optimizer or seed systematically reaches a rung last, against
+    a bar its predecessors raised. Trials reaching a rung together are judged in this order too."""
+    return sorted(trials, key=lambda t: t.config_hash)
 
 
 def plan_bundles(todo: list[TrialConfig], size: int) -> list[list[TrialConfig]]:
@@ -447,8 +456,10 @@ def _stopping(spec: SweepSpec, trials: list[TrialConfig], engine, exempt: set[st
     from sweep.stopping import start_rung_store
 
     seeded = rung_results(engine, spec.name) if spec.stop.asha is not None else []
-    store = start_rung_store(spec.stop, spec.metric, spec.epochs, spec.name, seeded)
-    order = {t.config_hash: i for i, t in enumerate(trials)} if spec.stop.asha is not None else {}
+    # Each seed its own population: a replicate of the whole study (sweep.stopping.Rungs).
+    store = start_rung_store(spec.stop, spec.metric, spec.epochs, spec.name, seeded,
+                             {t.config_hash: t.seed for t in trials})
+    order = {t.config_hash: i for i, t in enumerate(start_order(trials))} if spec.stop.asha is not None else {}
     return {"stop": spec.stop.to_dict(), "metric": spec.metric, "exempt": sorted(exempt), "order": order}, store
 
 

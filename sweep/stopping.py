@@ -155,19 +155,32 @@ def nanpercentile(values: Sequence[float], percent: float) -> float:
 
 
 class Rungs:
-    """The results recorded at each milestone, and the ASHA decision on each new one: Ray's _Bracket.
+    """The results recorded at each milestone, and the ASHA decision on each new one: Ray's _Bracket, one
+    per population.
 
     `judge(epoch, [(trial, value), ...])` answers, for each in order, None (not judged at this epoch) or
     the decision as a dict: rung (the milestone's index k), milestone, epoch, value (the metric as
     reported) and continued. That dict is what the trial reports and the database stores (rung_results).
+    `populations`: trial -> its population (the runner gives each trial's seed): a trial competes only
+    with the trials of its own, as in a bracket of its own, so each seed is a replicate of the whole
+    successive-halving study and a seed added later meets the bar its own predecessors met. Without it
+    (or for a trial it lacks), one population.
     """
 
-    def __init__(self, asha: AshaSpec, epochs: int, higher_is_better: bool = True):
+    def __init__(self, asha: AshaSpec, epochs: int, higher_is_better: bool = True,
+                 populations: Mapping[str, Any] | None = None):
         self.epochs, self.higher_is_better = epochs, higher_is_better
         self.percent = (1 - 1 / asha.reduction) * 100  # Ray's argument to np.nanpercentile
         self.milestones = milestones(asha, epochs)
-        self.recorded: list[dict[str, float]] = [{} for _ in self.milestones]  # trial -> value, + higher
+        self.populations = dict(populations or {})
+        # population -> per milestone: trial -> value, + higher
+        self.recorded: dict[Any, list[dict[str, float]]] = {}
         self.answers: dict[tuple[str, int], dict[str, Any]] = {}  # (trial, epoch) -> its decision there
+
+    def _at(self, trial: str, population: Any = None) -> list[dict[str, float]]:
+        """The results recorded at each milestone in `trial`'s population."""
+        key = self.populations.get(trial, population)
+        return self.recorded.setdefault(key, [{} for _ in self.milestones])
 
     def judge(self, epoch: int, entries: Sequence[tuple[str, float]]) -> list[dict[str, Any] | None]:
         """Judge each (trial, value) of `epoch` in order (see the class doc)."""
@@ -188,8 +201,9 @@ class Rungs:
             return None
         value = math.nan if value is None else float(value)
         signed = value if self.higher_is_better else -value
+        mine = self._at(trial)
         for k in reversed(range(len(self.milestones))):
-            recorded = self.recorded[k]
+            recorded = mine[k]
             if epoch < self.milestones[k] or trial in recorded:
                 continue
             cutoff = nanpercentile(list(recorded.values()), self.percent) if recorded else None
@@ -200,13 +214,14 @@ class Rungs:
 
     def seed(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Decisions earlier runs recorded (db.queries.rung_results: config_hash, rung, milestone, epoch,
-        value, continued), as `judge` made them; rows of another milestone (the spec's asha changed) are
-        left out."""
+        value, continued, and the trial's seed: its population where `populations` lacks it), as `judge` made
+        them; rows of another milestone (the spec's asha changed) are left out."""
         for row in rows:
             k = row["rung"]
             if k < len(self.milestones) and row["milestone"] == self.milestones[k]:
                 value = math.nan if row["value"] is None else float(row["value"])
-                self.recorded[k][row["config_hash"]] = value if self.higher_is_better else -value
+                self._at(row["config_hash"], row.get("seed"))[k][row["config_hash"]] = \
+                    value if self.higher_is_better else -value
                 self.answers[(row["config_hash"], row["epoch"])] = {
                     "rung": k, "milestone": row["milestone"], "epoch": row["epoch"], "value": value,
                     "continued": bool(row["continued"])}
@@ -271,14 +286,16 @@ def rung_store_name(sweep: str) -> str:
     return f"sweep-rungs:{sweep}"
 
 
-def start_rung_store(stop: StopSpec, metric: str, epochs: int, sweep: str, seeded: Sequence[Mapping[str, Any]]):
+def start_rung_store(stop: StopSpec, metric: str, epochs: int, sweep: str, seeded: Sequence[Mapping[str, Any]],
+                     populations: Mapping[str, Any] | None = None):
     """The sweep's rung store as a named Ray actor owned by the driver (it ends with the driver), holding
-    the decisions earlier runs recorded (`seeded`: db.queries.rung_results). None without ASHA."""
+    the decisions earlier runs recorded (`seeded`: db.queries.rung_results), each trial in its population
+    (Rungs). None without ASHA."""
     if stop.asha is None:
         return None
     import ray
 
-    rungs = Rungs(stop.asha, epochs, RUNG_VALUE[metric][1])
+    rungs = Rungs(stop.asha, epochs, RUNG_VALUE[metric][1], populations)
     rungs.seed(seeded)
     actor = ray.remote(num_cpus=0)(_RungActor).options(name=rung_store_name(sweep)).remote(rungs)
     ray.get(actor.ready.remote())

@@ -53,12 +53,14 @@ def arrivals(case: dict, rng: random.Random, stopped: set):
                 del next_epoch[t]
 
 
-def replay(case: dict, rng: random.Random, judge_ours) -> tuple[int, int, list]:
+def replay(case: dict, rng: random.Random, judge_ours, population: dict | None = None) -> tuple[int, int, list]:
     """Drive Ray's _Bracket and `judge_ours(epoch, [(trial, value)]) -> [continues?]` with the same results
-    (before the last epoch: Ray's scheduler stops a trial at max_t without asking the bracket). Returns
-    (results judged, rung decisions Ray made, the results where the two differ)."""
+    (before the last epoch: Ray's scheduler stops a trial at max_t without asking the bracket); with
+    `population` (trial -> its population), one _Bracket of Ray's per population. Returns (results judged,
+    rung decisions Ray made, the results where the two differ)."""
     asha, epochs = case["asha"], case["epochs"]
-    bracket = _Bracket(asha.grace, epochs, asha.reduction, 0)
+    brackets: dict = {}
+    population = population or {}
     sign = 1.0 if case["higher"] else -1.0
     trials = {t: _Trial(t) for t in case["values"]}
     stopped: set[str] = set()
@@ -72,6 +74,7 @@ def replay(case: dict, rng: random.Random, judge_ours) -> tuple[int, int, list]:
         for e, members in by_epoch.items():
             ours = judge_ours(e, [(t, case["values"][t][e - 1]) for t in members])
             for t, keep in zip(members, ours):
+                bracket = brackets.setdefault(population.get(t), _Bracket(asha.grace, epochs, asha.reduction, 0))
                 before = sum(len(r) for _, r in bracket._rungs)
                 action = bracket.on_result(trials[t], e, sign * case["values"][t][e - 1])
                 decisions += sum(len(r) for _, r in bracket._rungs) > before
@@ -101,6 +104,38 @@ def test_every_decision_is_rays_on_random_sequences():
     assert differ == []
     assert decisions >= 10_000, decisions  # rung decisions, besides the results judged at no rung
     assert results > decisions
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_each_seed_is_a_bracket_of_its_own():
+    """With each trial in its seed's population (as the runner sets it), every decision is that of one Ray
+    _Bracket per seed: a trial competes only with trials of its own seed."""
+    rng = random.Random(20261207)
+    results = decisions = 0
+    differ = []
+    for _ in range(600):
+        case = random_case(rng)
+        seeds = {t: rng.randrange(3) for t in case["values"]}
+        rungs = Rungs(case["asha"], case["epochs"], case["higher"], seeds)
+
+        def judge(epoch, entries, rungs=rungs):
+            return [a is None or a["continued"] for a in rungs.judge(epoch, entries)]
+
+        r, d, diff = replay(case, rng, judge, seeds)
+        results, decisions, differ = results + r, decisions + d, differ + diff
+    assert differ == []
+    assert decisions >= 5_000, decisions
+
+
+def test_a_seed_added_later_meets_the_bar_its_own_seed_met():
+    """Seed 1 arrives after all of seed 0, at lower values: judged against seed 1's results only, its first
+    trial goes on and the later ones face seed 1's bar, not the one seed 0 raised."""
+    rungs = Rungs(AshaSpec(1, 2), 4, populations={"a0": 0, "b0": 0, "c0": 0, "a1": 1, "b1": 1, "c1": 1})
+    assert [x["continued"] for x in rungs.judge(1, [("a0", 0.9), ("b0", 0.8), ("c0", 0.95)])] == [True, False, True]
+    assert [x["continued"] for x in rungs.judge(1, [("a1", 0.3), ("b1", 0.2), ("c1", 0.4)])] == [True, False, True]
+    shared = Rungs(AshaSpec(1, 2), 4)  # one population: seed 0's bar stops every seed-1 trial
+    shared.judge(1, [("a0", 0.9), ("b0", 0.8), ("c0", 0.95)])
+    assert [x["continued"] for x in shared.judge(1, [("a1", 0.3), ("b1", 0.2), ("c1", 0.4)])] == [False] * 3
 
 
 def test_milestones_are_rays():
@@ -154,7 +189,7 @@ def test_a_trial_is_judged_once_per_rung_and_a_retried_epoch_gets_its_answer_aga
         {"rung": 0, "milestone": 1, "epoch": 1, "value": 0.1, "continued": False}]
     # b retried (killed after its decision, before its checkpoint): the same answer, nothing recorded again.
     assert rungs.judge(1, [("b", 0.95)])[0]["continued"] is False
-    assert rungs.recorded[0] == {"a": 0.9, "b": 0.1}
+    assert rungs.recorded[None][0] == {"a": 0.9, "b": 0.1}
     assert rungs.judge(2, [("a", 0.5)])[0]["rung"] == 1
     assert rungs.judge(3, [("a", 0.5)]) == [None]  # no milestone in (2, 3] and none skipped: not judged
     # Seeded from the database's rows, a new store judges as the first did.
@@ -162,6 +197,6 @@ def test_a_trial_is_judged_once_per_rung_and_a_retried_epoch_gets_its_answer_aga
     again.seed([{"config_hash": "a", "rung": 0, "milestone": 1.0, "epoch": 1, "value": 0.9, "continued": True},
                 {"config_hash": "b", "rung": 0, "milestone": 1.0, "epoch": 1, "value": 0.1, "continued": False},
                 {"config_hash": "z", "rung": 0, "milestone": 2.0, "epoch": 2, "value": 0.0, "continued": True}])
-    assert again.recorded[0] == {"a": 0.9, "b": 0.1}  # z was judged under another `asha:` (milestone 2)
+    assert again.recorded[None][0] == {"a": 0.9, "b": 0.1}  # z was judged under another `asha:` (milestone 2)
     assert again.judge(1, [("c", 0.4)]) == rungs.judge(1, [("c", 0.4)])
     assert again.judge(1, [("b", 0.95)])[0]["continued"] is False

@@ -69,7 +69,7 @@ def test_asha_rungs_and_decisions_on_a_hand_made_sequence():
     assert keeps(rungs, 1, [0.4]) == [False]  # below the median of the others (0.5)
     assert keeps(rungs, 1, [0.6, 0.45]) == [True, False]  # 0.45 of (0.4 0.5); 0.475 of (0.4 0.5 0.6)
     assert keeps(rungs, 2, [0.3]) == [True]  # rungs are separate
-    assert [sorted(r.values()) for r in rungs.recorded[:2]] == [[0.4, 0.45, 0.5, 0.6], [0.3]]
+    assert [sorted(r.values()) for r in rungs.recorded[None][:2]] == [[0.4, 0.45, 0.5, 0.6], [0.3]]
     thirds = Rungs(AshaSpec(1, 3), 10)  # the top third: the 2/3 quantile of the others
     # 0.8 against (0.2): 0.2; 0.5 against (0.2 0.8): 0.6; 0.7 against (0.2 0.5 0.8): 0.6.
     assert keeps(thirds, 1, [0.2, 0.8, 0.5, 0.7]) == [True, True, False, True]

@@ -210,10 +210,10 @@ def record_rungs(session: Session, decisions: Sequence[tuple[int, dict[str, Any]
 
 def rung_results(engine: Engine, sweep: str) -> list[dict[str, Any]]:
     """The sweep's ASHA decisions in the order they were recorded, each with its trial's config hash,
-    rung, milestone, epoch, value (None where NaN) and continued: what a rerun seeds its rung store with
+    seed, rung, milestone, epoch, value (None where NaN) and continued: what a rerun seeds its rung store with
     (sweep.stopping.Rungs.seed). Example: rung_results(engine, "fashion-activations")[0]["continued"]"""
-    stmt = (select(Trial.config_hash, RungResult.rung, RungResult.milestone, RungResult.epoch, RungResult.value,
-                   RungResult.continued)
+    stmt = (select(Trial.config_hash, Trial.seed, RungResult.rung, RungResult.milestone, RungResult.epoch,
+                   RungResult.value, RungResult.continued)
             .join(Trial, Trial.trial_id == RungResult.trial_id).join(Sweep, Sweep.sweep_id == Trial.sweep_id)
             .where(Sweep.name == sweep).order_by(RungResult.rung_result_id))
     with engine.connect() as conn:
