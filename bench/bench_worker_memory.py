@@ -20,12 +20,14 @@ from sweep.stopping import Stopper
 from sweep.trial import run_bundle
 spec = parse_spec({"name": "w", "dataset": {"name": "synthetic", "train_limit": 256, "test_limit": 128},
                    "epochs": 3, "batch_size": 32, "stats_every": 4, "output": tempfile.mkdtemp(),
-                   "grid": {"activation": ["relu"], "init": ["xavier_uniform"], "optimizer": [{"name": "sgd", "lr": 0.01}]},
+                   "grid": {"activation": ["relu"], "init": ["xavier_uniform"],
+                            "optimizer": [{"name": "sgd", "lr": 0.01}]},
                    "stop": {"chance": 2, "dead": 2, "asha": {"grace": 1, "reduction": 2}}})
 stopper = Stopper(parse_stop(spec.stop.to_dict()), spec.metric, spec.epochs)
 run_bundle(expand_grid(spec), synthetic(256, 128), lambda r: None, tensorboard=False, stopper=stopper)
 with open("/proc/self/smaps_rollup") as f:
     kb = {l.split(":")[0]: int(l.split()[1]) for l in f if l.startswith(("Private", "Rss", "Pss", "Anonymous"))}
-print(json.dumps({"uss_kb": kb["Private_Clean"] + kb["Private_Dirty"], "rss_kb": kb["Rss"], "dirty_kb": kb["Private_Dirty"], "anon_kb": kb["Anonymous"],
+print(json.dumps({"uss_kb": kb["Private_Clean"] + kb["Private_Dirty"], "rss_kb": kb["Rss"],
+                  "dirty_kb": kb["Private_Dirty"], "anon_kb": kb["Anonymous"],
                   "sqlalchemy": "sqlalchemy" in sys.modules, "pandas": "pandas" in sys.modules,
                   "sweep.db": sorted(m for m in sys.modules if m.startswith("sweep.db"))}))

@@ -45,8 +45,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from sweep.measures import (CLASSES, DEFAULT_CLASSES, DEFAULTS, FLAGS, RANKING, FlagThresholds,  # noqa: F401
-                            epoch_measures, fires, loss_ratio, threshold_of)
+from sweep.measures import DEFAULT_CLASSES, FLAGS, RANKING, fires, loss_ratio, threshold_of
 
 NUM_CLASSES = DEFAULT_CLASSES
 

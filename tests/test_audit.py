@@ -54,7 +54,7 @@ def test_sweep_plot_draws_depth_png_in_the_sweeps_palette(tmp_path, monkeypatch)
     assert depth == {label: (matplotlib.colors.to_hex(colors[label].color), colors[label].marker) for label in depth}
 
 
-# ---------------------------------------------------------------- flags read no layer statistics past the sweep's epochs
+# ---------------------------------------------------------------- no flag reads past the sweep's epochs
 
 @pytest.fixture
 def trained_past(db_url):
