@@ -190,6 +190,21 @@ def _open_sweep(args: argparse.Namespace):
     return engine, name, args.metric or spec.get("metric", "final_test_acc"), epochs
 
 
+def _tuning(args: argparse.Namespace, engine, name: str) -> tuple[tuple[str, ...], dict]:
+    """(the nuisance hyper-parameters to tune: --tune, else the spec's `tune:`; their ranges in the spec)."""
+    from sweep.db.queries import sweep_spec
+    from sweep.tuning import spec_ranges
+
+    spec = sweep_spec(engine, name)
+    if args.tune is None:
+        tune = tuple(spec.get("tune") or ())
+    elif args.tune == "none":
+        tune = ()
+    else:
+        tune = tuple(_factor_list("--tune", args.tune))
+    return tune, spec_ranges(spec)
+
+
 def _terminal_width() -> int:
     """COLUMNS, else the terminal's width, else 100 (output to a file or a pipe)."""
     columns = os.environ.get("COLUMNS", "")
@@ -232,6 +247,7 @@ def cmd_report(args: argparse.Namespace) -> int:
       sweep report --where seed=0,1                 seeds 0 and 1 (a repeated key means any of its values too)
       sweep report --threshold 0.7                  images seen until 70% test accuracy
       sweep report --epoch 2                        every trial at epoch 2 (those that reached it)
+      sweep report --by activation,optimizer --tune lr   each cell at its own best lr, chosen on validation
       sweep report --trials --dead 0.3              one row per trial with its pathology flags
       sweep report --wide                           every column, however wide
       sweep report --columns rank,config,mean,best_test_acc
@@ -248,9 +264,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     engine, name, metric, epochs = _open_sweep(args)
     human = args.format in HUMAN_FORMATS
     matrix = human and len(factors) == 2  # two factors: a matrix for people, one row per pair in csv and json
+    tune, ranges = _tuning(args, engine, name)
     options = ReportOptions(metric, epochs, tuple(factors), tuple(where), args.threshold, args.trials, args.top,
                             FlagThresholds(args.saturated, args.dead, args.vanishing, args.exploding,
-                                           args.chance_margin), matrix, args.epoch)
+                                           args.chance_margin), matrix, args.epoch, tune, ranges)
     try:
         report = build_report(engine, name, options)
     except NothingSelected as exc:
@@ -454,6 +471,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "(lr=1e-3), booleans as true/false, KEY=none: the hyper-parameter is not set; "
                              "status=unfinished or stopped")
     report.add_argument("--top", type=COUNT, metavar="N", help="only the first N rows (N >= 1)")
+    report.add_argument("--tune", metavar="F[,F...]",
+                        help="nuisance hyper-parameters: each row at its best setting of these, chosen on the "
+                             "ranking metric (on validation where the sweep has a split), its test figure beside "
+                             "it (default: the spec's tune:; none: every configuration)")
     report.add_argument("--epoch", type=COUNT, metavar="E",
                         help="read every trial at epoch E: the trials that reached it, finished or not, never past "
                              "it (like with like at any rung)")

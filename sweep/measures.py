@@ -171,4 +171,10 @@ RANKING: Mapping[str, Metric] = {
     "best_test_acc": Metric("best_test_acc", True),
     "final_test_loss": Metric("test_loss", False),
     "final_train_loss": Metric("train_loss", False),
+    # With a validation split (dataset.validation): the figures selection reads, never the test set's.
+    "final_val_acc": Metric("val_acc", True),
+    "best_val_acc": Metric("best_val_acc", True),
+    "final_val_loss": Metric("val_loss", False),
 }
+# The metric a spec ranks by unless it says otherwise: on the validation split where there is one.
+DEFAULT_METRIC, DEFAULT_VALIDATION_METRIC = "final_test_acc", "final_val_acc"

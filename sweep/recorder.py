@@ -429,6 +429,7 @@ class DatabaseRecorder(Callback):
                 "epoch": r["epoch"], "images_seen": r["images_seen"],
                 "train_loss": r["train_loss"], "test_loss": r["test_loss"],
                 "test_acc": r["test_acc"], "wall_seconds": r["epoch_seconds"],
+                "val_loss": r.get("val_loss"), "val_acc": r.get("val_acc"),
             }, r["layer_stats"]) for r in results])
             record_rungs(s, [(self.trial_ids[r["config_hash"]], r["rung"]) for r in results if r.get("rung")])
             update_trials(s, [(self.trial_ids[r["config_hash"]], self._trial_values(r)) for r in results])

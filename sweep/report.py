@@ -32,6 +32,7 @@ from sweep.db.flags import FlagThresholds, describe_records, flag_records
 from sweep.db.queries import THRESHOLD_COLUMN
 from sweep.factors import ReportError, check_factors, factor_column, filter_trials, factor_key, hyper_parameters, is_missing, shown_value
 from sweep.intervals import ci95
+from sweep.measures import RANKING
 from sweep.spec import METRICS
 
 
@@ -393,6 +394,8 @@ class ReportOptions:
     flags: FlagThresholds = field(default_factory=FlagThresholds)
     matrix: bool = False
     at_epoch: int | None = None
+    tune: tuple[str, ...] = ()  # nuisance hyper-parameters: each row at its best setting of these (sweep.tuning)
+    ranges: dict | None = None  # the tuned factors' ranges (sweep.tuning.spec_ranges), for the edge flags
 
 
 @dataclass(frozen=True)
@@ -498,7 +501,19 @@ def build_report(engine, sweep: str, options: ReportOptions) -> Report:
         asked = " ".join(f"{k}={v}" for k, v in options.where)
         raise NothingSelected(f"sweep {sweep}: no trial has all of --where {asked} (each is some trial's value, "
                               "not together)")
-    if by:
+    tune = [f for f in options.tune if f not in by]
+    if tune and not options.trials:
+        from sweep.tuning import reported, selects_on_test, tuned_view
+
+        check_factors("--tune", tune, everything)
+        table = tuned_view(results, metric, tune, RANK_METRICS[metric], options.ranges, by or None)
+        if options.matrix:
+            table = _as_matrix(table, by, f"{reported(metric)}_mean")
+        what = f"mean {reported(metric)} by {' x '.join(by)}" if by else \
+            f"{plural(len(table), 'configuration')} ranked by mean {metric} over seeds"
+        title = (f"{what}, each at its best {', '.join(tune)} chosen on {metric}"
+                 + ("; selection used the test set (no validation split)" if selects_on_test(metric) else ""))
+    elif by:
         table = factor_matrix(results, metric, by, text=True).reset_index() if options.matrix else \
             factor_effects(results, metric, by)
         title = f"mean {metric} by {' x '.join(by)}"
@@ -517,6 +532,8 @@ def build_report(engine, sweep: str, options: ReportOptions) -> Report:
     else:
         reached, total = everything.attrs["reached"]
         title += f", every trial at epoch {options.at_epoch}: {reached} of the sweep's {total} trials reached it"
+    if not by and not tune and metric in METRICS and not RANKING[metric].column.startswith(("val_", "best_val")):
+        title += "; chosen on the test set (no validation split)"
     if options.threshold is not None:
         title += f"; threshold: test accuracy {options.threshold:g}"
     unfinished = int((~(results["finished"] | results["stopped"])).sum())
@@ -526,6 +543,19 @@ def build_report(engine, sweep: str, options: ReportOptions) -> Report:
     if options.top:
         table = table.head(options.top)
     return Report(sweep, title, table, options)
+
+
+def _as_matrix(table: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
+    """A two-factor table as the terminal's matrix: the first factor down, the second across, `value` in
+    each cell (NaN where the pair has none), each factor's values in the order they first appear."""
+    rows_f, cols_f = by
+    down = list(dict.fromkeys(shown_value(factor_key(v)) for v in table[rows_f]))
+    across = list(dict.fromkeys(shown_value(factor_key(v)) for v in table[cols_f]))
+    cells = {(shown_value(factor_key(r[rows_f])), shown_value(factor_key(r[cols_f]))): r[value]
+             for r in table.to_dict(orient="records")}
+    matrix = pd.DataFrame([[cells.get((i, j), math.nan) for j in across] for i in down],
+                          index=pd.Index(down, name=rows_f), columns=pd.Index(across, name=cols_f), dtype=float)
+    return matrix.reset_index()
 
 
 def configuration_ranking(results: pd.DataFrame, metric: str) -> list[str]:

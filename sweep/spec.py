@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import yaml
 
 from sweep.data import DATASETS
-from sweep.measures import RANKING
+from sweep.measures import DEFAULT_METRIC, DEFAULT_VALIDATION_METRIC, RANKING
 from sweep.stopping import RULES, AshaSpec, StopRule, StopSpec
 
 # The registries (models/) import torch: seconds and hundreds of MB that
@@ -146,6 +146,9 @@ class SweepSpec:
     output: str = DEFAULT_OUTPUT
     database: str | None = None  # None: sqlite file <output>/sweep.db
     stop: StopSpec = field(default_factory=StopSpec)  # no rules: every trial runs every epoch
+    # Nuisance hyper-parameters (lr, momentum, ...): the report compares the other factors each at its best
+    # setting of these, chosen on validation (sweep.report's tuned view).
+    tune: tuple[str, ...] = ()
 
     @property
     def database_url(self) -> str:
@@ -500,7 +503,23 @@ def parse_stop(raw: Any, path: str = "stop", epochs: int | None = None) -> StopS
 
 
 TOP_KEYS = ("name", "dataset", "model", "epochs", "batch_size", "stats_every", "metric",
-            "grid", "resources", "stop", "output", "database")
+            "grid", "resources", "stop", "tune", "output", "database")
+
+
+def tunable(grid: GridSpec) -> list[str]:
+    """The hyper-parameters a grid's optimizers set (lr first): what `tune:` and `--tune` may name."""
+    keys = {k for opt in grid.optimizer for k in (*dict(opt.params), *(r.key for r in opt.ranges))}
+    return ["lr", *sorted(keys - {"lr"})]
+
+
+def _tune(raw: Any, grid: GridSpec) -> tuple[str, ...]:
+    """`tune: [lr, momentum]`: nuisance hyper-parameters, each one the grid's optimizers set."""
+    if raw is None:
+        return ()
+    allowed = tunable(grid)
+    names = [_choice(v, allowed, where, "hyper-parameter the grid's optimizers set") for where, v in _items(raw, "tune")]
+    _unique(names, "tune")
+    return tuple(names)
 
 
 def _is_url(text: str) -> bool:
@@ -522,20 +541,33 @@ def parse_spec(raw: Any) -> SweepSpec:
     database = raw.get("database")
     if database is not None and (not isinstance(database, str) or not _is_url(database)):
         _fail("database", f"{_show(database)} is not a database URL like sqlite:///runs/sweep.db")
+    grid, dataset = _grid(raw["grid"], "grid"), _dataset(raw.get("dataset", {}), "dataset")
     return SweepSpec(
         name=_safe_name(raw["name"], "name"),
-        grid=_grid(raw["grid"], "grid"),
-        dataset=_dataset(raw.get("dataset", {}), "dataset"),
+        grid=grid,
+        dataset=dataset,
         model=_model(raw.get("model", {}), "model"),
         epochs=(epochs := _int(raw.get("epochs", 5), "epochs")),
         batch_size=_int(raw.get("batch_size", 64), "batch_size"),
         stats_every=_int(raw.get("stats_every", 100), "stats_every"),
-        metric=_choice(raw.get("metric", "final_test_acc"), METRICS, "metric", "metric"),
+        metric=_metric(raw.get("metric"), dataset),
         resources=_resources(raw.get("resources", {}), "resources"),
         stop=parse_stop(raw.get("stop"), "stop", epochs),
+        tune=_tune(raw.get("tune"), grid),
         output=output,
         database=database,
     )
+
+
+def _metric(raw: Any, dataset: DatasetSpec) -> str:
+    """The ranking metric: on the validation split where there is one, unless the spec says otherwise."""
+    if raw is None:
+        return DEFAULT_VALIDATION_METRIC if dataset.validation else DEFAULT_METRIC
+    metric = _choice(raw, METRICS, "metric", "metric")
+    if RANKING[metric].column.startswith(("val_", "best_val")) and not dataset.validation:
+        _fail("metric", f"{metric} is read on the validation split, and this spec has none; "
+                        "add dataset.validation: N (a count, or a fraction below 1)")
+    return metric
 
 
 def _relative_to(spec: SweepSpec, folder: Path) -> SweepSpec:

@@ -45,7 +45,7 @@ TRIALS = {
     f"tanh-default-{ADAM}-s0": {"accs": [0.1, 0.8, 0.88, 0.9, 0.91]},
     f"tanh-default-{ADAM}-s1": {"accs": [0.1, 0.8, 0.88, 0.9, 0.92]},
 }
-TITLE = ("sweep data: 8 configurations ranked by mean final_test_acc over seeds, at 4 epochs; 1 unfinished trial "
+TITLE = ("sweep data: 8 configurations ranked by mean final_test_acc over seeds, at 4 epochs; chosen on the test set (no validation split); 1 unfinished trial "
          "not aggregated; 3 trials stopped early; stopping saved 5,120 of the grid's 65,536 training images (7.8%)")
 
 
@@ -258,10 +258,10 @@ def test_stopping_is_summed_up_against_the_grid(capsys, db, monkeypatch):
     monkeypatch.setenv("COLUMNS", "100")
     assert report(capsys, db).splitlines()[0] == TITLE
     assert report(capsys, db, "--where", "status=stopped", "--trials").splitlines()[0] == (
-        "sweep data: 3 trials ranked by final_test_acc, at 4 epochs; 3 trials stopped early; stopping saved 5,120 "
+        "sweep data: 3 trials ranked by final_test_acc, at 4 epochs; chosen on the test set (no validation split); 3 trials stopped early; stopping saved 5,120 "
         "of the grid's 65,536 training images (7.8%)")
     assert report(capsys, db, "--where", "activation=relu").splitlines()[0] == (
-        "sweep data: 4 configurations ranked by mean final_test_acc over seeds, at 4 epochs; 1 unfinished trial "
+        "sweep data: 4 configurations ranked by mean final_test_acc over seeds, at 4 epochs; chosen on the test set (no validation split); 1 unfinished trial "
         "not aggregated; stopping saved 5,120 of the grid's 65,536 training images (7.8%)")
 
 
@@ -356,7 +356,7 @@ def test_epoch_reads_every_trial_that_reached_it_there(capsys, db, monkeypatch):
     assert set(table["epochs"]) == {3} and len(table) == 13
     assert report(capsys, db, "--epoch", "3").splitlines()[0] == (
         "sweep data: 7 configurations ranked by mean final_test_acc over seeds, every trial at epoch 3: 13 of the "
-        "sweep's 16 trials reached it")
+        "sweep's 16 trials reached it; chosen on the test set (no validation split)")
     by = frame(capsys, db, "csv", "--by", "activation", "--epoch", "3")
     assert dict(zip(by["activation"], by["n"])) == {"relu": 7, "tanh": 6}
     assert dict(zip(by["activation"], by["final_test_acc_mean"])) == pytest.approx({

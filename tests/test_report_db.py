@@ -45,7 +45,8 @@ def _snapshot(epoch: int, step: int) -> list[dict]:
 
 def build(folder: Path, spec: dict = SPEC, trials: dict = TRIALS, stats: bool = False) -> Path:
     """A sweep database as the recorder of this or an older version wrote it; trials not listed stay pending.
-    Each trial: its test accuracy after epochs 0, 1, ... (1024 training images per epoch), its status
+    Each trial: its test accuracy after epochs 0, 1, ... (1024 training images per epoch; `vals`: its
+    validation accuracy there, where the sweep has a split), its status
     (default completed) and error. With `stats`, each epoch after the first one statistics snapshot
     (_snapshot), so that sweep plot draws it."""
     spec = parse_spec({**spec, "output": str(folder)})
@@ -60,10 +61,12 @@ def build(folder: Path, spec: dict = SPEC, trials: dict = TRIALS, stats: bool = 
             accs, status = trials[t.name]["accs"], trials[t.name].get("status", "completed")
             for epoch, acc in enumerate(accs):
                 bad = status == "diverged" and epoch == len(accs) - 1
+                vals = trials[t.name].get("vals")
                 record_results(s, [(ids[t.config_hash], {
                     "epoch": epoch, "images_seen": 1024 * epoch, "test_acc": acc, "wall_seconds": 1.0,
                     "train_loss": math.nan if bad else None if epoch == 0 else 1 - acc,
-                    "test_loss": math.nan if bad else 1 - acc},
+                    "test_loss": math.nan if bad else 1 - acc,
+                    **({"val_acc": vals[epoch], "val_loss": 1 - vals[epoch]} if vals else {})},
                     _snapshot(epoch, 1024 * epoch) if stats and epoch else [])])
             finite = accs[:-1] if status == "diverged" else accs
             # An older recorder let the diverged epoch set the best accuracy.
@@ -211,11 +214,11 @@ def test_unfinished_is_every_trial_short_of_the_sweeps_epochs_that_did_not_diver
     db = build(tmp_path, SPEC, STOPPED)
     code, out, _ = report(capsys, db=db)
     assert code == 0 and out.splitlines()[0] == (
-        "sweep hand: 4 configurations ranked by mean final_test_acc over seeds, at 4 epochs; "
+        "sweep hand: 4 configurations ranked by mean final_test_acc over seeds, at 4 epochs; chosen on the test set (no validation split); "
         "5 unfinished trials not aggregated")
     code, out, _ = report(capsys, "--where", "status=unfinished", db=db)
     assert out.splitlines()[0] == (
-        "sweep hand: 4 configurations ranked by mean final_test_acc over seeds, at 4 epochs; "
+        "sweep hand: 4 configurations ranked by mean final_test_acc over seeds, at 4 epochs; chosen on the test set (no validation split); "
         "5 unfinished trials not aggregated")
     code, out, _ = report(capsys, "--where", "status=unfinished", "--trials", "--format", "csv", db=db)
     assert sorted((r["trial"], r["status"], r["epochs"]) for r in rows(out)) == sorted(UNFINISHED)

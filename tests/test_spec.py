@@ -125,7 +125,7 @@ def test_auto_gain_is_resolved_per_activation():
     (with_("grid.seed", [0, 1.5]), "grid.seed[1]: 1.5 is not an integer"),
     (with_("grid.sed", [0]), "grid.sed: unknown key; allowed: activation, init, optimizer, seed; did you mean 'seed'?"),
     (with_("epoch", 3), "epoch: unknown key; allowed: name, dataset, model, epochs, batch_size, stats_every, "
-     "metric, grid, resources, stop, output, database; did you mean 'epochs'?"),
+     "metric, grid, resources, stop, tune, output, database; did you mean 'epochs'?"),
     (with_("dataset", "fashion"),
      "dataset.name: 'fashion' is not a known dataset; allowed: fashion_mnist, mnist, synthetic; "
      "did you mean 'fashion_mnist'?"),

@@ -315,7 +315,9 @@ def trial_figures(engine: Engine, sweep: str, sweep_epochs: int, threshold: floa
     Up to epoch `sweep_epochs` (a diverged trial, whose epochs_done is the epoch with the non-finite
     loss: up to the epoch before): final_test_acc, final_test_loss and final_train_loss from the last
     such epoch, `epochs` its number; best_test_acc and best_epoch from the earliest epoch with the
-    highest test accuracy; with `threshold`, images_to_threshold: training images seen when test
+    highest test accuracy; with a validation split, final_val_acc and final_val_loss from the last such
+    epoch, and best_val_acc, best_val_epoch and test_acc_at_best_val from the earliest epoch with the highest
+    validation accuracy (the best epoch chosen on validation, its test figure beside it; NaN without one); with `threshold`, images_to_threshold: training images seen when test
     accuracy first reached it (NaN: never). A trial without such epochs has NaN figures.
     Example: trial_figures(engine, "fashion-activations", 3, threshold=0.7)
     """
@@ -329,18 +331,25 @@ def trial_figures(engine: Engine, sweep: str, sweep_epochs: int, threshold: floa
     per_trial = [upto.c.trial_id, select(func.max(EpochMetric.epoch)).where(mine).scalar_subquery().label("last"),
                  select(EpochMetric.epoch).where(mine, EpochMetric.test_acc.is_not(None))
                  .order_by(EpochMetric.test_acc.desc(), EpochMetric.epoch).limit(1)  # the earliest of the best
-                 .scalar_subquery().label("best")]
+                 .scalar_subquery().label("best"),
+                 select(EpochMetric.epoch).where(mine, EpochMetric.val_acc.is_not(None))
+                 .order_by(EpochMetric.val_acc.desc(), EpochMetric.epoch).limit(1)  # chosen on validation
+                 .scalar_subquery().label("best_val")]
     if threshold is not None:
         per_trial.append(select(func.min(EpochMetric.images_seen)).where(mine, EpochMetric.test_acc >= threshold)
                          .scalar_subquery().label(THRESHOLD_COLUMN))
     epochs = select(*per_trial).subquery()
-    final, best = aliased(EpochMetric), aliased(EpochMetric)
+    final, best, best_val = aliased(EpochMetric), aliased(EpochMetric), aliased(EpochMetric)
     stmt = (select(epochs.c.trial_id, final.epoch.label("epochs"), final.test_acc.label("final_test_acc"),
                    final.test_loss.label("final_test_loss"), final.train_loss.label("final_train_loss"),
                    best.test_acc.label("best_test_acc"), best.epoch.label("best_epoch"),
+                   final.val_acc.label("final_val_acc"), final.val_loss.label("final_val_loss"),
+                   best_val.val_acc.label("best_val_acc"), best_val.epoch.label("best_val_epoch"),
+                   best_val.test_acc.label("test_acc_at_best_val"),
                    *([epochs.c[THRESHOLD_COLUMN]] if threshold is not None else []))
             .outerjoin(final, and_(final.trial_id == epochs.c.trial_id, final.epoch == epochs.c.last))
-            .outerjoin(best, and_(best.trial_id == epochs.c.trial_id, best.epoch == epochs.c.best)))
+            .outerjoin(best, and_(best.trial_id == epochs.c.trial_id, best.epoch == epochs.c.best))
+            .outerjoin(best_val, and_(best_val.trial_id == epochs.c.trial_id, best_val.epoch == epochs.c.best_val)))
     found = _frame(engine, stmt).set_index("trial_id")
     figures = trials.drop(columns=["final_test_acc", "final_test_loss", "final_train_loss", "best_test_acc",
                                    "best_epoch"])

@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # The columns that count training images, 64-bit (BigInteger) since version 5: 1.28M images x 2,000
 # epochs is past a 32-bit INTEGER (2**31 - 1), which PostgreSQL enforces. SQLite's INTEGER is 64-bit.
@@ -32,6 +32,9 @@ UPGRADES = {
     4: ("CREATE INDEX ix_epoch_metrics_curves ON epoch_metrics (trial_id, images_seen, test_acc)",),
     5: (),  # the image counts widened: nothing to do where INTEGER is 64-bit already (SQLite)
     6: (),  # rung_results, a new table (NEW_TABLES)
+    # The validation split's figures (dataset.validation): NULL for trials without one, and for every
+    # epoch of an older database.
+    7: ("ALTER TABLE epoch_metrics ADD COLUMN val_loss FLOAT", "ALTER TABLE epoch_metrics ADD COLUMN val_acc FLOAT"),
 }
 # Statements of a version for one database only (after that version's UPGRADES), by dialect name. They
 # change no column's values, so an older copy of the database needs nothing undone on SQLite.
@@ -127,6 +130,8 @@ class EpochMetric(Base):
     test_loss: Mapped[float | None] = mapped_column(Float)
     test_acc: Mapped[float | None] = mapped_column(Float)
     wall_seconds: Mapped[float | None] = mapped_column(Float)
+    val_loss: Mapped[float | None] = mapped_column(Float)  # on the validation split (NULL without one)
+    val_acc: Mapped[float | None] = mapped_column(Float)
     # SQLite cannot store NaN (it becomes NULL): the columns that were NaN, comma-separated.
     nan_fields: Mapped[str | None] = mapped_column(String(200))
     # The epoch's last statistics snapshot, which stands for the epoch in the pathology flags (db/flags.py),
