@@ -378,6 +378,15 @@ def cmd_plot(args: argparse.Namespace) -> int:
         (out / "dynamics.png", lambda: plot_dynamics(dynamics, out / "dynamics.png", args.stat, ranking, colors,
                                                      of=curves["label"].nunique(), metric=metric)),
     ]
+    tune, _ = _tuning(args, engine, name)
+    if tune:
+        from sweep.report import RANK_METRICS
+        from sweep.tuning_plot import plot_tuning, tuned_factors_to_draw
+
+        for i, factor in enumerate(tuned_factors_to_draw(results, list(tune))):
+            target = out / ("tuning.png" if i == 0 else f"tuning-{factor}.png")
+            pictures.append((target, lambda target=target, factor=factor: plot_tuning(
+                results, metric, factor, list(tune), RANK_METRICS[metric], target, colors, args.facet)))
     written = draw_all(pictures, fork=fork, forked=forked)
     for path in sorted(written, key=lambda p: p.name):  # accuracy, depth, dynamics, heatmap
         print(path)
@@ -508,6 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--facet", default="activation",
                       help="one accuracy panel per value of this factor (default activation)")
     plot.add_argument("--epochs", help="epochs of the depth profiles, e.g. 1,3 (default: first and last)")
+    plot.add_argument("--tune", metavar="F[,F...]",
+                      help="tuned hyper-parameters for tuning.png (default: the spec's tune:; none: no tuning.png)")
     plot.add_argument("--epoch", type=COUNT, metavar="E",
                       help="rank and draw the heat map with every trial at epoch E, as sweep report --epoch E")
     plot.add_argument("--heatmap", default="activation,init", metavar="F1,F2",

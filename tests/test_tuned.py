@@ -72,3 +72,39 @@ def test_by_and_the_matrix_compare_each_cell_at_its_own_best_lr(capsys, db):
 def test_where_keeps_its_meaning_under_tuning(capsys, db):
     got = rows(report(capsys, db, "--where", "lr=0.01,1", "--format", "csv"))
     assert [(r["activation"], r["lr"], r["settings"]) for r in got] == [("tanh", "1.0", "2"), ("relu", "1.0", "2")]
+
+
+def test_tuning_png_draws_each_trial_against_lr_and_stars_the_choice(db, tmp_path):
+    """The playbook's axis plot: validation accuracy of every trial against lr on a log axis (0.01 to 1
+    spans 100x), a panel per activation, each group's chosen lr starred, no legend over a point."""
+    from test_plot import points_under_legends
+
+    from sweep import plot as plot_module
+    from sweep.db.engine import make_engine
+    from sweep.report import sweep_results
+    from sweep.tuning_plot import CHOSEN, plot_tuning, tuned_factors_to_draw
+
+    engine = make_engine(f"sqlite:///{db}")
+    results = sweep_results(engine, "tuned", 2)
+    engine.dispose()
+    assert tuned_factors_to_draw(results, ["lr"]) == ["lr"]
+    figures = []
+    save = plot_module._save
+    import sweep.tuning_plot as tuning_plot
+    tuning_plot._save = lambda fig, path: (figures.append(fig), save(fig, path))[1]
+    try:
+        path = plot_tuning(results, "final_val_acc", "lr", ["lr"], True, tmp_path / "tuning.png")
+    finally:
+        tuning_plot._save = save
+    assert path.stat().st_size > 0
+    fig, = figures
+    relu, tanh = [ax for ax in fig.axes if ax.get_title()]
+    assert (relu.get_title(), tanh.get_title(), relu.get_xscale()) == ("activation = relu", "activation = tanh", "log")
+    stars = [tuple(c.get_offsets()[0]) for c in relu.collections if len(c.get_offsets())]
+    assert stars == [(0.1, 0.8)]
+    assert [tuple(c.get_offsets()[0]) for c in tanh.collections if len(c.get_offsets())] == [(1.0, 0.75)]
+    line, = relu.get_lines()
+    assert list(zip(*line.get_data())) == [(0.01, 0.6), (0.01, 0.6), (0.1, 0.8), (0.1, 0.8), (1.0, 0.7), (1.0, 0.7)]
+    names = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert names == ["relu-default-sgd-lr0.1", "tanh-default-sgd-lr1", CHOSEN]
+    assert points_under_legends(fig) == []
