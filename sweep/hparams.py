@@ -17,7 +17,7 @@ from sweep.grid import TrialConfig
 # Scalars each trial logs that the dashboard shows as metrics; STOPPED_TAG only a stopped trial logs (the
 # epoch after which its stop rule ended it), so that the dashboard says which sessions stopped, and when.
 STOPPED_TAG = "stopped/epoch"
-METRIC_TAGS = ("accuracy/test", "loss/test", "loss/train_epoch", STOPPED_TAG)
+METRIC_TAGS = ("accuracy/test", "loss/test", "loss/train_epoch", "accuracy/val", "loss/val", STOPPED_TAG)
 # How a trial's session ends: HParams knows success, failure, running and unknown; a diverged or stopped
 # trial did not train to the end (STOPPED_TAG tells a stopped one apart).
 SESSION_END = {"completed": "STATUS_SUCCESS", "diverged": "STATUS_FAILURE", "stopped": "STATUS_FAILURE"}

@@ -112,7 +112,7 @@ class _Member:
         self.replay: list[dict[str, Any]] = []
         # measures: each epoch's figures the stop rules read (sweep/stopping.py), from epoch 1.
         self.state = {"epoch": 0, "images_seen": 0, "train_seconds": 0.0, "run_seconds": 0.0,
-                      "best_test_acc": None, "best_epoch": None, "measures": []}
+                      "best_test_acc": None, "best_epoch": None, "best_val_acc": None, "measures": []}
         ckpt_path = self.logdir / CHECKPOINT
         # A save cut short (a full disk, a kill inside torch.save) leaves its temporary file: never a checkpoint.
         ckpt_path.with_suffix(".tmp").unlink(missing_ok=True)
@@ -159,13 +159,21 @@ class _Member:
                 self.scalar(f"{kind}/{layer}/{stat}", value, step)
         return _stats_rows(epoch, step, snap, self.bounds is not None)
 
-    def result(self, epoch: int, train_loss: float | None, test: tuple[float, float], wall: float,
+    def result(self, epoch: int, train_loss: float | None, test: tuple[float, ...], wall: float,
                rows, status: str, reason: str | None, began: float) -> dict[str, Any]:
-        """The epoch's report; also its test points in TensorBoard and the running best."""
-        test_loss, test_acc = test
+        """The epoch's report; also its test (and validation) points in TensorBoard and the running bests.
+        `test`: (test loss, test accuracy), then (validation loss, validation accuracy) with a split."""
+        test_loss, test_acc, *val = test
+        val_loss, val_acc = val if val else (None, None)
         step = self.state["images_seen"]
         self.scalar("loss/test", test_loss, step)
         self.scalar("accuracy/test", test_acc, step)
+        if val:
+            self.scalar("loss/val", val_loss, step)
+            self.scalar("accuracy/val", val_acc, step)
+            best = self.state.get("best_val_acc")
+            if status != "diverged" and math.isfinite(val_acc) and (best is None or val_acc > best):
+                self.state["best_val_acc"] = val_acc
         if train_loss is not None:
             self.scalar("loss/train_epoch", train_loss, step)
         self.state["run_seconds"] = self.run_seconds_before + time.perf_counter() - began
@@ -178,6 +186,7 @@ class _Member:
             "test_acc": test_acc, "epoch_seconds": wall, "train_seconds": self.state["train_seconds"],
             "run_seconds": self.state["run_seconds"],
             "best_test_acc": self.state["best_test_acc"], "best_epoch": self.state["best_epoch"],
+            "val_loss": val_loss, "val_acc": val_acc, "best_val_acc": self.state.get("best_val_acc"),
             "layer_stats": rows, "status": status, "reason": reason, "config_hash": self.cfg.config_hash,
             "resumed_from": self.resumed_from, "bundle": self.bundle, "device": self.device,
             "node": self.node,
@@ -243,21 +252,24 @@ def run_bundle(
     device = torch.device(device)
     began = time.perf_counter()
     arrays = [_tensor(a, device) for a in (data.train_x, data.train_y, data.test_x, data.test_y)]
+    val = None if data.val_x is None else (_tensor(data.val_x, device), _tensor(data.val_y, device))
     members: list[_Member] = []
     try:
         bundle = bundle_name(cfgs) if len(cfgs) > 1 else None
         for cfg in cfgs:
             members.append(_Member(cfg, tensorboard, bundle, str(device), node))
         for start in sorted({m.state["epoch"] for m in members}):
-            _train([m for m in members if m.state["epoch"] == start], *arrays, report, device, began, stopper)
+            _train([m for m in members if m.state["epoch"] == start], *arrays, report, device, began, stopper,
+                   val)
     finally:
         for m in members:
             m.close()
 
 
 def _train(members: list[_Member], train_x, train_y, test_x, test_y, report, device, began: float,
-           stopper: Stopper | None = None) -> None:
-    """Train members that stand at the same epoch together, to the end (or until each diverges or stops)."""
+           stopper: Stopper | None = None, val: tuple | None = None) -> None:
+    """Train members that stand at the same epoch together, to the end (or until each diverges or stops).
+    `val`: the validation split's (images, labels), evaluated with the test set; never trained on."""
     cfg = members[0].cfg
     net = FusedNet([m.module for m in members], [(m.cfg.optimizer, m.cfg.hyper()) for m in members], device,
                    capturable=graphs_wanted(device) is None)
@@ -266,9 +278,10 @@ def _train(members: list[_Member], train_x, train_y, test_x, test_y, report, dev
         if m.optimizer_state is not None:
             net.load_member_state(k, m.module.state_dict(), m.optimizer_state)
 
-    def evaluate_all() -> list[tuple[float, float]]:
-        loss, acc = net.evaluate(test_x, test_y)
-        return list(zip(*torch.stack([loss, acc]).tolist()))
+    def evaluate_all() -> list[tuple[float, ...]]:
+        """Each member's (test loss, test accuracy), and (validation loss, accuracy) with a split."""
+        figures = [*net.evaluate(test_x, test_y), *(net.evaluate(*val) if val is not None else ())]
+        return list(zip(*torch.stack(figures).tolist()))
 
     if members[0].state["epoch"] == 0:
         for m, test in zip(members, evaluate_all()):
@@ -346,8 +359,11 @@ def _train(members: list[_Member], train_x, train_y, test_x, test_y, report, dev
             m = members[k]
             m.state["train_seconds"] += wall
             m.state["epoch"] = epoch
+            # The rules read the validation accuracy where there is a split: stopping on the test set's
+            # would be a choice made on it.
             m.state["measures"] = [*m.state["measures"], epoch_measures(
-                epoch, tests[k][1], rows[k], mean_losses[k], m.state.get("start_test_loss"))]
+                epoch, tests[k][3] if val is not None else tests[k][1], rows[k], mean_losses[k],
+                m.state.get("start_test_loss"))]
             results[k] = m.result(epoch, mean_losses[k], tests[k], wall, rows[k], "running", None, began)
         stopped: dict[int, str] = {}  # member -> why a stop rule ends it after this epoch
         if stopper is not None and going:

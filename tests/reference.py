@@ -37,6 +37,16 @@ def trial_results(trials: pd.DataFrame, epochs: pd.DataFrame, sweep_epochs: int,
         best_epoch=ids.map(best["epoch"]).astype(float),
         epochs=ids.map(last["epoch"]).astype(float),
     )
+    # the validation split's figures: at the last epoch, and at the earliest epoch with the best val_acc
+    scored_val = rows.dropna(subset=["val_acc"])
+    best_val = scored_val.loc[scored_val.groupby("trial_id")["val_acc"].idxmax()].set_index("trial_id")
+    out = out.assign(
+        final_val_acc=ids.map(last["val_acc"]).astype(float),
+        final_val_loss=ids.map(last["val_loss"]).astype(float),
+        best_val_acc=ids.map(best_val["val_acc"]).astype(float),
+        best_val_epoch=ids.map(best_val["epoch"]).astype(float),
+        test_acc_at_best_val=ids.map(best_val["test_acc"]).astype(float),
+    )
     if threshold is not None:
         first_hit = rows[rows["test_acc"] >= threshold].groupby("trial_id")["images_seen"].min()
         out[THRESHOLD] = ids.map(first_hit).astype(float)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sweep.data import synthetic
+from sweep.data import load_dataset
 from sweep.grid import expand_grid
 from sweep.hparams import write_experiment
 from sweep.spec import parse_spec
@@ -28,7 +28,7 @@ def sweep_folder(tmp_path_factory) -> tuple[Path, list]:
     out = tmp_path_factory.mktemp("tb")
     spec = parse_spec({**RAW, "output": str(out)})
     trials = expand_grid(spec)
-    data = synthetic(128, 64)
+    data = load_dataset("synthetic", None, 128, 64, validation=32)  # 32 held out for validation
     write_experiment(spec.sweep_dir, trials)
     # One trial is stopped by a rule after its first epoch (a chance margin it always meets).
     stops = parse_spec({**RAW, "stop": {"chance": {"margin": 0.99, "epochs": 1}}, "output": str(out)}).stop
@@ -104,7 +104,7 @@ def test_hparams_experiment_lists_every_trial_with_its_factors(server, sweep_fol
     assert (infos["seed"]["type"], infos["seed"]["domainDiscrete"]) == ("DATA_TYPE_STRING", ["0"])
     assert (infos["gain"]["type"], infos["gain"]["domainDiscrete"]) == ("DATA_TYPE_STRING", ["1"])
     assert {m["name"]["tag"] for m in experiment["metricInfos"]} == {"accuracy/test", "loss/test", "loss/train_epoch",
-                                                                     "stopped/epoch"}
+                                                                     "accuracy/val", "loss/val", "stopped/epoch"}
 
     groups = post(f"{server}/data/plugin/hparams/session_groups", {
         "experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
@@ -124,4 +124,5 @@ def test_hparams_experiment_lists_every_trial_with_its_factors(server, sweep_fol
             assert metrics["accuracy/test"]["trainingStep"] == 128  # stopped after its first epoch of 128 images
             continue
         assert session["status"] == "STATUS_SUCCESS" and "stopped/epoch" not in metrics
+        assert metrics["accuracy/val"]["trainingStep"] == 256 and 0 <= metrics["accuracy/val"]["value"] <= 1
         assert metrics["accuracy/test"]["trainingStep"] == 256  # 2 epochs x 128 images

@@ -108,3 +108,48 @@ def test_tuning_png_draws_each_trial_against_lr_and_stars_the_choice(db, tmp_pat
     names = [t.get_text() for t in fig.legends[0].get_texts()]
     assert names == ["relu-default-sgd-lr0.1", "tanh-default-sgd-lr1", CHOSEN]
     assert points_under_legends(fig) == []
+
+
+def test_validation_examples_never_reach_a_training_batch_for_any_seed():
+    """Every validation image is all ones, every training image below 1: the first layer's input in every
+    training step (gradients on; evaluation runs without them) never holds a 1, whatever the seed, and the
+    trial reports its validation figures every epoch, before training too."""
+    import numpy as np
+    import torch
+
+    from sweep.data import Arrays
+    from sweep.grid import expand_grid
+    from sweep.spec import parse_spec
+    from sweep.trial import run_trial
+
+    rng = np.random.default_rng(0)
+    data = Arrays(rng.uniform(0, 0.9, (256, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 256),
+                  rng.uniform(0, 0.9, (64, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 64),
+                  np.ones((32, 1, 28, 28), np.float32), rng.integers(0, 10, 32))
+    spec = parse_spec({"name": "v", "dataset": {"name": "synthetic", "validation": 32}, "epochs": 2,
+                       "batch_size": 32, "stats_every": 3,
+                       "grid": {"activation": ["relu"], "optimizer": [{"name": "sgd", "lr": 0.1}], "seed": [0, 1, 2]}})
+    largest = []
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(
+        lambda module, args: largest.append(float(args[0].max())) if isinstance(module, torch.nn.Conv2d)
+        and torch.is_grad_enabled() and module.in_channels == 1 else None)
+    try:
+        for cfg in expand_grid(spec):
+            reports = []
+            run_trial(cfg, data, reports.append, tensorboard=False)
+            assert [r["epoch"] for r in reports] == [0, 1, 2]
+            assert all(0 <= r["val_acc"] <= 1 and r["val_loss"] > 0 for r in reports)
+    finally:
+        hook.remove()
+    assert len(largest) == 3 * 2 * 8 and max(largest) < 1.0  # 8 batches an epoch, 2 epochs, 3 seeds
+
+
+def test_the_tuned_view_is_the_same_on_postgresql_as_on_sqlite(db_url, tmp_path, capsys):
+    build(tmp_path, {**SPEC, "database": db_url}, TRIALS)
+    got = rows(report(capsys, db_url, "--format", "csv"))
+    assert [(r["activation"], r["lr"], r["final_val_acc_mean"], r["final_test_acc_mean"], r["edge"]) for r in got] == [
+        ("relu", "0.1", "0.8", "0.7", ""), ("tanh", "1.0", "0.75", "0.72", "edge lr")]
+    by = rows(report(capsys, db_url, "--by", "activation", "--metric", "best_val_acc", "--format", "csv"))
+    # chosen on the best epoch by validation, with the test accuracy at that epoch beside it
+    assert [(r["activation"], r["lr"], r["best_val_acc_mean"], r["test_acc_at_best_val_mean"]) for r in by] == [
+        ("relu", "0.1", "0.8", "0.7"), ("tanh", "1.0", "0.75", "0.72")]
