@@ -155,16 +155,16 @@ def ranking_columns(view: pd.DataFrame, metric: str) -> list[str]:
             if c in terse or c == "config" or (c in EXTRA_COLUMNS and differs(c))]
 
 
-def _filters(view: pd.DataFrame, factors: list[str]) -> str:
-    """A select per factor column whose values differ from row to row: the ranking's rows with that value."""
+def _filters(view: pd.DataFrame, factors: list[str], columns: list[str]) -> str:
+    """A select per factor column (of the table's `columns`) whose values differ from row to row: the ranking's
+    rows with that value."""
     from sweep.render import cell_texts
 
     selects = []
-    shown = [f for f in factors if f in view and view[f].astype(str).nunique() > 1]
+    shown = [f for f in factors if f in columns and view[f].astype(str).nunique() > 1]
     if not shown:
         return ""
     texts = cell_texts(view[shown])
-    columns = list(view.columns)
     for j, factor in enumerate(shown):
         values = list(dict.fromkeys(row[j] for row in texts))
         options = '<option value="">all</option>' + "".join(f'<option>{_esc(v)}</option>' for v in values)
@@ -459,10 +459,10 @@ def build_page(engine, sweep: str, options: PageOptions, progress: Callable[[str
 
     tell = progress or (lambda _: None)
     metric, epochs = options.metric, options.epochs
-    tell("reading the sweep")
     curves = curves_frame(engine, sweep, options.facet)
-    if curves.empty:
+    if curves.empty:  # before any progress line: the error is the one line
         raise EmptySweep(f"sweep {sweep} has no results yet: no trial has recorded an epoch")
+    tell("reading the sweep")
     spec = sweep_spec(engine, sweep)
     trials = trials_frame(engine, sweep)
     results = sweep_results(engine, sweep, epochs, options.threshold)
@@ -503,9 +503,10 @@ def build_page(engine, sweep: str, options: PageOptions, progress: Callable[[str
     out.append('<p class="note">as <code>sweep report --wide</code> gives it, less the columns that are the same in '
                'every row; click a column\'s name to sort by it, again for the other way. Hover over a flag for what '
                'it means.</p>')
+    columns = ranking_columns(view, metric)
     out.append(_filters(view, ["activation", "init", "gain", "optimizer", "lr", "model",
-                               *report.table.attrs.get("hyper", ()), "status"]))
-    out.append(html_table(report.table, "ranking sortable", options.flags, ranking_columns(view, metric)).replace(
+                               *report.table.attrs.get("hyper", ()), "status"], columns))
+    out.append(html_table(report.table, "ranking sortable", options.flags, columns).replace(
         '<table class="ranking sortable">', '<table id="ranking" class="ranking sortable">', 1))
     out.append("</section>")
     # ---- the --by matrices
