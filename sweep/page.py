@@ -357,7 +357,7 @@ h1{font-size:20px;margin:4px 0}h2{font-size:16px;margin:18px 0 6px;border-bottom
 h3{font-size:14px;margin:14px 0 4px}
 table{border-collapse:collapse;font-size:12px;margin:4px 0}
 th,td{border:1px solid #ddd;padding:2px 4px;text-align:left;vertical-align:top}
-td{overflow-wrap:anywhere}
+td{overflow-wrap:break-word}.wide{overflow-x:auto}
 th{background:#f3f3f3;font-weight:600}
 table.sortable th{cursor:pointer}table.sortable th[aria-sort=ascending]::after{content:' \\25B2'}
 table.sortable th[aria-sort=descending]::after{content:' \\25BC'}
@@ -506,8 +506,9 @@ def build_page(engine, sweep: str, options: PageOptions, progress: Callable[[str
     columns = ranking_columns(view, metric)
     out.append(_filters(view, ["activation", "init", "gain", "optimizer", "lr", "model",
                                *report.table.attrs.get("hyper", ()), "status"], columns))
-    out.append(html_table(report.table, "ranking sortable", options.flags, columns).replace(
-        '<table class="ranking sortable">', '<table id="ranking" class="ranking sortable">', 1))
+    # Words wrap whole: a table too wide for the window (a sweep of many hyper-parameters) scrolls on its own.
+    out.append('<div class="wide">' + html_table(report.table, "ranking sortable", options.flags, columns).replace(
+        '<table class="ranking sortable">', '<table id="ranking" class="ranking sortable">', 1) + "</div>")
     out.append("</section>")
     # ---- the --by matrices
     if len(varied) >= 2:
