@@ -414,31 +414,39 @@ def _pictures(engine, sweep: str, metric: str, epochs: int, results: pd.DataFram
     plot.Look), which the page's own charts use too."""
     from sweep.db.queries import depth_frame, stats_epochs
     from sweep.db.series import dynamics_frame, shown_configurations
-    from sweep.plot import heatmap_missing, plot_curves, plot_depth, plot_dynamics, plot_heatmap, sweep_palette
+    from sweep.plot import (draw_all, heatmap_missing, plot_curves, plot_depth, plot_dynamics, plot_heatmap,
+                            sweep_palette)
 
     colours = sweep_palette(curves, options.facet, ranking)
-    drawn, missing = [], []
-    plot_curves(curves, folder / "accuracy.png", options.facet, ranking, colours)
-    drawn.append(("test accuracy against training images seen, a panel per " + options.facet, folder / "accuracy.png"))
-    available = stats_epochs(engine, sweep)
-    if available:
-        chosen = sorted({available[0], available[-1]})
-        plot_depth(depth_frame(engine, sweep, chosen), folder / "depth.png", chosen, ranking, colours)
-        drawn.append((f"each layer's std at epochs {', '.join(map(str, chosen))}", folder / "depth.png"))
-        shown = shown_configurations(list(curves["label"].unique()), ranking)
-        plot_dynamics(dynamics_frame(engine, sweep, options.stat, shown), folder / "dynamics.png", options.stat,
-                      ranking, colours, of=curves["label"].nunique(), metric=metric)
-        drawn.append((f"each layer's activation {options.stat} and weight-gradient std over training",
-                      folder / "dynamics.png"))
-    else:
-        missing.append("no depth profiles or layer dynamics: the sweep has no statistics yet")
+    missing = []
+    accuracy, heatmap, depth, dynamics = (folder / f"{n}.png" for n in ("accuracy", "heatmap", "depth", "dynamics"))
+    # As sweep plot draws them: the curves and the heat map in a forked process where a core is spare
+    # (plot.draw_all), the depth profiles and the dynamics in this one; shown in sweep plot's order.
+    pictures = [(accuracy, lambda: plot_curves(curves, accuracy, options.facet, ranking, colours))]
+    captions = {accuracy: f"test accuracy against training images seen, a panel per {options.facet}"}
     finished = results[results["finished"]]
     why = heatmap_missing(finished, metric, epochs)
     if why is None:
-        plot_heatmap(finished, metric, tuple(options.heatmap), folder / "heatmap.png")
-        drawn.append((f"mean {metric} by {' x '.join(options.heatmap)}", folder / "heatmap.png"))
+        pictures.append((heatmap, lambda: plot_heatmap(finished, metric, tuple(options.heatmap), heatmap)))
+        captions[heatmap] = f"mean {metric} by {' x '.join(options.heatmap)}"
+    forked = len(pictures)
+    available = stats_epochs(engine, sweep)
+    if available:
+        chosen = sorted({available[0], available[-1]})
+        depths = depth_frame(engine, sweep, chosen)
+        shown = shown_configurations(list(curves["label"].unique()), ranking)
+        layers = dynamics_frame(engine, sweep, options.stat, shown)
+        pictures += [(depth, lambda: plot_depth(depths, depth, chosen, ranking, colours)),
+                     (dynamics, lambda: plot_dynamics(layers, dynamics, options.stat, ranking, colours,
+                                                      of=curves["label"].nunique(), metric=metric))]
+        captions[depth] = f"each layer's std at epochs {', '.join(map(str, chosen))}"
+        captions[dynamics] = f"each layer's activation {options.stat} and weight-gradient std over training"
     else:
+        missing.append("no depth profiles or layer dynamics: the sweep has no statistics yet")
+    if why is not None:
         missing.append(why)
+    written = set(draw_all(pictures, forked=forked))
+    drawn = [(captions[path], path) for path in (accuracy, depth, dynamics, heatmap) if path in written]
     return drawn, missing, colours
 
 
