@@ -1,4 +1,4 @@
-"""Command line: sweep run | report | plot | tensorboard.
+"""Command line: sweep run | report | plot | page | tensorboard.
 
 Domain errors become one line `Error: ...` and a non-zero exit (2 for a bad
 spec or bad arguments, 1 for everything else), never a traceback.
@@ -30,6 +30,7 @@ EXAMPLES = """examples:
   sweep report fashion-activations --format markdown --metric best_test_acc
   sweep report --by activation,init        mean accuracy per activation x init
   sweep plot                               PNG curves, depth profiles and a heat map
+  sweep page                               the whole study as one HTML file, to share
   sweep tensorboard                        TensorBoard over runs/ on http://127.0.0.1:6006
 """
 
@@ -395,6 +396,59 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_page(args: argparse.Namespace) -> int:
+    """Write the whole study as one self-contained HTML file, and print its path.
+
+    The page holds the spec, when and where the sweep ran (devices, nodes,
+    bundles), its wall time, the images trained and what early stopping
+    saved; the ranking as `sweep report --wide` gives it (sorted by a click
+    on a column's name, filtered by a factor's value, each flag explained
+    in a tooltip); the --by matrix of each pair of factors; every picture
+    `sweep plot` draws; and per configuration its seeds, its accuracy curve
+    with the seeds' band, its layers over training and its errors. It needs
+    no network to be read: everything is inline.
+
+    Examples:
+      sweep page                                    the latest sweep, into runs/pages/<sweep>.html
+      sweep page fashion-activations --out study.html
+      sweep page --spec sweeps.yaml --metric best_test_acc
+    """
+    import shlex
+    import time
+
+    from sweep.db import sqlite_path
+    from sweep.page import EmptySweep, PageOptions, build_page, write_page
+
+    if args.out:  # checked, nothing made, before the database is opened
+        from sweep.cluster import FolderError, writable_folder
+
+        try:
+            writable_folder(Path(args.out).absolute().parent)
+        except FolderError as exc:
+            raise CliError(f"--out: {exc}", 2) from None
+    engine, name, metric, epochs = _open_sweep(args)
+    if args.out:
+        out = Path(args.out)
+    elif sqlite_path(engine.url) is not None:
+        out = sqlite_path(engine.url).parent / "pages" / f"{name}.html"
+    else:
+        out = Path(DEFAULT_OUTPUT) / "pages" / f"{name}.html"
+    source = (["--spec", args.spec] if args.spec else ["--db", _shown_url(_database_url(args))] if args.db else [])
+    command = shlex.join(["sweep", "page", name, *source, *(["--metric", args.metric] if args.metric else []),
+                          *(["--out", args.out] if args.out else [])])
+    began = time.perf_counter()
+
+    def progress(stage: str) -> None:
+        print(f"page: {stage} ({time.perf_counter() - began:.1f} s)", file=sys.stderr, flush=True)
+
+    try:
+        page = build_page(engine, name, PageOptions(metric, epochs, command=command), progress)
+    except EmptySweep as exc:
+        raise CliError(str(exc)) from None
+    print(write_page(page, out))
+    return 0
+
+
 def cmd_tensorboard(args: argparse.Namespace) -> int:
     """Start TensorBoard over all trial folders of a sweep (or of all sweeps).
 
@@ -528,6 +582,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the activations' statistic dynamics.png draws for each layer over training (default "
                            "std; p98 and sat_frac are Glorot & Bengio's)")
     plot.set_defaults(func=cmd_plot)
+
+    page = sub.add_parser("page", help="the whole study as one HTML file", description=inspect.cleandoc(cmd_page.__doc__),
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_sweep_arguments(page)
+    page.add_argument("--out", metavar="FILE.html", help="where to write the page (default: pages/<sweep>.html "
+                                                         "beside the database)")
+    page.add_argument("--metric", choices=list(METRICS), help="ranking metric (default: the spec's)")
+    page.set_defaults(func=cmd_page)
 
     tb = sub.add_parser("tensorboard", help="TensorBoard over a sweep's trial folders",
                         description=inspect.cleandoc(cmd_tensorboard.__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -182,6 +182,17 @@ def _cell(column: str, value) -> str:
     return f"{value:.4f}"
 
 
+def cell_texts(table: pd.DataFrame) -> list[list[str]]:
+    """The cells of a human view (human_view) as the terminal and markdown show them, row by row: counts as
+    integers, figures with 4 decimals, lr as %g, '-' for a missing value; `sweep page` shows the same.
+
+    Example: cell_texts(human_view(report.table))[0] -> ["1", "tanh-default-adam-lr0.01", "tanh", ...]
+    """
+    table = _integers(table)
+    names = list(table.columns)
+    return [[_cell(c, v) for c, v in zip(names, row)] for row in table.itertuples(index=False)]
+
+
 # The terminal table's columns other than the essential ones (essential_columns), from most to least
 # important: the first to go when the width is short are at the end, and a column that does not fit leaves
 # out every one after it. Factors every row shares come last (the optimizer hyper-parameters with them),
@@ -271,7 +282,7 @@ def format_report(table: pd.DataFrame, fmt: str, columns: list[str] | None = Non
         records = table.astype(object).where(table.notna(), None).to_dict(orient="records")
         return json.dumps(records, indent=2, default=_json_value) + "\n"
     names = list(table.columns)
-    cells = [[_cell(c, v) for c, v in zip(names, row)] for row in table.itertuples(index=False)]
+    cells = cell_texts(table)
     if fmt == "markdown":
         lines = ["| " + " | ".join(names) + " |", "|" + "|".join("---" for _ in names) + "|"]
         lines += ["| " + " | ".join(r) + " |" for r in cells]

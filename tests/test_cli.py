@@ -54,7 +54,7 @@ def test_help_lists_the_commands_with_examples(capsys):
         main(["--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    assert "{run,report,plot,tensorboard}" in out and "sweep run sweeps.yaml" in out
+    assert "{run,report,plot,page,tensorboard}" in out and "sweep run sweeps.yaml" in out
 
 
 def _spec(tmp_path, **extra):
