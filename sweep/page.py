@@ -463,6 +463,7 @@ def build_page(engine, sweep: str, options: PageOptions, progress: Callable[[str
     from sweep.factors import check_factors, sweep_factors
     from sweep.render import default_columns, human_view
     from sweep.report import ReportOptions, build_report, configuration_ranking, factor_matrix, sweep_results
+    from sweep.tuning import spec_ranges
     import yaml
 
     tell = progress or (lambda _: None)
@@ -480,6 +481,10 @@ def build_page(engine, sweep: str, options: PageOptions, progress: Callable[[str
     report = build_report(engine, sweep, report_options)
     seeds = build_report(engine, sweep, ReportOptions(metric, epochs, threshold=options.threshold, trials=True,
                                                       flags=options.flags)).table
+    tune = tuple(spec.get("tune") or ())
+    tuned = build_report(engine, sweep, ReportOptions(
+        metric, epochs, threshold=options.threshold, flags=options.flags, tune=tune, ranges=spec_ranges(spec))
+        ) if tune else None
     factors = [f for f in sweep_factors(results) if f not in NOT_CROSSED]
     varied = [f for f in factors if results.loc[results["finished"], f].astype(str).nunique() > 1]
 
@@ -518,6 +523,13 @@ def build_page(engine, sweep: str, options: PageOptions, progress: Callable[[str
     out.append('<div class="wide">' + html_table(report.table, "ranking sortable", options.flags, columns).replace(
         '<table class="ranking sortable">', '<table id="ranking" class="ranking sortable">', 1) + "</div>")
     out.append("</section>")
+    # ---- the fair comparison: each configuration at its best setting of the spec's `tune:`
+    if tuned is not None:
+        out.append('<section id="tuned"><h2>Each configuration at its best ' + _esc(", ".join(tune)) + "</h2>"
+                   f'<p class="note">as <code>sweep report</code> gives it with the spec\'s <code>tune:</code>: '
+                   f'{_esc(tuned.title)}; <code>edge</code> marks a choice at the edge of what was tried.</p>'
+                   '<div class="wide">' + html_table(tuned.table, "ranking", options.flags, link=None) + "</div>"
+                   "</section>")
     # ---- the --by matrices
     if len(varied) >= 2:
         out.append(f'<section id="matrices"><h2>{_esc(metric)} by each pair of factors</h2>'

@@ -153,3 +153,15 @@ def test_the_tuned_view_is_the_same_on_postgresql_as_on_sqlite(db_url, tmp_path,
     # chosen on the best epoch by validation, with the test accuracy at that epoch beside it
     assert [(r["activation"], r["lr"], r["best_val_acc_mean"], r["test_acc_at_best_val_mean"]) for r in by] == [
         ("relu", "0.1", "0.8", "0.7"), ("tanh", "1.0", "0.75", "0.72")]
+
+
+def test_the_page_shows_the_tuned_view_where_the_spec_tunes(db):
+    from sweep.db.engine import make_engine
+    from sweep.page import PageOptions, build_page
+
+    engine = make_engine(f"sqlite:///{db}")
+    page = build_page(engine, "tuned", PageOptions("final_val_acc", 2))
+    engine.dispose()
+    section = page[page.index('<section id="tuned">'):page.index("</section>", page.index('<section id="tuned">'))]
+    assert "Each configuration at its best lr" in section and "chosen on final_val_acc" in section
+    assert section.count("<tr") == 3 and "edge lr" in section  # the names, relu at 0.1, tanh at 1 (an edge)
