@@ -141,7 +141,7 @@ def test_other_schema_version_is_refused(engine, db_url):
         s.get(SchemaInfo, 1).version = 99
     with pytest.raises(DatabaseError) as err:
         init_db(engine)
-    assert str(err.value) == f"{safe_url(db_url)} has schema version 99; this sweep reads version 6"
+    assert str(err.value) == f"{safe_url(db_url)} has schema version 99; this sweep reads version 7"
 
 
 def test_a_version_1_database_is_upgraded_in_place_keeping_its_rows(engine):
@@ -150,6 +150,8 @@ def test_a_version_1_database_is_upgraded_in_place_keeping_its_rows(engine):
         update_trial(s, ids["h1"], status="completed", epochs_done=3)
     with engine.begin() as conn:  # what version 1 had: no bundle, device or node column, no epoch summaries, no curves
         conn.execute(text("DROP TABLE rung_results"))
+        for column in ("val_loss", "val_acc"):  # version 7's
+            conn.execute(text(f"ALTER TABLE epoch_metrics DROP COLUMN {column}"))
         conn.execute(text("DROP TABLE config_curves"))
         conn.execute(text("DROP INDEX ix_epoch_metrics_curves"))
         for column in ("bundle", "device", "node"):
@@ -160,7 +162,7 @@ def test_a_version_1_database_is_upgraded_in_place_keeping_its_rows(engine):
         conn.execute(text("UPDATE schema_info SET version = 1"))
     init_db(engine)
     with session_scope(engine) as s:
-        assert s.get(SchemaInfo, 1).version == 6
+        assert s.get(SchemaInfo, 1).version == 7
         row = s.get(Trial, ids["h1"])
         assert (row.status, row.epochs_done, row.bundle, row.device, row.node) == ("completed", 3, None, None, None)
         update_trial(s, ids["h1"], bundle="b+1", device="cuda:0", node="gpu07/3f9c2a1b")
@@ -213,6 +215,8 @@ def test_an_older_database_gets_64_bit_image_counts_in_place(engine, db_url):
     postgres = db_url.startswith("postgresql")
     with engine.begin() as conn:  # what version 4 had: 32-bit image counts on PostgreSQL (SQLite's are 64-bit)
         conn.execute(text("DROP TABLE rung_results"))
+        for column in ("val_loss", "val_acc"):  # version 7's
+            conn.execute(text(f"ALTER TABLE epoch_metrics DROP COLUMN {column}"))
         for table, column in IMAGE_COLUMNS:
             if postgres:
                 conn.execute(text(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE INTEGER"))
@@ -221,7 +225,7 @@ def test_an_older_database_gets_64_bit_image_counts_in_place(engine, db_url):
         assert set(column_types(engine).values()) == {"INTEGER"}
     init_db(engine)
     with session_scope(engine) as s:
-        assert s.get(SchemaInfo, 1).version == 6
+        assert s.get(SchemaInfo, 1).version == 7
     if postgres:
         assert set(column_types(engine).values()) == {"BIGINT"}
     record_many_images(engine)
@@ -235,19 +239,21 @@ def test_a_version_5_database_gets_the_rung_results_table_and_stores_decisions(e
         ids = ensure_trials(s, ensure_sweep(s, "a", "{}"), [trial_row("h1"), trial_row("h2", seed=1)])
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE rung_results"))
+        for column in ("val_loss", "val_acc"):  # version 7's
+            conn.execute(text(f"ALTER TABLE epoch_metrics DROP COLUMN {column}"))
         conn.execute(text("UPDATE schema_info SET version = 5"))
     init_db(engine)
     decisions = [(ids["h2"], {"rung": 0, "milestone": 1.0, "epoch": 1, "value": 0.5, "continued": True}),
                  (ids["h1"], {"rung": 0, "milestone": 1.0, "epoch": 1, "value": float("nan"), "continued": True}),
                  (ids["h2"], {"rung": 1, "milestone": 1.5, "epoch": 2, "value": -math.inf, "continued": False})]
     with session_scope(engine) as s:
-        assert s.get(SchemaInfo, 1).version == 6
+        assert s.get(SchemaInfo, 1).version == 7
         record_rungs(s, decisions)
         record_rungs(s, decisions[:1])  # a replayed report: harmless
     assert rung_results(engine, "a") == [
-        {"config_hash": "h2", "rung": 0, "milestone": 1.0, "epoch": 1, "value": 0.5, "continued": True},
-        {"config_hash": "h1", "rung": 0, "milestone": 1.0, "epoch": 1, "value": None, "continued": True},
-        {"config_hash": "h2", "rung": 1, "milestone": 1.5, "epoch": 2, "value": -math.inf, "continued": False}]
+        {"config_hash": "h2", "seed": 1, "rung": 0, "milestone": 1.0, "epoch": 1, "value": 0.5, "continued": True},
+        {"config_hash": "h1", "seed": 0, "rung": 0, "milestone": 1.0, "epoch": 1, "value": None, "continued": True},
+        {"config_hash": "h2", "seed": 1, "rung": 1, "milestone": 1.5, "epoch": 2, "value": -math.inf, "continued": False}]
 
 
 # ---------------------------------------------------------------- the default sweep: the one written last
@@ -501,3 +507,22 @@ def test_sweep_run_refuses_sqlite_on_a_network_filesystem_and_writes_nothing(tmp
         "WAL is unsafe: keep the SQLite file on a local disk (database: sqlite:////local/path/sweep.db) "
         "or use PostgreSQL (database: postgresql+psycopg://user@host/db)\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mountinfo", "s.yaml"]  # no runs/, no database
+
+
+def test_a_version_6_database_gains_the_validation_columns_null(engine):
+    """dataset.validation's figures (schema 7): an older database's epoch rows gain val_loss and val_acc, NULL,
+    and keep everything else."""
+    with session_scope(engine) as s:
+        ids = ensure_trials(s, ensure_sweep(s, "a", "{}"), [trial_row("h1")])
+        record_results(s, [(ids["h1"], {"epoch": 1, "images_seen": 64, "train_loss": 0.5, "test_loss": 0.4,
+                                        "test_acc": 0.8}, [])])
+    with engine.begin() as conn:
+        for column in ("val_loss", "val_acc"):
+            conn.execute(text(f"ALTER TABLE epoch_metrics DROP COLUMN {column}"))
+        conn.execute(text("UPDATE schema_info SET version = 6"))
+    init_db(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT epoch, test_acc, val_loss, val_acc FROM epoch_metrics")).all() == [
+            (1, 0.8, None, None)]
+    with session_scope(engine) as s:
+        assert s.get(SchemaInfo, 1).version == 7

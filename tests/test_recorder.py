@@ -191,6 +191,8 @@ def test_an_old_database_is_upgraded_and_backfilled_and_reports_the_same(db_url,
     assert {"saturated", "dead", "vanishing", "exploding", "chance"} <= set(before[2]["flag"])
     with engine.begin() as conn:  # what version 2 had: no node column, no epoch summaries, no curves, no rungs
         conn.execute(text("DROP TABLE rung_results"))
+        for column in ("val_loss", "val_acc"):  # version 7's
+            conn.execute(text(f"ALTER TABLE epoch_metrics DROP COLUMN {column}"))
         conn.execute(text("DROP TABLE config_curves"))
         conn.execute(text("DROP INDEX ix_epoch_metrics_curves"))
         conn.execute(text("ALTER TABLE trials DROP COLUMN node"))
@@ -202,7 +204,7 @@ def test_an_old_database_is_upgraded_and_backfilled_and_reports_the_same(db_url,
     engine = make_engine(db_url)
     init_db(engine)
     with session_scope(engine) as s:
-        assert s.get(SchemaInfo, 1).version == SCHEMA_VERSION == 6
+        assert s.get(SchemaInfo, 1).version == SCHEMA_VERSION == 7
     pd.testing.assert_frame_equal(summaries(engine), before[0])
     pd.testing.assert_frame_equal(flags_frame(engine, "r"), before[1])
     pd.testing.assert_frame_equal(flags_frame(engine, "r", lax), before[2])

@@ -134,7 +134,9 @@ def test_auto_gain_is_resolved_per_activation():
     (with_("name", "../etc"), "name: '../etc' is not a safe folder name; use letters, digits, '.', '_' or '-' "
      "(starting with a letter or digit, at most 100 characters)"),
     (with_("metric", "acc"), "metric: 'acc' is not a known metric; allowed: final_test_acc, best_test_acc, "
-     "final_test_loss, final_train_loss"),
+     "final_test_loss, final_train_loss, final_val_acc, best_val_acc, final_val_loss"),
+    (with_("metric", "final_val_acc"), "metric: final_val_acc is read on the validation split, and this spec has none; "
+     "add dataset.validation: N (a count, or a fraction below 1)"),
     (with_("resources.gpu", -1), "resources.gpu: -1 must be >= 0"),
     (with_("resources.fuse", "on"), "resources.fuse: 'on' is not auto, off or a number of configurations >= 1"),
     (with_("resources.fuse", 0), "resources.fuse: 0 is not auto, off or a number of configurations >= 1"),

@@ -110,7 +110,7 @@ def test_tuning_png_draws_each_trial_against_lr_and_stars_the_choice(db, tmp_pat
     assert points_under_legends(fig) == []
 
 
-def test_validation_examples_never_reach_a_training_batch_for_any_seed():
+def test_validation_examples_never_reach_a_training_batch_for_any_seed(tmp_path):
     """Every validation image is all ones, every training image below 1: the first layer's input in every
     training step (gradients on; evaluation runs without them) never holds a 1, whatever the seed, and the
     trial reports its validation figures every epoch, before training too."""
@@ -127,6 +127,7 @@ def test_validation_examples_never_reach_a_training_batch_for_any_seed():
                   rng.uniform(0, 0.9, (64, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 64),
                   np.ones((32, 1, 28, 28), np.float32), rng.integers(0, 10, 32))
     spec = parse_spec({"name": "v", "dataset": {"name": "synthetic", "validation": 32}, "epochs": 2,
+                       "output": str(tmp_path),
                        "batch_size": 32, "stats_every": 3,
                        "grid": {"activation": ["relu"], "optimizer": [{"name": "sgd", "lr": 0.1}], "seed": [0, 1, 2]}})
     largest = []
