@@ -369,17 +369,17 @@ def cmd_plot(args: argparse.Namespace) -> int:
     else:
         out = Path(DEFAULT_OUTPUT) / "plots" / name
     pictures = [(out / "accuracy.png", lambda: plot_curves(curves, out / "accuracy.png", args.facet, ranking, colors))]
+    tune, _ = _tuning(args, engine, name)
     no_heatmap = heatmap_missing(finished, metric, args.epoch or sweep_epochs)
     if no_heatmap is None:
         pictures.append((out / "heatmap.png",
-                         lambda: plot_heatmap(finished, metric, tuple(factors), out / "heatmap.png")))
+                         lambda: plot_heatmap(finished, metric, tuple(factors), out / "heatmap.png", list(tune))))
     forked = len(pictures)  # drawn in the forked process; the others here
     pictures += [
         (out / "depth.png", lambda: plot_depth(depth, out / "depth.png", chosen, ranking, colors)),
         (out / "dynamics.png", lambda: plot_dynamics(dynamics, out / "dynamics.png", args.stat, ranking, colors,
                                                      of=curves["label"].nunique(), metric=metric)),
     ]
-    tune, _ = _tuning(args, engine, name)
     if tune:
         from sweep.report import RANK_METRICS
         from sweep.tuning_plot import plot_tuning, tuned_factors_to_draw

@@ -601,18 +601,26 @@ def heatmap_missing(trials: pd.DataFrame, metric: str, epochs: int | None = None
 
 
 @_styled
-def plot_heatmap(trials: pd.DataFrame, metric: str, factors: tuple[str, str], path: Path) -> Path | None:
+def plot_heatmap(trials: pd.DataFrame, metric: str, factors: tuple[str, str], path: Path,
+                 tune: list[str] | None = None) -> Path | None:
     """Mean of `metric` over two factors (all else and seeds pooled), values written in the cells; brighter is
-    better (the colour scale reversed for a loss). Nothing is drawn, and None returned, where no trial has a
-    value (heatmap_missing says why). 800 x 600 px."""
-    from sweep.report import factor_matrix, RANK_METRICS
+    better (the colour scale reversed for a loss). With `tune`, each cell at its own best setting of those,
+    chosen on `metric`, showing that setting's test figure (sweep.tuning: `sweep report --by F1,F2 --tune`).
+    Nothing is drawn, and None returned, where no trial has a value (heatmap_missing says why). 800 x 600 px."""
+    from sweep.report import RANK_METRICS, as_matrix, factor_matrix
+    from sweep.tuning import reported, tuned_view
 
     if heatmap_missing(trials, metric):
         return None
     rows_f, cols_f = factors
     # The numbers of `sweep report --by F1,F2` (finished trials; values shown as the report shows them:
     # '0.9', 'auto', '-' where an optimizer does not set the hyper-parameter), in the same order.
-    matrix = factor_matrix(trials, metric, factors)
+    if tune:
+        shown = reported(metric)
+        matrix = as_matrix(tuned_view(trials, metric, tune, RANK_METRICS[metric], by=list(factors)), list(factors),
+                            f"{shown}_mean").set_index(rows_f)
+    else:
+        shown, matrix = metric, factor_matrix(trials, metric, factors)
     fig, ax = plt.subplots(figsize=(8, 6))
     names = [str(i) for i in matrix.index]
     # Room for the widest row name (measured: it may be "kaiming_uniform" or "0.1") and the colour bar's
@@ -621,7 +629,7 @@ def plot_heatmap(trials: pd.DataFrame, metric: str, factors: tuple[str, str], pa
     font = FontProperties(size=matplotlib.rcParams["ytick.labelsize"])
     widest = max((renderer.get_text_width_height_descent(n, font, ismath=False)[0] for n in names), default=0)
     _margins(fig, left=0.45 + widest / fig.dpi, right=0.15, bottom=0.6, top=0.4)
-    higher_better = RANK_METRICS.get(metric, True)
+    higher_better = RANK_METRICS.get(shown, True)
     image = ax.imshow(matrix.values, cmap="viridis" if higher_better else "viridis_r", aspect="auto")
     ax.set_xticks(range(matrix.shape[1]), [str(c) for c in matrix.columns])
     ax.set_yticks(range(matrix.shape[0]), names)
@@ -634,8 +642,9 @@ def plot_heatmap(trials: pd.DataFrame, metric: str, factors: tuple[str, str], pa
                 # viridis turns yellow: dark text there
                 ax.text(j, i, f"{value:.3f}", ha="center", va="center", color=_ink(image.cmap(image.norm(value))),
                         fontsize=10)
-    fig.colorbar(image, ax=ax, label=f"{metric} ({'higher' if higher_better else 'lower'} is better)")
-    ax.set_title(f"{metric} by {rows_f} x {cols_f}", y=TITLE_Y)
+    fig.colorbar(image, ax=ax, label=f"{shown} ({'higher' if higher_better else 'lower'} is better)")
+    at_best = f", each at its best {', '.join(tune)}" if tune else ""
+    ax.set_title(f"{shown} by {rows_f} x {cols_f}{at_best}", y=TITLE_Y)
     return _save(fig, path)
 
 

@@ -508,7 +508,7 @@ def build_report(engine, sweep: str, options: ReportOptions) -> Report:
         check_factors("--tune", tune, everything)
         table = tuned_view(results, metric, tune, RANK_METRICS[metric], options.ranges, by or None)
         if options.matrix:
-            table = _as_matrix(table, by, f"{reported(metric)}_mean")
+            table = as_matrix(table, by, f"{reported(metric)}_mean")
         what = f"mean {reported(metric)} by {' x '.join(by)}" if by else \
             f"{plural(len(table), 'configuration')} ranked by mean {metric} over seeds"
         title = (f"{what}, each at its best {', '.join(tune)} chosen on {metric}"
@@ -545,7 +545,7 @@ def build_report(engine, sweep: str, options: ReportOptions) -> Report:
     return Report(sweep, title, table, options)
 
 
-def _as_matrix(table: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
+def as_matrix(table: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
     """A two-factor table as the terminal's matrix: the first factor down, the second across, `value` in
     each cell (NaN where the pair has none), each factor's values in the order they first appear."""
     rows_f, cols_f = by

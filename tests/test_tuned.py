@@ -166,3 +166,39 @@ def test_the_page_shows_the_tuned_view_where_the_spec_tunes(db):
     section = page[page.index('<section id="tuned">'):page.index("</section>", page.index('<section id="tuned">'))]
     assert "Each configuration at its best lr" in section and "chosen on final_val_acc" in section
     assert section.count("<tr") == 3 and "edge lr" in section  # the names, relu at 0.1, tanh at 1 (an edge)
+
+
+def test_the_heat_map_shows_each_cell_at_its_own_best_lr(db, tmp_path):
+    from test_plot import points_under_legends  # noqa: F401 (the plot tests' helpers load matplotlib's Agg)
+
+    from sweep import plot as plot_module
+    from sweep.db.engine import make_engine
+    from sweep.report import sweep_results
+
+    engine = make_engine(f"sqlite:///{db}")
+    results = sweep_results(engine, "tuned", 2)
+    engine.dispose()
+    figures = []
+    save = plot_module._save
+    plot_module._save = lambda fig, path: (figures.append(fig), save(fig, path))[1]
+    try:
+        plot_module.plot_heatmap(results[results["finished"]], "final_val_acc", ("activation", "optimizer"),
+                                 tmp_path / "heatmap.png", ["lr"])
+    finally:
+        plot_module._save = save
+    fig, = figures
+    ax = fig.axes[0]
+    assert ax.get_title() == "final_test_acc by activation x optimizer, each at its best lr"
+    assert [t.get_text() for t in ax.texts] == ["0.700", "0.720"]  # relu at lr 0.1, tanh at lr 1 (test figures)
+
+
+@pytest.mark.parametrize("value, edge", [(1.2e-3, True), (0.0016, True), (0.03, False), (0.5, False), (6.0, True)])
+def test_an_edge_of_a_log_range_is_its_outer_tenth_on_the_log_scale(value, edge):
+    """[1e-3, 10] spans 4 decades: its outer tenths end at 10^-2.6 (0.00251) and 10^0.6 (3.98)."""
+    from sweep.tuning import edges
+
+    ranges = {"lr": {"kind": "log_uniform", "low": 1e-3, "high": 10.0}}
+    assert edges({"lr": value}, {"lr": [value]}, ranges) == (["lr"] if edge else [])
+    linear = {"momentum": {"kind": "uniform", "low": 0.0, "high": 0.99}}
+    assert edges({"momentum": 0.05}, {"momentum": [0.05]}, linear) == ["momentum"]  # below 0.099
+    assert edges({"momentum": 0.5}, {"momentum": [0.5]}, linear) == []
