@@ -10,7 +10,8 @@ import pytest
 
 from sweep.cli import main
 from sweep.db.engine import init_db, make_engine, session_scope
-from sweep.db.flags import FlagThresholds, compute_flags, flags_frame
+from reference import compute_flags
+from sweep.db.flags import FlagThresholds, flags_frame
 from sweep.db.queries import (ensure_sweep, ensure_trials, epoch_metrics_frame, layer_stats_frame, record_results,
                               trials_frame, update_trial)
 from sweep.db.series import ALL_NAMED, MAX_NAMED, shown_configurations

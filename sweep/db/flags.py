@@ -27,7 +27,7 @@ NaN logits says class 0, about 1/classes: never chance).
 each epoch row carries the summary of its last snapshot (the largest
 sat_frac and dead_frac, the gradient std ratio: sweep.measures.summarize_snapshot),
 the database finds each trial's first epoch past a threshold, and only those
-epochs' layers are read to name the layer. `compute_flags`, the same flags
+epochs' layers are read to name the layer. `compute_flags` in tests/reference.py, the same flags
 from pandas frames of every row, is the definition the tests hold it to.
 """
 from __future__ import annotations
@@ -46,78 +46,11 @@ from sweep.measures import FlagThresholds, passes, threshold_of  # FlagThreshold
 FLAG_COLUMNS = ["trial", "label", "flag", "layer", "epoch", "value"]
 
 
-def _first(rows: pd.DataFrame, flag: str, value_col: str) -> list[dict]:
-    """The earliest (epoch, layer order) row per trial, as flag records."""
-    if rows.empty:
-        return []
-    rows = rows.sort_values(["trial_id", "epoch", "layer_stat_id"]).groupby("trial_id").head(1)
-    return [{"trial": r.trial, "label": r.label, "flag": flag, "layer": r.layer, "epoch": int(r.epoch),
-             "value": float(getattr(r, value_col))} for r in rows.itertuples()]
-
-
-def _read_upto(trials: pd.DataFrame, sweep_epochs: int | None) -> dict[int, float]:
-    """trial_id -> the last epoch its flags read: db.queries.last_epoch_read's rule, on a pandas frame."""
-    cap = float("inf") if sweep_epochs is None else sweep_epochs
-    return {r.trial_id: (r.epochs_done - 1 if r.status == "diverged" and r.epochs_done - 1 < cap else cap)
-            for r in trials.itertuples()}
-
-
-def compute_flags(trials: pd.DataFrame, epochs: pd.DataFrame, stats: pd.DataFrame,
-                  thresholds: FlagThresholds = FlagThresholds(), sweep_epochs: int | None = None) -> pd.DataFrame:
-    """Flags from the three frames of one sweep at its `sweep_epochs` (see the module doc)."""
-    t = thresholds
-    records: list[dict] = []
-    upto = _read_upto(trials, sweep_epochs)
-    if not stats.empty:
-        stats = stats[stats["epoch"] <= stats["trial_id"].map(upto)]
-    if not epochs.empty:
-        epochs = epochs[epochs["epoch"] <= epochs["trial_id"].map(upto)]
-    if not stats.empty:
-        # The last snapshot of each epoch stands for that epoch.
-        last = stats[stats["step"] == stats.groupby(["trial_id", "epoch"])["step"].transform("max")]
-        acts = last[last["kind"] == "activation"]
-        for flag, column in (("saturated", "sat_frac"), ("dead", "dead_frac")):
-            records += _first(acts[passes(flag, acts[column], threshold_of(flag, t))], flag, column)
-        grads = last[last["kind"] == "gradient"].sort_values("layer_stat_id")
-        ends = grads.groupby(["trial_id", "epoch"]).agg(
-            trial=("trial", "first"), label=("label", "first"), first_layer=("layer", "first"),
-            first_std=("std", "first"), last_std=("std", "last")).reset_index()
-        ends["ratio"] = ends["first_std"] / ends["last_std"]
-        for flag in ("vanishing", "exploding"):
-            hit = passes(flag, ends["ratio"], threshold_of(flag, t))
-            rows = ends[hit].sort_values(["trial_id", "epoch"]).groupby("trial_id").head(1)
-            records += [{"trial": r.trial, "label": r.label, "flag": flag, "layer": r.first_layer,
-                         "epoch": int(r.epoch), "value": float(r.ratio)} for r in rows.itertuples()]
-    if not epochs.empty and "train_loss" in epochs:
-        before = epochs[epochs["epoch"] == 0].set_index("trial_id")["test_loss"]
-        ratio = epochs["train_loss"] / epochs["trial_id"].map(before)
-        high = epochs[(epochs["epoch"] >= 1) & passes("exploding", ratio, t.exploding)].assign(ratio=ratio)
-        for r in high.sort_values(["trial_id", "epoch"]).groupby("trial_id").head(1).itertuples():
-            records.append({"trial": r.trial, "label": r.label, "flag": "exploding", "layer": "loss",
-                            "epoch": int(r.epoch), "value": float(r.ratio)})
-    if not epochs.empty:
-        chance = 1.0 / t.classes
-        for trial_id, group in epochs[epochs["epoch"] >= 1].groupby("trial_id"):
-            group = group.sort_values("epoch")
-            near = passes("chance", (group["test_acc"] - chance).abs(), t.chance_margin)
-            if len(group) and near.iloc[-1]:
-                # The start of the final run of near-chance epochs.
-                start = group["epoch"][~near].max() + 1 if (~near).any() else group["epoch"].iloc[0]
-                row = group[group["epoch"] == start].iloc[0]
-                records.append({"trial": row["trial"], "label": row["label"], "flag": "chance", "layer": None,
-                                "epoch": int(start), "value": float(row["test_acc"])})
-    for r in trials[trials["status"] == "diverged"].itertuples():
-        records.append({"trial": r.name, "label": r.label, "flag": "diverged", "layer": None,
-                        "epoch": int(r.epochs_done), "value": float("nan")})
-    frame = pd.DataFrame(records, columns=FLAG_COLUMNS)
-    frame["layer"] = frame["layer"].astype(object).where(frame["layer"].notna(), None)  # None: no layer
-    return frame.sort_values(["trial", "epoch", "flag"], kind="stable").reset_index(drop=True)
-
-
 def flags_frame(engine: Engine, sweep: str, thresholds: FlagThresholds = FlagThresholds()) -> pd.DataFrame:
     """Pathology flags of every trial of a sweep: trial, label, flag, layer, epoch, value.
 
-    The same as compute_flags on the sweep's frames, computed by the database from the epochs' summaries.
+    The same as tests/reference.py's compute_flags on the sweep's frames, computed by the database from the
+    epochs' summaries.
     Example: flags_frame(engine, "fashion-activations", FlagThresholds(dead=0.3))
     """
     t = thresholds
