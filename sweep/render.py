@@ -36,10 +36,15 @@ FACTOR_VIEW_COLUMNS = ("activation", "init", "gain", "optimizer", "lr", "seed", 
 
 
 def header(column: str) -> str:
-    """A column's name in the terminal table: a metric's spread columns are just mean, std, ci95."""
-    for metric in RANK_METRICS:
+    """A column's name in the terminal table: a metric's spread columns are just mean, std, ci95; a validation
+    metric's `val mean` (a tuned view shows it beside the test figure's mean), the test accuracy at the best
+    validation epoch's `test mean`."""
+    for metric in (*RANK_METRICS, "test_acc_at_best_val"):
         if column.startswith(f"{metric}_") and column[len(metric) + 1:] in ("mean", "std", "ci95"):
-            return column[len(metric) + 1:]
+            stat = column[len(metric) + 1:]
+            if "_val" in metric and metric != "test_acc_at_best_val":
+                return f"val {stat}"
+            return f"test {stat}" if metric == "test_acc_at_best_val" else stat
     return column
 
 
