@@ -22,6 +22,13 @@ class LeNet(nn.Module):
     The activation follows each conv and the first two linear layers.
     """
 
+    # Memory layout of its batches (and so of its conv activations) per device type, where one beats
+    # torch's default (NCHW). Measured by bench/bench_layout.py (one thread, batch 64, FusedNet's step with
+    # its optimizer, layouts alternating in one process; docs/benchmarks.md): channels-last trained the
+    # default grid's eight configurations 1.1x to 1.4x faster per CPU second on a 2-core AMD EPYC (Zen 4)
+    # with torch 2.14. No GPU has measured it: CUDA keeps the default layout.
+    layouts = {"cpu": torch.channels_last}
+
     def __init__(self, activation: str, in_channels: int = 1, num_classes: int = 10):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, 6, 5)
@@ -72,6 +79,23 @@ MODELS = {
 def build_model(name: str, activation: str, hidden: Sequence[int] = ()) -> nn.Module:
     """Build network `name` (a key of MODELS) with the given activation."""
     return MODELS[name](activation, hidden)
+
+
+def memory_format(model: nn.Module, device: str | torch.device) -> torch.memory_format:
+    """The memory layout `model`'s batches take on `device` (its class's measured `layouts`; default NCHW)."""
+    return getattr(type(model), "layouts", {}).get(torch.device(device).type, torch.contiguous_format)
+
+
+def to_layout(x: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
+    """A (B, C, H, W) batch in `layout`. A one-channel batch is the same memory in both layouts, but torch's
+    .contiguous(memory_format=torch.channels_last) leaves its NCHW strides, which a conv reads as NCHW:
+    it gets channels-last strides on the same memory instead (a view, no copy)."""
+    if layout == torch.contiguous_format or x.dim() != 4:
+        return x
+    if x.shape[1] == 1 and layout == torch.channels_last:
+        x = x.contiguous()
+        return x.as_strided(x.shape, (x.shape[2] * x.shape[3], 1, x.shape[3], 1))
+    return x.contiguous(memory_format=layout)
 
 
 def weight_layers(model: nn.Module) -> dict[str, torch.Tensor]:
