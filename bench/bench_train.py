@@ -147,7 +147,12 @@ def bare_loop(data: Arrays, images: int, workdir: Path, device: str = "cpu") -> 
     model = build_model(cfg.model, cfg.activation, cfg.hidden)
     init_weights(model, cfg.init, cfg.gain, cfg.activation)
     model.to(device)
-    optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.hyper())
+    # As the trial trains it: its layout and its optimizer's step form (this tree's; bare runs only here).
+    from sweep.models.fused import step_options
+    from sweep.models.nets import memory_format, to_layout
+
+    layout = memory_format(model, device)
+    optimizer = make_optimizer(cfg.optimizer, model.parameters(), {**cfg.hyper(), **step_options(cfg.optimizer, device)})
     order = torch.Generator().manual_seed(cfg.seed)
     weights, bounds = weight_layers(model), ACTIVATIONS[cfg.activation].bounds
     n, size = len(x), cfg.batch_size
@@ -159,14 +164,15 @@ def bare_loop(data: Arrays, images: int, workdir: Path, device: str = "cpu") -> 
     window = 0
     for batch, first in enumerate(range(0, n, size), 1):
         idx = perm[first:first + size]
-        logits, acts = model(x[idx])
+        snapshot = batch % cfg.stats_every == 0 or batch == closing
+        logits, acts = model(to_layout(x[idx], layout), record=snapshot)
         loss = F.cross_entropy(logits, y[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         epoch_loss += loss.detach() * len(idx)
         window_loss += loss.detach()
         window += 1
-        if batch % cfg.stats_every == 0 or batch == closing:
+        if snapshot:
             (window_loss / window).item()
             window_loss.zero_()
             window = 0

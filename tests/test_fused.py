@@ -51,7 +51,7 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
     loss = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device)
     for start in range(0, len(x), 1000):
-        logits, _ = model(to_layout(x[start:start + 1000], memory_format(model, x.device)))
+        logits, _ = model(to_layout(x[start:start + 1000], memory_format(model, x.device)), record=False)
         target = y[start:start + 1000]
         loss += F.cross_entropy(logits, target, reduction="sum")
         correct += (logits.argmax(1) == target).sum()
@@ -105,7 +105,7 @@ class Unfused:
         """run_trial's inner loop for every member on its row of idx: losses (K,) and, if asked, statistics."""
         losses, snaps = [], []
         for k, (m, net, opt) in enumerate(zip(self.members, self.modules, self.optimizers)):
-            logits, acts = net(to_layout(TRAIN_X[idx[k]], memory_format(net, "cpu")))
+            logits, acts = net(to_layout(TRAIN_X[idx[k]], memory_format(net, "cpu")), record=snapshot)
             loss = F.cross_entropy(logits, TRAIN_Y[idx[k]])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -118,7 +118,7 @@ class Unfused:
 
 def fused_step(net: FusedNet, idx: torch.Tensor, members=None):
     """One fused step on idx (K, B): losses (K,) and, given the members, their statistics."""
-    logits, acts = net(TRAIN_X[idx])
+    logits, acts = net(TRAIN_X[idx], record=bool(members))  # as the trial loop: activations where a snapshot reads them
     losses = net.member_losses(logits, TRAIN_Y[idx])
     net.zero_grad()
     losses.sum().backward()

@@ -80,3 +80,34 @@ def test_statistics_are_equal_in_both_layouts_on_the_same_weights_and_batch(acti
         assert [row[:2] for row in rows_a] == [row[:2] for row in rows_b]
         torch.testing.assert_close(torch.tensor([row[2] for row in rows_a]), torch.tensor([row[2] for row in rows_b]),
                                    rtol=1e-4, atol=1e-6, equal_nan=True)
+
+
+@pytest.mark.parametrize("activation", ACTS + ["leaky_relu", "elu", "selu"])
+def test_pooling_before_a_non_decreasing_activation_gives_the_same_values(activation):
+    """LeNet's step without statistics pools before the activation (nets.LeNet.forward): the same numbers."""
+    from sweep.models.nets import never_decreases
+
+    act = ACTIVATIONS[activation].make()
+    assert never_decreases(act)
+    g = torch.Generator().manual_seed(1)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        z = (4 * torch.randn(8, 6, 24, 24, generator=g)).contiguous(memory_format=layout)
+        assert torch.equal(torch.nn.functional.max_pool2d(act(z), 2), act(torch.nn.functional.max_pool2d(z, 2)))
+    net = _modules([activation] if activation in ACTS else ["relu"])[0]
+    net.act = act
+    x = torch.randn(16, 1, 28, 28, generator=g)
+    recorded, acts = net(x)
+    plain, fewer = net(x, record=False)
+    assert torch.equal(recorded, plain)
+    assert set(acts) - set(fewer) == {"conv1", "conv2"}
+
+
+@pytest.mark.parametrize("activation", ["gelu", "silu"])
+def test_an_activation_that_dips_keeps_the_pooling_after_it(activation):
+    from sweep.models.nets import never_decreases
+
+    assert not never_decreases(ACTIVATIONS[activation].make())
+    net = _modules(["relu"])[0]
+    net.act = ACTIVATIONS[activation].make()
+    _, acts = net(torch.randn(4, 1, 28, 28), record=False)
+    assert "conv1" in acts

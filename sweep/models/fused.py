@@ -278,11 +278,13 @@ class FusedNet:
 
     # --- training ------------------------------------------------------------------
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, x: torch.Tensor, record: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Logits (K, B, classes) and activations {layer: (K, B, ...)} of x (K, B, ...): member k sees x[k].
 
         The activations are views into the forward's tensors: the same names
         and, member by member, the same values as the unfused nets' own.
+        `record` goes to the net's forward (False: a step without statistics,
+        which may leave layers out; models/nets.py).
         """
         k, b = x.shape[:2]
         if k != len(self):
@@ -291,7 +293,7 @@ class FusedNet:
             for (module, kind), leaf in zip(self._plain_slots, self._groups[0].leaves):
                 # Straight into the instance's attributes: nn.Module.__setattr__ costs more than the view.
                 module.__dict__[kind] = leaf.view(leaf.shape[1:])
-            logits, acts = self._plain(to_layout(x[0], self.layout))
+            logits, acts = self._plain(to_layout(x[0], self.layout), record)
             return logits.unsqueeze(0), {layer: a.unsqueeze(0) for layer, a in acts.items()}
         for i, (module, kind) in enumerate(self._twin_slots):
             module.__dict__[kind] = self._stack([g.leaves[i] for g in self._groups])
@@ -300,7 +302,7 @@ class FusedNet:
             folded = x.permute(1, 3, 4, 0, 2).reshape(b, *x.shape[3:], -1).permute(0, 3, 1, 2)
         else:
             folded = x.transpose(0, 1).reshape(b, -1, *x.shape[3:])
-        logits, acts = self._twin(folded)
+        logits, acts = self._twin(folded, record)
         return logits, {layer: _member_major(a, k) for layer, a in acts.items()}
 
     __call__ = forward
@@ -313,14 +315,16 @@ class FusedNet:
             return F.cross_entropy(logits[0], y[0]).unsqueeze(0)
         return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(k, b).mean(1)
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor,
+                   record: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Forward, the members' losses and backward for a batch x (K, B, ...), y (K, B); then `step()`.
 
         The one training step, eager or replayed from a CUDA graph (models/graph.py): no value is read
         on the host, no branch depends on one, and every shape follows from x's. Returns the members'
-        losses (K,), detached and on the device, and the activations for a statistics snapshot.
+        losses (K,), detached and on the device, and the activations for a statistics snapshot (record=False:
+        a step that takes none; forward's `record`).
         """
-        logits, acts = self.forward(x)
+        logits, acts = self.forward(x, record)
         losses = self.member_losses(logits, y)
         self.zero_grad()
         losses.sum().backward()
@@ -376,7 +380,7 @@ class FusedNet:
         correct = torch.zeros(k, device=x.device)
         for start in range(0, len(x), chunk):
             xb, yb = x[start:start + chunk], y[start:start + chunk]
-            logits, _ = self.forward(xb.expand(k, *xb.shape))
+            logits, _ = self.forward(xb.expand(k, *xb.shape), record=False)
             loss += F.cross_entropy(logits.flatten(0, 1), yb.repeat(k), reduction="none").view(k, -1).sum(1)
             correct += (logits.argmax(2) == yb).sum(1)
         return loss / len(x), correct / len(x)
