@@ -10,11 +10,19 @@ median images per CPU second of each layout and their ratio (the wall-clock figu
     python bench/bench_layout.py                       # LeNet, the default grid, both layouts
     python bench/bench_layout.py --model mlp           # a net without convolutions: the layout must not matter
     python bench/bench_layout.py --optimizers          # torch.optim's step forms on LeNet's parameters
+    python bench/bench_layout.py --versus 4188c28      # this tree's FusedNet against that commit's, each
+                                                       # in its own process, taking turns (one member and
+                                                       # bundles of the grid's four activations)
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import inspect
+import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +31,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# Set by --versus for the process that runs another commit's FusedNet: its code first on the path.
+if os.environ.get("BENCH_LAYOUT_CODE"):
+    sys.path.insert(0, os.environ["BENCH_LAYOUT_CODE"])
 
 from sweep.models.fused import FusedNet  # noqa: E402
 from sweep.models.nets import build_model  # noqa: E402
@@ -40,6 +51,8 @@ def make_net(model: str, activations: list[str], optimizer, layout) -> FusedNet:
         module = build_model(model, act, (256, 128) if model == "mlp" else ())
         init_weights(module, "xavier_uniform", 1.0, act)
         modules.append(module)
+    if layout is None:  # the code's own choice (a baseline commit's FusedNet takes no layout)
+        return FusedNet(modules, [optimizer] * len(activations), "cpu")
     return FusedNet(modules, [optimizer] * len(activations), "cpu", layout=layout)
 
 
@@ -50,10 +63,12 @@ def timer(net: FusedNet, steps: int, batch: int):
     xs = torch.randn(8, k, batch, 1, 28, 28, generator=g)
     ys = torch.randint(0, 10, (8, k, batch), generator=g)
 
+    record = {"record": False} if "record" in inspect.signature(net.train_step).parameters else {}
+
     def run() -> tuple[float, float]:
         wall, cpu = time.perf_counter(), time.process_time()
         for i in range(steps):
-            net.train_step(xs[i % 8], ys[i % 8], record=False)  # a step without statistics, as most are
+            net.train_step(xs[i % 8], ys[i % 8], **record)  # a step without statistics, as most are
             net.step()
         images = steps * batch * k
         return images / (time.perf_counter() - wall), images / (time.process_time() - cpu)
@@ -103,6 +118,38 @@ def optimizers(args) -> None:
         print(f"{name:<10}{figures[0]:>12.0f}{figures[1]:>12.0f}{figures[2]:>10.0f}")
 
 
+def versus(args) -> None:
+    """This tree's FusedNet (its own layout and step form) against a commit's, one process per round."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from baseline import baseline_code
+
+    print(f"{'configuration':<28}{'new img/CPU-s':>15}{args.versus + ' img/CPU-s':>20}{'ratio':>7}{'wall ratio':>12}")
+    with contextlib.ExitStack() as stack:
+        codes = {"new": ROOT, "base": stack.enter_context(baseline_code(args.versus))}
+        for opt in OPTIMIZERS:
+            for acts in [[act] for act in ACTIVATIONS] + [ACTIVATIONS, ACTIVATIONS * 4]:
+                got = {name: [] for name in codes}
+                for _ in range(args.rounds):
+                    for name, code in codes.items():
+                        out = subprocess.run(
+                            [sys.executable, __file__, "--child", json.dumps([acts, opt]), "--steps", str(args.steps),
+                             "--batch", str(args.batch), "--model", args.model],
+                            env={**os.environ, "BENCH_LAYOUT_CODE": str(code)}, check=True, capture_output=True,
+                            text=True).stdout
+                        got[name].append(json.loads(out.splitlines()[-1]))
+                wall = {name: max(w for w, _ in r) for name, r in got.items()}
+                cpu = {name: max(c for _, c in r) for name, r in got.items()}
+                label = f"{acts[0] if len(acts) == 1 else f'bundle of {len(acts)}'} {opt[0]}"
+                print(f"{label:<28}{cpu['new']:>15,.0f}{cpu['base']:>20,.0f}{cpu['new'] / cpu['base']:>7.2f}"
+                      f"{wall['new'] / wall['base']:>12.2f}", flush=True)
+
+
+def child(args) -> None:
+    acts, opt = json.loads(args.child)
+    run = timer(make_net(args.model, acts, tuple(opt), None), args.steps, args.batch)
+    print(json.dumps(max(run() for _ in range(2))))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="lenet", choices=["lenet", "mlp"])
@@ -110,8 +157,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="rounds per layout, taking turns (default 5)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--optimizers", action="store_true", help="time torch.optim's step forms instead")
+    parser.add_argument("--versus", metavar="COMMIT", help="this tree's FusedNet against that commit's")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.child:
+        return child(args)
+    if args.versus:
+        return versus(args)
     print(f"torch {torch.__version__}, one thread, CPU capability {torch.backends.cpu.get_cpu_capability()}")
     optimizers(args) if args.optimizers else layouts(args)
 
