@@ -2,7 +2,10 @@
 
 Every member is built as run_trial builds a trial (torch.manual_seed(seed),
 build_model, init_weights, make_optimizer; its own seeded generator for the
-batch order) and trained next to its unfused twin on the same batches.
+batch order) and trained next to its unfused twin on the same batches. Both
+run as the trial loop runs on the CPU: batches in the net's measured memory
+layout (channels-last for LeNet, nets.memory_format) and the optimizers'
+CPU step (fused.step_options).
 
 Tolerances. The fused forward computes the same sums as the unfused one in
 another order (a grouped conv, a batched matmul), so single results differ by
@@ -24,8 +27,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sweep.models.fused import FusedNet
-from sweep.models.nets import build_model, weight_layers
+from sweep.models.fused import FusedNet, step_options
+from sweep.models.nets import build_model, memory_format, to_layout, weight_layers
 from sweep.models.registry import ACTIVATIONS, OPTIMIZERS, init_weights, make_optimizer, recommended_gain
 from sweep.models.stats import snapshot_stats
 from sweep.data import synthetic
@@ -48,7 +51,7 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
     loss = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device)
     for start in range(0, len(x), 1000):
-        logits, _ = model(x[start:start + 1000])
+        logits, _ = model(to_layout(x[start:start + 1000], memory_format(model, x.device)), record=False)
         target = y[start:start + 1000]
         loss += F.cross_entropy(logits, target, reduction="sum")
         correct += (logits.argmax(1) == target).sum()
@@ -95,14 +98,14 @@ class Unfused:
     def __init__(self, members, model: str = "lenet"):
         self.members = members
         self.modules = [build(m, model) for m in members]
-        self.optimizers = [make_optimizer(m.optimizer, net.parameters(), m.hyper)
+        self.optimizers = [make_optimizer(m.optimizer, net.parameters(), {**m.hyper, **step_options(m.optimizer, "cpu")})
                            for m, net in zip(members, self.modules)]
 
     def train_step(self, idx: torch.Tensor, snapshot: bool = False):
         """run_trial's inner loop for every member on its row of idx: losses (K,) and, if asked, statistics."""
         losses, snaps = [], []
         for k, (m, net, opt) in enumerate(zip(self.members, self.modules, self.optimizers)):
-            logits, acts = net(TRAIN_X[idx[k]])
+            logits, acts = net(to_layout(TRAIN_X[idx[k]], memory_format(net, "cpu")), record=snapshot)
             loss = F.cross_entropy(logits, TRAIN_Y[idx[k]])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -115,7 +118,7 @@ class Unfused:
 
 def fused_step(net: FusedNet, idx: torch.Tensor, members=None):
     """One fused step on idx (K, B): losses (K,) and, given the members, their statistics."""
-    logits, acts = net(TRAIN_X[idx])
+    logits, acts = net(TRAIN_X[idx], record=bool(members))  # as the trial loop: activations where a snapshot reads them
     losses = net.member_losses(logits, TRAIN_Y[idx])
     net.zero_grad()
     losses.sum().backward()

@@ -40,12 +40,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sweep.models.nets import weight_layers
+from sweep.models.nets import memory_format, to_layout, weight_layers
 from sweep.models.registry import make_optimizer
 from sweep.models.stats import snapshot_rows, snapshot_table
 
 # Test-set examples per forward in FusedNet.evaluate (as in the unfused evaluation).
 EVAL_BATCH = 1000
+
+# Optimizers whose fused CPU kernel (one pass over all parameters instead of a dozen operations per
+# parameter) the CPU uses: Adam's step took 96 us instead of 310 us for LeNet's ten tensors, one thread
+# (bench/bench_layout.py --optimizers; SGD: 31 us instead of 38). Same update, its float rounding may differ.
+FUSED_ON_CPU = frozenset({"sgd", "adam", "adamw"})
+
+
+def step_options(name: str, device: str | torch.device) -> dict[str, bool]:
+    """How optimizer `name` computes its step on `device`, as torch.optim options: {"fused": True} on the CPU
+    where torch has a fused kernel, else torch's own choice ({}). A trial, a bundle and the tests that hold
+    one to the other all build their optimizers with these."""
+    return {"fused": True} if torch.device(device).type == "cpu" and name in FUSED_ON_CPU else {}
 
 
 def _member_dim(t: torch.Tensor) -> int:
@@ -128,7 +140,10 @@ class _Group:
         self.members = members  # positions in the bundle, ascending
         self.leaves = leaves  # one (len(members), ...) tensor per parameter, in parameter order
         self.capturable = capturable
-        self.optimizer = make_optimizer(setting[0], leaves, setting[1], capturable=capturable)
+        name, hyper = setting
+        # A step captured in a CUDA graph keeps its capturable optimizer as it is.
+        how = {} if capturable else step_options(name, leaves[0].device)
+        self.optimizer = make_optimizer(name, leaves, {**hyper, **how}, capturable=capturable)
 
     def per_member(self, i: int, value) -> bool:
         """Whether optimizer state `value` of parameter i has one slice per member (else it is
@@ -156,7 +171,8 @@ class FusedNet:
     """
 
     def __init__(self, modules: Sequence[nn.Module], optimizers: Sequence[tuple[str, Mapping]],
-                 device: str | torch.device = "cpu", capturable: bool = False):
+                 device: str | torch.device = "cpu", capturable: bool = False,
+                 layout: torch.memory_format | None = None):
         if not modules or len(modules) != len(optimizers):
             raise ValueError(f"need one optimizer setting per member: {len(modules)} modules, "
                              f"{len(optimizers)} settings")
@@ -168,6 +184,8 @@ class FusedNet:
         if next(template.buffers(), None) is not None:
             raise NotImplementedError("fused networks with buffers (e.g. batch norm) are not supported")
         self._names = [name for name, _ in shape]
+        # The batches' memory layout: the net's measured one for the device (models/nets.py), unless given.
+        self.layout = memory_format(template, device) if layout is None else layout
         # Layer name (as the nets' activations and weight_layers call it) -> weight parameter name.
         by_id = {id(p): name for name, p in template.named_parameters()}
         self._weight_names = {layer: by_id[id(w)] for layer, w in weight_layers(template).items()}
@@ -260,11 +278,13 @@ class FusedNet:
 
     # --- training ------------------------------------------------------------------
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, x: torch.Tensor, record: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Logits (K, B, classes) and activations {layer: (K, B, ...)} of x (K, B, ...): member k sees x[k].
 
         The activations are views into the forward's tensors: the same names
         and, member by member, the same values as the unfused nets' own.
+        `record` goes to the net's forward (False: a step without statistics,
+        which may leave layers out; models/nets.py).
         """
         k, b = x.shape[:2]
         if k != len(self):
@@ -273,13 +293,16 @@ class FusedNet:
             for (module, kind), leaf in zip(self._plain_slots, self._groups[0].leaves):
                 # Straight into the instance's attributes: nn.Module.__setattr__ costs more than the view.
                 module.__dict__[kind] = leaf.view(leaf.shape[1:])
-            logits, acts = self._plain(x[0])
+            logits, acts = self._plain(to_layout(x[0], self.layout), record)
             return logits.unsqueeze(0), {layer: a.unsqueeze(0) for layer, a in acts.items()}
         for i, (module, kind) in enumerate(self._twin_slots):
             module.__dict__[kind] = self._stack([g.leaves[i] for g in self._groups])
         # (K, B, C, ...) -> (B, K*C, ...): members folded into channels.
-        folded = x.transpose(0, 1).reshape(b, -1, *x.shape[3:])
-        logits, acts = self._twin(folded)
+        if self.layout == torch.channels_last and x.dim() == 5:  # one copy, straight into (B, H, W, K*C)
+            folded = x.permute(1, 3, 4, 0, 2).reshape(b, *x.shape[3:], -1).permute(0, 3, 1, 2)
+        else:
+            folded = x.transpose(0, 1).reshape(b, -1, *x.shape[3:])
+        logits, acts = self._twin(folded, record)
         return logits, {layer: _member_major(a, k) for layer, a in acts.items()}
 
     __call__ = forward
@@ -292,14 +315,16 @@ class FusedNet:
             return F.cross_entropy(logits[0], y[0]).unsqueeze(0)
         return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(k, b).mean(1)
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor,
+                   record: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Forward, the members' losses and backward for a batch x (K, B, ...), y (K, B); then `step()`.
 
         The one training step, eager or replayed from a CUDA graph (models/graph.py): no value is read
         on the host, no branch depends on one, and every shape follows from x's. Returns the members'
-        losses (K,), detached and on the device, and the activations for a statistics snapshot.
+        losses (K,), detached and on the device, and the activations for a statistics snapshot (record=False:
+        a step that takes none; forward's `record`).
         """
-        logits, acts = self.forward(x)
+        logits, acts = self.forward(x, record)
         losses = self.member_losses(logits, y)
         self.zero_grad()
         losses.sum().backward()
@@ -355,7 +380,7 @@ class FusedNet:
         correct = torch.zeros(k, device=x.device)
         for start in range(0, len(x), chunk):
             xb, yb = x[start:start + chunk], y[start:start + chunk]
-            logits, _ = self.forward(xb.expand(k, *xb.shape))
+            logits, _ = self.forward(xb.expand(k, *xb.shape), record=False)
             loss += F.cross_entropy(logits.flatten(0, 1), yb.repeat(k), reduction="none").view(k, -1).sum(1)
             correct += (logits.argmax(2) == yb).sum(1)
         return loss / len(x), correct / len(x)

@@ -78,7 +78,7 @@ class StepRunner:
             self.graph.replay()
             return self.static_losses.clone()
         self.eager_before_capture -= 1
-        losses, _ = self.eager(idx)
+        losses, _ = self.net.train_step(self.train_x[idx], self.train_y[idx], record=False)
         self.net.step()
         return losses
 
@@ -90,7 +90,8 @@ class StepRunner:
             graph = torch.cuda.CUDAGraph()
             self.net.zero_grad()  # backward allocates the gradients in the graph's own memory pool
             with torch.cuda.graph(graph):
-                losses, _ = self.net.train_step(self.train_x[self.static_idx], self.train_y[self.static_idx])
+                losses, _ = self.net.train_step(self.train_x[self.static_idx], self.train_y[self.static_idx],
+                                                record=False)
                 self.net.step()
                 self.static_losses = losses
             self.graph = graph

@@ -15,12 +15,33 @@ import torch.nn.functional as F
 
 from sweep.models.registry import ACTIVATIONS
 
+# Activations that never decrease: for them max_pool2d(act(z)) is act(max_pool2d(z)), value for value.
+_MONOTONE = (nn.Sigmoid, nn.Tanh, nn.Softsign, nn.ReLU, nn.ELU, nn.SELU, nn.LeakyReLU)
+
+
+def never_decreases(act: nn.Module) -> bool:
+    """Whether activation module `act` is non-decreasing (a fused bundle's member activation: all of its)."""
+    if hasattr(act, "runs"):  # models.fused._MemberActivation
+        return all(never_decreases(a) for a, _ in act.runs)
+    if isinstance(act, nn.LeakyReLU):
+        return act.negative_slope >= 0
+    if isinstance(act, nn.ELU):
+        return act.alpha >= 0
+    return isinstance(act, _MONOTONE)
+
 
 class LeNet(nn.Module):
     """conv 1->6 (5x5), pool 2, conv 6->16 (3x3), pool 2, linear 400->120->84->10.
 
     The activation follows each conv and the first two linear layers.
     """
+
+    # Memory layout of its batches (and so of its conv activations) per device type, where one beats
+    # torch's default (NCHW). Measured by bench/bench_layout.py (one thread, batch 64, FusedNet's step with
+    # its optimizer, layouts alternating in one process; docs/benchmarks.md): channels-last trained the
+    # default grid's eight configurations 1.1x to 1.4x faster per CPU second on a 2-core AMD EPYC (Zen 4)
+    # with torch 2.14. No GPU has measured it: CUDA keeps the default layout.
+    layouts = {"cpu": torch.channels_last}
 
     def __init__(self, activation: str, in_channels: int = 1, num_classes: int = 10):
         super().__init__()
@@ -31,12 +52,22 @@ class LeNet(nn.Module):
         self.fc3 = nn.Linear(84, num_classes)
         self.act = ACTIVATIONS[activation].make()
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, x: torch.Tensor, record: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits and activations. record=False (a training step that takes no statistics) leaves out the
+        conv layers' activations and, on the CPU where the activation never decreases, pools before the
+        activation: the same values (a non-decreasing function keeps the window's maximum where it is) on a
+        quarter of the elements; tanh's CPU kernel alone took a quarter of a step. The gradient differs only
+        where a window ties after the activation but not before (a saturated sigmoid or tanh, a negative
+        ReLU input), where the activation's derivative is zero in both orders."""
         acts: dict[str, torch.Tensor] = {}
-        x = acts["conv1"] = self.act(self.conv1(x))
-        x = F.max_pool2d(x, 2)
-        x = acts["conv2"] = self.act(self.conv2(x))
-        x = F.max_pool2d(x, 2).flatten(1)
+        if not record and x.device.type == "cpu" and never_decreases(self.act):
+            x = self.act(F.max_pool2d(self.conv1(x), 2))
+            x = self.act(F.max_pool2d(self.conv2(x), 2)).flatten(1)
+        else:
+            x = acts["conv1"] = self.act(self.conv1(x))
+            x = F.max_pool2d(x, 2)
+            x = acts["conv2"] = self.act(self.conv2(x))
+            x = F.max_pool2d(x, 2).flatten(1)
         x = acts["fc1"] = self.act(self.fc1(x))
         x = acts["fc2"] = self.act(self.fc2(x))
         return self.fc3(x), acts
@@ -53,7 +84,8 @@ class MLP(nn.Module):
         )
         self.act = ACTIVATIONS[activation].make()
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, x: torch.Tensor, record: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits and every hidden layer's activation (`record` changes nothing here: LeNet's argument)."""
         acts: dict[str, torch.Tensor] = {}
         x = x.flatten(1)
         names = list(self.layers)
@@ -72,6 +104,23 @@ MODELS = {
 def build_model(name: str, activation: str, hidden: Sequence[int] = ()) -> nn.Module:
     """Build network `name` (a key of MODELS) with the given activation."""
     return MODELS[name](activation, hidden)
+
+
+def memory_format(model: nn.Module, device: str | torch.device) -> torch.memory_format:
+    """The memory layout `model`'s batches take on `device` (its class's measured `layouts`; default NCHW)."""
+    return getattr(type(model), "layouts", {}).get(torch.device(device).type, torch.contiguous_format)
+
+
+def to_layout(x: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
+    """A (B, C, H, W) batch in `layout`. A one-channel batch is the same memory in both layouts, but torch's
+    .contiguous(memory_format=torch.channels_last) leaves its NCHW strides, which a conv reads as NCHW:
+    it gets channels-last strides on the same memory instead (a view, no copy)."""
+    if layout == torch.contiguous_format or x.dim() != 4:
+        return x
+    if x.shape[1] == 1 and layout == torch.channels_last:
+        x = x.contiguous()
+        return x.as_strided(x.shape, (x.shape[2] * x.shape[3], 1, x.shape[3], 1))
+    return x.contiguous(memory_format=layout)
 
 
 def weight_layers(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -1,0 +1,113 @@
+"""The batches' memory layout (nets.memory_format) changes how fast a conv net trains, not what it reports.
+
+Channels-last and NCHW compute the same convolutions with sums in another order, so activations agree to
+float rounding; the statistics read them as values (a mean, an order statistic, shares of zeros), never
+through their strides.
+"""
+import pytest
+import torch
+
+from sweep.models.fused import FusedNet
+from sweep.models.nets import LeNet, MLP, build_model, memory_format, to_layout
+from sweep.models.registry import ACTIVATIONS, init_weights
+from sweep.models.stats import STAT_NAMES, tensor_stats
+
+ACTS = ["sigmoid", "tanh", "softsign", "relu"]  # the default grid's
+
+
+def _modules(activations):
+    modules = []
+    for seed, act in enumerate(activations):
+        torch.manual_seed(seed)
+        module = build_model("lenet", act, ())
+        init_weights(module, "xavier_uniform", 1.0, act)
+        modules.append(module)
+    return modules
+
+
+def _batch(k: int, b: int = 32):
+    g = torch.Generator().manual_seed(7)
+    return torch.randn(k, b, 1, 28, 28, generator=g), torch.randint(0, 10, (k, b), generator=g)
+
+
+def test_the_measured_layouts():
+    assert memory_format(LeNet("relu"), "cpu") == torch.channels_last
+    assert memory_format(LeNet("relu"), "cuda") == torch.contiguous_format  # until a GPU measures it
+    assert memory_format(MLP("relu", (8,)), "cpu") == torch.contiguous_format
+
+
+def test_a_one_channel_batch_gets_channels_last_strides_on_the_same_memory():
+    x = torch.randn(4, 1, 6, 6)
+    y = to_layout(x, torch.channels_last)
+    assert y.data_ptr() == x.data_ptr() and torch.equal(x, y)
+    assert y.stride() == (36, 1, 6, 1)
+    assert torch.nn.Conv2d(1, 2, 3)(y).is_contiguous(memory_format=torch.channels_last)
+    three = to_layout(torch.randn(4, 3, 6, 6), torch.channels_last)
+    assert three.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("bounds", [None, (-1.0, 1.0)])
+def test_statistics_of_one_tensor_do_not_depend_on_its_layout(bounds):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 6, 12, 12, generator=g).tanh()
+    x[:, 2] = 0.0  # a dead channel
+    x[x.abs() < 0.05] = 0.0
+    cl = x.contiguous(memory_format=torch.channels_last)
+    assert cl.stride() != x.stride()
+    got, want = tensor_stats(cl, per_unit=True, bounds=bounds), tensor_stats(x, per_unit=True, bounds=bounds)
+    # The order statistic and the shares count the same values: exactly equal. Mean and std sum in another order.
+    exact = [STAT_NAMES.index(s) for s in ("p98", "zero_frac", "dead_frac", "sat_frac")]
+    assert torch.equal(got[exact].nan_to_num(), want[exact].nan_to_num())
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7, equal_nan=True)
+
+
+@pytest.mark.parametrize("activations", [ACTS[:1], ACTS[1:2], ACTS[2:3], ACTS[3:], ACTS],
+                         ids=["sigmoid", "tanh", "softsign", "relu", "bundle of four"])
+def test_statistics_are_equal_in_both_layouts_on_the_same_weights_and_batch(activations):
+    nets = {layout: FusedNet(_modules(activations), [("sgd", {"lr": 0.1})] * len(activations), "cpu",
+                             layout=layout)
+            for layout in (torch.contiguous_format, torch.channels_last)}
+    x, y = _batch(len(activations))
+    snaps = {}
+    for layout, net in nets.items():
+        losses, acts = net.train_step(x, y)
+        if len(activations) == 1:  # the layout reached the convolutions
+            assert acts["conv1"][0].is_contiguous(memory_format=layout)
+        snaps[layout] = (losses, net.snapshots(acts, [ACTIVATIONS[a].bounds for a in activations]))
+    (loss_a, snap_a), (loss_b, snap_b) = snaps.values()
+    torch.testing.assert_close(loss_a, loss_b, rtol=1e-5, atol=0)
+    for rows_a, rows_b in zip(snap_a, snap_b):
+        assert [row[:2] for row in rows_a] == [row[:2] for row in rows_b]
+        torch.testing.assert_close(torch.tensor([row[2] for row in rows_a]), torch.tensor([row[2] for row in rows_b]),
+                                   rtol=1e-4, atol=1e-6, equal_nan=True)
+
+
+@pytest.mark.parametrize("activation", ACTS + ["leaky_relu", "elu", "selu"])
+def test_pooling_before_a_non_decreasing_activation_gives_the_same_values(activation):
+    """LeNet's step without statistics pools before the activation (nets.LeNet.forward): the same numbers."""
+    from sweep.models.nets import never_decreases
+
+    act = ACTIVATIONS[activation].make()
+    assert never_decreases(act)
+    g = torch.Generator().manual_seed(1)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        z = (4 * torch.randn(8, 6, 24, 24, generator=g)).contiguous(memory_format=layout)
+        assert torch.equal(torch.nn.functional.max_pool2d(act(z), 2), act(torch.nn.functional.max_pool2d(z, 2)))
+    net = _modules([activation] if activation in ACTS else ["relu"])[0]
+    net.act = act
+    x = torch.randn(16, 1, 28, 28, generator=g)
+    recorded, acts = net(x)
+    plain, fewer = net(x, record=False)
+    assert torch.equal(recorded, plain)
+    assert set(acts) - set(fewer) == {"conv1", "conv2"}
+
+
+@pytest.mark.parametrize("activation", ["gelu", "silu"])
+def test_an_activation_that_dips_keeps_the_pooling_after_it(activation):
+    from sweep.models.nets import never_decreases
+
+    assert not never_decreases(ACTIVATIONS[activation].make())
+    net = _modules(["relu"])[0]
+    net.act = ACTIVATIONS[activation].make()
+    _, acts = net(torch.randn(4, 1, 28, 28), record=False)
+    assert "conv1" in acts
