@@ -96,20 +96,18 @@ def _flag_cell(text: str, thresholds: FlagThresholds) -> str:
     return ", ".join(parts)
 
 
-def _sort_value(typed: pd.DataFrame, column: str, i: int) -> str | None:
-    """The number a cell sorts by, from the typed table (a range by its lowest value); None: by its text."""
+def _sort_values(typed: pd.DataFrame, column: str) -> list[str | None]:
+    """The number each cell of `column` sorts by, from the typed table (a range by its lowest value); None: by
+    its text. One pass per column: per cell, pandas' lookups were most of a big sweep's page."""
     source = column if column in typed else f"{column}_min" if f"{column}_min" in typed else None
     if source is None or not pd.api.types.is_numeric_dtype(typed[source]) or pd.api.types.is_bool_dtype(typed[source]):
-        return None
-    value = typed[source].iloc[i]
-    return None if pd.isna(value) else repr(float(value))
+        return [None] * len(typed)
+    return [None if v != v else repr(float(v)) for v in typed[source].astype(float).tolist()]
 
 
-def html_table(typed: pd.DataFrame, css: str, thresholds: FlagThresholds, columns: list[str] | None = None,
-               link: str | None = "config", row_ids: bool = False) -> str:
-    """A report table (build_report's, typed) as HTML: the human view's columns (all of them, or `columns`) and
-    cells as the terminal shows them (render.cell_texts), each numeric cell with the number it sorts by
-    (data-v), each flag with its tooltip, the `link` column's cells linking to their configuration's section."""
+def _table_parts(typed: pd.DataFrame, thresholds: FlagThresholds, columns: list[str] | None = None,
+                 link: str | None = "config") -> tuple[str, list[str]]:
+    """(the header row's cells, each row as HTML) of html_table."""
     from sweep.render import cell_texts, human_view
 
     view = human_view(typed)
@@ -118,10 +116,11 @@ def html_table(typed: pd.DataFrame, css: str, thresholds: FlagThresholds, column
     names = list(view.columns)
     head = "".join(f'<th title="{_esc(c)}">{_header_cell(c)}</th>' for c in names)
     rows = []
+    sort_by = {c: _sort_values(typed, c) for c in names}
     for i, cells in enumerate(cell_texts(view)):
         tds = []
         for c, text in zip(names, cells):
-            v = _sort_value(typed, c, i)
+            v = sort_by[c][i]
             attrs = f' data-v="{v}"' if v is not None else ""
             if c == "flags":
                 inner = _flag_cell(text, thresholds)
@@ -131,8 +130,19 @@ def html_table(typed: pd.DataFrame, css: str, thresholds: FlagThresholds, column
                 inner = _esc(text)
             tds.append(f"<td{attrs}>{inner}</td>")
         rows.append("<tr>" + "".join(tds) + "</tr>")
-    return (f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>' + "\n".join(rows)
-            + "</tbody></table>")
+    return head, rows
+
+
+def _table(css: str, head: str, rows: list[str]) -> str:
+    return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>' + "\n".join(rows) + "</tbody></table>"
+
+
+def html_table(typed: pd.DataFrame, css: str, thresholds: FlagThresholds, columns: list[str] | None = None,
+               link: str | None = "config") -> str:
+    """A report table (build_report's, typed) as HTML: the human view's columns (all of them, or `columns`) and
+    cells as the terminal shows them (render.cell_texts), each numeric cell with the number it sorts by
+    (data-v), each flag with its tooltip, the `link` column's cells linking to their configuration's section."""
+    return _table(css, *_table_parts(typed, thresholds, columns, link))
 
 
 def ranking_columns(view: pd.DataFrame, metric: str) -> list[str]:
@@ -559,12 +569,14 @@ def build_page(engine, sweep: str, options: PageOptions, progress: Callable[[str
     dynamics_of = dict(tuple(dynamics.groupby("label", sort=False))) if len(dynamics) else {}
     labels = list(report.table["config"]) if "config" in report.table else list(curve_of)
     seeds_of = seeds.groupby("config", sort=False).indices if "config" in seeds else {}
+    # Every seed's row at once, each configuration's taken from them: per configuration, the human view's
+    # pandas work was most of a big sweep's page.
+    seed_head, seed_rows = _table_parts(seeds, options.flags, seed_columns, link=None)
     for rank, label in enumerate(labels, 1):
         out.append(f'<section class="config" id="{_esc(_anchor(label))}"><h3>{rank}. {_esc(label)}</h3>')
         if label in seeds_of:
             mine = seeds.iloc[np.sort(seeds_of[label])].reset_index(drop=True)
-            mine.attrs = dict(seeds.attrs)
-            out.append(html_table(mine, "seeds sortable", options.flags, columns=seed_columns, link=None))
+            out.append(_table("seeds sortable", seed_head, [seed_rows[i] for i in np.sort(seeds_of[label])]))
         charts = []
         if label in curve_of:
             charts.append(accuracy_chart(curve_of[label], x_max, _hex(colours[label].color) if label in colours
