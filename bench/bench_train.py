@@ -228,6 +228,7 @@ def compare_studies(new: dict[str, float], old: dict[str, float]) -> dict:
     rank = lambda accs: sorted(names, key=lambda n: (-accs[n], n))  # noqa: E731
     return {"max_abs_acc_diff": round(max(abs(d) for d in diffs.values()), 4),
             "acc_diffs": {name: round(d, 4) for name, d in diffs.items()},
+            "final_test_acc": {name: [round(new[name], 4), round(old[name], 4)] for name in names},  # new, old
             "same_ranking": rank(new) == rank(old)}
 
 
