@@ -26,7 +26,6 @@ sys.path.insert(0, str(ROOT))
 from sweep.data import load_dataset  # noqa: E402
 from sweep.grid import expand_grid  # noqa: E402
 from sweep.spec import load_spec  # noqa: E402
-import sweep.trial as trial  # noqa: E402
 
 
 def config(activation: str, optimizer: str, init: str = "default"):
@@ -36,26 +35,12 @@ def config(activation: str, optimizer: str, init: str = "default"):
 
 
 def epoch_rate(cfg, data, images: int, tensorboard: bool) -> float:
-    """Images per CPU second of run_trial's training epoch (evaluation excluded)."""
-    reports, readings = [], []
-
-    class Clock:
-        def __getattr__(self, name):
-            return getattr(time, name)
-
-        def perf_counter(self) -> float:
-            if reports and reports[-1]["epoch"] == 0:
-                readings.append(time.process_time())
-            return time.perf_counter()
+    """Images per CPU second of run_trial's training epoch (evaluation excluded): bench_train's clocks."""
+    from bench_train import epoch_clocks  # bench/, this script's folder
 
     with tempfile.TemporaryDirectory() as tmp:
-        trial.time = Clock()
-        try:
-            trial.run_trial(replace(cfg, epochs=1, train_limit=images, logdir=str(Path(tmp) / "t")), data,
-                            reports.append, tensorboard=tensorboard)
-        finally:
-            trial.time = time
-    return images / (readings[1] - readings[0])
+        cfg = replace(cfg, epochs=1, train_limit=images, logdir=str(Path(tmp) / "t"))
+        return epoch_clocks(cfg, data, images, tensorboard=tensorboard)[1]
 
 
 def side_work(args, data) -> None:

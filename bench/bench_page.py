@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bench_report import build, run  # noqa: E402  (bench/, this script's folder)
+from bench_report import prepared, run  # noqa: E402  (bench/, this script's folder)
 from chromium import Chromium  # noqa: E402  (tests/)
 
 
@@ -41,13 +41,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-page-"))
     db = args.db or folder / "sweep.db"
     try:
-        if not args.reuse:
-            if db.exists():
-                db.unlink()
-            print(f"building {args.trials} trials x {args.epochs} epochs into {db}", flush=True)
-            began = time.perf_counter()
-            build(db, args.trials, args.epochs)
-            print(f"built in {time.perf_counter() - began:.0f} s, {db.stat().st_size / 2**20:,.0f} MB", flush=True)
+        prepared(db, args.trials, args.epochs, args.reuse)
         page = folder / "page.html"
         timed = {"sweep report": [], "sweep page": []}
         for _ in range(args.repeats):  # taking turns: a machine that slows down slows both alike

@@ -141,6 +141,19 @@ class SyntheticTrial:
                 "resumed_from": None, "bundle": None, "device": "cpu", "node": None}
 
 
+def prepared(db: Path, trials: int, epochs: int, reuse: bool) -> None:
+    """`db` holding the synthetic sweep of `trials` x `epochs`: built anew (a file there replaced), saying how
+    long it took and how big it is, unless `reuse`."""
+    if reuse:
+        return
+    if db.exists():
+        db.unlink()
+    print(f"building {trials} trials x {epochs} epochs into {db}", flush=True)
+    began = time.perf_counter()
+    build(db, trials, epochs)
+    print(f"built in {time.perf_counter() - began:.0f} s, {db.stat().st_size / 2**20:,.0f} MB", flush=True)
+
+
 def build(db: Path, trials: int, epochs: int) -> None:
     """The sweep's database, written through record_plan and the driver's recorder."""
     spec = parse_spec({**grid_spec(trials, epochs, db.parent), "database": f"sqlite:///{db}"})
@@ -280,15 +293,9 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-report-"))
     db = args.db or folder / "sweep.db"
     try:
-        if not args.reuse:
-            if db.exists():
-                db.unlink()
-            print(f"building {args.trials} trials x {args.epochs} epochs into {db}", flush=True)
-            began = time.perf_counter()
-            build(db, args.trials, args.epochs)
-            print(f"built in {time.perf_counter() - began:.0f} s, {db.stat().st_size / 2**20:,.0f} MB", flush=True)
-            if args.build_only:
-                return
+        prepared(db, args.trials, args.epochs, args.reuse)
+        if args.build_only and not args.reuse:
+            return
         # An older database is upgraded now, as this tree's first command would (outside the timing), so that
         # database_for can take the later versions' additions away again for an older commit.
         engine = make_engine(f"sqlite:///{db}")

@@ -112,8 +112,16 @@ def sweep_loop(data: Arrays, images: int, workdir: Path, device: str = "cpu") ->
 def sweep_loop_clocks(data: Arrays, images: int, workdir: Path, device: str = "cpu",
                       activation: str = "relu", optimizer: str = "adam") -> tuple[float, float]:
     """Images per second of run_trial's training epoch, per wall-clock second and per second of the
-    process's CPU time. The CPU time is read at the epoch's own clock readings (sweep.trial's first two
-    time.perf_counter() calls after the report before training: the epoch's start and end)."""
+    process's CPU time (epoch_clocks)."""
+    return epoch_clocks(bench_config(images, workdir, activation, optimizer), data, images, device=device)
+
+
+def epoch_clocks(cfg, data: Arrays, images: int, device: str = "cpu", tensorboard: bool = True
+                 ) -> tuple[float, float]:
+    """Images per wall-clock second and per CPU second of run_trial's one training epoch of `cfg` over
+    `images` images (evaluation excluded). The CPU time is read at the epoch's own clock readings
+    (sweep.trial's first two time.perf_counter() calls after the report before training: the epoch's start
+    and end)."""
     import sweep.trial as trial
 
     reports, readings = [], []
@@ -129,7 +137,7 @@ def sweep_loop_clocks(data: Arrays, images: int, workdir: Path, device: str = "c
 
     trial.time = Clock()
     try:
-        run_trial(bench_config(images, workdir, activation, optimizer), data, reports.append, device=device)
+        run_trial(cfg, data, reports.append, device=device, tensorboard=tensorboard)
     finally:
         trial.time = time
     return images / reports[-1]["epoch_seconds"], images / (readings[1] - readings[0])
