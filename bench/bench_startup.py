@@ -88,7 +88,7 @@ PHASES = (
     ("trial workers start (their imports: Ray, Tune, torch)", "call:sweep.trial.ray_trainable"),
     ("first trial's members (network, checkpoint, TensorBoard writer)", "call:sweep.models.fused.FusedNet.__init__"),
     ("first trial's optimizers (TorchDynamo's import)", "first_end:sweep.models.fused.FusedNet.__init__"),
-    ("first trial's evaluation before training, first step", "call:sweep.models.graph.StepRunner.plain"),
+    ("first trial's evaluation before training, first step", "call:sweep.models.graph.StepRunner.step"),
     ("training: every trial, 2 at a time", "end:sweep.trial.ray_trainable"),
     ("Tune ends the trials", "end:ray.tune.Tuner.fit"),
     ("Ray shuts down", "end:ray.shutdown"),
@@ -107,7 +107,7 @@ def breakdown(log: Path, began: float, ended: float) -> tuple[dict[str, float], 
 
     # The first trial's phases are read in the worker that started a trial first.
     first_worker = min((r for r in calls if r["name"] == "sweep.trial.ray_trainable"), key=lambda r: r["t0"])["pid"]
-    in_first_trial = {"sweep.models.fused.FusedNet.__init__", "sweep.models.graph.StepRunner.plain"}
+    in_first_trial = {"sweep.models.fused.FusedNet.__init__", "sweep.models.graph.StepRunner.step"}
 
     def of(name: str) -> list[dict]:
         return [r for r in calls if r["name"] == name and (name not in in_first_trial or r["pid"] == first_worker)]

@@ -70,14 +70,14 @@ def test_graph_replayed_steps_equal_eager_steps(tmp_path, monkeypatch):
     import sweep.models.graph as graph
 
     replays = []
-    plain = graph.StepRunner.plain
+    whole = graph.StepRunner.step
 
     def counted(self, idx):
-        losses = plain(self, idx)
+        losses = whole(self, idx)
         replays.append(self.graph is not None)
         return losses
 
-    monkeypatch.setattr(graph.StepRunner, "plain", counted)
+    monkeypatch.setattr(graph.StepRunner, "step", counted)
     monkeypatch.delenv(graph.GRAPHS_ENV, raising=False)
     eager = []
     run_bundle(configs(tmp_path / "eager"), DATA, eager.append, device="cuda")

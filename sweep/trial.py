@@ -24,7 +24,7 @@ from typing import Any, Callable
 import torch
 
 from sweep.models.fused import FusedNet
-from sweep.models.graph import StepRunner, graphs_wanted
+from sweep.models.graph import StepRunner, why_no_graphs
 from sweep.models.nets import build_model
 from sweep.models.registry import ACTIVATIONS, init_weights
 from sweep.models.stats import STAT_NAMES
@@ -272,7 +272,7 @@ def _train(members: list[_Member], train_x, train_y, test_x, test_y, report, dev
     `val`: the validation split's (images, labels), evaluated with the test set; never trained on."""
     cfg = members[0].cfg
     net = FusedNet([m.module for m in members], [(m.cfg.optimizer, m.cfg.hyper()) for m in members], device,
-                   capturable=graphs_wanted(device) is None)
+                   capturable=why_no_graphs(device) is None)
     runner = StepRunner(net, train_x, train_y, bundle_name([m.cfg for m in members]))
     for k, m in enumerate(members):
         if m.optimizer_state is not None:
@@ -308,9 +308,9 @@ def _train(members: list[_Member], train_x, train_y, test_x, test_y, report, dev
             snapshot = batch % cfg.stats_every == 0 or batch == closing
             stepped = not snapshot and size == cfg.batch_size
             if stepped:  # the whole step, from a CUDA graph where one is captured
-                losses = runner.plain(idx)
+                losses = runner.step(idx)
             else:
-                losses, acts = runner.eager(idx)
+                losses, acts = runner.forward_backward(idx)
             epoch_images += size
             epoch_loss += losses * size
             window_loss += losses

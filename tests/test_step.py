@@ -16,7 +16,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from sweep.models.fused import FusedNet
-from sweep.models.graph import StepRunner, graphs_wanted
+from sweep.models.graph import StepRunner, why_no_graphs
 from sweep.models.nets import build_model
 from sweep.models.registry import ACTIVATIONS, init_weights
 
@@ -137,11 +137,11 @@ def test_the_runner_steps_eagerly_off_cuda_and_says_why():
     data_x = torch.randn(64, 1, 28, 28)
     data_y = torch.randint(0, 10, (64,))
     runner = StepRunner(net, data_x, data_y, "bundle")
-    assert runner.reason == graphs_wanted(torch.device("cpu")) == "CUDA graphs off: the bundle trains on cpu"
+    assert runner.reason == why_no_graphs(torch.device("cpu")) == "CUDA graphs off: the bundle trains on cpu"
     idx = torch.stack([torch.randperm(64, generator=torch.Generator().manual_seed(k))[:16]
                        for k in range(len(MEMBERS))])
     for _ in range(5):  # past the warm-up: still eager on the CPU
-        losses = runner.plain(idx)
+        losses = runner.step(idx)
         expected, _ = twin.train_step(data_x[idx], data_y[idx], record=False)  # a step without statistics
         twin.step()
         torch.testing.assert_close(losses, expected, rtol=0, atol=0)

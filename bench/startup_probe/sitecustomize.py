@@ -41,7 +41,7 @@ CALLS = {
                        "DatabaseRecorder.on_experiment_end", "DatabaseRecorder.flush"),
     "sweep.trial": ("ray_trainable", "run_bundle", "_Member.__init__", "_Member.save"),
     "sweep.models.fused": ("FusedNet.__init__", "FusedNet.evaluate"),
-    "sweep.models.graph": ("StepRunner.plain",),
+    "sweep.models.graph": ("StepRunner.step",),
 }
 
 
@@ -96,8 +96,8 @@ def _patch(module_name: str, module) -> None:
         owner = module
         for part in filter(None, owner_path.split(".")):
             owner = getattr(owner, part)
-        # StepRunner.plain runs every step: only the first (the first training step) is timed.
-        setattr(owner, attr, _timed(f"{module_name}.{path}", getattr(owner, attr), first_only=path == "StepRunner.plain"))
+        # StepRunner.step runs every step: only the first (the first training step) is timed.
+        setattr(owner, attr, _timed(f"{module_name}.{path}", getattr(owner, attr), first_only=path == "StepRunner.step"))
     if module_name == "ray.tune":
         module.report = _report(module.report)
 

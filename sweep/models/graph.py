@@ -6,7 +6,7 @@ arithmetic, set its speed. Captured once as a CUDA graph (gather the batch by
 index from the resident data into static buffers, FusedNet.train_step, the
 optimizers' step), it is replayed as one launch.
 
-`StepRunner.plain` runs the steps that take no statistics snapshot on a full
+`StepRunner.step` runs the steps that take no statistics snapshot on a full
 batch; the trial loop runs every other step (statistics, a short last batch)
 eagerly with the same FusedNet.train_step and step, so graph and eager run the
 same code. Where capture is off or impossible (the CPU, SWEEP_CUDA_GRAPHS
@@ -34,8 +34,8 @@ WARMUP_STEPS = 3
 log = logging.getLogger("sweep.trial")
 
 
-def graphs_wanted(device: torch.device) -> str | None:
-    """None where a step may be captured on `device`, else why not (one line)."""
+def why_no_graphs(device: torch.device) -> str | None:
+    """Why a step is not captured as a CUDA graph on `device`, in one line; None where it may be."""
     if device.type != "cuda":
         return f"CUDA graphs off: the bundle trains on {device.type}"
     if os.environ.get(GRAPHS_ENV, "0") != "1":
@@ -48,7 +48,7 @@ class StepRunner:
 
     def __init__(self, net: FusedNet, train_x: torch.Tensor, train_y: torch.Tensor, name: str):
         self.net, self.train_x, self.train_y, self.name = net, train_x, train_y, name
-        self.reason = graphs_wanted(train_x.device)
+        self.reason = why_no_graphs(train_x.device)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.eager_before_capture = WARMUP_STEPS
         self.logged = False
@@ -65,11 +65,11 @@ class StepRunner:
         self.net, self.graph = net, None
         self.eager_before_capture = WARMUP_STEPS
 
-    def eager(self, idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward_backward(self, idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The step before the optimizer's, eagerly (a statistics step calls net.step() itself)."""
         return self.net.train_step(self.train_x[idx], self.train_y[idx])
 
-    def plain(self, idx: torch.Tensor) -> torch.Tensor:
+    def step(self, idx: torch.Tensor) -> torch.Tensor:
         """One whole step (train_step, then the optimizers' step) on batch indices idx (K, B); the losses (K,)."""
         if self.reason is None and self.graph is None and self.eager_before_capture <= 0:
             self._capture(idx)
