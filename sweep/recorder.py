@@ -38,7 +38,7 @@ from sweep.grid import TrialConfig, bundle_name
 from sweep.measures import RANKING
 
 # A trial's final statuses that its own reports set (it leaves its bundle there; the bundle's end must not
-# overwrite them): `diverged` (its loss became NaN or infinite) and `stopped` (a stop rule, issue 20).
+# overwrite them): `diverged` (its loss became NaN or infinite) and `stopped` (a stop rule).
 ENDED_BY_REPORT = ("diverged", "stopped")
 
 

@@ -352,7 +352,7 @@ def _run_locked(spec: SweepSpec, trials: list[TrialConfig], data, out, progress_
     return _tune(spec, trials, todo, data, engine, out, progress_interval, starts, verbose, exempt)
 
 
-# Most members per fused bundle on one GPU: measured on an H100 (issue 8), a
+# Most members per fused bundle on one GPU: on an H100 (docs/benchmarks.md), a
 # LeNet bundle's throughput grows little beyond 128 members, and a sweep
 # split into fewer, larger bundles leaves GPUs idle.
 FUSE_GPU_MAX = 128

@@ -46,7 +46,7 @@ DIALECT_UPGRADES = {
 NEW_TABLES = {4: ("config_curves",), 6: ("rung_results",)}
 # The backfills of what the upgrades added, and the upgrade itself: db/upgrade.py.
 
-# `stopped`: a stop rule of the spec's `stop:` ended the trial early (issue 20); `trials.error` then holds
+# `stopped`: a stop rule of the spec's `stop:` ended the trial early; `trials.error` then holds
 # the reason as `stopped@E rule` (E the last epoch trained), as it holds a diverged trial's reason.
 TRIAL_STATUSES = ("pending", "running", "completed", "failed", "diverged", "interrupted", "stopped")
 
