@@ -334,6 +334,23 @@ def _first_missing(path: Path) -> Path | None:
     return missing
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What a run trains, read from the sweep's state once: every trial of the grid, those still to train
+    (in the order they start), the epoch each of those starts at, and those exempt from the stop rules
+    (resumed after a stop with --resume-stopped); with how the run reports (`out`, every
+    `progress_interval` seconds, Ray's own output where `verbose`)."""
+
+    spec: SweepSpec
+    trials: list[TrialConfig]
+    todo: list[TrialConfig]
+    starts: dict[str, int]
+    exempt: frozenset[str]
+    out: TextIO
+    progress_interval: float
+    verbose: bool
+
+
 def _run_locked(spec: SweepSpec, trials: list[TrialConfig], data, out, progress_interval, resume_stopped: bool,
                 verbose: bool) -> RunSummary:
     """The part of run_sweep that holds the sweep's lock and Ray: database, plan, training."""
@@ -349,7 +366,7 @@ def _run_locked(spec: SweepSpec, trials: list[TrialConfig], data, out, progress_
         return RunSummary(len(trials), len(trials), {}, False)
     # Where each trial starts, for the time estimate: trials continue from where they stopped.
     starts = {t.config_hash: done.get(t.config_hash, ("new", 0))[1] for t in todo}
-    return _tune(spec, trials, todo, data, engine, out, progress_interval, starts, verbose, exempt)
+    return _tune(Plan(spec, trials, todo, starts, frozenset(exempt), out, progress_interval, verbose), data, engine)
 
 
 # Most members per fused bundle on one GPU: on an H100 (docs/benchmarks.md), a
@@ -463,19 +480,19 @@ def _stopping(spec: SweepSpec, trials: list[TrialConfig], engine, exempt: set[st
     return {"stop": spec.stop.to_dict(), "metric": spec.metric, "exempt": sorted(exempt), "order": order}, store
 
 
-def _tune(spec, trials, todo, data, engine, out, progress_interval, starts, verbose: bool,
-          exempt: set[str] = frozenset()) -> RunSummary:
+def _tune(plan: Plan, data, engine) -> RunSummary:
     # Ray's own result files and TensorBoard loggers would duplicate what
     # we write; keep its verbose tables and worker logs off the terminal.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     from sweep.recorder import RayLog
 
-    with RayLog(spec.sweep_dir / LOG_FILE, verbose) as log:
-        return _fit(spec, trials, todo, data, engine, out, progress_interval, starts, verbose, log, exempt)
+    with RayLog(plan.spec.sweep_dir / LOG_FILE, plan.verbose) as log:
+        return _fit(plan, data, engine, log)
 
 
-def _fit(spec, trials, todo, data, engine, out, progress_interval, starts, verbose, log, exempt) -> RunSummary:
+def _fit(plan: Plan, data, engine, log) -> RunSummary:
+    """Train the plan's trials with Ray Tune, recording everything; the run's summary."""
     import ray
     from ray import tune
 
@@ -483,6 +500,7 @@ def _fit(spec, trials, todo, data, engine, out, progress_interval, starts, verbo
                                 members)
     from sweep.trial import ray_trainable
 
+    spec, trials, todo, starts, exempt, out = plan.spec, plan.trials, plan.todo, plan.starts, plan.exempt, plan.out
     received: list[int] = []
 
     def on_sigterm(signum, frame):
@@ -504,7 +522,7 @@ def _fit(spec, trials, todo, data, engine, out, progress_interval, starts, verbo
         failures = Failures(Path(spec.output), spec.resources.max_failures, log)
         recorder = DatabaseRecorder(engine, trial_ids, failures=failures)
         epochs_left = sum(max(0, spec.epochs - start) for start in starts.values())
-        printer = ProgressPrinter(len(todo), epochs_left, progress_interval, out, metric=spec.metric,
+        printer = ProgressPrinter(len(todo), epochs_left, plan.progress_interval, out, metric=spec.metric,
                                   epochs=spec.epochs, failures=failures,
                                   outlook=Outlook(spec.epochs, spec.stop.asha, starts, exempt))
         stopping, rung_store = _stopping(spec, trials, engine, exempt)  # the store lives while this frame does
@@ -523,7 +541,7 @@ def _fit(spec, trials, todo, data, engine, out, progress_interval, starts, verbo
             run_config=tune.RunConfig(
                 name=spec.name,
                 storage_path=str((Path(spec.output) / ".ray").resolve()),
-                verbose=1 if verbose else 0,
+                verbose=1 if plan.verbose else 0,
                 callbacks=[recorder, printer],
                 stop=HaltSweep(failures),
                 failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
