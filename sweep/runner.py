@@ -496,8 +496,8 @@ def _fit(plan: Plan, data, engine, log) -> RunSummary:
     import ray
     from ray import tune
 
-    from sweep.recorder import (INTERRUPTED, DatabaseRecorder, Failures, HaltSweep, Outlook, ProgressPrinter,
-                                members)
+    from sweep.progress import INTERRUPTED, Outlook, ProgressPrinter
+    from sweep.recorder import DatabaseRecorder, Failures, HaltSweep, members
     from sweep.trial import ray_trainable
 
     spec, trials, todo, starts, exempt, out = plan.spec, plan.trials, plan.todo, plan.starts, plan.exempt, plan.out

@@ -7,7 +7,8 @@ import math
 from types import SimpleNamespace
 
 from sweep.grid import expand_grid
-from sweep.recorder import Failures, ProgressPrinter, RayLog
+from sweep.progress import ProgressPrinter
+from sweep.recorder import Failures, RayLog
 from sweep.spec import parse_spec
 
 CONFIGS = expand_grid(parse_spec({"name": "p", "dataset": "synthetic", "epochs": 2, "grid": {
@@ -202,7 +203,7 @@ def test_time_left_under_asha_matches_a_recorded_sweep():
     and 4), as a recorded sweep ended them: per half, 1 trial of 8 trained 5 epochs, 1 to 4, 2 to 2 and 4
     stopped at 1 (2.125 epochs a trial, as ASHA expects: 1 + 1/2 + 2/4 + 1/8). Halfway, 17 epochs (17 s) are
     left: the estimate says so, where counting every pending trial's 5 epochs said 40 s."""
-    from sweep.recorder import Outlook
+    from sweep.progress import Outlook
     from sweep.stopping import AshaSpec
 
     configs = expand_grid(parse_spec({"name": "p", "dataset": "synthetic", "epochs": 5, "grid": {
