@@ -22,7 +22,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "docs"))
 
-from make_pictures import small_png, sweep  # noqa: E402  (docs/, this script's folder)
+from make_pictures import run_default_study, small_png, sweep  # noqa: E402  (docs/, this script's folder)
 
 PAGE = ROOT / "docs" / "page.html"
 SHOT = ROOT / "docs" / "img" / "page.png"
@@ -51,13 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="page-") as tmp:
         folder = Path(tmp)
-        db = args.db
-        if db is None:
-            spec = (ROOT / "sweeps.yaml").read_text()
-            spec = spec.replace("data_dir: data ", f"data_dir: {ROOT / 'data'} ")
-            (folder / "sweeps.yaml").write_text(spec)
-            sweep("run", str(folder / "sweeps.yaml"))
-            db = str(folder / "runs" / "sweep.db")
+        db = args.db or run_default_study(folder)
         sweep("page", *([args.sweep] if args.sweep else []), "--db", db, "--out", str(PAGE.relative_to(ROOT)))
     print(f"{PAGE}: {PAGE.stat().st_size / 1000:.0f} kB")
     SHOT.parent.mkdir(parents=True, exist_ok=True)

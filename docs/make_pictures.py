@@ -40,6 +40,16 @@ def small_png(source: Path, target: Path) -> int:
     return target.stat().st_size
 
 
+def run_default_study(folder: Path) -> str:
+    """Run sweeps.yaml into `folder` (its output `runs` beside the copied spec, the data from this checkout);
+    the database's path."""
+    spec = (ROOT / "sweeps.yaml").read_text()
+    spec = spec.replace("data_dir: data ", f"data_dir: {ROOT / 'data'} ")
+    (folder / "sweeps.yaml").write_text(spec)
+    sweep("run", str(folder / "sweeps.yaml"))
+    return str(folder / "runs" / "sweep.db")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", help="a results database to plot (default: run sweeps.yaml into a temporary folder)")
@@ -47,13 +57,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pictures-") as tmp:
         folder = Path(tmp)
-        db = args.db
-        if db is None:
-            spec = (ROOT / "sweeps.yaml").read_text()
-            spec = spec.replace("data_dir: data ", f"data_dir: {ROOT / 'data'} ")
-            (folder / "sweeps.yaml").write_text(spec)  # output: runs, beside the spec: in the temporary folder
-            sweep("run", str(folder / "sweeps.yaml"))
-            db = str(folder / "runs" / "sweep.db")
+        db = args.db or run_default_study(folder)
         sweep("plot", *([args.sweep] if args.sweep else []), "--db", db, "--out", str(folder / "plots"))
         IMAGES.mkdir(parents=True, exist_ok=True)
         for name in PICTURES:
