@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sweep.factors import factor_column
+from sweep.factors import factor_column, factor_key
 from sweep.plot import (CURVE_MARGINS, Look, _handle, _look, _named, _others, _others_handle, _save, _styled,
                         legend_beside, plt)
 from sweep.tuning import _scientific, tuned_view
@@ -37,18 +37,20 @@ def plot_tuning(results: pd.DataFrame, metric: str, factor: str, tune: list[str]
     done = results[results["finished"].astype(bool)]
     groups_by = _scientific(done, tune)
     table = tuned_view(done, metric, tune, higher)
-    key_of = list(zip(*(factor_column(done, f) for f in groups_by))) if len(done) else []
+    positions: dict[tuple, list[int]] = {}  # group key -> its trials' positions in `done`, in order
+    for i, key in enumerate(zip(*(factor_column(done, f) for f in groups_by)) if len(done) else ()):
+        positions.setdefault(key, []).append(i)
+    tuned_of = list(zip(*(factor_column(done, f) for f in tune))) if len(done) else []
     names = {}  # group key -> its name: its chosen configuration's label
     chosen_at = {}  # group key -> (x, y) of its chosen setting
+    ranking = []  # the groups' names, best first
     for row in table.to_dict(orient="records"):
-        key = tuple(factor_column(pd.DataFrame([row]), f).iat[0] for f in groups_by)
-        mine = [i for i, k in enumerate(key_of) if k == key]
-        setting = [i for i in mine if all(factor_column(done.iloc[[i]], f).iat[0] == row[f] for f in tune)]
-        label = done["label"].iat[setting[0]] if setting else done["label"].iat[mine[0]]
-        names[key] = label
+        key = tuple(factor_key(row[f]) for f in groups_by)
+        mine = positions[key]
+        setting = [i for i in mine if tuned_of[i] == tuple(row[f] for f in tune)]
+        names[key] = done["label"].iat[setting[0] if setting else mine[0]]
         chosen_at[key] = (row[factor], row[f"{metric}_mean"])
-    ranking = [names[tuple(factor_column(pd.DataFrame([r]), f).iat[0] for f in groups_by)]
-               for r in table.to_dict(orient="records")]
+        ranking.append(names[key])
     x_all = np.array([np.nan if v is None else float(v) for v in factor_column(done, factor)], dtype=float)
     y_all = done[metric].to_numpy(dtype=float)
     finite = x_all[np.isfinite(x_all)]
@@ -61,11 +63,11 @@ def plot_tuning(results: pd.DataFrame, metric: str, factor: str, tune: list[str]
     axes = [fig.add_subplot(grid[i // cols, i % cols]) for i in range(len(values))]
     handles, legend_names, others = [], [], 0
     for i, (ax, value) in enumerate(zip(axes, values)):
-        in_panel = [k for k in dict.fromkeys(key_of) if k in names and done[facet].iat[key_of.index(k)] == value]
+        in_panel = [k for k, at in positions.items() if k in names and done[facet].iat[at[0]] == value]
         shown = set(_named([names[k] for k in in_panel], ranking))
         grey = []
         for k in in_panel:
-            at = [j for j, kk in enumerate(key_of) if kk == k]
+            at = positions[k]
             order = np.argsort(x_all[at], kind="stable")
             points = np.column_stack([x_all[at][order], y_all[at][order]])
             if names[k] not in shown:
