@@ -19,7 +19,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import torch
 
@@ -251,142 +251,212 @@ def run_bundle(
     """
     device = torch.device(device)
     began = time.perf_counter()
-    arrays = [_tensor(a, device) for a in (data.train_x, data.train_y, data.test_x, data.test_y)]
-    val = None if data.val_x is None else (_tensor(data.val_x, device), _tensor(data.val_y, device))
+    tensors = _Tensors(*(None if a is None else _tensor(a, device)
+                         for a in (data.train_x, data.train_y, data.test_x, data.test_y, data.val_x, data.val_y)))
     members: list[_Member] = []
     try:
         bundle = bundle_name(cfgs) if len(cfgs) > 1 else None
         for cfg in cfgs:
             members.append(_Member(cfg, tensorboard, bundle, str(device), node))
         for start in sorted({m.state["epoch"] for m in members}):
-            _train([m for m in members if m.state["epoch"] == start], *arrays, report, device, began, stopper,
-                   val)
+            _train(_Bundle([m for m in members if m.state["epoch"] == start], tensors, report, began), stopper)
     finally:
         for m in members:
             m.close()
 
 
-def _train(members: list[_Member], train_x, train_y, test_x, test_y, report, device, began: float,
-           stopper: Stopper | None = None, val: tuple | None = None) -> None:
-    """Train members that stand at the same epoch together, to the end (or until each diverges or stops).
-    `val`: the validation split's (images, labels), evaluated with the test set; never trained on."""
-    cfg = members[0].cfg
-    net = FusedNet([m.module for m in members], [(m.cfg.optimizer, m.cfg.hyper()) for m in members], device,
-                   capturable=why_no_graphs(device) is None)
-    runner = StepRunner(net, train_x, train_y, bundle_name([m.cfg for m in members]))
-    for k, m in enumerate(members):
-        if m.optimizer_state is not None:
-            net.load_member_state(k, m.module.state_dict(), m.optimizer_state)
+def _train(bundle: "_Bundle", stopper: Stopper | None) -> None:
+    """Train a bundle's members to their last epoch, or until each has diverged or been stopped."""
+    bundle.start()
+    cfg = bundle.members[0].cfg
+    closing = closing_batch(bundle.images, cfg.batch_size)
+    for epoch in range(bundle.members[0].state["epoch"] + 1, cfg.epochs + 1):
+        bundle.begin_epoch(epoch)
+        for batch, idx in enumerate(bundle.batches(), 1):
+            # A snapshot every stats_every batches, and on the epoch's last full batch (closing_batch), so
+            # that every epoch has statistics however short it is.
+            snapshot = batch % cfg.stats_every == 0 or batch == closing
+            train_losses = bundle.train_batch(idx, snapshot)
+            if train_losses is not None:  # stopped where its unfused trial stops: before this step
+                bundle.diverge(train_losses, lambda k, loss: f"train loss {loss} at epoch {epoch}, step "
+                               f"{bundle.members[k].state['images_seen']}")
+            if not bundle.members:
+                return
+            bundle.hold(f"epoch{epoch}.batch{batch}")
+        bundle.end_epoch(epoch, stopper)
+        if not bundle.members:
+            return
 
-    def evaluate_all() -> list[tuple[float, ...]]:
+
+class _Tensors(NamedTuple):
+    """The data on the bundle's device; the validation split's are None without one."""
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    val_x: torch.Tensor | None
+    val_y: torch.Tensor | None
+
+
+class _Bundle:
+    """Members that stand at the same epoch, trained as one FusedNet; a member leaves it when it diverges or
+    a stop rule ends it. Its per-epoch running sums are per member, in the members' order."""
+
+    def __init__(self, members: list[_Member], data: _Tensors, report: Callable[[dict[str, Any]], None],
+                 began: float):
+        self.members, self.data, self.report, self.began = members, data, report, began
+        self.device = data.train_x.device
+        self.images = len(data.train_x)
+        self.net = FusedNet([m.module for m in members], [(m.cfg.optimizer, m.cfg.hyper()) for m in members],
+                            self.device, capturable=why_no_graphs(self.device) is None)
+        self.runner = StepRunner(self.net, data.train_x, data.train_y, bundle_name([m.cfg for m in members]))
+        for k, m in enumerate(members):
+            if m.optimizer_state is not None:
+                self.net.load_member_state(k, m.module.state_dict(), m.optimizer_state)
+
+    def evaluate(self) -> list[tuple[float, ...]]:
         """Each member's (test loss, test accuracy), and (validation loss, accuracy) with a split."""
-        figures = [*net.evaluate(test_x, test_y), *(net.evaluate(*val) if val is not None else ())]
+        d = self.data
+        figures = [*self.net.evaluate(d.test_x, d.test_y),
+                   *(self.net.evaluate(d.val_x, d.val_y) if d.val_x is not None else ())]
         return list(zip(*torch.stack(figures).tolist()))
 
-    if members[0].state["epoch"] == 0:
-        for m, test in zip(members, evaluate_all()):
-            m.state["start_test_loss"] = test[0]  # the exploding loss's measure divides by it
-            report(m.result(0, None, test, 0.0, [], "running", None, began))
-    for m in members:
-        for past in m.replay:
-            report({**past, "resumed_from": m.resumed_from})
+    def start(self) -> None:
+        """Epoch 0's evaluation (for members not yet trained), then the reports a resumed member replays."""
+        if self.members[0].state["epoch"] == 0:
+            for m, test in zip(self.members, self.evaluate()):
+                m.state["start_test_loss"] = test[0]  # the exploding loss's measure divides by it
+                self.report(m.result(0, None, test, 0.0, [], "running", None, self.began))
+        for m in self.members:
+            for past in m.replay:
+                self.report({**past, "resumed_from": m.resumed_from})
 
-    n = len(train_x)
-    closing = closing_batch(n, cfg.batch_size)
-    for epoch in range(members[0].state["epoch"] + 1, cfg.epochs + 1):
-        started = time.perf_counter()
-        perm = torch.stack([torch.randperm(n, generator=m.order) for m in members]).to(device)
-        epoch_loss = torch.zeros(len(members), device=device)
-        window_loss = torch.zeros(len(members), device=device)
-        window_batches = epoch_images = 0
-        rows: list[list[dict[str, Any]]] = [[] for _ in members]
-        for batch, start in enumerate(range(0, n, cfg.batch_size), 1):
-            idx = perm[:, start:start + cfg.batch_size]
-            size = idx.shape[1]
-            # Every stats_every batches, and on the epoch's last full batch (closing_batch), so that
-            # every epoch has statistics however short it is.
-            snapshot = batch % cfg.stats_every == 0 or batch == closing
-            stepped = not snapshot and size == cfg.batch_size
-            if stepped:  # the whole step, from a CUDA graph where one is captured
-                losses = runner.step(idx)
-            else:
-                losses, acts = runner.forward_backward(idx)
-            epoch_images += size
-            epoch_loss += losses * size
-            window_loss += losses
-            window_batches += 1
-            for m in members:
-                m.state["images_seen"] += size
-            diverged: list[int] = []
-            if snapshot:
-                # Gradients as backward left them, before the step and the next clear.
-                train_losses = (window_loss / window_batches).tolist()
-                window_loss.zero_()
-                window_batches = 0
-                snaps = net.snapshots(acts, [m.bounds for m in members])
-                for k, m in enumerate(members):
-                    rows[k] += m.log_snapshot(epoch, train_losses[k], snaps[k])
-                diverged = [k for k, loss in enumerate(train_losses) if not math.isfinite(loss)]
-            if diverged:
-                # Stopped where its unfused trial stops: before this step, its epoch cut short.
-                reasons = {k: f"train loss {train_losses[k]} at epoch {epoch}, step {members[k].state['images_seen']}"
-                           for k in diverged}
-                wall = time.perf_counter() - started
-                _finish_diverged(members, diverged, reasons, epoch, (epoch_loss / epoch_images).tolist(), rows,
-                                 evaluate_all(), wall, report, began)
-            if len(diverged) == len(members):
-                return
-            if not stepped:
-                net.step()
-            if diverged:
-                net.drop(diverged)
-                runner.reset(net)
-                members, rows = _without(members, diverged), _without(rows, diverged)
-                keep = torch.tensor([k for k in range(len(perm)) if k not in diverged], device=device)
-                perm, epoch_loss, window_loss = (t.index_select(0, keep) for t in (perm, epoch_loss, window_loss))
-            for m in members:
-                if m.holds:
-                    hold(m.cfg.name, f"epoch{epoch}.batch{batch}", m.holds, before=_flush(members))
-        mean_losses = (epoch_loss / epoch_images).tolist()
-        wall = time.perf_counter() - started
-        tests = evaluate_all()
-        diverged = [k for k, loss in enumerate(mean_losses) if not math.isfinite(loss)]
-        _finish_diverged(members, diverged, {k: f"train loss {mean_losses[k]} at epoch {epoch}" for k in diverged},
-                         epoch, mean_losses, rows, tests, wall, report, began)
-        going = [k for k in range(len(members)) if k not in diverged]
+    def begin_epoch(self, epoch: int) -> None:
+        k, device = len(self.members), self.device
+        self.epoch, self.started = epoch, time.perf_counter()
+        self.perm = torch.stack([torch.randperm(self.images, generator=m.order) for m in self.members]).to(device)
+        self.epoch_loss, self.window_loss = torch.zeros(k, device=device), torch.zeros(k, device=device)
+        self.window_batches = self.epoch_images = 0
+        self.rows: list[list[dict[str, Any]]] = [[] for _ in self.members]
+
+    def batches(self):
+        """The epoch's batch indices, (members, batch size), each member in its own order."""
+        size = self.members[0].cfg.batch_size
+        for start in range(0, self.images, size):
+            yield self.perm[:, start:start + size]
+
+    def train_batch(self, idx: torch.Tensor, snapshot: bool) -> list[float] | None:
+        """One step. With a snapshot: the statistics logged, and the members' mean train losses since the
+        last one returned, before the optimizers' step (which a diverged member must not take)."""
+        size = idx.shape[1]
+        if not snapshot and size == self.members[0].cfg.batch_size:
+            losses = self.runner.step(idx)  # the whole step, from a CUDA graph where one is captured
+        else:
+            losses, acts = self.runner.forward_backward(idx)
+        self.epoch_images += size
+        self.epoch_loss += losses * size
+        self.window_loss += losses
+        self.window_batches += 1
+        for m in self.members:
+            m.state["images_seen"] += size
+        if not snapshot:
+            if size != self.members[0].cfg.batch_size:
+                self.net.step()
+            return None
+        # Gradients as backward left them, before the step and the next clear.
+        train_losses = (self.window_loss / self.window_batches).tolist()
+        self.window_loss.zero_()
+        self.window_batches = 0
+        snaps = self.net.snapshots(acts, [m.bounds for m in self.members])
+        for k, m in enumerate(self.members):
+            self.rows[k] += m.log_snapshot(self.epoch, train_losses[k], snaps[k])
+        return train_losses
+
+    def diverge(self, losses: list[float], why: Callable[[int, float], str],
+                ended: tuple[float, list] | None = None) -> list[int]:
+        """The one divergence path: members whose loss is NaN or infinite are reported `diverged` with their
+        epoch as far as it went, and leave the bundle. `ended`: the epoch's (wall time, evaluation) at its
+        end; mid-epoch (None) the others then take the step their batch's snapshot held back. The members
+        that diverged are returned."""
+        diverged = [k for k, loss in enumerate(losses) if not math.isfinite(loss)]
+        if diverged:
+            mean_losses = (self.epoch_loss / self.epoch_images).tolist()
+            wall, tests = ended if ended is not None else (time.perf_counter() - self.started, self.evaluate())
+            for k in diverged:
+                m = self.members[k]
+                m.state["train_seconds"] += wall
+                m.state["epoch"] = self.epoch
+                self.report(m.result(self.epoch, mean_losses[k], tests[k], wall, self.rows[k], "diverged",
+                                     why(k, losses[k]), self.began))
+                m.end_session("diverged", self.epoch)
+        if ended is None:
+            if len(diverged) < len(self.members):
+                self.net.step()
+            self.leave(diverged)
+        return diverged
+
+    def end_epoch(self, epoch: int, stopper: Stopper | None) -> None:
+        """Evaluate; report the diverged; measure, judge, checkpoint and report the others; the diverged and
+        the stopped leave."""
+        mean_losses = (self.epoch_loss / self.epoch_images).tolist()
+        wall = time.perf_counter() - self.started
+        tests = self.evaluate()
+        diverged = self.diverge(mean_losses, lambda k, loss: f"train loss {loss} at epoch {epoch}", (wall, tests))
+        going = [k for k in range(len(self.members)) if k not in diverged]
         results = {}
         for k in going:
-            m = members[k]
+            m = self.members[k]
             m.state["train_seconds"] += wall
             m.state["epoch"] = epoch
             # The rules read the validation accuracy where there is a split: stopping on the test set's
             # would be a choice made on it.
             m.state["measures"] = [*m.state["measures"], epoch_measures(
-                epoch, tests[k][3] if val is not None else tests[k][1], rows[k], mean_losses[k],
+                epoch, tests[k][3] if self.data.val_x is not None else tests[k][1], self.rows[k], mean_losses[k],
                 m.state.get("start_test_loss"))]
-            results[k] = m.result(epoch, mean_losses[k], tests[k], wall, rows[k], "running", None, began)
+            results[k] = m.result(epoch, mean_losses[k], tests[k], wall, self.rows[k], "running", None, self.began)
         stopped: dict[int, str] = {}  # member -> why a stop rule ends it after this epoch
         if stopper is not None and going:
-            decided, judged = stopper.decide(epoch, [members[k].state["measures"] for k in going],
+            decided, judged = stopper.decide(epoch, [self.members[k].state["measures"] for k in going],
                                              [results[k] for k in going])
             stopped = {going[j]: reason for j, reason in decided.items()}
             for j, rung in judged.items():  # the ASHA decision travels with the epoch's report (rung_results)
                 results[going[j]] = {**results[going[j]], "rung": rung}
+        last = epoch == self.members[0].cfg.epochs
         for k in going:
-            m, result = members[k], results[k]
+            m, result = self.members[k], results[k]
             # The checkpoint keeps the epoch as trained ("running"): resumed, the trial goes on from it.
-            m.save(result, *net.member_state(k))
-            if epoch == cfg.epochs or k in stopped:
+            m.save(result, *self.net.member_state(k))
+            if last or k in stopped:
                 m.end_session("stopped" if k in stopped else "completed", epoch)
-            hold(m.cfg.name, f"saved{epoch}", m.holds)
-            report({**result, "status": "stopped", "reason": stopped[k]} if k in stopped else result)
-        gone = sorted([*diverged, *stopped])
-        if len(gone) == len(members):
+            self.hold(f"saved{epoch}", [m])
+            self.report({**result, "status": "stopped", "reason": stopped[k]} if k in stopped else result)
+        self.leave([*diverged, *stopped])
+
+    def leave(self, gone: list[int]) -> None:
+        """Members `gone` leave the network, and their place in the epoch's running sums."""
+        if not gone:
             return
-        if gone:
-            net.drop(gone)
-            runner.reset(net)
-            members = _without(members, gone)
+        self.members = [m for k, m in enumerate(self.members) if k not in gone]
+        if not self.members:
+            return
+        self.net.drop(sorted(gone))
+        self.runner.reset(self.net)
+        self.rows = [r for k, r in enumerate(self.rows) if k not in gone]
+        keep = torch.tensor([k for k in range(len(self.perm)) if k not in gone], device=self.device)
+        self.perm, self.epoch_loss, self.window_loss = (
+            t.index_select(0, keep) for t in (self.perm, self.epoch_loss, self.window_loss))
+
+    def hold(self, moment: str, members: list[_Member] | None = None) -> None:
+        """The hold point hook (sweep/hold.py): a member a fault test holds at `moment` waits there, its
+        bundle's TensorBoard points on disk first."""
+        for m in members if members is not None else self.members:
+            if m.holds:
+                hold(m.cfg.name, moment, m.holds, before=self.flush)
+
+    def flush(self) -> None:
+        for m in self.members:
+            if m.writer is not None:
+                m.writer.flush()
 
 
 def closing_batch(images: int, batch_size: int) -> int:
@@ -394,29 +464,6 @@ def closing_batch(images: int, batch_size: int) -> int:
     dead_frac ("zero for every example of the batch") never judge a short remainder of one example; the
     only batch where the epoch has no full one."""
     return max(1, images // batch_size)
-
-
-def _finish_diverged(members, diverged, reasons, epoch, mean_losses, rows, tests, wall, report, began) -> None:
-    """Report members whose loss became NaN/inf as diverged, with their (possibly cut-short) epoch's numbers."""
-    for k in diverged:
-        m = members[k]
-        m.state["train_seconds"] += wall
-        m.state["epoch"] = epoch
-        result = m.result(epoch, mean_losses[k], tests[k], wall, rows[k], "diverged", reasons[k], began)
-        m.end_session("diverged", epoch)
-        report(result)
-
-
-def _without(items: list, gone: list[int]) -> list:
-    return [item for k, item in enumerate(items) if k not in gone]
-
-
-def _flush(members: list[_Member]) -> Callable[[], None]:
-    def flush() -> None:
-        for m in members:
-            if m.writer is not None:
-                m.writer.flush()
-    return flush
 
 
 def ray_trainable(config: dict[str, Any], data: Arrays) -> None:
