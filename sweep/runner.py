@@ -174,6 +174,11 @@ def run_sweep(spec: SweepSpec, address: str | None = None, out: TextIO = sys.std
     address, the token, the versions, the shared output folder) runs before
     the first sweep or trial row is written.
 
+    In order: the checks that read nothing of the sweep (its folder's fixed
+    settings, the GPU); then, holding the sweep's lock, the database opened
+    once and the sweep's state read once (`read_state`), checked, and made
+    the run's `Plan`; then the data and Ray.
+
     Ray's logging goes to runs/<sweep>/sweep.log, not the terminal, unless
     `verbose` (default: SWEEP_VERBOSE=1 in the environment). A failure no
     retry can fix ends the sweep: SweepHalted, after the running trials have
@@ -181,37 +186,55 @@ def run_sweep(spec: SweepSpec, address: str | None = None, out: TextIO = sys.std
     """
     if verbose is None:
         verbose = os.environ.get(VERBOSE_ENV, "") not in ("", "0")
-    trials = expand_grid(spec)
-    check_settings(spec)
+    check_settings(spec)  # the folder's record, before anything is opened or made
     if address is None:
         _check_local_gpu(spec)
-    done = _stored_statuses(spec)
-    if done is not None and not [t for t in trials if not _finished(done.get(t.config_hash), spec.epochs,
-                                                                     resume_stopped)]:
-        _plan_line(spec, trials, done, resume_stopped, out)
-        return RunSummary(len(trials), len(trials), {}, False)
-    try:
-        data = load_dataset(spec.dataset.name, Path(spec.dataset.data_dir).resolve(),
-                            spec.dataset.train_limit, spec.dataset.test_limit, spec.dataset.validation)
-    except DataError as exc:
-        raise RunError(str(exc)) from None
-
     made = _first_missing(spec.sweep_dir)
+    database = sqlite_path(spec.database_url)
+    database_made = database is not None and not database.exists()
     try:
         _check_writable(spec.sweep_dir)
         with SweepLock(spec.sweep_dir):
+            engine = _open_database(spec.database_url)
             try:
+                state = read_state(engine, spec)
+                check_settings(spec, state)
+                plan = make_plan(spec, state, resume_stopped, out, progress_interval, verbose)
+                _plan_line(plan, state, out)
+                if not plan.todo:
+                    _forget(made, None)  # a folder made only to hold the lock
+                    return RunSummary(len(plan.trials), len(plan.trials), {}, False)
+                data = _load_data(spec)
                 with ray_session(address, verbose):
                     if address is not None:
                         check_shared_storage(spec.sweep_dir)
-                    return _run_locked(spec, trials, data, out, progress_interval, resume_stopped, verbose)
-            except ClusterError as exc:
-                raise RunError(str(exc)) from None
-    except RunError as exc:
+                    return _tune(plan, data, engine)
+            finally:
+                engine.dispose()
+    except ClusterError as exc:
+        _forget(made, database if database_made else None)
+        raise RunError(str(exc)) from None
+    except (RunError, SpecError) as exc:
         # Nothing was trained: leave no empty folder (or lock, or fresh database) behind.
-        if made is not None and not isinstance(exc, SweepHalted):
-            shutil.rmtree(made, ignore_errors=True)
+        if not isinstance(exc, SweepHalted):
+            _forget(made, database if database_made else None)
         raise
+
+
+def _forget(made: Path | None, database: Path | None) -> None:
+    """Remove what a run that trained nothing made: the outermost folder it created, a SQLite file it created."""
+    if made is not None:
+        shutil.rmtree(made, ignore_errors=True)
+    if database is not None:
+        database.unlink(missing_ok=True)
+
+
+def _load_data(spec: SweepSpec):
+    try:
+        return load_dataset(spec.dataset.name, Path(spec.dataset.data_dir).resolve(),
+                            spec.dataset.train_limit, spec.dataset.test_limit, spec.dataset.validation)
+    except DataError as exc:
+        raise RunError(str(exc)) from None
 
 
 def out_of_space(exc: BaseException) -> bool:
@@ -229,23 +252,28 @@ def out_of_space(exc: BaseException) -> bool:
     return False
 
 
-def _stored_statuses(spec: SweepSpec) -> dict[str, tuple[str, int]] | None:
-    """{config hash: (status, epochs done)} of the sweep's trials as its database has them, read only ({} when
-    the SQLite file does not exist yet); None when the database cannot be read here (the run opens it and
-    says why in one line)."""
-    url = spec.database_url
-    path = sqlite_path(url)
-    if path is not None and not path.exists():
-        return {}
-    try:
-        engine = make_engine(url)
-        try:
-            with session_scope(engine) as s:
-                return _release_stops(spec, engine, trial_statuses(s, spec.name))
-        finally:
-            engine.dispose()
-    except Exception:  # no such table, unreachable, another schema: _open_database says so
-        return None
+@dataclass(frozen=True)
+class SweepState:
+    """The sweep as its database holds it before a run: the spec it last ran with (None before its first run)
+    and {config hash: (status, epochs done)} of its trials, a stopped trial whose stop no longer holds under
+    the spec's `stop:` as "released"."""
+
+    where: str
+    stored_spec: dict | None
+    statuses: dict[str, tuple[str, int]]
+
+
+def read_state(engine, spec: SweepSpec) -> SweepState:
+    """The sweep's state, read once from its (opened) database."""
+    from sqlalchemy import select
+
+    from sweep.db.schema import Sweep
+
+    with session_scope(engine) as s:
+        stored = s.scalar(select(Sweep.spec_json).where(Sweep.name == spec.name))
+        statuses = trial_statuses(s, spec.name)
+    return SweepState(f"database {safe_url(spec.database_url)}", stored and json.loads(stored),
+                      _release_stops(spec, engine, statuses))
 
 
 def _release_stops(spec: SweepSpec, engine, done: dict[str, tuple[str, int]]) -> dict[str, tuple[str, int]]:
@@ -269,60 +297,43 @@ def _release_stops(spec: SweepSpec, engine, done: dict[str, tuple[str, int]]) ->
     return out
 
 
-def _plan_line(spec: SweepSpec, trials: list[TrialConfig], done: dict, resume_stopped: bool, out) -> None:
+def _plan_line(plan: "Plan", state: SweepState, out) -> None:
     """The run's first line: how many trials, how many already finished, where everything goes."""
-    finished = [t for t in trials if _finished(done.get(t.config_hash), spec.epochs, resume_stopped)]
-    stopped = sum(1 for t in finished if done[t.config_hash][0] == "stopped")
-    print(f"sweep {spec.name}: {len(trials)} trials ({len(finished)} already finished"
+    todo = {t.config_hash for t in plan.todo}
+    finished = [t for t in plan.trials if t.config_hash not in todo]
+    stopped = sum(1 for t in finished if state.statuses[t.config_hash][0] == "stopped")
+    print(f"sweep {plan.spec.name}: {len(plan.trials)} trials ({len(finished)} already finished"
           f"{f', {stopped} of them stopped by a stop rule' if stopped else ''}), "
-          f"database {safe_url(spec.database_url)}, TensorBoard logs in {spec.sweep_dir}", file=out, flush=True)
-
-
-def _stored_specs(spec: SweepSpec):
-    """(where, stored spec) of every record of this sweep's settings: its folder's file and its database's row.
-    Reads only: nothing is created (a missing SQLite file is no record); a database that cannot be read here
-    is opened (and its error reported) later."""
-    file = spec.sweep_dir / SETTINGS_FILE
-    if file.exists():
-        try:
-            yield str(file), json.loads(file.read_text())
-        except (OSError, ValueError) as exc:
-            raise RunError(f"{file}: cannot read this sweep's settings: {exc}") from None
-    url = spec.database_url
-    path = sqlite_path(url)
-    if path is not None and not path.exists():
-        return
-    from sqlalchemy import select
-
-    from sweep.db.schema import Sweep
-
-    try:
-        engine = make_engine(url)
-        try:
-            with engine.connect() as conn:
-                stored = conn.scalar(select(Sweep.spec_json).where(Sweep.name == spec.name))
-        finally:
-            engine.dispose()
-    except Exception:  # no such table, unreachable: _open_database says so in one line
-        return
-    if stored:
-        yield f"database {safe_url(url)}", json.loads(stored)
+          f"database {safe_url(plan.spec.database_url)}, TensorBoard logs in {plan.spec.sweep_dir}", file=out,
+          flush=True)
 
 
 def _shown(value) -> str:
     return "not set" if value is None else json.dumps(value)
 
 
-def check_settings(spec: SweepSpec) -> None:
+def check_settings(spec: SweepSpec, state: SweepState | None = None) -> None:
     """Refuse (SpecError, before anything is written) a spec that changes a fixed setting of a sweep that has run:
-    its trials would resume checkpoints and pool with rows computed under other settings."""
-    for where, stored in _stored_specs(spec):
-        changed = changed_setting(stored, spec)
-        if changed:
-            key, old, new = changed
-            raise SpecError(f"{key}: sweep {spec.name!r} ran with {_shown(old)} ({where}), this spec says "
-                            f"{_shown(new)}; a sweep's settings other than its grid values and epochs are fixed "
-                            "once it has run: give this spec a new name, or an output (or database) elsewhere")
+    its trials would resume checkpoints and pool with rows computed under other settings. Without `state`, against
+    the sweep folder's record (settings.json, read only); with it, against the database's."""
+    if state is None:
+        file = spec.sweep_dir / SETTINGS_FILE
+        if not file.exists():
+            return
+        try:
+            where, stored = str(file), json.loads(file.read_text())
+        except (OSError, ValueError) as exc:
+            raise RunError(f"{file}: cannot read this sweep's settings: {exc}") from None
+    elif state.stored_spec is None:
+        return
+    else:
+        where, stored = state.where, state.stored_spec
+    changed = changed_setting(stored, spec)
+    if changed:
+        key, old, new = changed
+        raise SpecError(f"{key}: sweep {spec.name!r} ran with {_shown(old)} ({where}), this spec says "
+                        f"{_shown(new)}; a sweep's settings other than its grid values and epochs are fixed "
+                        "once it has run: give this spec a new name, or an output (or database) elsewhere")
 
 
 def _first_missing(path: Path) -> Path | None:
@@ -336,10 +347,10 @@ def _first_missing(path: Path) -> Path | None:
 
 @dataclass(frozen=True)
 class Plan:
-    """What a run trains, read from the sweep's state once: every trial of the grid, those still to train
-    (in the order they start), the epoch each of those starts at, and those exempt from the stop rules
-    (resumed after a stop with --resume-stopped); with how the run reports (`out`, every
-    `progress_interval` seconds, Ray's own output where `verbose`)."""
+    """What a run trains, from the sweep's state: every trial of the grid, those still to train (in the order
+    they start), the epoch each of those starts at, and those exempt from the stop rules (resumed after a stop
+    with --resume-stopped); with how the run reports (`out`, every `progress_interval` seconds, Ray's own
+    output where `verbose`)."""
 
     spec: SweepSpec
     trials: list[TrialConfig]
@@ -351,22 +362,18 @@ class Plan:
     verbose: bool
 
 
-def _run_locked(spec: SweepSpec, trials: list[TrialConfig], data, out, progress_interval, resume_stopped: bool,
-                verbose: bool) -> RunSummary:
-    """The part of run_sweep that holds the sweep's lock and Ray: database, plan, training."""
-    engine = _open_database(spec.database_url)
-    with session_scope(engine) as s:
-        done = _release_stops(spec, engine, trial_statuses(s, spec.name))
+def make_plan(spec: SweepSpec, state: SweepState, resume_stopped: bool, out: TextIO, progress_interval: float,
+              verbose: bool) -> Plan:
+    """What to train, and from where, given what the sweep's state says is done."""
+    trials = expand_grid(spec)
+    done = state.statuses
     start = start_order(trials) if spec.stop.asha is not None else trials
     todo = [t for t in start if not _finished(done.get(t.config_hash), spec.epochs, resume_stopped)]
     # Trials continued by --resume-stopped run to the end, judged by no stop rule.
-    exempt = {t.config_hash for t in todo if done.get(t.config_hash, ("new", 0))[0] == "stopped"}
-    _plan_line(spec, trials, done, resume_stopped, out)
-    if not todo:
-        return RunSummary(len(trials), len(trials), {}, False)
+    exempt = frozenset(t.config_hash for t in todo if done.get(t.config_hash, ("new", 0))[0] == "stopped")
     # Where each trial starts, for the time estimate: trials continue from where they stopped.
     starts = {t.config_hash: done.get(t.config_hash, ("new", 0))[1] for t in todo}
-    return _tune(Plan(spec, trials, todo, starts, frozenset(exempt), out, progress_interval, verbose), data, engine)
+    return Plan(spec, trials, todo, starts, exempt, out, progress_interval, verbose)
 
 
 # Most members per fused bundle on one GPU: on an H100 (docs/benchmarks.md), a

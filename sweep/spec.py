@@ -45,11 +45,15 @@ FIXED_SETTINGS = ("dataset.name", "dataset.train_limit", "dataset.test_limit", "
 
 
 def fixed_settings(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """FIXED_SETTINGS of a spec as stored (dataclasses.asdict of a SweepSpec, or its JSON): key -> value,
-    tuples as lists, so that a spec and its stored JSON compare equal. A key the mapping lacks is left out."""
+    """FIXED_SETTINGS of a spec as stored (dataclasses.asdict of a SweepSpec, its JSON, or the flat mapping
+    this returns, as a sweep folder's settings file holds it): key -> value, tuples as lists, so that a spec
+    and its stored JSON compare equal. A key the mapping lacks is left out."""
     out = {}
     for key in FIXED_SETTINGS:
         value: Any = spec
+        if key in spec:  # already flat
+            out[key] = list(spec[key]) if isinstance(spec[key], (tuple, list)) else spec[key]
+            continue
         for part in key.split("."):
             if not isinstance(value, Mapping) or part not in value:
                 break

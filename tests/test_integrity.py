@@ -17,7 +17,7 @@ from sweep.db.queries import ensure_sweep, ensure_trials, record_results, update
 from sweep import cli
 from sweep.data import load_dataset, synthetic
 from sweep.grid import TrialConfig, expand_grid
-from sweep.runner import SETTINGS_FILE, check_settings, record_plan
+from sweep.runner import SETTINGS_FILE, check_settings, read_state, record_plan
 from sweep.spec import FIXED_SETTINGS, SpecError, load_spec, parse_spec
 from sweep.trial import CHECKPOINT, CheckpointMismatch, closing_batch, run_trial
 
@@ -96,6 +96,10 @@ def test_the_settings_file_refuses_a_spec_with_another_database_in_the_same_outp
     other = {**BASE, "batch_size": 16, "database": f"sqlite:///{tmp_path / 'elsewhere.db'}"}
     with pytest.raises(SpecError, match=r"^batch_size: sweep 'fixed' ran with 32 \(.*settings\.json\)"):
         check_settings(load_spec(_write(tmp_path, other)))
+    # A nested setting too: the file holds it flat ("dataset.train_limit").
+    nested = {**other, "batch_size": 32, "dataset": {**BASE["dataset"], "train_limit": 65}}
+    with pytest.raises(SpecError, match=r"^dataset.train_limit: sweep 'fixed' ran with 64 \(.*settings\.json\)"):
+        check_settings(load_spec(_write(tmp_path, nested)))
     assert not (tmp_path / "elsewhere.db").exists()
     assert json.loads((tmp_path / "runs" / "fixed" / SETTINGS_FILE).read_text())["batch_size"] == 32
 
@@ -103,8 +107,10 @@ def test_the_settings_file_refuses_a_spec_with_another_database_in_the_same_outp
 def test_the_database_refuses_a_spec_whose_folder_lost_its_settings(tmp_path):
     _has_run(tmp_path, BASE)
     (tmp_path / "runs" / "fixed" / SETTINGS_FILE).unlink()
+    spec = load_spec(_write(tmp_path, {**BASE, "stats_every": 5}))
+    check_settings(spec)  # the folder has no record
     with pytest.raises(SpecError, match=r"^stats_every: sweep 'fixed' ran with 2 \(database sqlite:///"):
-        check_settings(load_spec(_write(tmp_path, {**BASE, "stats_every": 5})))
+        check_settings(spec, read_state(make_engine(spec.database_url), spec))
 
 
 def test_new_grid_values_more_epochs_and_other_resources_are_allowed(tmp_path):
@@ -113,9 +119,11 @@ def test_new_grid_values_more_epochs_and_other_resources_are_allowed(tmp_path):
              "grid": {"activation": ["tanh", "relu"], "init": ["default", "xavier_uniform"],
                       "optimizer": [{"name": "sgd", "lr": [0.1, 0.01]}, {"name": "adam", "lr": "1e-3"}],
                       "seed": [0, 1]}}
-    check_settings(load_spec(_write(tmp_path, grown)))  # no error
-    # A new sweep name in the same output and database is a new sweep, whatever its settings.
-    check_settings(load_spec(_write(tmp_path, {**BASE, "name": "fixed-b16", "batch_size": 16})))
+    for spec in (load_spec(_write(tmp_path, grown)),
+                 # A new sweep name in the same output and database is a new sweep, whatever its settings.
+                 load_spec(_write(tmp_path, {**BASE, "name": "fixed-b16", "batch_size": 16}))):
+        check_settings(spec)  # no error
+        check_settings(spec, read_state(make_engine(spec.database_url), spec))
 
 
 # ----------------------------------------------------------------------------------------------- checkpoints

@@ -31,8 +31,8 @@ IMPORTS = {"torch", "torch._dynamo", "ray", "ray.tune", "sqlalchemy", "pandas", 
 # Functions timed on every call: module -> (object path within it, ...).
 CALLS = {
     "sweep.spec": ("load_spec",),
-    "sweep.runner": ("load_dataset", "check_settings", "_stored_statuses", "_open_database", "record_plan",
-                     "_member_bytes", "_free_gpu_bytes", "write_experiment", "_run_locked"),
+    "sweep.runner": ("load_dataset", "check_settings", "read_state", "_open_database", "record_plan",
+                     "_member_bytes", "_free_gpu_bytes", "write_experiment", "_tune"),
     "sweep.cluster": ("_start_local",),
     "ray": ("shutdown",),
     "ray.tune": ("with_parameters", "Tuner.fit"),
