@@ -175,7 +175,8 @@ def _parse_where(items: list[str]) -> list[tuple[str, str]]:
 
 
 def _open_sweep(args: argparse.Namespace):
-    """(engine, sweep name, metric, epochs) from --db/--spec, the SWEEP argument and the sweep's spec.
+    """(engine, sweep name, metric, epochs, stored spec) from --db/--spec, the SWEEP argument and the sweep's
+    spec, read once.
 
     The metric is --metric or the spec's; epochs the spec's current `epochs`.
     """
@@ -188,15 +189,13 @@ def _open_sweep(args: argparse.Namespace):
     epochs = spec.get("epochs")
     if epochs is None:  # a database written without a spec: compare at the most epochs any trial trained
         epochs = int(max(trials_frame(engine, name)["epochs_done"], default=0))
-    return engine, name, args.metric or spec.get("metric", "final_test_acc"), epochs
+    return engine, name, args.metric or spec.get("metric", "final_test_acc"), epochs, spec
 
 
-def _tuning(args: argparse.Namespace, engine, name: str) -> tuple[tuple[str, ...], dict]:
-    """(the nuisance hyper-parameters to tune: --tune, else the spec's `tune:`; their ranges in the spec)."""
-    from sweep.db.queries import sweep_spec
+def _tuning(args: argparse.Namespace, spec: dict) -> tuple[tuple[str, ...], dict]:
+    """(the nuisance hyper-parameters to tune: --tune, else the stored spec's `tune:`; their ranges in it)."""
     from sweep.tuning import spec_ranges
 
-    spec = sweep_spec(engine, name)
     if args.tune is None:
         tune = tuple(spec.get("tune") or ())
     elif args.tune == "none":
@@ -262,10 +261,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise CliError(f"--threshold {args.threshold:g}: a test accuracy, must be in 0..1 (e.g. 0.7)", 2)
     factors = _factor_list("--by", args.by) if args.by else []
     where = _parse_where(args.where)
-    engine, name, metric, epochs = _open_sweep(args)
+    engine, name, metric, epochs, spec = _open_sweep(args)
     human = args.format in HUMAN_FORMATS
     matrix = human and len(factors) == 2  # two factors: a matrix for people, one row per pair in csv and json
-    tune, ranges = _tuning(args, engine, name)
+    tune, ranges = _tuning(args, spec)
     options = ReportOptions(metric, epochs, tuple(factors), tuple(where), args.threshold, args.trials, args.top,
                             FlagThresholds(args.saturated, args.dead, args.vanishing, args.exploding,
                                            args.chance_margin), matrix, args.epoch, tune, ranges)
@@ -305,11 +304,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
       sweep plot --stat sat_frac                    each layer's saturation over training
     """
     from sweep.db import sqlite_path
-    from sweep.db.queries import curves_frame, depth_frame, stats_epochs
-    from sweep.db.series import dynamics_frame, shown_configurations
-    from sweep.forked import Forked, spare_core
     from sweep.factors import FACTORS, check_factors
-    from sweep.report import configuration_ranking, sweep_results
+    from sweep.forked import Forked, spare_core
+    from sweep.pictures import PictureOptions, pictures_to_draw, read_pictures
 
     if args.out:  # checked, nothing made, before the database is opened
         from sweep.cluster import FolderError, writable_folder
@@ -318,81 +315,42 @@ def cmd_plot(args: argparse.Namespace) -> int:
             writable_folder(Path(args.out))
         except FolderError as exc:
             raise CliError(f"--out: {exc}", 2) from None
-    engine, name, metric, sweep_epochs = _open_sweep(args)
+    engine, name, metric, sweep_epochs, spec = _open_sweep(args)
     if args.epoch is not None and args.epoch > sweep_epochs:
         raise CliError(f"--epoch {args.epoch}: the sweep's epochs are 1..{sweep_epochs}", 2)
     if args.facet not in FACTORS:
         raise CliError(f"--facet {args.facet!r} is not a factor; use one of {', '.join(FACTORS)}", 2)
-    factors = _factor_list("--heatmap", args.heatmap, exactly=2)
-
-    def read():
-        """The epochs of the depth profiles (--epochs checked), the trials with their figures, the
-        configurations best first, the curves, the depth profiles, and the dynamics of the configurations
-        the pictures name (db.series.shown_configurations: a big sweep's best and worst only). Forked, it
-        opens connections of its own (db.engine, at fork)."""
-        available = stats_epochs(engine, name)
-        if not available:
-            raise CliError(f"sweep {name} has no statistics yet; wait for its first epoch")
-        last = args.epoch if args.epoch in available else available[-1]
-        chosen = [int(e) for e in args.epochs.split(",")] if args.epochs else sorted({available[0], last})
-        missing = [e for e in chosen if e not in available]
-        if missing:
-            raise CliError(f"--epochs: no statistics for epoch {missing[0]}; available: "
-                           f"{', '.join(map(str, available))}", 2)
-        results = sweep_results(engine, name, sweep_epochs, at_epoch=args.epoch)
-        ranking = configuration_ranking(results, metric)  # best first, for the lines a big sweep names
-        curves = curves_frame(engine, name, args.facet)
-        shown = shown_configurations(list(curves["label"].unique()), ranking)
-        return (chosen, results, ranking, curves, depth_frame(engine, name, chosen),
-                dynamics_frame(engine, name, args.stat, shown))
-
+    options = PictureOptions(metric, sweep_epochs, args.facet, args.stat,
+                             tuple(_factor_list("--heatmap", args.heatmap, exactly=2)), args.epoch,
+                             tuple(int(e) for e in args.epochs.split(",")) if args.epochs else None,
+                             _tuning(args, spec)[0])
     # Where a core is spare, a second process reads while this one imports matplotlib (0.5 s each on a
     # 1,000-trial sweep, at the same time; a thread could not: the import holds the GIL, and the reads want
     # it for every row). Then the accuracy curves and the heat map are drawn in one process while this one
     # draws the depth profiles and the dynamics (0.6 s and 0.75 s of CPU on that sweep).
     fork = spare_core()
-    reading = Forked(read, fork=fork, what="reading the sweep")
+    reading = Forked(lambda: read_pictures(engine, name, options), fork=fork, what="reading the sweep")
     try:
-        from sweep.plot import (draw_all, heatmap_missing, plot_curves, plot_depth, plot_dynamics, plot_heatmap,
-                                sweep_palette)
+        from sweep.plot import draw_all
     except BaseException:
         reading.reap()
         raise
-    chosen, results, ranking, curves, depth, dynamics = reading.result()
-    check_factors("--heatmap", factors, results)
-    finished = results[results["finished"]]
-    colors = sweep_palette(curves, args.facet, ranking)  # one colour per configuration in every picture
+    data = reading.result()
+    if not data.chosen:
+        raise CliError(f"sweep {name} has no statistics yet; wait for its first epoch")
+    check_factors("--heatmap", list(options.heatmap), data.results)
     if args.out:
         out = Path(args.out)
     elif sqlite_path(engine.url) is not None:
         out = sqlite_path(engine.url).parent / "plots" / name
     else:
         out = Path(DEFAULT_OUTPUT) / "plots" / name
-    pictures = [(out / "accuracy.png", lambda: plot_curves(curves, out / "accuracy.png", args.facet, ranking, colors))]
-    tune, _ = _tuning(args, engine, name)
-    no_heatmap = heatmap_missing(finished, metric, args.epoch or sweep_epochs)
-    if no_heatmap is None:
-        pictures.append((out / "heatmap.png",
-                         lambda: plot_heatmap(finished, metric, tuple(factors), out / "heatmap.png", list(tune))))
-    forked = len(pictures)  # drawn in the forked process; the others here
-    pictures += [
-        (out / "depth.png", lambda: plot_depth(depth, out / "depth.png", chosen, ranking, colors)),
-        (out / "dynamics.png", lambda: plot_dynamics(dynamics, out / "dynamics.png", args.stat, ranking, colors,
-                                                     of=curves["label"].nunique(), metric=metric)),
-    ]
-    if tune:
-        from sweep.report import RANK_METRICS
-        from sweep.tuning_plot import plot_tuning, tuned_factors_to_draw
-
-        for i, factor in enumerate(tuned_factors_to_draw(results, list(tune))):
-            target = out / ("tuning.png" if i == 0 else f"tuning-{factor}.png")
-            pictures.append((target, lambda target=target, factor=factor: plot_tuning(
-                results, metric, factor, list(tune), RANK_METRICS[metric], target, colors, args.facet)))
-    written = draw_all(pictures, fork=fork, forked=forked)
+    todo = pictures_to_draw(data, options, out)
+    written = draw_all(todo.pictures, fork=fork, forked=todo.forked)
     for path in sorted(written, key=lambda p: p.name):  # accuracy, depth, dynamics, heatmap
         print(path)
-    if no_heatmap:
-        print(f"sweep {name}: {no_heatmap}", file=sys.stderr)
+    for line in todo.missing:
+        print(f"sweep {name}: {line}", file=sys.stderr)
     return 0
 
 
@@ -426,7 +384,7 @@ def cmd_page(args: argparse.Namespace) -> int:
             writable_folder(Path(args.out).absolute().parent)
         except FolderError as exc:
             raise CliError(f"--out: {exc}", 2) from None
-    engine, name, metric, epochs = _open_sweep(args)
+    engine, name, metric, epochs, _ = _open_sweep(args)
     if args.out:
         out = Path(args.out)
     elif sqlite_path(engine.url) is not None:

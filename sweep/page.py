@@ -416,50 +416,6 @@ document.querySelectorAll('.filters').forEach(function(box){
 """
 
 
-def _pictures(engine, sweep: str, metric: str, epochs: int, results: pd.DataFrame, ranking: list[str],
-              curves: pd.DataFrame, options: PageOptions, folder: Path
-              ) -> tuple[list[tuple[str, Path]], list[str], dict]:
-    """Every picture `sweep plot` draws with its default options, drawn into `folder` by the functions it draws
-    them with: [(caption, path)], the lines saying why one is left out, and the pictures' palette (label ->
-    plot.Look), which the page's own charts use too."""
-    from sweep.db.queries import depth_frame, stats_epochs
-    from sweep.db.series import dynamics_frame, shown_configurations
-    from sweep.plot import (draw_all, heatmap_missing, plot_curves, plot_depth, plot_dynamics, plot_heatmap,
-                            sweep_palette)
-
-    colours = sweep_palette(curves, options.facet, ranking)
-    missing = []
-    accuracy, heatmap, depth, dynamics = (folder / f"{n}.png" for n in ("accuracy", "heatmap", "depth", "dynamics"))
-    # As sweep plot draws them: the curves and the heat map in a forked process where a core is spare
-    # (plot.draw_all), the depth profiles and the dynamics in this one; shown in sweep plot's order.
-    pictures = [(accuracy, lambda: plot_curves(curves, accuracy, options.facet, ranking, colours))]
-    captions = {accuracy: f"test accuracy against training images seen, a panel per {options.facet}"}
-    finished = results[results["finished"]]
-    why = heatmap_missing(finished, metric, epochs)
-    if why is None:
-        pictures.append((heatmap, lambda: plot_heatmap(finished, metric, tuple(options.heatmap), heatmap)))
-        captions[heatmap] = f"mean {metric} by {' x '.join(options.heatmap)}"
-    forked = len(pictures)
-    available = stats_epochs(engine, sweep)
-    if available:
-        chosen = sorted({available[0], available[-1]})
-        depths = depth_frame(engine, sweep, chosen)
-        shown = shown_configurations(list(curves["label"].unique()), ranking)
-        layers = dynamics_frame(engine, sweep, options.stat, shown)
-        pictures += [(depth, lambda: plot_depth(depths, depth, chosen, ranking, colours)),
-                     (dynamics, lambda: plot_dynamics(layers, dynamics, options.stat, ranking, colours,
-                                                      of=curves["label"].nunique(), metric=metric))]
-        captions[depth] = f"each layer's std at epochs {', '.join(map(str, chosen))}"
-        captions[dynamics] = f"each layer's activation {options.stat} and weight-gradient std over training"
-    else:
-        missing.append("no depth profiles or layer dynamics: the sweep has no statistics yet")
-    if why is not None:
-        missing.append(why)
-    written = set(draw_all(pictures, forked=forked))
-    drawn = [(captions[path], path) for path in (accuracy, depth, dynamics, heatmap) if path in written]
-    return drawn, missing, colours
-
-
 def build_page(engine, sweep: str, options: PageOptions, progress: Callable[[str], None] | None = None) -> str:
     """The whole study as one self-contained HTML document (see the module's docstring). EmptySweep where no
     trial has recorded an epoch yet; report.ReportError for options the sweep cannot answer. `progress` is
@@ -471,8 +427,10 @@ def build_page(engine, sweep: str, options: PageOptions, progress: Callable[[str
     from sweep.db.queries import curves_frame, images_per_epoch, sweep_spec, trials_frame
     from sweep.db.series import dynamics_frame
     from sweep.factors import check_factors, sweep_factors
+    from sweep.pictures import PictureOptions, pictures_to_draw, read_pictures
+    from sweep.plot import draw_all
     from sweep.render import default_columns, human_view
-    from sweep.report import ReportOptions, build_report, configuration_ranking, factor_matrix, sweep_results
+    from sweep.report import ReportOptions, build_report, factor_matrix, sweep_results
     from sweep.tuning import spec_ranges
     import yaml
 
@@ -486,7 +444,6 @@ def build_page(engine, sweep: str, options: PageOptions, progress: Callable[[str
     trials = trials_frame(engine, sweep)
     results = sweep_results(engine, sweep, epochs, options.threshold)
     check_factors("--heatmap", list(options.heatmap), results)
-    ranking = configuration_ranking(results, metric)
     report_options = ReportOptions(metric, epochs, threshold=options.threshold, flags=options.flags)
     report = build_report(engine, sweep, report_options)
     seeds = build_report(engine, sweep, ReportOptions(metric, epochs, threshold=options.threshold, trials=True,
@@ -499,9 +456,14 @@ def build_page(engine, sweep: str, options: PageOptions, progress: Callable[[str
     varied = [f for f in factors if results.loc[results["finished"], f].astype(str).nunique() > 1]
 
     tell("drawing the pictures")
+    # Every picture `sweep plot` draws with its default options, by the same functions.
+    picture_options = PictureOptions(metric, epochs, options.facet, options.stat, tuple(options.heatmap), tune=tune)
     with tempfile.TemporaryDirectory(prefix="sweep-page-") as tmp:
-        drawn, missing, colours = _pictures(engine, sweep, metric, epochs, results, ranking, curves, options, Path(tmp))
-        pictures = [(caption, _png(path)) for caption, path in drawn]
+        data = read_pictures(engine, sweep, picture_options, results, curves)
+        todo = pictures_to_draw(data, picture_options, Path(tmp))
+        written = draw_all(todo.pictures, forked=todo.forked)
+        pictures = [(todo.captions[path], _png(path)) for path in sorted(written, key=lambda p: p.name)]
+    missing, colours = todo.missing, todo.colours
 
     tell("writing the configurations' sections")
     dynamics = dynamics_frame(engine, sweep, options.stat, max_points=DYNAMICS_POINTS)

@@ -166,6 +166,11 @@ def test_the_page_shows_the_tuned_view_where_the_spec_tunes(db):
     section = page[page.index('<section id="tuned">'):page.index("</section>", page.index('<section id="tuned">'))]
     assert "Each configuration at its best lr" in section and "chosen on final_val_acc" in section
     assert section.count("<tr") == 3 and "edge lr" in section  # the names, relu at 0.1, tanh at 1 (an edge)
+    # The pictures are sweep plot's (sweep.pictures): the heat map at each cell's best lr, and tuning.png.
+    pictures = page[page.index('<section id="pictures"'):page.index("</section>", page.index('id="pictures"'))]
+    captions = [c.split("</figcaption>")[0] for c in pictures.split("<figcaption>")[1:]]
+    assert captions[-2:] == ["mean final_val_acc by activation x init, each at its best lr",
+                             "final_val_acc of every trial against lr, each group's chosen lr starred"]
 
 
 def test_the_heat_map_shows_each_cell_at_its_own_best_lr(db, tmp_path):
