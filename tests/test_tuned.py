@@ -1,5 +1,6 @@
 """A fair comparison (sweep.tuning): each configuration at its own best learning rate, chosen on the
 validation split, with the test figure of that choice beside it; edge flags; the same in --by, csv and json."""
+import html
 import json
 
 import pytest
@@ -168,7 +169,7 @@ def test_the_page_shows_the_tuned_view_where_the_spec_tunes(db):
     assert section.count("<tr") == 3 and "edge lr" in section  # the names, relu at 0.1, tanh at 1 (an edge)
     # The pictures are sweep plot's (sweep.pictures): the heat map at each cell's best lr, and tuning.png.
     pictures = page[page.index('<section id="pictures"'):page.index("</section>", page.index('id="pictures"'))]
-    captions = [c.split("</figcaption>")[0] for c in pictures.split("<figcaption>")[1:]]
+    captions = [html.unescape(c.split("</figcaption>")[0]) for c in pictures.split("<figcaption>")[1:]]
     assert captions[-2:] == ["mean final_val_acc by activation x init, each at its best lr",
                              "final_val_acc of every trial against lr, each group's chosen lr starred"]
 
