@@ -38,7 +38,7 @@ from bench_report import SyntheticTrial, grid_spec  # noqa: E402
 from sweep.db.engine import init_db, make_engine  # noqa: E402
 from sweep.grid import expand_grid  # noqa: E402
 from sweep.recorder import DatabaseRecorder  # noqa: E402
-from sweep.runner import record_plan  # noqa: E402
+from sweep.records import record_plan  # noqa: E402
 from sweep.spec import parse_spec  # noqa: E402
 
 

@@ -2,7 +2,7 @@
 
 Builds a results database through the project's own code: a sweep of
 --trials configurations (activation x init x optimizer setting x seed, as
-expand_grid makes them) planned by runner.record_plan, then fed LeNet-shaped
+expand_grid makes them) planned by records.record_plan, then fed LeNet-shaped
 synthetic reports (7 statistics snapshots per epoch: 4 activation layers and
 5 weight gradients, 63 layer_stats rows per epoch) through the driver's
 DatabaseRecorder as Ray Tune would (on_trial_result, on_step_end), all trials
@@ -57,7 +57,7 @@ sys.path.insert(0, str(ROOT))
 from sweep.db.engine import init_db, make_engine  # noqa: E402
 from sweep.grid import expand_grid  # noqa: E402
 from sweep.recorder import DatabaseRecorder  # noqa: E402
-from sweep.runner import record_plan  # noqa: E402
+from sweep.records import record_plan  # noqa: E402
 from sweep.spec import parse_spec  # noqa: E402
 
 from baseline import baseline_code, database_for  # noqa: E402  (bench/, this script's folder)

@@ -8,27 +8,25 @@ from __future__ import annotations
 
 import errno
 import json
-import math
 import os
 import shutil
 import signal
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from sweep.db.engine import (DatabaseError, check_sqlite_location, error_line, init_db, make_engine, safe_url,
                        session_scope, sqlite_path)
-from sweep.db.queries import ensure_sweep, ensure_trials, trial_statuses, update_trial
+from sweep.db.queries import update_trial
 from sweep.cluster import ClusterError, FolderError, check_shared_storage, ray_session, writable_folder
 from sweep.data import DataError, load_dataset
+from sweep.bundles import free_gpu_bytes, member_bytes, bundle_size, plan_bundles, start_order
 from sweep.grid import TrialConfig, bundle_name, expand_grid
 from sweep.hparams import write_experiment
-from sweep.spec import DEFAULT_GPU_SHARE, SpecError, SweepSpec, changed_setting, fixed_settings
+from sweep.records import SETTINGS_FILE, SweepState, read_state, record_plan
+from sweep.spec import DEFAULT_GPU_SHARE, SpecError, SweepSpec, changed_setting
 
-# The fixed settings a sweep ran with, beside its trials' folders: a second spec reusing the sweep's name and
-# output with another database still finds them.
-SETTINGS_FILE = "settings.json"
 # The sweep's log, beside them: Ray's own logging, with the whole traceback of every failed attempt.
 LOG_FILE = "sweep.log"
 # SWEEP_VERBOSE=1 (or run_sweep(verbose=True)): Ray's output on the terminal as Ray prints it, for debugging.
@@ -57,16 +55,6 @@ class RunSummary:
         if self.interrupted:
             return self.interrupt_code
         return 1 if self.statuses.get("failed") else 0
-
-
-def trial_row(t: TrialConfig) -> dict:
-    """The trials-table columns that describe a configuration."""
-    return {
-        "config_hash": t.config_hash, "name": t.name, "label": t.label, "model": t.model,
-        "activation": t.activation, "init": t.init, "gain": t.gain, "optimizer": t.optimizer,
-        "lr": t.lr, "optimizer_params_json": json.dumps(dict(t.optimizer_params), sort_keys=True),
-        "seed": t.seed, "config_json": json.dumps(t.to_dict(), sort_keys=True), "logdir": t.logdir,
-    }
 
 
 def _check_writable(folder: Path) -> None:
@@ -252,51 +240,6 @@ def out_of_space(exc: BaseException) -> bool:
     return False
 
 
-@dataclass(frozen=True)
-class SweepState:
-    """The sweep as its database holds it before a run: the spec it last ran with (None before its first run)
-    and {config hash: (status, epochs done)} of its trials, a stopped trial whose stop no longer holds under
-    the spec's `stop:` as "released"."""
-
-    where: str
-    stored_spec: dict | None
-    statuses: dict[str, tuple[str, int]]
-
-
-def read_state(engine, spec: SweepSpec) -> SweepState:
-    """The sweep's state, read once from its (opened) database."""
-    from sqlalchemy import select
-
-    from sweep.db.schema import Sweep
-
-    with session_scope(engine) as s:
-        stored = s.scalar(select(Sweep.spec_json).where(Sweep.name == spec.name))
-        statuses = trial_statuses(s, spec.name)
-    return SweepState(f"database {safe_url(spec.database_url)}", stored and json.loads(stored),
-                      _release_stops(spec, engine, statuses))
-
-
-def _release_stops(spec: SweepSpec, engine, done: dict[str, tuple[str, int]]) -> dict[str, tuple[str, int]]:
-    """`done` with each stopped trial whose stop no longer holds under the spec's `stop:` (a rule's patience
-    raised, its threshold loosened, the rule or asha removed: sweep.stopping.stays_stopped on its recorded
-    epochs) as "released": not finished, so it continues from its checkpoint, judged by the rules as now set."""
-    if not any(state == "stopped" for state, _ in done.values()):
-        return done
-    from sweep.db.queries import epoch_metrics_frame, trials_frame
-    from sweep.stopping import stays_stopped
-
-    trials = trials_frame(engine, spec.name)
-    epochs = epoch_metrics_frame(engine, spec.name)
-    out = dict(done)
-    for row in trials[trials["status"] == "stopped"].itertuples():
-        rows = epochs[(epochs["trial_id"] == row.trial_id) & (epochs["epoch"] >= 1)].sort_values("epoch")
-        history = [{k: (None if v != v else v) for k, v in r.items()} for r in rows.to_dict("records")]
-        start = epochs.loc[(epochs["trial_id"] == row.trial_id) & (epochs["epoch"] == 0), "test_loss"].max()
-        if row.config_hash in out and not stays_stopped(spec.stop, row.error or "", history, start):
-            out[row.config_hash] = ("released", out[row.config_hash][1])
-    return out
-
-
 def _plan_line(plan: "Plan", state: SweepState, out) -> None:
     """The run's first line: how many trials, how many already finished, where everything goes."""
     todo = {t.config_hash for t in plan.todo}
@@ -376,101 +319,6 @@ def make_plan(spec: SweepSpec, state: SweepState, resume_stopped: bool, out: Tex
     return Plan(spec, trials, todo, starts, exempt, out, progress_interval, verbose)
 
 
-# Most members per fused bundle on one GPU: on an H100 (docs/benchmarks.md), a
-# LeNet bundle's throughput grows little beyond 128 members, and a sweep
-# split into fewer, larger bundles leaves GPUs idle.
-FUSE_GPU_MAX = 128
-# Share of a GPU's free memory fused bundles may plan for.
-FUSE_MEMORY_SHARE = 0.5
-
-
-def bundle_size(fuse: int | str, todo: int, gpus: float, free_gpu_bytes: int | None = None,
-                member_bytes: int | None = None) -> int:
-    """How many configurations train together in one fused bundle (1: unfused).
-
-    `auto` fuses on GPUs only: it splits the sweep evenly over the GPUs (every
-    GPU gets work), at most FUSE_GPU_MAX members per bundle, and no more than
-    FUSE_MEMORY_SHARE of a GPU's free memory holds at `member_bytes` each.
-    """
-    if fuse == "off" or todo == 0:
-        return 1
-    if fuse != "auto":
-        return int(fuse)
-    if gpus < 1:
-        return 1
-    size = min(math.ceil(todo / int(gpus)), FUSE_GPU_MAX)
-    if free_gpu_bytes and member_bytes:
-        size = min(size, max(1, int(free_gpu_bytes * FUSE_MEMORY_SHARE) // member_bytes))
-    return size
-
-
-def start_order(trials: list[TrialConfig]) -> list[TrialConfig]:
-    """The order an ASHA sweep's trials start in: by config hash, a fixed shuffle of the grid (the same for
-    a spec wherever and under whatever name it runs; a trial added later takes its place without moving
-    the others), so that no activation, init, optimizer or seed systematically reaches a rung last, against
-    a bar its predecessors raised. Trials reaching a rung together are judged in this order too."""
-    return sorted(trials, key=lambda t: t.config_hash)
-
-
-def plan_bundles(todo: list[TrialConfig], size: int) -> list[list[TrialConfig]]:
-    """`todo` in bundles of at most `size` members, as even as possible.
-
-    Members are ordered by activation, then optimizer setting, so that within
-    a bundle each activation and each optimizer covers a contiguous run.
-    """
-    if size <= 1:
-        return [[t] for t in todo]
-    ordered = sorted(todo, key=lambda t: (t.activation, t.optimizer, t.lr, t.optimizer_params, t.init, t.gain, t.seed))
-    count = math.ceil(len(ordered) / size)
-    cuts = [round(i * len(ordered) / count) for i in range(count + 1)]
-    return [ordered[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
-
-
-def _member_bytes(trial: TrialConfig) -> int:
-    """GPU memory one fused member needs, from its network's measured sizes: weights, gradients and up to
-    four optimizer/stacking copies of them, plus every layer output of a batch kept for backward (x3)."""
-    import torch
-
-    from sweep.models.nets import build_model
-
-    model = build_model(trial.model, trial.activation, trial.hidden)
-    sizes: list[int] = []
-    hooks = [m.register_forward_hook(lambda mod, inp, out: sizes.append(out.numel()))
-             for m in model.modules() if not list(m.children())]
-    with torch.no_grad():
-        model(torch.zeros(1, 1, 28, 28))
-    for h in hooks:
-        h.remove()
-    params = sum(p.numel() for p in model.parameters())
-    return 4 * (6 * params + 3 * trial.batch_size * sum(sizes))
-
-
-def _free_gpu_bytes() -> int | None:
-    """Free memory of this machine's first GPU (None without one, e.g. a driver off the cluster's GPUs)."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return None
-    return torch.cuda.mem_get_info()[0]
-
-
-def record_plan(engine, spec: SweepSpec, trials: list[TrialConfig], todo: list[TrialConfig]) -> dict[str, int]:
-    """The sweep row and one row per configuration (`todo` set pending); trial ids by config hash."""
-    # The resolved spec goes into the database for whoever reads the results: never the database's password.
-    stored = asdict(replace(spec, database=spec.database and safe_url(spec.database)))
-    with session_scope(engine) as s:
-        sweep_id = ensure_sweep(s, spec.name, json.dumps(stored, sort_keys=True))
-        trial_ids = ensure_trials(s, sweep_id, [trial_row(t) for t in trials])
-        for t in todo:
-            update_trial(s, trial_ids[t.config_hash], status="pending", error=None)
-    spec.sweep_dir.mkdir(parents=True, exist_ok=True)
-    settings = spec.sweep_dir / SETTINGS_FILE
-    tmp = settings.with_suffix(".tmp")
-    tmp.write_text(json.dumps(fixed_settings(stored), sort_keys=True) + "\n")
-    os.replace(tmp, settings)
-    return trial_ids
-
-
 def _stopping(spec: SweepSpec, trials: list[TrialConfig], engine, exempt: set[str]) -> tuple[dict, object]:
     """What the trials need of the spec's `stop:` (sweep.trial.ray_trainable), and the sweep's rung store
     (a Ray actor, seeded with the decisions earlier runs recorded: rung_results) where it has `asha:`."""
@@ -501,13 +349,11 @@ def _tune(plan: Plan, data, engine) -> RunSummary:
 def _fit(plan: Plan, data, engine, log) -> RunSummary:
     """Train the plan's trials with Ray Tune, recording everything; the run's summary."""
     import ray
-    from ray import tune
 
-    from sweep.progress import INTERRUPTED, Outlook, ProgressPrinter
-    from sweep.recorder import DatabaseRecorder, Failures, HaltSweep, members
-    from sweep.trial import ray_trainable
+    from sweep.progress import Outlook, ProgressPrinter
+    from sweep.recorder import DatabaseRecorder, Failures
 
-    spec, trials, todo, starts, exempt, out = plan.spec, plan.trials, plan.todo, plan.starts, plan.exempt, plan.out
+    spec, todo = plan.spec, plan.todo
     received: list[int] = []
 
     def on_sigterm(signum, frame):
@@ -519,41 +365,21 @@ def _fit(plan: Plan, data, engine, log) -> RunSummary:
     try:
         cluster = ray.cluster_resources()
         size = bundle_size(spec.resources.fuse, len(todo), cluster.get("GPU", 0),
-                           _free_gpu_bytes(), _member_bytes(todo[0]))
+                           free_gpu_bytes(), member_bytes(todo[0]))
         bundles = plan_bundles(todo, size)
-        cpu, gpu = _resources(spec, cluster, fused=size > 1)
-        trial_ids = record_plan(engine, spec, trials, todo)
-        write_experiment(spec.sweep_dir, trials)
+        resources = _resources(spec, cluster, fused=size > 1)
+        trial_ids = record_plan(engine, spec, plan.trials, todo)
+        write_experiment(spec.sweep_dir, plan.trials)
         if size > 1:
-            print(f"fused: {len(todo)} trials in {len(bundles)} bundle(s) of up to {size}", file=out, flush=True)
+            print(f"fused: {len(todo)} trials in {len(bundles)} bundle(s) of up to {size}", file=plan.out, flush=True)
         failures = Failures(Path(spec.output), spec.resources.max_failures, log)
         recorder = DatabaseRecorder(engine, trial_ids, failures=failures)
-        epochs_left = sum(max(0, spec.epochs - start) for start in starts.values())
-        printer = ProgressPrinter(len(todo), epochs_left, plan.progress_interval, out, metric=spec.metric,
+        epochs_left = sum(max(0, spec.epochs - start) for start in plan.starts.values())
+        printer = ProgressPrinter(len(todo), epochs_left, plan.progress_interval, plan.out, metric=spec.metric,
                                   epochs=spec.epochs, failures=failures,
-                                  outlook=Outlook(spec.epochs, spec.stop.asha, starts, exempt))
-        stopping, rung_store = _stopping(spec, trials, engine, exempt)  # the store lives while this frame does
-        trainable = tune.with_resources(tune.with_parameters(ray_trainable, data=data), {"cpu": cpu, "gpu": gpu})
-        tuner = tune.Tuner(
-            trainable,
-            param_space={"bundle": tune.grid_search([[t.to_dict() for t in b] for b in bundles]), "cpus": cpu,
-                         **stopping},
-            tune_config=tune.TuneConfig(
-                max_concurrent_trials=spec.resources.max_concurrent,
-                # A fresh worker pays seconds of `import torch` per trial; reuse it.
-                reuse_actors=True,
-                trial_name_creator=lambda tr: bundle_name(members(tr)),
-                trial_dirname_creator=lambda tr: bundle_name(members(tr)),
-            ),
-            run_config=tune.RunConfig(
-                name=spec.name,
-                storage_path=str((Path(spec.output) / ".ray").resolve()),
-                verbose=1 if plan.verbose else 0,
-                callbacks=[recorder, printer],
-                stop=HaltSweep(failures),
-                failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
-            ),
-        )
+                                  outlook=Outlook(spec.epochs, spec.stop.asha, plan.starts, plan.exempt))
+        stopping, rung_store = _stopping(spec, plan.trials, engine, plan.exempt)  # the store lives while this frame does
+        tuner = _tuner(plan, data, bundles, resources, stopping, [recorder, printer], failures)
         try:
             tuner.fit()
         except Exception as exc:
@@ -564,9 +390,53 @@ def _fit(plan: Plan, data, engine, log) -> RunSummary:
                               "space and run `sweep run` again; finished epochs are kept") from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+    statuses, interrupted = _final_statuses(engine, todo, trial_ids, recorder, printer)
+    print(printer.line(), file=plan.out, flush=True)
+    if failures.halt is not None:
+        raise SweepHalted(failures.halt)
+    signum = signal.SIGTERM if received else signal.SIGINT
+    return RunSummary(len(plan.trials), len(plan.trials) - len(todo), statuses, interrupted, 128 + signum)
 
-    # A trial Ray stopped without a final status (Ctrl-C, SIGTERM) is interrupted:
-    # its checkpoint lets the next run continue it. One never started stays pending.
+
+def _tuner(plan: Plan, data, bundles: list[list[TrialConfig]], resources: tuple[float, float], stopping: dict,
+           callbacks: list, failures):
+    """Ray Tune's Tuner of the plan: a trial per bundle, each with its CPUs and GPU share, reusing workers."""
+    from ray import tune
+
+    from sweep.recorder import HaltSweep, members
+    from sweep.trial import ray_trainable
+
+    spec, (cpu, gpu) = plan.spec, resources
+    trainable = tune.with_resources(tune.with_parameters(ray_trainable, data=data), {"cpu": cpu, "gpu": gpu})
+    return tune.Tuner(
+        trainable,
+        param_space={"bundle": tune.grid_search([[t.to_dict() for t in b] for b in bundles]), "cpus": cpu,
+                     **stopping},
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=spec.resources.max_concurrent,
+            # A fresh worker pays seconds of `import torch` per trial; reuse it.
+            reuse_actors=True,
+            trial_name_creator=lambda tr: bundle_name(members(tr)),
+            trial_dirname_creator=lambda tr: bundle_name(members(tr)),
+        ),
+        run_config=tune.RunConfig(
+            name=spec.name,
+            storage_path=str((Path(spec.output) / ".ray").resolve()),
+            verbose=1 if plan.verbose else 0,
+            callbacks=callbacks,
+            stop=HaltSweep(failures),
+            failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
+        ),
+    )
+
+
+def _final_statuses(engine, todo: list[TrialConfig], trial_ids: dict[str, int], recorder, printer
+                    ) -> tuple[dict[str, int], bool]:
+    """Each trial's status as the run ends ({status: count}), and whether the run was interrupted: a trial Ray
+    stopped without a final status (Ctrl-C, SIGTERM) is interrupted, and its checkpoint lets the next run
+    continue it; one never started stays pending."""
+    from sweep.progress import INTERRUPTED
+
     statuses: dict[str, int] = {}
     interrupted = False
     with session_scope(engine) as s:
@@ -580,8 +450,4 @@ def _fit(plan: Plan, data, engine, log) -> RunSummary:
                     printer.state[t.config_hash] = INTERRUPTED
             statuses[status] = statuses.get(status, 0) + 1
     printer.ended = True
-    print(printer.line(), file=out, flush=True)
-    if failures.halt is not None:
-        raise SweepHalted(failures.halt)
-    signum = signal.SIGTERM if received else signal.SIGINT
-    return RunSummary(len(trials), len(trials) - len(todo), statuses, interrupted, 128 + signum)
+    return statuses, interrupted

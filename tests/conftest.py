@@ -16,7 +16,7 @@ from pg_server import PostgresServer
 from sweep.data import synthetic
 from sweep.grid import expand_grid
 from sweep.recorder import DatabaseRecorder
-from sweep.runner import record_plan
+from sweep.records import record_plan
 from sweep.spec import parse_spec
 from sweep.trial import run_trial
 

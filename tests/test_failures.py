@@ -18,7 +18,7 @@ from sweep.data import synthetic
 from sweep.grid import expand_grid
 from sweep.report import short_error
 from sweep.recorder import DatabaseRecorder, Failures, HaltSweep, RayLog, TrialError, error_of, parse_error, unfixable
-from sweep.runner import record_plan
+from sweep.records import record_plan
 from sweep.spec import parse_spec
 from sweep.trial import run_trial
 
@@ -64,7 +64,7 @@ def test_the_error_text_of_an_ordinary_exception_inside_a_trial(tmp_path):
     assert error.text == (f'  File "sweep/trial.py", line {own.lineno}, in {own.name}\n'
                           f"    {own.line}\n"
                           f"ValueError: no room for epoch 0")
-    assert own.line.startswith("report(")
+    assert own.line.startswith("self.report(")
     assert error.line == "ValueError: no room for epoch 0"
     assert short_error(error.text) == error.line  # what the report shows of it
     # Read back from Tune's error.txt (the fallback when the exception was not caught on its way): the same.

@@ -1,7 +1,6 @@
 """Results never mix: a sweep's fixed settings, checkpoints of one configuration only, flags on comparable data."""
 import json
 import math
-import shutil
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -17,7 +16,8 @@ from sweep.db.queries import ensure_sweep, ensure_trials, record_results, update
 from sweep import cli
 from sweep.data import load_dataset, synthetic
 from sweep.grid import TrialConfig, expand_grid
-from sweep.runner import SETTINGS_FILE, check_settings, read_state, record_plan
+from sweep.records import SETTINGS_FILE, read_state, record_plan
+from sweep.runner import check_settings
 from sweep.spec import FIXED_SETTINGS, SpecError, load_spec, parse_spec
 from sweep.trial import CHECKPOINT, CheckpointMismatch, closing_batch, run_trial
 

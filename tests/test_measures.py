@@ -12,7 +12,7 @@ from sweep.db.queries import epoch_metrics_frame, trials_frame
 from sweep.grid import expand_grid
 from sweep.measures import DEFAULTS, FLAGS, FlagThresholds, fires, loss_ratio, threshold_of
 from sweep.recorder import DatabaseRecorder
-from sweep.runner import record_plan
+from sweep.records import record_plan
 from sweep.spec import parse_spec
 from sweep.stopping import Stopper
 from sweep.trial import run_trial

@@ -247,7 +247,7 @@ from sweep.db import queries  # noqa: E402
 from sweep.db.queries import record_results, update_trial  # noqa: E402
 from sweep.db.series import dynamics_frame  # noqa: E402
 from sweep.grid import expand_grid  # noqa: E402
-from sweep.runner import record_plan  # noqa: E402
+from sweep.records import record_plan  # noqa: E402
 from sweep.spec import parse_spec  # noqa: E402
 
 STUDY = {"name": "study", "dataset": "synthetic", "epochs": 2,

@@ -16,7 +16,7 @@ from sweep.db.queries import (SUMMARY_COLUMNS, backfill_config_curves, backfill_
 from sweep.db.schema import SCHEMA_VERSION, ConfigCurve, EpochMetric, LayerStat, SchemaInfo
 from sweep.grid import expand_grid
 from sweep.recorder import DatabaseRecorder
-from sweep.runner import record_plan
+from sweep.records import record_plan
 from sweep.spec import parse_spec
 
 SPEC = {"name": "r", "dataset": "synthetic", "epochs": 4,

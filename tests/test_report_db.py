@@ -15,7 +15,7 @@ from sweep.db.engine import init_db, make_engine, session_scope
 from sweep.db.queries import record_results, update_trial
 from sweep.cli import main
 from sweep.grid import expand_grid
-from sweep.runner import record_plan
+from sweep.records import record_plan
 from sweep.spec import parse_spec
 
 SPEC = {"name": "hand", "dataset": "synthetic", "epochs": 4,

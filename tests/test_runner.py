@@ -9,7 +9,7 @@ from sweep.db.engine import init_db, make_engine, session_scope
 from sweep.db.schema import SCHEMA_VERSION, SchemaInfo
 from sweep.cli import main
 from sweep.grid import bundle_name, expand_grid
-from sweep.runner import FUSE_GPU_MAX, bundle_size, plan_bundles
+from sweep.bundles import FUSE_GPU_MAX, bundle_size, plan_bundles
 from sweep.spec import parse_spec
 
 
@@ -62,7 +62,7 @@ def finished_sweep(tmp_path, statuses: dict[str, tuple[str, int]]):
     """A sweep spec of three configurations whose trials the database already holds with `statuses` (by
     activation: (status, epochs done))."""
     from sweep.db.queries import update_trial
-    from sweep.runner import record_plan
+    from sweep.records import record_plan
 
     spec = parse_spec({"name": "t", "dataset": {"name": "synthetic", "train_limit": 64, "test_limit": 32},
                        "epochs": 2, "grid": {"activation": list(statuses), "optimizer": [{"name": "adam", "lr": 0.01}]},
