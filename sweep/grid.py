@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Sequence
 
 from sweep.models.registry import ACTIVATION_GAIN_INITS, init_gain
-from sweep.spec import RangeSpec, SpecError, SweepSpec
+from sweep.spec import SpecError, SweepSpec
+from sweep.spec_optimizer import RangeSpec
 
 # Fields that do not change what a trial computes up to a given epoch: raising
 # epochs extends a trial, and paths/sweep name say where it lives, not what it is.

@@ -2,13 +2,12 @@
 
 `load_spec` is the only place that reads a spec. Every error names the key
 path in the file, the bad value, what is allowed and, for near-miss names,
-a "did you mean".
+a "did you mean". The value checks live in sweep.spec_checks, the
+`optimizer:` entries in sweep.spec_optimizer.
 """
 from __future__ import annotations
 
 import difflib
-import math
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,6 +16,9 @@ import yaml
 
 from sweep.data import DATASETS
 from sweep.measures import DEFAULT_METRIC, DEFAULT_VALIDATION_METRIC, RANKING
+from sweep.spec_checks import (SpecError, _choice, _fail, _int, _items, _mapping, _number, _safe_name,
+                               _show, _unique, _whole)
+from sweep.spec_optimizer import OptimizerSpec, parse_optimizer
 from sweep.stopping import RULES, AshaSpec, StopRule, StopSpec
 
 # The registries (models/) import torch: seconds and hundreds of MB that
@@ -26,15 +28,10 @@ from sweep.stopping import RULES, AshaSpec, StopRule, StopSpec
 # Ranking metrics: name -> True where larger is better (sweep.measures.RANKING: the one table).
 METRICS: Mapping[str, bool] = {name: metric.higher_is_better for name, metric in RANKING.items()}
 
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 DEFAULT_OUTPUT = "runs"
 DEFAULT_DATA_DIR = "data"
 DEFAULT_MLP_HIDDEN = (256, 256)
 DEFAULT_GPU_SHARE = 0.25  # four trials per GPU unless the spec says otherwise
-
-
-class SpecError(ValueError):
-    """A spec that cannot be used; the message is one line for the user."""
 
 
 # The settings that change what a sweep's trials compute, besides the grid's values: with them, a trial's
@@ -95,28 +92,8 @@ class InitSpec:
     gain: float | str = 1.0  # a number, or "auto": torch's gain for the activation
 
 
-@dataclass(frozen=True)
-class RangeSpec:
-    """A hyper-parameter searched over a range: `kind` log_uniform or uniform, from `low` to `high`."""
-
-    key: str
-    kind: str
-    low: float
-    high: float
 
 
-RANGE_KINDS = ("log_uniform", "uniform")
-
-
-@dataclass(frozen=True)
-class OptimizerSpec:
-    """One optimizer entry: each listed hyper-parameter a tuple of grid values, and `samples` points drawn
-    over its `ranges` (sweep.grid.sample_points), combined with the listed values by product."""
-
-    name: str
-    params: tuple[tuple[str, tuple[Any, ...]], ...]
-    ranges: tuple[RangeSpec, ...] = ()
-    samples: int = 0
 
 
 @dataclass(frozen=True)
@@ -161,110 +138,6 @@ class SweepSpec:
     @property
     def sweep_dir(self) -> Path:
         return Path(self.output) / self.name
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _fail(path: str, message: str) -> None:
-    raise SpecError(f"{path}: {message}" if path else message)
-
-
-def _show(value: Any) -> str:
-    return repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
-
-
-def _did_you_mean(value: str, allowed) -> str:
-    close = difflib.get_close_matches(str(value), list(allowed), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def _choice(value: Any, allowed, path: str, what: str) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        hint = _did_you_mean(value, allowed) if isinstance(value, str) else ""
-        _fail(path, f"{_show(value)} is not a known {what}; allowed: {', '.join(allowed)}{hint}")
-    return value
-
-
-def _mapping(value: Any, path: str, allowed_keys, required=()) -> dict:
-    if not isinstance(value, dict):
-        _fail(path, f"expected a mapping, got {_show(value)}")
-    unknown = [k for k in value if k not in allowed_keys]
-    if unknown:
-        key = unknown[0]
-        where = f"{path}.{key}" if path else str(key)
-        _fail(where, f"unknown key; allowed: {', '.join(allowed_keys)}{_did_you_mean(str(key), allowed_keys)}")
-    for key in required:
-        if key not in value:
-            _fail(f"{path}.{key}" if path else key, "missing required key")
-    return value
-
-
-# YAML 1.1 (PyYAML) reads 1e-3 as a string: it wants a dot (1.0e-3) and a sign on the exponent. Papers and
-# `--where lr=1e-3` write it that way, so a string of exactly this form is the number it spells.
-_SCIENTIFIC = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
-
-
-def _whole(value: Any) -> int | None:
-    """`value` as an int where it is a whole number, however written (6000, 6e3, 6.0e3, as papers write
-    it); None for anything else (6.5, true, 'six')."""
-    if isinstance(value, str) and _SCIENTIFIC.match(value.strip()):
-        value = float(value)
-    if isinstance(value, float) and math.isfinite(value) and value == int(value):
-        value = int(value)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _int(value: Any, path: str, minimum: int = 1) -> int:
-    """A whole number >= minimum (see _whole)."""
-    whole = _whole(value)
-    if whole is None:
-        _fail(path, f"{_show(value)} is not an integer")
-    value = whole
-    if value < minimum:
-        _fail(path, f"{value} must be >= {minimum}")
-    return value
-
-
-def _number(value: Any, path: str, positive: bool = False, minimum: float | None = None) -> float:
-    if isinstance(value, str) and _SCIENTIFIC.match(value.strip()):
-        value = float(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        _fail(path, f"{_show(value)} is not a finite number")
-    if positive and value <= 0:
-        _fail(path, f"{value!r} must be > 0")
-    if minimum is not None and value < minimum:
-        _fail(path, f"{value!r} must be >= {minimum:g}")
-    return float(value)
-
-
-def _items(value: Any, path: str) -> list[tuple[str, Any]]:
-    """(path, value) of each value of a list; a lone value (`seed: 0`, `activation: relu`) is a list of one,
-    named by the key's own path."""
-    if value is None:
-        _fail(path, "expected a value or a list, got None")
-    if not isinstance(value, list):
-        return [(path, value)]
-    if not value:
-        _fail(path, "empty list; give at least one value")
-    return [(f"{path}[{i}]", v) for i, v in enumerate(value)]
-
-
-def _unique(values: list, path: str, key=lambda v: v) -> None:
-    """Refuse repeated grid values: they would train the same trial twice."""
-    seen = set()
-    for i, v in enumerate(values):
-        k = key(v)
-        if k in seen:
-            _fail(f"{path}[{i}]", f"duplicate value {k!r}; each grid value may appear once")
-        seen.add(k)
-
-
-def _safe_name(value: Any, path: str) -> str:
-    if not isinstance(value, str) or not SAFE_NAME.match(value):
-        _fail(path, f"{_show(value)} is not a safe folder name; use letters, digits, '.', '_' or '-' "
-                    "(starting with a letter or digit, at most 100 characters)")
-    return value
 
 
 # --------------------------------------------------------------------------- sections
@@ -336,99 +209,6 @@ def _init(raw: Any, path: str) -> InitSpec:
     return InitSpec(name, gain)
 
 
-def _optimizer(raw: Any, path: str) -> OptimizerSpec:
-    from sweep.models.registry import OPTIMIZERS
-
-    if isinstance(raw, str):
-        raw = {"name": raw}
-    if not isinstance(raw, dict):
-        _fail(path, f"expected a mapping like {{name: adam, lr: 0.001}}, got {_show(raw)}")
-    if "name" not in raw:
-        _fail(f"{path}.name", "missing required key")
-    name = _choice(raw["name"], OPTIMIZERS, f"{path}.name", "optimizer")
-    types = OPTIMIZERS[name].params
-    _mapping(raw, path, ("name", *types, "samples"))
-    if "lr" not in raw:
-        _fail(f"{path}.lr", "missing required key")
-    params, ranges = [], []
-    for key in sorted(k for k in raw if k not in ("name", "samples")):
-        kpath = f"{path}.{key}"
-        if isinstance(raw[key], dict):
-            ranges.append(_range(raw[key], kpath, key, types[key]))
-            continue
-        checked = []
-        for vpath, v in _items(raw[key], kpath):
-            if types[key] is bool:
-                if not isinstance(v, bool):
-                    _fail(vpath, f"{_show(v)} is not true or false")
-                checked.append(v)
-            else:
-                checked.append(_number(v, vpath, positive=(key == "lr"), minimum=0.0))
-        _unique(checked, kpath)
-        params.append((key, tuple(checked)))
-    samples = 0 if raw.get("samples") is None else _int(raw["samples"], f"{path}.samples")
-    if samples and not ranges:
-        _fail(f"{path}.samples", "draws points over the entry's ranges, and it has none; give a hyper-parameter "
-                                 "as {log_uniform: [low, high]} or {uniform: [low, high]}")
-    if ranges and not samples:
-        _fail(f"{path}.{ranges[0].key}", "a range needs samples: N beside it, the number of points to draw over "
-                                         "the entry's ranges (e.g. samples: 8)")
-    # Every value a range can take lies between its ends: torch checks them with the listed values.
-    _buildable(name, params + [(r.key, (r.low, r.high)) for r in ranges], path)
-    return OptimizerSpec(name, tuple(params), tuple(ranges), samples)
-
-
-def _range(raw: dict, path: str, key: str, kind_of_value: type) -> RangeSpec:
-    """`{log_uniform: [low, high]}` or `{uniform: [low, high]}` for a numeric hyper-parameter."""
-    if kind_of_value is bool:
-        _fail(path, f"{key} is true or false; a range applies to a numeric hyper-parameter only")
-    if len(raw) != 1 or next(iter(raw)) not in RANGE_KINDS:
-        kind = str(next(iter(raw), ""))
-        _fail(path, f"expected {{log_uniform: [low, high]}} or {{uniform: [low, high]}}, got {{{', '.join(map(str, raw))}}}"
-                    f"{_did_you_mean(kind, RANGE_KINDS)}")
-    kind, bounds = next(iter(raw.items()))
-    where = f"{path}.{kind}"
-    if not isinstance(bounds, list) or len(bounds) != 2:
-        _fail(where, f"expected [low, high], two numbers, got {_show(bounds)}")
-    low, high = (_number(b, f"{where}[{i}]") for i, b in enumerate(bounds))
-    if kind == "log_uniform" and low <= 0:
-        _fail(where, f"[{low:g}, {high:g}]: a log range must lie above 0 (its low end is {low:g})")
-    if low < 0:
-        _fail(where, f"[{low:g}, {high:g}]: {key} must be >= 0 over the whole range")
-    if low >= high:
-        _fail(where, f"[{low:g}, {high:g}]: low must be below high")
-    if key == "lr" and low <= 0:
-        _fail(where, f"[{low:g}, {high:g}]: lr must be > 0 over the whole range")
-    return RangeSpec(key, kind, low, high)
-
-
-# What torch.optim says when every hyper-parameter passed its checks and only the parameters are missing.
-_NO_PARAMETERS = "optimizer got an empty parameter list"
-
-
-def _buildable(name: str, params: list[tuple[str, tuple]], path: str) -> None:
-    """Build the optimizer of every value combination once: what torch would refuse at train time (nesterov
-    without momentum, a beta of 1 or more) is refused here, in one line. Built over no parameters: torch
-    checks every hyper-parameter first, then refuses the empty list (which means they passed), and never
-    reaches add_param_group, whose first call imports TorchDynamo (1.2 s of the driver's start)."""
-    import itertools
-
-    from sweep.models.registry import make_optimizer
-
-    keys = [k for k, _ in params]
-    for values in itertools.product(*(v for _, v in params)):
-        hyper = dict(zip(keys, values))
-        try:
-            make_optimizer(name, [], hyper)
-        except (ValueError, TypeError, RuntimeError) as exc:
-            if str(exc) == _NO_PARAMETERS:
-                continue
-            shown = ", ".join(f"{k}: {_fmt_value(v)}" for k, v in hyper.items())
-            _fail(path, f"torch refuses {name} with {shown}: {str(exc).splitlines()[0]}")
-
-
-def _fmt_value(value: Any) -> str:
-    return str(value).lower() if isinstance(value, bool) else f"{value:g}"
 
 
 def _grid(raw: Any, path: str) -> GridSpec:
@@ -440,7 +220,7 @@ def _grid(raw: Any, path: str) -> GridSpec:
     _unique(acts, f"{path}.activation")
     inits = [_init(x, where) for where, x in _items(raw.get("init", ["default"]), f"{path}.init")]
     _unique(inits, f"{path}.init", key=lambda s: f"{s.name} gain={s.gain}")
-    opts = [_optimizer(x, where) for where, x in _items(raw["optimizer"], f"{path}.optimizer")]
+    opts = [parse_optimizer(x, where) for where, x in _items(raw["optimizer"], f"{path}.optimizer")]
     _unique(opts, f"{path}.optimizer", key=lambda s: f"{s.name} {dict(s.params)}")
     seeds = [_int(s, where, minimum=0) for where, s in _items(raw.get("seed", [0]), f"{path}.seed")]
     _unique(seeds, f"{path}.seed")

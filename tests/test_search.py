@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from sweep.grid import expand_grid, sample_points
-from sweep.spec import RangeSpec, SpecError, parse_spec
+from sweep.spec import SpecError, parse_spec
+from sweep.spec_optimizer import RangeSpec
 from sweep_process import ENV
 
 
