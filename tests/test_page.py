@@ -13,8 +13,8 @@ from PIL import Image
 from chromium import Chromium
 from sweep.cli import _version, main
 from sweep.db.engine import init_db, make_engine, session_scope
+from sweep.db.flags import FLAG_DESCRIPTIONS, FLAG_NOTATION
 from sweep.db.queries import ensure_sweep, update_trial, trials_frame
-from sweep.page import FLAG_DESCRIPTIONS, FLAG_NOTATION
 from test_plot import IMAGES, STUDY, build_study
 
 SPEC = {**STUDY, "epochs": 3, "grid": {**STUDY["grid"], "activation": ["sigmoid", "relu"], "seed": [0, 1]}}

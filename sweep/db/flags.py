@@ -45,6 +45,20 @@ from sweep.measures import FlagThresholds, passes, threshold_of  # FlagThreshold
 
 FLAG_COLUMNS = ["trial", "label", "flag", "layer", "epoch", "value"]
 
+# What each flag means, for a reader of a report (sweep page's tooltips), keyed by the flag's name as
+# flags_frame writes it; the {placeholders} are FlagThresholds' fields, filled with the thresholds in use.
+FLAG_DESCRIPTIONS = {
+    "saturated": "a bounded activation layer (sigmoid, tanh, softsign) had more than {saturated:g} of its values "
+                 "within 3% of an asymptote",
+    "dead": "a layer had more than {dead:g} of its units zero for a whole batch (ReLU-like activations)",
+    "vanishing": "the first weight layer's gradient std over the last one's fell below {vanishing:g}",
+    "exploding": "the first weight layer's gradient std over the last one's rose above {exploding:g}; on layer "
+                 "'loss': the train loss rose above {exploding:g} times the loss before training",
+    "chance": "test accuracy stayed within {chance_margin:g} of 1/classes from this epoch to the last one read",
+    "diverged": "the loss became NaN or infinite at this epoch; the trial's figures are read before it",
+}
+FLAG_NOTATION = "@E: the first epoch it showed; (k/n): how many of the configuration's n seeds showed it"
+
 
 def flags_frame(engine: Engine, sweep: str, thresholds: FlagThresholds = FlagThresholds()) -> pd.DataFrame:
     """Pathology flags of every trial of a sweep: trial, label, flag, layer, epoch, value.
