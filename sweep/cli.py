@@ -417,7 +417,7 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
     logdir = output / args.sweep if args.sweep else output
     if not logdir.is_dir():
         from sweep.factors import did_you_mean
-        from sweep.runner import SETTINGS_FILE
+        from sweep.records import SETTINGS_FILE
 
         sweeps = sorted(p.parent.name for p in output.glob(f"*/{SETTINGS_FILE}"))  # the folders sweep run made
         if args.sweep and sweeps:
