@@ -367,9 +367,9 @@ def _error_texts(names, errors: dict) -> list[str]:
 
 def footer(sweep: str, options: PageOptions) -> list[str]:
     """The version that wrote the page, the command that regenerates it, and the page's script."""
-    from sweep.cli import _version
+    from sweep.cli_parser import package_version
 
-    return [f"<footer>Written by sweep {esc(_version())}. To regenerate this page: "
+    return [f"<footer>Written by sweep {esc(package_version())}. To regenerate this page: "
             f"<code>{esc(options.command or f'sweep page {sweep}')}</code></footer>",
             f"<script>{SCRIPT}</script></body></html>\n"]
 

@@ -213,8 +213,8 @@ def _forget(made: Path | None, database: Path | None) -> None:
     """Remove what a run that trained nothing made: the outermost folder it created, a SQLite file it created."""
     if made is not None:
         shutil.rmtree(made, ignore_errors=True)
-    if database is not None:
-        database.unlink(missing_ok=True)
+    if database is not None and database.is_file():
+        database.unlink()
 
 
 def _load_data(spec: SweepSpec):

@@ -146,7 +146,7 @@ def test_plot_of_a_sweep_with_nothing_finished_says_so_instead_of_a_heat_map(cap
 
 def test_plot_stat_takes_the_layer_statistics_dynamics_frame_reads(capsys, recorded_db, tmp_path):
     from sweep.db.series import DYNAMICS_STATS
-    from sweep.cli import DYNAMICS_STATS as OFFERED
+    from sweep.cli_parser import DYNAMICS_STATS as OFFERED
 
     assert OFFERED == DYNAMICS_STATS
     with pytest.raises(SystemExit) as exit_:

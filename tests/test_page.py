@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from chromium import Chromium
-from sweep.cli import _version, main
+from sweep.cli import main
+from sweep.cli_parser import package_version
 from sweep.db.engine import init_db, make_engine, session_scope
 from sweep.db.flags import FLAG_DESCRIPTIONS, FLAG_NOTATION
 from sweep.db.queries import ensure_sweep, update_trial, trials_frame
@@ -251,7 +252,7 @@ def test_the_ranking_is_the_one_sweep_report_gives(page, study, browser):
     assert cells == expected
     assert cells[0][:6] == ["1", "relu", "xavier_uniform", "sgd", "0.001", "relu-xavier_uniform-sgd-lr0.001"]
     assert browser.evaluate("document.querySelector('footer').textContent") == (
-        f"Written by sweep {_version()}. To regenerate this page: sweep page study --db sqlite:///{study}")
+        f"Written by sweep {package_version()}. To regenerate this page: sweep page study --db sqlite:///{study}")
 
 
 def test_sweep_page_writes_beside_the_database_prints_the_path_and_tells_its_progress(study, tmp_path):
