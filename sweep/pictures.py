@@ -98,7 +98,8 @@ class PicturesToDraw:
 def pictures_to_draw(data: PictureData, options: PictureOptions, folder: Path) -> PicturesToDraw:
     """The sweep's pictures, to be drawn into `folder`, one colour per configuration in every picture.
     Imports matplotlib (plot.py)."""
-    from sweep.plot import heatmap_missing, plot_curves, plot_depth, plot_dynamics, plot_heatmap, sweep_palette
+    from sweep.plot import heatmap_missing, plot_curves, plot_depth, plot_heatmap, sweep_palette
+    from sweep.plot_dynamics import plot_dynamics
 
     metric, facet, ranking, tune = options.metric, options.facet, data.ranking, list(options.tune)
     colours = sweep_palette(data.curves, facet, ranking)

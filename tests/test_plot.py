@@ -40,7 +40,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.collections import LineCollection, PolyCollection  # noqa: E402
 
-from sweep import plot  # noqa: E402
+from sweep import plot, plot_dynamics  # noqa: E402
 
 ACTIVATIONS = ("relu", "tanh")
 
@@ -81,6 +81,7 @@ def drawn(monkeypatch):
         return save(fig, path)
 
     monkeypatch.setattr(plot, "_save", keep)
+    monkeypatch.setattr(plot_dynamics, "_save", keep)
     return figures
 
 
@@ -174,8 +175,9 @@ def test_curves_frame_pools_the_seeds_of_each_configuration(db_url, tmp_path):
 def test_pictures_are_drawn_in_the_plot_style_and_leave_matplotlib_s_settings_alone(monkeypatch, tmp_path):
     hinting = []
     save = plot._save
-    monkeypatch.setattr(plot, "_save", lambda fig, path: hinting.append(matplotlib.rcParams["text.hinting"])
-                        or save(fig, path))
+    for module in (plot, plot_dynamics):
+        monkeypatch.setattr(module, "_save", lambda fig, path: hinting.append(matplotlib.rcParams["text.hinting"])
+                            or save(fig, path))
     configs = configurations(3)
     with matplotlib.rc_context({"text.hinting": "force_autohint"}):  # a user's own setting
         plot.plot_curves(curves_frame(configs), tmp_path / "a.png")
@@ -183,7 +185,7 @@ def test_pictures_are_drawn_in_the_plot_style_and_leave_matplotlib_s_settings_al
         dynamics = pd.DataFrame([{"label": label, "activation": a, "kind": "activation", "layer": "conv1",
                                   "images_seen": 100 * i, "value": 0.5, "n": 1}
                                  for a, label in configs for i in range(3)])
-        plot.plot_dynamics(dynamics, tmp_path / "y.png")
+        plot_dynamics.plot_dynamics(dynamics, tmp_path / "y.png")
         assert matplotlib.rcParams["text.hinting"] == "force_autohint"
     assert hinting == [plot.STYLE["text.hinting"]] * 3 == ["no_hinting"] * 3
 
@@ -354,7 +356,7 @@ def draw_study(engine, out, ranking=None, stat="std"):
     palette = plot.sweep_palette(curves, "activation", ranking)
     plot.plot_curves(curves, out / "accuracy.png", "activation", ranking, colors=palette)
     plot.plot_depth(queries.depth_frame(engine, "study", [1, 2]), out / "depth.png", [1, 2], ranking, colors=palette)
-    plot.plot_dynamics(dynamics_frame(engine, "study", stat), out / "dynamics.png", stat, ranking, colors=palette)
+    plot_dynamics.plot_dynamics(dynamics_frame(engine, "study", stat), out / "dynamics.png", stat, ranking, colors=palette)
     return palette
 
 
@@ -524,7 +526,7 @@ def test_a_big_sweep_s_dynamics_show_its_best_and_worst_and_say_so(drawn, tmp_pa
     assert chosen == ranking[:5] + ranking[-5:]
     frame = dynamics_frame(engine, "study", "p98", chosen)
     engine.dispose()
-    plot.plot_dynamics(frame, tmp_path / "dynamics.png", "p98", ranking, of=len(labels), metric="final_test_acc")
+    plot_dynamics.plot_dynamics(frame, tmp_path / "dynamics.png", "p98", ranking, of=len(labels), metric="final_test_acc")
     fig, = drawn
     assert fig._suptitle.get_text().endswith(
         "\nthe 5 best (first row) and 5 worst (second row) of 20 configurations by mean final_test_acc")
