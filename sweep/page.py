@@ -145,7 +145,7 @@ def _model(spec: dict) -> str:
 @dataclass(frozen=True)
 class Study:
     """What a page shows of a sweep, read once: its spec, its trials (db.queries.trials_frame), each trial's
-    figures (report.sweep_results), each configuration's test accuracy curve (db.queries.curves_frame), the
+    figures (results.sweep_results), each configuration's test accuracy curve (db.queries.curves_frame), the
     ranking and each seed's row (build_report's), the ranking at each configuration's best setting of the
     spec's `tune:` (None where it tunes nothing), and the factors whose values differ among finished trials."""
 
@@ -170,7 +170,8 @@ def read_study(engine, sweep: str, options: PageOptions, curves: pd.DataFrame) -
     options the sweep cannot answer."""
     from sweep.db.queries import sweep_spec, trials_frame
     from sweep.factors import check_factors, sweep_factors
-    from sweep.report import ReportOptions, build_report, sweep_results
+    from sweep.report import ReportOptions, build_report
+    from sweep.results import sweep_results
     from sweep.tuning import spec_ranges
 
     metric, epochs = options.metric, options.epochs

@@ -53,12 +53,13 @@ class PictureData:
 def read_pictures(engine, sweep: str, options: PictureOptions, results: pd.DataFrame | None = None,
                   curves: pd.DataFrame | None = None) -> PictureData:
     """Everything the pictures need, read from the database (db.series.shown_configurations: the dynamics of
-    a big sweep's best and worst only); `results` (report.sweep_results) and `curves` (curves_frame, by
+    a big sweep's best and worst only); `results` (results.sweep_results) and `curves` (curves_frame, by
     options.facet) where the caller has read them already. ReportError for depth epochs without statistics. Run forked, it opens connections of
     its own (db.engine, at fork)."""
     from sweep.db.queries import curves_frame, depth_frame, stats_epochs
     from sweep.db.series import dynamics_frame, shown_configurations
-    from sweep.report import configuration_ranking, sweep_results
+    from sweep.report import configuration_ranking
+    from sweep.results import sweep_results
 
     available = stats_epochs(engine, sweep)
     chosen: list[int] = []

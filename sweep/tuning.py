@@ -99,7 +99,7 @@ def tuned_view(results: pd.DataFrame, metric: str, tune: Sequence[str], higher: 
     factors, the chosen values, `<metric>_mean` and `n_chosen` over the chosen setting's seeds, the test
     figure `<test>_mean`, `_ci95` and `n`, `settings` (how many tuned settings had a value) and `edge` (the
     tuned factors at the edge of what was tried), best first by `<metric>_mean`. Only configurations whose
-    seeds all finished are chosen from (sweep.report.sweep_results marks the others).
+    seeds all finished are chosen from (sweep.results.sweep_results marks the others).
 
     Example: tuned_view(results, "final_val_acc", ["lr"], True)
     """

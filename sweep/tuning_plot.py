@@ -30,7 +30,7 @@ def tuned_factors_to_draw(results: pd.DataFrame, tune: list[str]) -> list[str]:
 @_styled
 def plot_tuning(results: pd.DataFrame, metric: str, factor: str, tune: list[str], higher: bool, path: Path,
                 colors: dict[str, Look] | None = None, facet: str = "activation") -> Path:
-    """tuning.png for one tuned `factor` (see the module's doc). `results`: sweep.report.sweep_results;
+    """tuning.png for one tuned `factor` (see the module's doc). `results`: sweep.results.sweep_results;
     `colors`: the sweep's palette (sweep.plot.sweep_palette), keyed by configuration label. With more than
     ALL_NAMED groups in a panel, the best and worst (by the tuned ranking) are named, the others grey."""
     colors = colors or {}

@@ -12,7 +12,8 @@ from sweep.db.engine import make_engine
 from sweep.cli import main
 from sweep.intervals import t95
 from sweep.render import default_columns, essential_columns, header, human_view, IMPORTANCE
-from sweep.report import factor_matrix, rank_configurations, short_error, sweep_results
+from sweep.report import factor_matrix, rank_configurations, short_error
+from sweep.results import sweep_results
 from test_report_db import build
 
 SPEC = {"name": "data", "dataset": "synthetic", "epochs": 4,

@@ -314,7 +314,7 @@ def test_the_databases_figures_are_trial_results(db_url, tmp_path, threshold):
     from sweep.db import epoch_metrics_frame, trials_frame
     from sweep.db.queries import images_per_epoch, trial_figures
     from reference import trial_results
-    from sweep.report import results_from_figures
+    from sweep.results import results_from_figures
 
     build(tmp_path, {**SPEC, "database": db_url}, {**TRIALS, "tanh-default-adam-lr0.01-s1": None,
                                                     "relu-default-adam-lr0.01-s1": {"accs": [0.1, 0.8, math.nan,

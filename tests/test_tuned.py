@@ -82,7 +82,7 @@ def test_tuning_png_draws_each_trial_against_lr_and_stars_the_choice(db, tmp_pat
 
     from sweep import plot as plot_module
     from sweep.db.engine import make_engine
-    from sweep.report import sweep_results
+    from sweep.results import sweep_results
     from sweep.tuning_plot import CHOSEN, plot_tuning, tuned_factors_to_draw
 
     engine = make_engine(f"sqlite:///{db}")
@@ -179,7 +179,7 @@ def test_the_heat_map_shows_each_cell_at_its_own_best_lr(db, tmp_path):
 
     from sweep import plot as plot_module
     from sweep.db.engine import make_engine
-    from sweep.report import sweep_results
+    from sweep.results import sweep_results
 
     engine = make_engine(f"sqlite:///{db}")
     results = sweep_results(engine, "tuned", 2)
