@@ -248,19 +248,13 @@ def plot_curves(curves: pd.DataFrame, path: Path, facet: str = "activation", ran
         bands, band_colors = [], []
         for j, label in enumerate(named):
             idx, look = rows_of[label], _look(colors, label)
-            x, y = xy[idx, 0], xy[idx, 1]
-            ax.plot(x, y, label=label, **_line_style(look, j, len(named), len(idx)))
+            ax.plot(xy[idx, 0], xy[idx, 1], label=label, **_line_style(look, j, len(named), len(idx)))
             handles.append(_handle(look))
             names.append(label)
-            seeds = n[idx]
-            change = np.flatnonzero(seeds[1:] != seeds[:-1]) + 1  # the first point with the new count
-            if len(change):
-                ax.scatter(x[change], y[change], marker="x", s=36, color=look.color, linewidths=1.5, zorder=4)
-                changes_shown = True
-            keep = ~np.isnan(y)
-            if not np.isnan(half[idx][keep]).all():  # a band; none where a single seed is left
-                bands.append(np.concatenate([np.column_stack([x[keep], lower[idx][keep]]),
-                                             np.column_stack([x[keep], upper[idx][keep]])[::-1]]))
+            changes_shown |= _seed_changes(ax, xy[idx], n[idx], look)
+            band = _band(xy[idx], half[idx], lower[idx], upper[idx])
+            if band is not None:
+                bands.append(band)
                 band_colors.append(look.color)
                 bands_of.update(["ci"] if (n[idx] >= 3).any() else [], ["range"] if (n[idx] == 2).any() else [])
         # One collection for the panel's bands: fill_between per line re-scaled the axes each time.
@@ -288,6 +282,25 @@ def plot_curves(curves: pd.DataFrame, path: Path, facet: str = "activation", ran
         names.append(SEEDS_CHANGE)
     legend_beside(fig, handles, names, margins=CURVE_MARGINS)
     return _save(fig, path)
+
+
+def _seed_changes(ax, xy: np.ndarray, seeds: np.ndarray, look: Look) -> bool:
+    """An x on a line where its number of seeds changes (at the first point with the new count); whether
+    there was one."""
+    change = np.flatnonzero(seeds[1:] != seeds[:-1]) + 1
+    if len(change):
+        ax.scatter(xy[change, 0], xy[change, 1], marker="x", s=36, color=look.color, linewidths=1.5, zorder=4)
+    return bool(len(change))
+
+
+def _band(xy: np.ndarray, half: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray | None:
+    """A line's band as a polygon (its lower edge, then its upper one back); None where no point has one
+    (a single seed left)."""
+    keep = ~np.isnan(xy[:, 1])
+    if np.isnan(half[keep]).all():
+        return None
+    x = xy[keep, 0]
+    return np.concatenate([np.column_stack([x, lower[keep]]), np.column_stack([x, upper[keep]])[::-1]])
 
 
 # ------------------------------------------------------------------ depth.png

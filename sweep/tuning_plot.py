@@ -35,22 +35,7 @@ def plot_tuning(results: pd.DataFrame, metric: str, factor: str, tune: list[str]
     ALL_NAMED groups in a panel, the best and worst (by the tuned ranking) are named, the others grey."""
     colors = colors or {}
     done = results[results["finished"].astype(bool)]
-    groups_by = _scientific(done, tune)
-    table = tuned_view(done, metric, tune, higher)
-    positions: dict[tuple, list[int]] = {}  # group key -> its trials' positions in `done`, in order
-    for i, key in enumerate(zip(*(factor_column(done, f) for f in groups_by)) if len(done) else ()):
-        positions.setdefault(key, []).append(i)
-    tuned_of = list(zip(*(factor_column(done, f) for f in tune))) if len(done) else []
-    names = {}  # group key -> its name: its chosen configuration's label
-    chosen_at = {}  # group key -> (x, y) of its chosen setting
-    ranking = []  # the groups' names, best first
-    for row in table.to_dict(orient="records"):
-        key = tuple(factor_key(row[f]) for f in groups_by)
-        mine = positions[key]
-        setting = [i for i in mine if tuned_of[i] == tuple(row[f] for f in tune)]
-        names[key] = done["label"].iat[setting[0] if setting else mine[0]]
-        chosen_at[key] = (row[factor], row[f"{metric}_mean"])
-        ranking.append(names[key])
+    positions, names, chosen_at, ranking = _groups(done, metric, factor, tune, higher)
     x_all = np.array([np.nan if v is None else float(v) for v in factor_column(done, factor)], dtype=float)
     y_all = done[metric].to_numpy(dtype=float)
     finite = x_all[np.isfinite(x_all)]
@@ -98,3 +83,24 @@ def plot_tuning(results: pd.DataFrame, metric: str, factor: str, tune: list[str]
     legend_names.append(CHOSEN)
     legend_beside(fig, handles, legend_names, margins=CURVE_MARGINS)
     return _save(fig, path)
+
+
+def _groups(done: pd.DataFrame, metric: str, factor: str, tune: list[str], higher: bool
+            ) -> tuple[dict[tuple, list[int]], dict[tuple, str], dict[tuple, tuple], list[str]]:
+    """The groups of finished trials that differ only in the tuned factors: each group's trials' positions in
+    `done` (in order), its name (its chosen configuration's label), the (x, y) of its chosen setting, and
+    the names best first (sweep.tuning.tuned_view)."""
+    groups_by = _scientific(done, tune)
+    positions: dict[tuple, list[int]] = {}
+    for i, key in enumerate(zip(*(factor_column(done, f) for f in groups_by)) if len(done) else ()):
+        positions.setdefault(key, []).append(i)
+    tuned_of = list(zip(*(factor_column(done, f) for f in tune))) if len(done) else []
+    names, chosen_at, ranking = {}, {}, []
+    for row in tuned_view(done, metric, tune, higher).to_dict(orient="records"):
+        key = tuple(factor_key(row[f]) for f in groups_by)
+        mine = positions[key]
+        setting = [i for i in mine if tuned_of[i] == tuple(row[f] for f in tune)]
+        names[key] = done["label"].iat[setting[0] if setting else mine[0]]
+        chosen_at[key] = (row[factor], row[f"{metric}_mean"])
+        ranking.append(names[key])
+    return positions, names, chosen_at, ranking
