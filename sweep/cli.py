@@ -390,7 +390,7 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     from sweep.factors import ReportError
 
-    args = build_parser().parse_args(argv)
+    args = build_parser(sys.modules[__name__]).parse_args(argv)
     try:
         return args.func(args)
     except SpecError as exc:

@@ -69,10 +69,9 @@ def package_version() -> str:
         return "unknown (not installed; pip install -e .)"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The `sweep` command line: a subcommand per command of sweep/cli.py, each described by its docstring."""
-    from sweep import cli
-
+def build_parser(cli) -> argparse.ArgumentParser:
+    """The `sweep` command line: a subcommand per command of `cli` (the module sweep/cli.py as it runs: under
+    `python -m sweep.cli` that is __main__, whose CliError main() catches), each described by its docstring."""
     parser = _Parser(
         prog="sweep", description="Parallel sweeps of training dynamics with a results database.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,

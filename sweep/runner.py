@@ -188,14 +188,15 @@ def run_sweep(spec: SweepSpec, address: str | None = None, out: TextIO = sys.std
                 state = read_state(engine, spec)
                 check_settings(spec, state)
                 plan = make_plan(spec, state, resume_stopped, out, progress_interval, verbose)
-                _plan_line(plan, state, out)
                 if not plan.todo:
+                    _plan_line(plan, state, out)
                     _forget(made, None)  # a folder made only to hold the lock
                     return RunSummary(len(plan.trials), len(plan.trials), {}, False)
                 data = _load_data(spec)
                 with ray_session(address, verbose):
                     if address is not None:
                         check_shared_storage(spec.sweep_dir)
+                    _plan_line(plan, state, out)  # once the cluster has answered: a refusal is the one line
                     return _tune(plan, data, engine)
             finally:
                 engine.dispose()

@@ -117,6 +117,11 @@ def test_the_program_exits_with_main_s_status_and_runs_every_atexit_handler(reco
     assert done.returncode == 0 and sorted(p.name for p in copy.iterdir()) == ["sweep.db"]
     bad = subprocess.run([*PROGRAM, "report", "--bogus"], env=ENV, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr == "Error: sweep: unrecognized arguments: --bogus; see sweep --help\n"
+    # A command's own error, under `python -m sweep.cli` (where the module runs as __main__): its one line.
+    missing = subprocess.run([*PROGRAM, "report", "--db", str(tmp_path / "none.db")], env=ENV, capture_output=True,
+                             text=True, timeout=120)
+    assert (missing.returncode, missing.stderr) == (1, f"Error: no database at {tmp_path / 'none.db'}; run `sweep "
+                                                       "run SPEC` first, or pass --spec SPEC or --db URL\n")
 
 
 def test_a_reader_gone_ends_the_program_quietly(recorded_db):
