@@ -111,3 +111,45 @@ def test_an_activation_that_dips_keeps_the_pooling_after_it(activation):
     net.act = ACTIVATIONS[activation].make()
     _, acts = net(torch.randn(4, 1, 28, 28), record=False)
     assert "conv1" in acts
+
+
+@pytest.mark.parametrize("record", [True, False])
+def test_the_flatten_hands_back_a_channels_last_gradient_of_the_same_values(record):
+    """nets.flatten_features: the layers below the flatten get their gradient in channels-last (the pooling's
+    fast backward), value for value the gradient of a plain flatten; forward values unchanged."""
+    from sweep.models.nets import flatten_features
+
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(8, 16, 10, 10, generator=g).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(400, 7, generator=g)
+    grads = {}
+    for name, flatten in (("plain", lambda t: t.flatten(1)), ("hooked", flatten_features)):
+        leaf = z.clone().requires_grad_()
+        pooled = torch.nn.functional.max_pool2d(leaf, 2)
+        seen = {}
+        out = flatten(pooled)
+        # What the pooling's backward receives (a node's pre-hooks run after the tensor's hooks).
+        pooled.grad_fn.register_prehook(lambda grads: seen.update(grad=grads[0]))
+        assert torch.equal(out, pooled.flatten(1))
+        (out @ w).square().sum().backward()
+        grads[name] = (seen["grad"], leaf.grad)
+    assert torch.equal(grads["plain"][0], grads["hooked"][0])
+    assert torch.equal(grads["plain"][1], grads["hooked"][1])
+    assert grads["hooked"][0].is_contiguous(memory_format=torch.channels_last)
+    # A whole LeNet, both forwards: the gradients reach every parameter as before (an NCHW net has no hook).
+    net = _modules(["tanh"])[0]
+    x = to_layout(torch.randn(16, 1, 28, 28, generator=g), torch.channels_last)
+    logits, _ = net(x, record=record)
+    logits.square().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+
+
+def test_the_batch_gather_is_plain_indexing():
+    from sweep.models.graph import gather
+
+    data = torch.randn(50, 1, 28, 28)
+    labels = torch.randint(0, 10, (50,))
+    idx = torch.randint(0, 50, (3, 16))
+    assert torch.equal(gather(data, idx), data[idx])
+    assert torch.equal(gather(labels, idx), labels[idx])
+    assert gather(data, idx[:, :5]).shape == (3, 5, 1, 28, 28)

@@ -43,6 +43,12 @@ def why_no_graphs(device: torch.device) -> str | None:
     return None
 
 
+def gather(data: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """data[idx] for batch indices idx (K, B): one index_select of whole rows (the same values; on the CPU
+    11 us instead of 33 us for a batch of 64 Fashion-MNIST images, aten::index's advanced indexing)."""
+    return data.index_select(0, idx.reshape(-1)).view(*idx.shape, *data.shape[1:])
+
+
 class StepRunner:
     """A FusedNet's plain steps (no statistics) on full batches: captured once, then replayed."""
 
@@ -67,7 +73,7 @@ class StepRunner:
 
     def forward_backward(self, idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The step before the optimizer's, eagerly (a statistics step calls net.step() itself)."""
-        return self.net.train_step(self.train_x[idx], self.train_y[idx])
+        return self.net.train_step(gather(self.train_x, idx), gather(self.train_y, idx))
 
     def step(self, idx: torch.Tensor) -> torch.Tensor:
         """One whole step (train_step, then the optimizers' step) on batch indices idx (K, B); the losses (K,)."""
@@ -78,7 +84,7 @@ class StepRunner:
             self.graph.replay()
             return self.static_losses.clone()
         self.eager_before_capture -= 1
-        losses, _ = self.net.train_step(self.train_x[idx], self.train_y[idx], record=False)
+        losses, _ = self.net.train_step(gather(self.train_x, idx), gather(self.train_y, idx), record=False)
         self.net.step()
         return losses
 
@@ -90,8 +96,8 @@ class StepRunner:
             graph = torch.cuda.CUDAGraph()
             self.net.zero_grad()  # backward allocates the gradients in the graph's own memory pool
             with torch.cuda.graph(graph):
-                losses, _ = self.net.train_step(self.train_x[self.static_idx], self.train_y[self.static_idx],
-                                                record=False)
+                losses, _ = self.net.train_step(gather(self.train_x, self.static_idx),
+                                                gather(self.train_y, self.static_idx), record=False)
                 self.net.step()
                 self.static_losses = losses
             self.graph = graph
