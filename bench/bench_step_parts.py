@@ -1,4 +1,4 @@
-"""Pieces of LeNet's CPU training step and the alternatives measured against them (issue 32, second round).
+"""Pieces of LeNet's CPU training step and the alternatives measured against them.
 
 Each line: microseconds per call, best of 7 rounds, one thread, per CPU second (time.process_time), the shapes
 of LeNet's step at batch 64 in channels-last. In isolation a kernel runs with warm caches: inside the step the
