@@ -277,7 +277,7 @@ def _train(bundle: "_Bundle", stopper: Stopper | None) -> None:
             # that every epoch has statistics however short it is.
             snapshot = batch % cfg.stats_every == 0 or batch == closing
             train_losses = bundle.train_batch(idx, snapshot)
-            if train_losses is not None:  # stopped where its unfused trial stops: before this step
+            if train_losses is not None:  # a diverged member leaves before this step, as its unfused trial
                 bundle.diverge(train_losses, lambda k, loss: f"train loss {loss} at epoch {epoch}, step "
                                f"{bundle.members[k].state['images_seen']}")
             if not bundle.members:
