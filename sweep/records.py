@@ -46,7 +46,7 @@ def read_state(engine, spec: SweepSpec) -> SweepState:
     with session_scope(engine) as s:
         stored = s.scalar(select(Sweep.spec_json).where(Sweep.name == spec.name))
         statuses = trial_statuses(s, spec.name)
-    return SweepState(f"database {safe_url(spec.database_url)}", stored and json.loads(stored),
+    return SweepState(f"database {safe_url(spec.database_url)}", json.loads(stored) if stored else None,
                       _release_stops(spec, engine, statuses))
 
 

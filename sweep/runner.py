@@ -200,13 +200,12 @@ def run_sweep(spec: SweepSpec, address: str | None = None, out: TextIO = sys.std
                     return _tune(plan, data, engine)
             finally:
                 engine.dispose()
-    except ClusterError as exc:
-        _forget(made, database if database_made else None)
-        raise RunError(str(exc)) from None
-    except (RunError, SpecError) as exc:
+    except (ClusterError, RunError, SpecError) as exc:
         # Nothing was trained: leave no empty folder (or lock, or fresh database) behind.
         if not isinstance(exc, SweepHalted):
             _forget(made, database if database_made else None)
+        if isinstance(exc, ClusterError):
+            raise RunError(str(exc)) from None
         raise
 
 

@@ -349,7 +349,8 @@ class _Bundle:
         """One step. With a snapshot: the statistics logged, and the members' mean train losses since the
         last one returned, before the optimizers' step (which a diverged member must not take)."""
         size = idx.shape[1]
-        if not snapshot and size == self.members[0].cfg.batch_size:
+        whole = not snapshot and size == self.members[0].cfg.batch_size
+        if whole:
             losses = self.runner.step(idx)  # the whole step, from a CUDA graph where one is captured
         else:
             losses, acts = self.runner.forward_backward(idx)
@@ -360,7 +361,7 @@ class _Bundle:
         for m in self.members:
             m.state["images_seen"] += size
         if not snapshot:
-            if size != self.members[0].cfg.batch_size:
+            if not whole:  # a short last batch
                 self.net.step()
             return None
         # Gradients as backward left them, before the step and the next clear.
