@@ -6,7 +6,9 @@ conv, a batched matmul; tests/test_fused.py bounds a single step's loss at
 epoch metrics are compared at 1e-3 relative (losses) and within 2 test
 examples (accuracy, on a 100-example test set): a member trained on another
 member's batches or hyper-parameters misses both by orders of magnitude.
-Statistics rows: mean, std and p98 within 1e-3 (activations) or 5e-2
+Statistics rows: mean, std and p98 within 2e-3 (activations: 1.2e-3 measured for fc1's p98 after
+two epochs at SGD lr 0.05, momentum 0.9, once the bundle's convolutions ran channels-last like the
+unfused trial's) or 5e-2
 (weight gradients: single gradient entries drift further than the losses,
 conv1's p98 measured up to 2.1e-2 here) of the row's scale (its largest
 |mean|, std, |p98|); the fractions (zero, dead, saturated) within two units
@@ -31,7 +33,7 @@ from sweep.trial import CHECKPOINT, run_bundle, run_trial
 DATA = synthetic(train_size=320, test_size=100)
 LOSS_RTOL = 1e-3
 ACC_ATOL = 2 / 100
-STAT_RTOL = {"activation": 1e-3, "gradient": 5e-2}
+STAT_RTOL = {"activation": 2e-3, "gradient": 5e-2}
 FRACTION_ATOL = 2 / 84
 
 

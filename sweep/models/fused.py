@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sweep.models.kernels import conv2d
 from sweep.models.nets import memory_format, to_layout, weight_layers
 from sweep.models.registry import make_optimizer
 from sweep.models.stats import snapshot_rows, snapshot_table
@@ -84,7 +85,7 @@ class _MemberConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = self.weight.shape[0]
         bias = None if self.bias is None else self.bias.flatten()
-        return F.conv2d(x, self.weight.flatten(0, 1), bias, self.stride, self.padding, self.dilation, groups=k)
+        return conv2d(x, self.weight.flatten(0, 1), bias, self.stride, self.padding, self.dilation, groups=k)
 
 
 class _MemberLinear(nn.Module):
@@ -299,7 +300,8 @@ class FusedNet:
             module.__dict__[kind] = self._stack([g.leaves[i] for g in self._groups])
         # (K, B, C, ...) -> (B, K*C, ...): members folded into channels.
         if self.layout == torch.channels_last and x.dim() == 5:  # one copy, straight into (B, H, W, K*C)
-            folded = x.permute(1, 3, 4, 0, 2).reshape(b, *x.shape[3:], -1).permute(0, 3, 1, 2)
+            # (reshape alone would give a view where it can: with one channel, the members' memory order)
+            folded = x.permute(1, 3, 4, 0, 2).contiguous().view(b, *x.shape[3:], -1).permute(0, 3, 1, 2)
         else:
             folded = x.transpose(0, 1).reshape(b, -1, *x.shape[3:])
         logits, acts = self._twin(folded, record)

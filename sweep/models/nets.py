@@ -11,8 +11,8 @@ from typing import Sequence
 
 import torch
 from torch import nn
-import torch.nn.functional as F
 
+from sweep.models.kernels import conv, max_pool2
 from sweep.models.registry import ACTIVATIONS
 
 # Activations that never decrease: for them max_pool2d(act(z)) is act(max_pool2d(z)), value for value.
@@ -61,13 +61,13 @@ class LeNet(nn.Module):
         ReLU input), where the activation's derivative is zero in both orders."""
         acts: dict[str, torch.Tensor] = {}
         if not record and x.device.type == "cpu" and never_decreases(self.act):
-            x = self.act(F.max_pool2d(self.conv1(x), 2))
-            x = flatten_features(self.act(F.max_pool2d(self.conv2(x), 2)))
+            x = self.act(max_pool2(conv(self.conv1, x)))
+            x = flatten_features(self.act(max_pool2(conv(self.conv2, x))))
         else:
-            x = acts["conv1"] = self.act(self.conv1(x))
-            x = F.max_pool2d(x, 2)
-            x = acts["conv2"] = self.act(self.conv2(x))
-            x = flatten_features(F.max_pool2d(x, 2))
+            x = acts["conv1"] = self.act(conv(self.conv1, x))
+            x = max_pool2(x)
+            x = acts["conv2"] = self.act(conv(self.conv2, x))
+            x = flatten_features(max_pool2(x))
         x = acts["fc1"] = self.act(self.fc1(x))
         x = acts["fc2"] = self.act(self.fc2(x))
         return self.fc3(x), acts
