@@ -372,6 +372,10 @@ def _fit(plan: Plan, data, engine, log) -> RunSummary:
         write_experiment(spec.sweep_dir, plan.trials)
         if size > 1:
             print(f"fused: {len(todo)} trials in {len(bundles)} bundle(s) of up to {size}", file=plan.out, flush=True)
+        from sweep.models.kernels import missing_note  # torch: imported only to train
+
+        if note := missing_note(on_cpu=cluster.get("GPU", 0) == 0 or spec.resources.gpu == 0):
+            print(note, file=plan.out, flush=True)
         failures = Failures(Path(spec.output), spec.resources.max_failures, log)
         recorder = DatabaseRecorder(engine, trial_ids, failures=failures)
         epochs_left = sum(max(0, spec.epochs - start) for start in plan.starts.values())
