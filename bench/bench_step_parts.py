@@ -15,6 +15,9 @@ import time
 import torch
 import torch.nn.functional as F
 
+from sweep.models import kernels
+from sweep.models.nets import to_layout
+
 CL = torch.channels_last
 
 
@@ -78,6 +81,29 @@ def main() -> None:
     print(line.format("pool1 forward+backward: rows then columns", bench(fwd_bwd(pool_h_then_w))))
     print(line.format("pool1 forward+backward: oneDNN",
                       bench(fwd_bwd(lambda t: torch.mkldnn_max_pool2d(t.to_mkldnn(), [2, 2], [2, 2]).to_dense()))))
+    if kernels.compiled():
+        with torch.no_grad():
+            print(line.format("pool1 forward: the compiled kernel (adopted)", bench(lambda: kernels.max_pool2(x0))))
+        print(line.format("pool1 forward+backward: the compiled kernel (adopted)", bench(fwd_bwd(kernels.max_pool2))))
+
+    # conv1, 64 x 1 x 28 x 28 -> 64 x 6 x 24 x 24: forward, and forward + weight and bias gradients.
+    xc = to_layout(torch.rand(64, 1, 28, 28), CL)
+    wc, bc = torch.randn(6, 1, 5, 5) * 0.2, torch.randn(6) * 0.1
+    gc = torch.randn(64, 6, 24, 24).contiguous(memory_format=CL)
+
+    def conv_fwd_bwd(conv):
+        def run():
+            w, b = wc.clone().requires_grad_(), bc.clone().requires_grad_()
+            conv(xc, w, b).backward(gc)
+        return run
+
+    adopted = [("F.conv2d (oneDNN)", F.conv2d)]
+    if kernels.compiled():
+        adopted.append(("the compiled kernel (adopted)", kernels.conv2d))
+    for name, conv in adopted:
+        with torch.no_grad():
+            print(line.format(f"conv1 forward: {name}", bench(lambda: conv(xc, wc, bc))))
+        print(line.format(f"conv1 forward+backward: {name}", bench(conv_fwd_bwd(conv))))
 
     # conv2's input gradient, 64 x 16 x 10 x 10 -> 64 x 6 x 12 x 12.
     xi = torch.randn(64, 6, 12, 12).contiguous(memory_format=CL)

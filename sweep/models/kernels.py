@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.autograd.function import once_differentiable
 
 try:
@@ -105,14 +104,6 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, str
     if convolves(x, weight, bias, stride, padding, dilation, groups):
         return _Conv1.apply(x, weight, bias)
     return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
-
-
-def conv(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """module(x) for a conv layer: an nn.Conv2d with zero padding goes through conv2d (the kernel where it
-    applies); any other module (a fused bundle's, which calls conv2d itself) runs as it is."""
-    if type(module) is nn.Conv2d and module.padding_mode == "zeros":
-        return conv2d(x, module.weight, module.bias, module.stride, module.padding, module.dilation, module.groups)
-    return module(x)
 
 
 class _Conv1(torch.autograd.Function):

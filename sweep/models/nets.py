@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from sweep.models.kernels import conv, max_pool2
+from sweep.models.kernels import conv2d, max_pool2
 from sweep.models.registry import ACTIVATIONS
 
 # Activations that never decrease: for them max_pool2d(act(z)) is act(max_pool2d(z)), value for value.
@@ -30,6 +30,17 @@ def never_decreases(act: nn.Module) -> bool:
     return isinstance(act, _MONOTONE)
 
 
+class Conv2d(nn.Conv2d):
+    """nn.Conv2d whose convolution goes through sweep's compiled CPU kernel where it applies (models/kernels.py:
+    one input channel per group, channels-last on the CPU; LeNet's conv1). Same parameters, state dict and
+    hooks as nn.Conv2d."""
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if self.padding_mode != "zeros":
+            return super()._conv_forward(x, weight, bias)
+        return conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+
 class LeNet(nn.Module):
     """conv 1->6 (5x5), pool 2, conv 6->16 (3x3), pool 2, linear 400->120->84->10.
 
@@ -45,8 +56,8 @@ class LeNet(nn.Module):
 
     def __init__(self, activation: str, in_channels: int = 1, num_classes: int = 10):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, 6, 5)
-        self.conv2 = nn.Conv2d(6, 16, 3)
+        self.conv1 = Conv2d(in_channels, 6, 5)
+        self.conv2 = Conv2d(6, 16, 3)
         self.fc1 = nn.Linear(16 * 5 * 5, 120)
         self.fc2 = nn.Linear(120, 84)
         self.fc3 = nn.Linear(84, num_classes)
@@ -61,12 +72,12 @@ class LeNet(nn.Module):
         ReLU input), where the activation's derivative is zero in both orders."""
         acts: dict[str, torch.Tensor] = {}
         if not record and x.device.type == "cpu" and never_decreases(self.act):
-            x = self.act(max_pool2(conv(self.conv1, x)))
-            x = flatten_features(self.act(max_pool2(conv(self.conv2, x))))
+            x = self.act(max_pool2(self.conv1(x)))
+            x = flatten_features(self.act(max_pool2(self.conv2(x))))
         else:
-            x = acts["conv1"] = self.act(conv(self.conv1, x))
+            x = acts["conv1"] = self.act(self.conv1(x))
             x = max_pool2(x)
-            x = acts["conv2"] = self.act(conv(self.conv2, x))
+            x = acts["conv2"] = self.act(self.conv2(x))
             x = flatten_features(max_pool2(x))
         x = acts["fc1"] = self.act(self.fc1(x))
         x = acts["fc2"] = self.act(self.fc2(x))
