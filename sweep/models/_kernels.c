@@ -4,9 +4,9 @@
    ## 2x2 max pooling
 
    torch's channels-last max pooling vectorises over the channels, and LeNet's first conv has six: on a
-   2-core AMD EPYC (Zen 4) it pooled 64 x 6 x 24 x 24 in about 590 us, a quarter of a ReLU step's CPU time
+   2-core AMD EPYC (Zen 4) it pooled 64 x 6 x 24 x 24 in about 600 us, a quarter of a ReLU step's CPU time
    (bench/bench_step_parts.py). These loops walk a row of windows at a time and compile without branches
-   (about 70 us). They give exactly torch's numbers:
+   (about 77 us). They give exactly torch's numbers:
 
    - forward: the window is scanned row by row and a later value wins when it is greater or NaN, as in
      ATen's cpu_max_pool_channels_last (so a window's last NaN, else its first maximum), value and place;
@@ -20,9 +20,9 @@
 
    ## A convolution with one input channel per group
    LeNet's conv1 (1 -> 6 channels, 5x5) and a fused bundle's (K members: K groups). oneDNN ran it at about
-   a third of its speed on other convolutions (535 us forward for a batch of 64); here each group's input
-   plane is walked 8 output columns at a time with the group's output channels in registers (about 200 us),
-   and the weight gradient keeps per-lane partial sums (about 340 us against oneDNN's 390 to 590).
+   a third of its speed on conv2 (560 us forward for a batch of 64); here each group's input
+   plane is walked 8 output columns at a time with the group's output channels in registers (about 213 us),
+   and the weight gradient keeps per-lane partial sums (forward and gradients 582 us against 1,130).
    Not oneDNN's numbers: the sums run in another order (float rounding, about 1e-6 relative forward). Their
    order is fixed here, the same for every group and every build:
    - forward: y = bias, then + w[i][j] * x[r + i][c + j] for i, then j, one rounding per product and per sum

@@ -1,14 +1,15 @@
 """LeNet's first convolution and its 2x2 max pooling on the CPU: compiled kernels (_kernels.c), torch's elsewhere.
 
-Measured on the 2-core AMD EPYC (Zen 4), one thread, a batch of 64 in channels-last (docs/benchmarks.md):
+Measured on the 2-core AMD EPYC (Zen 4), one thread, a batch of 64 in channels-last (bench/bench_step_parts.py,
+docs/benchmarks.md):
 
 - torch's channels-last max pooling vectorises over the channels, and LeNet's first conv has six: it took a
-  quarter of a ReLU step's CPU time (590 us; the kernel 70 us). The kernel gives exactly torch's values,
-  argmax and gradient, so a trial's numbers do not depend on whether it is there.
-- oneDNN ran conv1 (one input channel, 1 -> 6, 5x5) at a third of its speed on conv2 (535 us forward; the
-  kernel 205 us, and 340 us for the weight gradient against oneDNN's 390 to 590). Its sums run in an order of
-  its own, fixed for every group and build: float rounding away from oneDNN's (about 1e-6 relative), and a
-  member of a fused bundle gets exactly its unfused trial's conv1.
+  quarter of a ReLU step's CPU time (600 us forward; the kernel 77 us). The kernel gives exactly torch's
+  values, argmax and gradient, so a trial's numbers do not depend on whether it is there.
+- oneDNN ran conv1 (one input channel, 1 -> 6, 5x5) at a third of its speed on conv2 (560 us forward, 1,130
+  with the weight and bias gradients; the kernel 213 and 582). Its sums run in an order of its own, fixed for
+  every group and build: float rounding away from oneDNN's (about 1e-6 relative), and a member of a fused
+  bundle gets exactly its unfused trial's conv1.
 
 The kernels are built at install time (pyproject.toml) and optional: where they could not be compiled,
 everything runs on torch's kernels; `sweep run` says so once (runner). tests/test_kernels.py holds them to
