@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 
 import sweep.models.kernels as kernels
-
 from sweep.models.fused import FusedNet, step_options
 from sweep.models.nets import LeNet, to_layout
 from sweep.models.registry import init_weights
@@ -230,3 +229,16 @@ def test_lenet_on_the_cpu_runs_its_first_conv_and_both_poolings_through_the_kern
     names = [c[0] for c in calls]
     assert names == ["conv_forward", "pool2_forward", "pool2_forward", "pool2_backward", "pool2_backward",
                      "conv_backward"] * 2
+
+
+def test_with_more_threads_than_the_kernels_gain_on_torchs_kernels_run():
+    x, weight, bias, _ = _conv_case(2, 1, 6, 5, 5, 28, 28)
+    pooled = torch.rand(2, 6, 8, 8).contiguous(memory_format=CL)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(kernels.MAX_THREADS)
+        assert kernels.convolves(x, weight, bias, (1, 1), (0, 0), (1, 1), 1) and kernels.pools(pooled)
+        torch.set_num_threads(kernels.MAX_THREADS + 1)
+        assert not kernels.convolves(x, weight, bias, (1, 1), (0, 0), (1, 1), 1) and not kernels.pools(pooled)
+    finally:
+        torch.set_num_threads(threads)

@@ -43,10 +43,19 @@ def missing_note(on_cpu: bool) -> str | None:
             "trains on torch's kernels, about 1.4x slower on a CPU; install gcc and run pip install -e . again")
 
 
+# The kernels run on one thread, torch's on torch.get_num_threads(). With two threads (a batch of 64, the
+# 2-core machine, wall clock; bench/bench_step_parts.py --threads 2) the conv kernel tied oneDNN (659 us
+# against 651, forward and gradients) on half the CPU time, and the pooling kernel beat torch's (196 against
+# 397); with more threads torch's kernels take over. A trial's thread count is its spec's `resources.cpu`,
+# so a given spec always takes the same kernels.
+MAX_THREADS = 2
+
+
 def _channels_last_cpu(x: torch.Tensor) -> bool:
-    """A CPU float32 (N, C, H, W) tensor laid out (N, H, W, C) in memory."""
+    """A CPU float32 (N, C, H, W) tensor laid out (N, H, W, C) in memory, in a process whose torch runs on at
+    most MAX_THREADS threads."""
     return (_kernels is not None and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
-            and x.is_contiguous(memory_format=CL) and x.stride(1) == 1)
+            and x.is_contiguous(memory_format=CL) and x.stride(1) == 1 and torch.get_num_threads() <= MAX_THREADS)
 
 
 # ---- 2x2 max pooling ----
