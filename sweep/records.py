@@ -16,6 +16,7 @@ from sweep.spec import SweepSpec, fixed_settings
 # output with another database still finds them.
 SETTINGS_FILE = "settings.json"
 
+
 def trial_row(t: TrialConfig) -> dict:
     """The trials-table columns that describe a configuration."""
     return {

@@ -29,7 +29,6 @@ except ImportError:  # not compiled (no C compiler at install time): torch's ker
 CL = torch.channels_last
 
 
-
 def compiled() -> bool:
     """Whether the compiled kernels are there."""
     return _kernels is not None
