@@ -65,6 +65,7 @@ def subnormals(t: torch.Tensor) -> int:
 
 def denormals(args, data) -> None:
     from sweep.models.fused import FusedNet
+    from sweep.models.kernels import choose
     from sweep.models.nets import build_model
     from sweep.models.registry import init_weights
 
@@ -72,7 +73,7 @@ def denormals(args, data) -> None:
     for activation, optimizer in (("sigmoid", "sgd"), ("tanh", "adam")):
         cfg = config(activation, optimizer)
         torch.manual_seed(cfg.seed)
-        module = build_model(cfg.model, cfg.activation, cfg.hidden)
+        module = build_model(cfg.model, cfg.activation, cfg.hidden, kernels=choose(on_cpu=True))
         init_weights(module, cfg.init, cfg.gain, cfg.activation)
         net = FusedNet([module], [(cfg.optimizer, cfg.hyper())], "cpu")
         order = torch.Generator().manual_seed(0)

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sweep.models.fused import FusedNet  # noqa: E402
+from sweep.models.kernels import choose  # noqa: E402
 from sweep.models.nets import build_model, weight_layers  # noqa: E402
 from sweep.models.registry import ACTIVATIONS, init_weights, make_optimizer  # noqa: E402
 from sweep.models.stats import snapshot_stats  # noqa: E402
@@ -47,7 +48,7 @@ def study_configs(k: int) -> list[TrialConfig]:
 def build(cfg: TrialConfig, device: torch.device) -> torch.nn.Module:
     """A trial's network as run_trial builds it."""
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, cfg.activation, cfg.hidden)
+    model = build_model(cfg.model, cfg.activation, cfg.hidden, kernels=choose(on_cpu=device.type == "cpu"))
     init_weights(model, cfg.init, cfg.gain, cfg.activation)
     return model.to(device)
 

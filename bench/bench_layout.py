@@ -44,11 +44,21 @@ OPTIMIZERS = [("sgd", {"lr": 0.001}), ("adam", {"lr": 0.001})]
 LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
+def cpu_kernels() -> dict:
+    """build_model's kernels as a CPU trial chooses them (the compiled ones where built); {} for a baseline
+    commit's build_model, which takes no choice."""
+    if "kernels" not in inspect.signature(build_model).parameters:
+        return {}
+    from sweep.models.kernels import choose
+
+    return {"kernels": choose(on_cpu=True)}
+
+
 def make_net(model: str, activations: list[str], optimizer, layout) -> FusedNet:
     modules = []
     for seed, act in enumerate(activations):
         torch.manual_seed(seed)
-        module = build_model(model, act, (256, 128) if model == "mlp" else ())
+        module = build_model(model, act, (256, 128) if model == "mlp" else (), **cpu_kernels())
         init_weights(module, "xavier_uniform", 1.0, act)
         modules.append(module)
     if layout is None:  # the code's own choice (a baseline commit's FusedNet takes no layout)

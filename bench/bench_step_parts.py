@@ -2,9 +2,10 @@
 
 Each line: microseconds per call, best of 7 rounds, one thread, per CPU second (time.process_time), the shapes
 of LeNet's step at batch 64 in channels-last. In isolation a kernel runs with warm caches: inside the step the
-same kernels took 10-30% longer and the ranking of close alternatives changed (a candidate that won here by
-100 us did not win in the step), so a candidate is adopted only after a side-by-side step measurement
-(docs/benchmarks.md).
+same kernels take longer and the ranking of close alternatives can change, so a candidate is adopted only after
+a side-by-side step measurement (docs/benchmarks.md, "CPU trials: channels-last, fused optimizer steps, pooling
+first, compiled kernels", candidates left alone). sweep's compiled kernels are timed through the public
+functions a trial calls under the "compiled" choice (sweep.models.kernels.max_pool2, conv2d).
 
     python bench/bench_step_parts.py
     python bench/bench_step_parts.py --threads 2   # torch on two threads, timed by the wall clock
@@ -93,11 +94,14 @@ def main() -> None:
     print(line.format("pool1 forward+backward: oneDNN",
                       bench(fwd_bwd(lambda t: torch.mkldnn_max_pool2d(t.to_mkldnn(), [2, 2], [2, 2]).to_dense()))))
     if kernels.compiled():
+        assert kernels.pools(x0)  # the compiled kernel, not torch's, below
+
+        def compiled_pool(t):
+            return kernels.max_pool2(t, kernels.COMPILED)
+
         with torch.no_grad():
-            # the kernels themselves, whatever the thread count (kernels.MAX_THREADS decides when they run)
-            print(line.format("pool1 forward: the compiled kernel (adopted)", bench(lambda: kernels._MaxPool2.apply(x0))))
-        print(line.format("pool1 forward+backward: the compiled kernel (adopted)",
-                          bench(fwd_bwd(kernels._MaxPool2.apply))))
+            print(line.format("pool1 forward: the compiled kernel (adopted)", bench(lambda: compiled_pool(x0))))
+        print(line.format("pool1 forward+backward: the compiled kernel (adopted)", bench(fwd_bwd(compiled_pool))))
 
     # conv1, 64 x 1 x 28 x 28 -> 64 x 6 x 24 x 24: forward, and forward + weight and bias gradients.
     xc = to_layout(torch.rand(64, 1, 28, 28), CL)
@@ -112,7 +116,9 @@ def main() -> None:
 
     adopted = [("F.conv2d (oneDNN)", F.conv2d)]
     if kernels.compiled():
-        adopted.append(("the compiled kernel (adopted)", kernels._Conv1.apply))
+        assert kernels.convolves(xc, wc, bc, (1, 1), (0, 0), (1, 1), 1)  # the compiled kernel, not oneDNN
+        adopted.append(("the compiled kernel (adopted)",
+                        lambda x, w, b: kernels.conv2d(x, w, b, kernels=kernels.COMPILED)))
     for name, conv in adopted:
         with torch.no_grad():
             print(line.format(f"conv1 forward: {name}", bench(lambda: conv(xc, wc, bc))))

@@ -151,13 +151,16 @@ def bare_loop(data: Arrays, images: int, workdir: Path, device: str = "cpu") -> 
     cfg = bench_config(images, workdir)
     device = torch.device(device)
     x, y = (torch.from_numpy(a).to(device) for a in (data.train_x, data.train_y))
+    # As the trial trains it: its kernels, its layout and its optimizer's step form (this tree's; bare runs
+    # only here).
+    from sweep.models.fused import step_options
+    from sweep.models.kernels import choose
+    from sweep.models.nets import memory_format, to_layout
+
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, cfg.activation, cfg.hidden)
+    model = build_model(cfg.model, cfg.activation, cfg.hidden, kernels=choose(on_cpu=device.type == "cpu"))
     init_weights(model, cfg.init, cfg.gain, cfg.activation)
     model.to(device)
-    # As the trial trains it: its layout and its optimizer's step form (this tree's; bare runs only here).
-    from sweep.models.fused import step_options
-    from sweep.models.nets import memory_format, to_layout
 
     layout = memory_format(model, device)
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), {**cfg.hyper(), **step_options(cfg.optimizer, device)})

@@ -1,12 +1,11 @@
 /* CPU kernels for LeNet in channels-last (sweep.models.kernels): its 2x2 max pooling and its first
-   convolution (one input channel per group).
+   convolution (one input channel per group). Their timings against torch's: docs/benchmarks.md, "CPU
+   trials: channels-last, fused optimizer steps, pooling first, compiled kernels".
 
    ## 2x2 max pooling
 
-   torch's channels-last max pooling vectorises over the channels, and LeNet's first conv has six: on a
-   2-core AMD EPYC (Zen 4) it pooled 64 x 6 x 24 x 24 in about 600 us, a quarter of a ReLU step's CPU time
-   (bench/bench_step_parts.py). These loops walk a row of windows at a time and compile without branches
-   (about 77 us). They give exactly torch's numbers:
+   torch's channels-last max pooling vectorises over the channels, and LeNet's first conv has six: these
+   loops walk a row of windows at a time and compile without branches. They give exactly torch's numbers:
 
    - forward: the window is scanned row by row and a later value wins when it is greater or NaN, as in
      ATen's cpu_max_pool_channels_last (so a window's last NaN, else its first maximum), value and place;
@@ -19,17 +18,19 @@
    or column is left out (floor mode) and gets a zero gradient.
 
    ## A convolution with one input channel per group
-   LeNet's conv1 (1 -> 6 channels, 5x5) and a fused bundle's (K members: K groups). oneDNN ran it at about
-   a third of its speed on conv2 (560 us forward for a batch of 64); here each group's input
-   plane is walked 8 output columns at a time with the group's output channels in registers (about 213 us),
-   and the weight gradient keeps per-lane partial sums (forward and gradients 582 us against 1,130).
-   Not oneDNN's numbers: the sums run in another order (float rounding, about 1e-6 relative forward). Their
-   order is fixed here, the same for every group and every build:
+   LeNet's conv1 (1 -> 6 channels, 5x5) and a fused bundle's (K members: K groups), which oneDNN runs far
+   below its speed on conv2: here each group's input plane is walked 8 output columns at a time with the
+   group's output channels in registers, and the weight gradient keeps per-lane partial sums.
+   Not oneDNN's numbers: the sums run in another order (float rounding). Their order is fixed here, the
+   same for every group and every build:
    - forward: y = bias, then + w[i][j] * x[r + i][c + j] for i, then j, one rounding per product and per sum
      (compiled with -ffp-contract=off: no FMA, so the AVX2 clone and the plain one agree bit for bit);
    - weight and bias gradients: lane l (output column mod 8) sums its terms image by image, row by row, then
      the 8 lanes are added in order.
-   So a member of a fused bundle gets exactly the conv1 of its unfused trial. */
+   So a member of a fused bundle gets exactly the conv1 of its unfused trial.
+
+   The Python entry points take data pointers and sizes; kernels.py checks dtypes, devices and layouts,
+   and the entry points themselves refuse sizes these loops do not handle (a ValueError, nothing written). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
@@ -135,7 +136,8 @@ static void plane(const float *x, float *buf, int64_t h, int64_t w, int64_t wp, 
     }
 }
 
-#define MAXO 16 /* output channels per group the forward keeps in registers (the caller checks) */
+#define MAXO 16  /* output channels per group the forward keeps in registers (py_conv checks) */
+#define MAXKW 16 /* kernel columns the weight gradient keeps in registers (py_conv checks) */
 
 static inline __attribute__((always_inline)) void
 conv_row(const float *buf, int64_t wp, const float *wt, const float *bias, float *yrow, int64_t ow,
@@ -185,7 +187,7 @@ conv_grad_image(const float *buf, int64_t wp, const float *gt, int64_t owp, int6
             for (int64_t c0 = 0; c0 < owp; c0 += 8) sb = sb + load8(gt + (q * oh + r) * owp + c0);
         accb[q] = sb;
         for (int64_t i = 0; i < kh; i++) {
-            v8 a[MAXO];
+            v8 a[MAXKW];
             for (int64_t j = 0; j < kw; j++) a[j] = accw[(q * kh + i) * kw + j];
             for (int64_t r = 0; r < oh; r++)
                 for (int64_t c0 = 0; c0 < owp; c0 += 8) {
@@ -235,12 +237,21 @@ conv_backward(const float *restrict x, const float *restrict gy, float *restrict
 }
 
 /* Python: pool2_forward(x, y, arg, n, h, w, c) and pool2_backward(g, arg, gx, n, h, w, c), the first
-   three the tensors' data pointers (ints); the caller checks shapes, dtypes and layouts. */
+   three the tensors' data pointers (ints); the caller checks dtypes and layouts, this the sizes. */
 static PyObject *
 py_pool2(PyObject *self, PyObject *args, int backward) {
     unsigned long long p0, p1, p2;
     long long n, h, w, c;
     if (!PyArg_ParseTuple(args, "KKKLLLL", &p0, &p1, &p2, &n, &h, &w, &c)) return NULL;
+    if (!p0 || !p1 || !p2) {
+        PyErr_SetString(PyExc_ValueError, "pool kernel: a null data pointer");
+        return NULL;
+    }
+    if (n < 1 || c < 1 || h < 2 || w < 2) {
+        PyErr_Format(PyExc_ValueError, "pool kernel: needs a positive batch and channel count and an input of "
+                     "at least 2 x 2, got n=%lld c=%lld h=%lld w=%lld", n, c, h, w);
+        return NULL;
+    }
     Py_BEGIN_ALLOW_THREADS
     if (backward)
         pool2_backward((const float *)(uintptr_t)p0, (const uint8_t *)(uintptr_t)p1, (float *)(uintptr_t)p2,
@@ -257,15 +268,22 @@ static PyObject *py_backward(PyObject *self, PyObject *args) { return py_pool2(s
 
 
 /* Python: conv_forward(x, weight, bias, y, n, h, w, k, o, kh, kw) and
-   conv_backward(x, gy, gweight, gbias, n, h, w, k, o, kh, kw), the first four data pointers. */
+   conv_backward(x, gy, gweight, gbias, n, h, w, k, o, kh, kw), the first four data pointers; the caller
+   checks dtypes and layouts, this the sizes. */
 static PyObject *
 py_conv(PyObject *self, PyObject *args, int backward) {
     unsigned long long p0, p1, p2, p3;
     long long n, h, w, k, o, kh, kw;
     int rc;
     if (!PyArg_ParseTuple(args, "KKKKLLLLLLL", &p0, &p1, &p2, &p3, &n, &h, &w, &k, &o, &kh, &kw)) return NULL;
-    if (o < 1 || o > MAXO || kw > MAXO || h < kh || w < kw) {
-        PyErr_SetString(PyExc_ValueError, "conv kernel: 1 to 16 output channels per group and kernel columns");
+    if (!p0 || !p1 || !p2 || !p3) {
+        PyErr_SetString(PyExc_ValueError, "conv kernel: a null data pointer");
+        return NULL;
+    }
+    if (n < 1 || k < 1 || kh < 1 || kw < 1 || o < 1 || o > MAXO || kw > MAXKW || h < kh || w < kw) {
+        PyErr_Format(PyExc_ValueError, "conv kernel: needs positive sizes, 1 to %d outputs per group, 1 to %d "
+                     "kernel columns and an input at least the kernel's size, got n=%lld h=%lld w=%lld "
+                     "groups=%lld outputs=%lld kernel=%lldx%lld", MAXO, MAXKW, n, h, w, k, o, kh, kw);
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS

@@ -23,12 +23,14 @@ setting; each is still exactly its own unfused training:
 - A bundle of one (every CPU trial, where fusion is off) runs the net's own
   module on views of its stacked leaves, with its own loss: the unfused
   trial's operations, bit for bit its numbers.
+- The members share their modules' choice of kernels (models/kernels.py):
+  the twin's grouped conv1 and its poolings take it, so on the CPU a member
+  gets exactly its unfused trial's conv1 from the compiled kernel.
 
-Measured on a 2-core CPU (LeNet, K=16, 4 activation runs, batch 64, one
-thread, forward and backward): this layout used a quarter less CPU time than
-torch.func.vmap(functional_call) run once per activation run, with the same
-wall time on a shared machine, and it launches fewer operations (what counts
-on a launch-bound GPU).
+This layout beat torch.func.vmap(functional_call) run once per activation run
+on CPU time, and it launches fewer operations (what counts on a launch-bound
+GPU): docs/benchmarks.md, "CPU trials: channels-last, fused optimizer steps,
+pooling first, compiled kernels", candidates left alone.
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sweep.models.kernels import conv2d
+from sweep.models.kernels import TORCH, conv2d
 from sweep.models.nets import memory_format, to_layout, weight_layers
 from sweep.models.registry import make_optimizer
 from sweep.models.stats import snapshot_rows, snapshot_table
@@ -49,8 +51,9 @@ from sweep.models.stats import snapshot_rows, snapshot_table
 EVAL_BATCH = 1000
 
 # Optimizers whose fused CPU kernel (one pass over all parameters instead of a dozen operations per
-# parameter) the CPU uses: Adam's step took 96 us instead of 310 us for LeNet's ten tensors, one thread
-# (bench/bench_layout.py --optimizers; SGD: 31 us instead of 38). Same update, its float rounding may differ.
+# parameter) the CPU uses: far faster for Adam and AdamW, no slower for SGD (bench/bench_layout.py
+# --optimizers; docs/benchmarks.md, "CPU trials: channels-last, fused optimizer steps, pooling first,
+# compiled kernels", item 2). Same update, its float rounding may differ.
 FUSED_ON_CPU = frozenset({"sgd", "adam", "adamw"})
 
 
@@ -59,6 +62,11 @@ def step_options(name: str, device: str | torch.device) -> dict[str, bool]:
     where torch has a fused kernel, else torch's own choice ({}). A trial, a bundle and the tests that hold
     one to the other all build their optimizers with these."""
     return {"fused": True} if torch.device(device).type == "cpu" and name in FUSED_ON_CPU else {}
+
+
+def _kernel_choices(module: nn.Module) -> dict[str, str]:
+    """The kernels' choice (models/kernels.py) of each submodule of `module` that carries one, by name."""
+    return {name: m.kernels for name, m in module.named_modules() if isinstance(getattr(m, "kernels", None), str)}
 
 
 def _member_dim(t: torch.Tensor) -> int:
@@ -72,20 +80,23 @@ def _member_major(t: torch.Tensor, k: int) -> torch.Tensor:
 
 
 class _MemberConv2d(nn.Module):
-    """K convolutions as one grouped convolution; weight (K, O, C, kh, kw) is bound before each forward."""
+    """K convolutions as one grouped convolution; weight (K, O, C, kh, kw) is bound before each forward. It
+    runs on the members' kernels (their conv's `kernels`; torch's for a plain nn.Conv2d)."""
 
     def __init__(self, conv: nn.Conv2d):
         super().__init__()
         if conv.groups != 1 or conv.padding_mode != "zeros":
             raise NotImplementedError(f"fused conv needs groups=1 and zero padding, got {conv}")
         self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
+        self.kernels = getattr(conv, "kernels", TORCH)
         self.weight: torch.Tensor | None = None
         self.bias: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = self.weight.shape[0]
         bias = None if self.bias is None else self.bias.flatten()
-        return conv2d(x, self.weight.flatten(0, 1), bias, self.stride, self.padding, self.dilation, groups=k)
+        return conv2d(x, self.weight.flatten(0, 1), bias, self.stride, self.padding, self.dilation, groups=k,
+                      kernels=self.kernels)
 
 
 class _MemberLinear(nn.Module):
@@ -127,7 +138,8 @@ class _MemberActivation(nn.Module):
         dim = _member_dim(x)
         width = x.shape[dim] // self.size
         # split, not narrow: split's backward is one cat, narrow's a zero-filled
-        # full-size tensor per run (measured: a seventh of a LeNet step at K=16).
+        # full-size tensor per run (docs/benchmarks.md, "CPU trials: channels-last, fused optimizer
+        # steps, pooling first, compiled kernels", candidates left alone).
         parts = x.split([count * width for _, count in self.runs], dim)
         return torch.cat([act(part) for (act, _), part in zip(self.runs, parts)], dim)
 
@@ -182,6 +194,10 @@ class FusedNet:
         for k, module in enumerate(modules):
             if type(module) is not type(template) or [(n, p.shape) for n, p in module.named_parameters()] != shape:
                 raise ValueError(f"member {k}'s network differs in shape from member 0's")
+            if _kernel_choices(module) != _kernel_choices(template):
+                raise ValueError(f"member {k}'s network trains on other kernels than member 0's "
+                                 f"({_kernel_choices(module)} against {_kernel_choices(template)}): "
+                                 "a bundle's members share one choice")
         if next(template.buffers(), None) is not None:
             raise NotImplementedError("fused networks with buffers (e.g. batch norm) are not supported")
         self._names = [name for name, _ in shape]
@@ -231,8 +247,8 @@ class FusedNet:
     def _make_plain(self, template: nn.Module) -> nn.Module:
         """The net's own module for a bundle of one, its parameters taken out: forward binds views of the
         stacked leaves, so a one-member bundle computes exactly what its unfused trial computes, with the
-        same operations (through the twin, a one-member trial loop ran at 0.90x a bare loop over the same data
-        on the CPU, 0.96x this way: bench/bench_train.py --loops trial bare --baseline f68b527)."""
+        same operations, and faster than through the twin (bench/bench_train.py --loops trial bare;
+        docs/benchmarks.md, "The test suite")."""
         plain = copy.deepcopy(template)
         for module in plain.modules():
             for kind, param in list(module._parameters.items()):

@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from sweep.models.kernels import conv2d, max_pool2
+from sweep.models.kernels import TORCH, check_name, conv2d, max_pool2, require
 from sweep.models.registry import ACTIVATIONS
 
 # Activations that never decrease: for them max_pool2d(act(z)) is act(max_pool2d(z)), value for value.
@@ -31,33 +31,44 @@ def never_decreases(act: nn.Module) -> bool:
 
 
 class Conv2d(nn.Conv2d):
-    """nn.Conv2d whose convolution goes through sweep's compiled CPU kernel where it applies (models/kernels.py:
-    one input channel per group, channels-last on the CPU; LeNet's conv1). Same parameters, state dict and
-    hooks as nn.Conv2d."""
+    """nn.Conv2d that carries its trial's choice of kernels (`kernels`, one of models.kernels.KERNELS):
+    with "compiled", its convolution goes through sweep's compiled CPU kernel where that applies (one input
+    channel per group, channels-last on the CPU; LeNet's conv1). Same parameters, state dict and hooks as
+    nn.Conv2d.
+
+        Conv2d(1, 6, 5, kernels="compiled")
+    """
+
+    def __init__(self, *args, kernels: str = TORCH, **kwargs):
+        super().__init__(*args, **kwargs)
+        require(kernels)
+        self.kernels = kernels
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if self.padding_mode != "zeros":
             return super()._conv_forward(x, weight, bias)
-        return conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+        return conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups, kernels=self.kernels)
 
 
 class LeNet(nn.Module):
     """conv 1->6 (5x5), pool 2, conv 6->16 (3x3), pool 2, linear 400->120->84->10.
 
-    The activation follows each conv and the first two linear layers.
+    The activation follows each conv and the first two linear layers. `kernels` (models.kernels.KERNELS)
+    is the trial's choice for its convolutions and poolings: "compiled" runs sweep's compiled CPU kernels
+    where they apply, "torch" torch's everywhere.
     """
 
     # Memory layout of its batches (and so of its conv activations) per device type, where one beats
-    # torch's default (NCHW). Measured by bench/bench_layout.py (one thread, batch 64, FusedNet's step with
-    # its optimizer, layouts alternating in one process; docs/benchmarks.md): channels-last trained the
-    # default grid's eight configurations 1.1x to 1.4x faster per CPU second on a 2-core AMD EPYC (Zen 4)
-    # with torch 2.14. No GPU has measured it: CUDA keeps the default layout.
+    # torch's default (NCHW): channels-last trained every default-grid configuration faster per CPU second
+    # (bench/bench_layout.py; docs/benchmarks.md, "CPU trials: channels-last, fused optimizer steps, pooling
+    # first, compiled kernels"). No GPU has measured it: CUDA keeps the default layout.
     layouts = {"cpu": torch.channels_last}
 
-    def __init__(self, activation: str, in_channels: int = 1, num_classes: int = 10):
+    def __init__(self, activation: str, in_channels: int = 1, num_classes: int = 10, kernels: str = TORCH):
         super().__init__()
-        self.conv1 = Conv2d(in_channels, 6, 5)
-        self.conv2 = Conv2d(6, 16, 3)
+        self.kernels = kernels  # its poolings'; its convs check it (Conv2d)
+        self.conv1 = Conv2d(in_channels, 6, 5, kernels=kernels)
+        self.conv2 = Conv2d(6, 16, 3, kernels=kernels)
         self.fc1 = nn.Linear(16 * 5 * 5, 120)
         self.fc2 = nn.Linear(120, 84)
         self.fc3 = nn.Linear(84, num_classes)
@@ -67,18 +78,19 @@ class LeNet(nn.Module):
         """Logits and activations. record=False (a training step that takes no statistics) leaves out the
         conv layers' activations and, on the CPU where the activation never decreases, pools before the
         activation: the same values (a non-decreasing function keeps the window's maximum where it is) on a
-        quarter of the elements; tanh's CPU kernel alone took a quarter of a step. The gradient differs only
+        quarter of the elements, where torch's CPU tanh is slow (docs/benchmarks.md, "CPU trials: channels-last,
+        fused optimizer steps, pooling first, compiled kernels", item 3). The gradient differs only
         where a window ties after the activation but not before (a saturated sigmoid or tanh, a negative
         ReLU input), where the activation's derivative is zero in both orders."""
         acts: dict[str, torch.Tensor] = {}
         if not record and x.device.type == "cpu" and never_decreases(self.act):
-            x = self.act(max_pool2(self.conv1(x)))
-            x = flatten_features(self.act(max_pool2(self.conv2(x))))
+            x = self.act(max_pool2(self.conv1(x), self.kernels))
+            x = flatten_features(self.act(max_pool2(self.conv2(x), self.kernels)))
         else:
             x = acts["conv1"] = self.act(self.conv1(x))
-            x = max_pool2(x)
+            x = max_pool2(x, self.kernels)
             x = acts["conv2"] = self.act(self.conv2(x))
-            x = flatten_features(max_pool2(x))
+            x = flatten_features(max_pool2(x, self.kernels))
         x = acts["fc1"] = self.act(self.fc1(x))
         x = acts["fc2"] = self.act(self.fc2(x))
         return self.fc3(x), acts
@@ -105,16 +117,23 @@ class MLP(nn.Module):
         return self.layers[names[-1]](x), acts
 
 
-# Builders by name: (activation, hidden sizes) -> network. LeNet's shape is fixed.
+# Builders by name: (activation, hidden sizes, kernels) -> network. LeNet's shape is fixed; the MLP has no
+# convolution or pooling, so no use for the kernels' choice.
 MODELS = {
-    "lenet": lambda activation, hidden: LeNet(activation),
-    "mlp": lambda activation, hidden: MLP(activation, hidden),
+    "lenet": lambda activation, hidden, kernels: LeNet(activation, kernels=kernels),
+    "mlp": lambda activation, hidden, kernels: MLP(activation, hidden),
 }
 
 
-def build_model(name: str, activation: str, hidden: Sequence[int] = ()) -> nn.Module:
-    """Build network `name` (a key of MODELS) with the given activation."""
-    return MODELS[name](activation, hidden)
+def build_model(name: str, activation: str, hidden: Sequence[int] = (), kernels: str = TORCH) -> nn.Module:
+    """Build network `name` (a key of MODELS) with the given activation, training on `kernels` (one of
+    models.kernels.KERNELS, the trial's choice: models.kernels.choose). A network that uses the compiled
+    kernels refuses to be built where they are missing (models.kernels.KernelsMissing); the MLP uses none.
+
+        build_model("lenet", "tanh", kernels=choose(on_cpu=True))
+    """
+    check_name(kernels)
+    return MODELS[name](activation, hidden, kernels)
 
 
 def memory_format(model: nn.Module, device: str | torch.device) -> torch.memory_format:
@@ -144,8 +163,8 @@ def flatten_features(x: torch.Tensor) -> torch.Tensor:
     A channels-last x is copied into that order, and the gradient flowing back through the copy arrives in
     NCHW order too: the pooling's backward then converted it (and its input) to channels-last and back, three
     copies. A hook hands the layers below x its gradient in channels-last instead, one copy: the same values,
-    and the pooling backward of LeNet's conv2 took 33 us instead of 114 us (64 x 16 x 10 x 10, one thread;
-    the whole LeNet step about 2% less CPU time)."""
+    in a fraction of the pooling backward's time (docs/benchmarks.md, "CPU trials: channels-last, fused
+    optimizer steps, pooling first, compiled kernels", item 4)."""
     if x.requires_grad and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
         x.register_hook(_channels_last_grad)
     return x.flatten(1)
