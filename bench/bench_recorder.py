@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from bench_report import SyntheticTrial, grid_spec  # noqa: E402
 from sweep.db.engine import init_db, make_engine  # noqa: E402
 from sweep.grid import expand_grid  # noqa: E402
+from sweep.ledger import Ledger  # noqa: E402
 from sweep.recorder import DatabaseRecorder  # noqa: E402
 from sweep.records import record_plan  # noqa: E402
 from sweep.spec import parse_spec  # noqa: E402
@@ -57,7 +58,7 @@ class TimedRecorder(DatabaseRecorder):
         super().on_trial_result(iteration, trials, trial, result, **info)
 
     def flush(self) -> None:
-        count = len(self.pending)
+        count = len(self.queued)
         super().flush()
         done = time.perf_counter()
         self.lags += [done - t for t in self.arrived[:count]]
@@ -93,7 +94,7 @@ def drive(recorder: TimedRecorder, reports, rate: float | None) -> float:
         recorder.on_step_end(0, [])
         rows += len(result["layer_stats"])
         due = began + rows / rate if rate else due
-    while recorder.pending:  # the last reports wait for their delay, as they would
+    while recorder.queued:  # the last reports wait for their delay, as they would
         time.sleep(0.01)
         recorder.on_step_end(0, [])
     return time.perf_counter() - began
@@ -104,7 +105,8 @@ def measure(new_url, name: str, args, folder: Path) -> list[str]:
     lines = []
     for mode, rate in [("max", None), *(("paced", r) for r in args.rate)]:
         engine, ids, reports = prepare(new_url(), args.trials, args.epochs, folder / f"{name}-{mode}-{rate}")
-        recorder = TimedRecorder(engine, ids)
+        # Only reports reach it here: its ledger (sweep/ledger.py) hears of no start or end.
+        recorder = TimedRecorder(engine, ids, Ledger(dict.fromkeys(ids, 0)))
         rows = sum(len(r["layer_stats"]) for _, r in reports)
         wall = drive(recorder, reports, rate)
         lags = sorted(recorder.lags)

@@ -71,12 +71,12 @@ def main() -> None:
     for name, stop in (("full", None), ("stopped", STOP)):
         wall = run(spec(name, out, args, stop))
         results[name] = {**figures(out / "sweep.db", name), "wall": wall}
-    full, cut = results["full"], results["stopped"]
+    full, cut = results["full"], results["stopped_early"]
     for name, r in results.items():
         print(f"{name:>8}: {r['images']:>11,} images  {r['wall']:7.1f} s  statuses {', '.join(r['statuses'])}")
     print(f"   saved: {1 - cut['images'] / full['images']:.1%} of the images, {1 - cut['wall'] / full['wall']:.1%} "
           "of the wall time")
-    for label, why in sorted(cut["stopped"]):
+    for label, why in sorted(cut["stopped_early"]):
         print(f"  stopped {label}: {why}")
     for name in results:
         print(f"top 3 {name:>8}: " + "; ".join(f"{label} {acc:.4f}" for label, acc in results[name]["top"]))

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from sweep.db.schema import TRIAL_STATUSES
+from sweep.status import STORED, Status
 
 
 # Columns every sweep's trials have that --where may filter on and --by (and sweep plot's --heatmap) may group
@@ -19,11 +19,11 @@ from sweep.db.schema import TRIAL_STATUSES
 FACTORS = ("activation", "init", "gain", "optimizer", "lr", "seed", "model", "status")
 
 
-# What --where status= takes: the database's statuses, and "unfinished": every trial with fewer epochs than the
+# What --where status= takes: the database's statuses, and unfinished: every trial with fewer epochs than the
 # sweep's that neither diverged nor was stopped by a stop rule (pending, running, interrupted, failed, or
 # completed when `epochs` was smaller), the trials the report leaves out of its figures. Such a completed
-# trial shows as "unfinished", the others keep the status that says why.
-STATUSES = (*TRIAL_STATUSES, "unfinished")
+# trial shows as unfinished, the others keep the status that says why.
+STATUSES = (*STORED, Status.UNFINISHED)
 
 
 class ReportError(ValueError):
@@ -147,8 +147,8 @@ def _trials_with(trials: pd.DataFrame, key: str, value: str) -> pd.Series:
         if value not in STATUSES:
             raise ReportError(f"--where status={value}: {value!r} is not a status; allowed: "
                               f"{', '.join(STATUSES)}{did_you_mean(value, STATUSES)}")
-        if value == "unfinished":
-            return ~(trials["finished"].astype(bool) | trials["stopped"].astype(bool))
+        if value == Status.UNFINISHED:
+            return ~(trials["finished"].astype(bool) | trials["stopped_early"].astype(bool))
         return trials["status"].eq(value)
     column = factor_column(trials, key)
     present = list(dict.fromkeys(column))

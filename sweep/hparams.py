@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from sweep.grid import TrialConfig
+from sweep.status import Status
 
 # Scalars each trial logs that the dashboard shows as metrics; STOPPED_TAG only a stopped trial logs (the
 # epoch after which its stop rule ended it), so that the dashboard says which sessions stopped, and when.
@@ -20,7 +21,7 @@ STOPPED_TAG = "stopped/epoch"
 METRIC_TAGS = ("accuracy/test", "loss/test", "loss/train_epoch", "accuracy/val", "loss/val", STOPPED_TAG)
 # How a trial's session ends: HParams knows success, failure, running and unknown; a diverged or stopped
 # trial did not train to the end (STOPPED_TAG tells a stopped one apart).
-SESSION_END = {"completed": "STATUS_SUCCESS", "diverged": "STATUS_FAILURE", "stopped": "STATUS_FAILURE"}
+SESSION_END = {Status.COMPLETED: "STATUS_SUCCESS", Status.DIVERGED: "STATUS_FAILURE", Status.STOPPED: "STATUS_FAILURE"}
 
 
 def hparam_values(cfg: TrialConfig) -> dict[str, Any]:

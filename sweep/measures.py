@@ -145,6 +145,13 @@ def summarize_snapshot(rows: Sequence[Mapping[str, Any]]) -> dict[str, float | N
             "grad_std_ratio": ratio(stds[0], stds[-1]) if stds else None}
 
 
+def judged_accuracy(test_acc: float, val_acc: float | None) -> float:
+    """The accuracy the stop rules read at an epoch: the validation split's where there is one (stopping on the
+    test set's would be a choice made on it), else the test set's. The trial (as it trains) and a rerun
+    (records.read_state, judging its recorded epochs again) both read it here."""
+    return test_acc if val_acc is None else val_acc
+
+
 def epoch_measures(epoch: int, test_acc: float, snapshot_rows: Sequence[Mapping[str, Any]],
                    train_loss: float | None = None, start_test_loss: float | None = None) -> dict[str, Any]:
     """One epoch's measures: its test accuracy, the summary of its closing statistics snapshot (the last

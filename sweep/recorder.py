@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ray.tune import Callback
 from ray.tune.stopper import Stopper
@@ -34,10 +34,10 @@ from sqlalchemy import Engine
 from sweep.db.engine import session_scope
 from sweep.db.queries import record_results, record_rungs, update_trial, update_trials, utcnow
 from sweep.grid import TrialConfig, bundle_name
+from sweep.status import ENDED, ENDED_BY_REPORT, STORED, Status, TrialReport
 
-# A trial's final statuses that its own reports set (it leaves its bundle there; the bundle's end must not
-# overwrite them): `diverged` (its loss became NaN or infinite) and `stopped` (a stop rule).
-ENDED_BY_REPORT = ("diverged", "stopped")
+if TYPE_CHECKING:
+    from sweep.ledger import Ledger
 
 
 def members(trial) -> list[TrialConfig]:
@@ -351,13 +351,15 @@ class HaltSweep(Stopper):
 
 
 class DatabaseRecorder(Callback):
-    """Writes every reported epoch, layer statistic and status change.
+    """Writes every reported epoch, layer statistic and status change: the changes the run's `ledger` (a
+    callback before this one) made of each event.
 
     Under Ray the reports are written in batches, one transaction each: Tune hands the driver one event
     per step and calls on_step_end after it (at least every 0.1 s), where a batch is written once its
     oldest report has waited `max_delay` seconds or it holds `max_rows` statistics rows. A commit per
-    report capped the driver at about 3,000 rows per second; batches keep it well above what hundreds
-    of trials produce, with every report in the database within max_delay (+ one step) of its arrival.
+    report capped the driver below what hundreds of trials produce; batches keep it well above that
+    (docs/benchmarks.md, "Big sweeps (2-core CPU, 24 GiB)"), with every report in the database within
+    max_delay (+ one step) of its arrival.
     Anything pending is written before a status change and at the experiment's end; a driver killed
     with reports pending loses nothing either: trials send their last epochs again on resume.
     `record` (no Ray) writes at once.
@@ -366,37 +368,33 @@ class DatabaseRecorder(Callback):
     once, and HaltSweep ends the sweep.
     """
 
-    def __init__(self, engine: Engine, trial_ids: dict[str, int], max_delay: float = 0.2, max_rows: int = 20_000,
-                 clock: Callable[[], float] = time.monotonic, failures: Failures | None = None):
+    def __init__(self, engine: Engine, trial_ids: dict[str, int], ledger: "Ledger", max_delay: float = 0.2,
+                 max_rows: int = 20_000, clock: Callable[[], float] = time.monotonic, failures: Failures | None = None):
         self.engine = engine
         self.trial_ids = trial_ids
-        self.final_status: dict[str, str] = {}
-        self.started: set[str] = set()
+        self.ledger = ledger
         self.max_delay, self.max_rows, self.clock = max_delay, max_rows, clock
         self.failures = failures or Failures(ROOT, 0)
-        self.pending: list[dict[str, Any]] = []
-        self.pending_rows = 0
-        self.pending_since = 0.0
+        self.queued: list[dict[str, Any]] = []
+        self.queued_rows = 0
+        self.queued_since = 0.0
 
     def __getstate__(self):
         # Tune pickles its callbacks into the experiment state; an engine
         # does not pickle and is never needed from there.
-        return {**self.__dict__, "engine": None, "clock": None, "pending": [], "failures": None}
+        return {**self.__dict__, "engine": None, "clock": None, "queued": [], "failures": None}
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.flush()
         with session_scope(self.engine) as s:
-            for cfg in members(trial):
-                if cfg.config_hash in self.final_status:  # ended already (halted, diverged, stopped)
-                    continue
-                self.started.add(cfg.config_hash)
-                update_trial(s, self.trial_ids[cfg.config_hash], status="running", started_at=utcnow(), error=None)
+            for key, status in self.ledger.changed.items():  # running: the members not ended already
+                update_trial(s, self.trial_ids[key], status=status, started_at=utcnow(), error=None)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if not self.pending:
-            self.pending_since = self.clock()
-        self.pending.append(result)
-        self.pending_rows += len(result["layer_stats"])
+        if not self.queued:
+            self.queued_since = self.clock()
+        self.queued.append(result)
+        self.queued_rows += len(result["layer_stats"])
         self._flush_if_due()
 
     def on_step_end(self, iteration, trials, **info):
@@ -406,13 +404,13 @@ class DatabaseRecorder(Callback):
         self.flush()
 
     def _flush_if_due(self) -> None:
-        if self.pending and (self.pending_rows >= self.max_rows or self.clock() - self.pending_since >= self.max_delay):
+        if self.queued and (self.queued_rows >= self.max_rows or self.clock() - self.queued_since >= self.max_delay):
             self.flush()
 
     def flush(self) -> None:
         """Write the pending reports in one transaction."""
-        if self.pending:
-            batch, self.pending, self.pending_rows = self.pending, [], 0
+        if self.queued:
+            batch, self.queued, self.queued_rows = self.queued, [], 0
             self.record_many(batch)
 
     def record(self, result: dict[str, Any]) -> None:
@@ -421,59 +419,59 @@ class DatabaseRecorder(Callback):
         self.record_many([result])
 
     def record_many(self, results: list[dict[str, Any]]) -> None:
-        """Store reports of run_trial, in order, in one transaction."""
+        """Store reports of run_trial (TrialReport.as_dict, with whatever Ray added), in order, in one
+        transaction."""
+        reports = [TrialReport.from_dict(r) for r in results]
         with session_scope(self.engine) as s:
-            record_results(s, [(self.trial_ids[r["config_hash"]], {
-                "epoch": r["epoch"], "images_seen": r["images_seen"],
-                "train_loss": r["train_loss"], "test_loss": r["test_loss"],
-                "test_acc": r["test_acc"], "wall_seconds": r["epoch_seconds"],
-                "val_loss": r.get("val_loss"), "val_acc": r.get("val_acc"),
-            }, r["layer_stats"]) for r in results])
-            record_rungs(s, [(self.trial_ids[r["config_hash"]], r["rung"]) for r in results if r.get("rung")])
-            update_trials(s, [(self.trial_ids[r["config_hash"]], self._trial_values(r)) for r in results])
+            record_results(s, [(self.trial_ids[r.config_hash], {
+                "epoch": r.epoch, "images_seen": r.images_seen, "train_loss": r.train_loss,
+                "test_loss": r.test_loss, "test_acc": r.test_acc, "wall_seconds": r.epoch_seconds,
+                "val_loss": r.val_loss, "val_acc": r.val_acc,
+            }, r.layer_stats) for r in reports])
+            record_rungs(s, [(self.trial_ids[r.config_hash], r.rung) for r in reports if r.rung])
+            update_trials(s, [(self.trial_ids[r.config_hash], _trial_values(r)) for r in reports])
 
-    def _trial_values(self, result: dict[str, Any]) -> dict[str, Any]:
-        """The trial row's columns after this report."""
-        values = {
-            "epochs_done": result["epoch"],
-            "images_seen": result["images_seen"],
-            "train_seconds": result["train_seconds"],
-            "run_seconds": result["run_seconds"],
-            "best_test_acc": result["best_test_acc"],
-            "best_epoch": result["best_epoch"],
-            "bundle": result["bundle"],
-            "device": result["device"],
-            "node": result["node"],
-        }
-        status = result["status"]
-        if status != "diverged":
-            # A diverged epoch's own numbers go to epoch_metrics; the trial keeps its last finite final metrics.
-            # A stopped trial's last epoch is an ordinary one: its figures count.
-            values.update(final_test_acc=result["test_acc"], final_test_loss=result["test_loss"])
-            if result["train_loss"] is not None:
-                values["final_train_loss"] = result["train_loss"]
-        if status in ENDED_BY_REPORT:
-            values.update(status=status, error=result["reason"], finished_at=utcnow())
-            self.final_status[result["config_hash"]] = status
-        return values
-
-    def _finish(self, trial, status: str, **values) -> None:
-        """`status` for every member not already ended (a diverged or stopped member left its bundle earlier)."""
+    def record_statuses(self, statuses: dict[str, Status], **values) -> None:
+        """Each trial's new status (config hash -> status; those never stored, such as retrying, left out)."""
         self.flush()
         with session_scope(self.engine) as s:
-            for cfg in members(trial):
-                if cfg.config_hash in self.final_status:
-                    continue
-                self.final_status[cfg.config_hash] = status
-                update_trial(s, self.trial_ids[cfg.config_hash], status=status, finished_at=utcnow(), **values)
+            for key, status in statuses.items():
+                if status in STORED:
+                    ended = {"finished_at": utcnow()} if status in ENDED else {}
+                    update_trial(s, self.trial_ids[key], status=status, **ended, **values)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._finish(trial, "completed")
+        self.record_statuses(self.ledger.changed)  # completed: the members not ended by their own report
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        attempt = self.failures.attempt(trial)
-        if attempt.halt is not None:  # no retry can fix it: its last attempt; the sweep halts (HaltSweep)
-            self._finish(trial, "failed", error=attempt.error.text)
+        if self.ledger.changed:  # its last attempt (failed), or retrying: nothing stored
+            self.record_statuses(self.ledger.changed, error=self.failures.attempt(trial).error.text)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._finish(trial, "failed", error=self.failures.attempt(trial).error.text)
+        self.record_statuses(self.ledger.changed, error=self.failures.attempt(trial).error.text)
+
+
+def _trial_values(report: TrialReport) -> dict[str, Any]:
+    """The trial row's columns after this report."""
+    values = {
+        "epochs_done": report.epoch,
+        "images_seen": report.images_seen,
+        "train_seconds": report.train_seconds,
+        "run_seconds": report.run_seconds,
+        "best_test_acc": report.best_test_acc,
+        "best_epoch": report.best_epoch,
+        "bundle": report.bundle,
+        "device": report.device,
+        "node": report.node,
+    }
+    if report.kernels is not None:  # a checkpoint's replay saved before kernels were recorded does not say
+        values["kernels"] = report.kernels
+    if report.status != Status.DIVERGED:
+        # A diverged epoch's own numbers go to epoch_metrics; the trial keeps its last finite final metrics.
+        # A stopped trial's last epoch is an ordinary one: its figures count.
+        values.update(final_test_acc=report.test_acc, final_test_loss=report.test_loss)
+        if report.train_loss is not None:
+            values["final_train_loss"] = report.train_loss
+    if report.status in ENDED_BY_REPORT:
+        values.update(status=report.status, error=report.reason, finished_at=utcnow())
+    return values

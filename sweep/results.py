@@ -10,6 +10,7 @@ import json
 import pandas as pd
 
 from sweep.db.queries import THRESHOLD_COLUMN
+from sweep.status import Status, finished, stopped_early
 
 
 def _gain_as_written(config_json: str, gain: float):
@@ -24,9 +25,9 @@ def _gain_as_written(config_json: str, gain: float):
 
 def results_from_figures(figures: pd.DataFrame, sweep_epochs: int) -> pd.DataFrame:
     """Trials with their figures at `sweep_epochs` (db.queries.trial_figures) made
-    report rows: `finished` (diverged, or at `sweep_epochs`), the trials that are aggregated; `stopped`, the
-    trials a stop rule ended before (read at the epoch they stopped); the others are unfinished, whatever
-    their status. Status "unfinished" for a completed trial with fewer epochs (it completed a smaller
+    report rows: `finished` (sweep.status.finished: diverged, or completed or stopped at `sweep_epochs`), the
+    trials that are aggregated; `stopped`, the trials a stop rule ended before (read at the epoch they
+    stopped); the others are unfinished, whatever their status. Status unfinished for a completed trial with fewer epochs (it completed a smaller
     `epochs`); `gain` as the spec wrote it (1, 'auto', 2.5) and `gain_value` the number it used; one column
     per optimizer hyper-parameter the sweep sets (hyper_parameters; None where a trial's optimizer does not
     set it).
@@ -42,9 +43,9 @@ def results_from_figures(figures: pd.DataFrame, sweep_epochs: int) -> pd.DataFra
         gain_value=figures["gain"].astype(float),
         **{name: pd.Series([p.get(name) for p in params], index=figures.index, dtype=object) for name in names},
     )
-    out["finished"] = out["status"].eq("diverged") | out["epochs"].eq(sweep_epochs)
-    out["stopped"] = out["status"].eq("stopped") & ~out["finished"]
-    out["status"] = out["status"].mask(out["status"].eq("completed") & ~out["finished"], "unfinished")
+    out["finished"] = finished(out["status"], out["epochs"], sweep_epochs)
+    out["stopped_early"] = stopped_early(out["status"], out["epochs"], sweep_epochs)
+    out["status"] = out["status"].mask(out["status"].eq(Status.COMPLETED) & ~out["finished"], Status.UNFINISHED.value)
     return out
 
 
@@ -71,7 +72,7 @@ def sweep_results(engine, sweep: str, epochs: int, threshold: float | None = Non
     if at_epoch is not None:
         every = results_from_figures(trial_figures(engine, sweep, at_epoch, threshold), at_epoch)
         reached = every[every["epochs"].eq(at_epoch)].copy()
-        reached["finished"], reached["stopped"] = True, False
+        reached["finished"], reached["stopped_early"] = True, False
         reached.attrs["reached"] = (len(reached), len(every))
         return reached
     results = results_from_figures(trial_figures(engine, sweep, epochs, threshold), epochs)
@@ -81,10 +82,10 @@ def sweep_results(engine, sweep: str, epochs: int, threshold: float | None = Non
 def _at_common_epochs(results: pd.DataFrame, figures_at) -> pd.DataFrame:
     """`results` with the configurations some of whose seeds stopped read at the epoch all their seeds that
     are not unfinished reached (`figures_at(E)`: every trial's figures at E), those seeds all `stopped`."""
-    stopped_labels = pd.unique(results.loc[results["stopped"].astype(bool), "label"])
+    stopped_labels = pd.unique(results.loc[results["stopped_early"].astype(bool), "label"])
     if not len(stopped_labels):
         return results
-    mine = results["label"].isin(stopped_labels) & (results["finished"] | results["stopped"]).astype(bool)
+    mine = results["label"].isin(stopped_labels) & (results["finished"] | results["stopped_early"]).astype(bool)
     common = results[mine].groupby("label")["epochs"].min().dropna()
     out = results.assign(epochs_trained=results["epochs"])  # what stopping saved is counted from these
     columns = [c for c in (*FIGURES, THRESHOLD_COLUMN) if c in out]
@@ -94,5 +95,5 @@ def _at_common_epochs(results: pd.DataFrame, figures_at) -> pd.DataFrame:
         for column in columns:
             out.loc[rows, column] = out.loc[rows, "trial_id"].map(at[column]).astype(float).to_numpy()
     out.loc[mine, "finished"] = False
-    out.loc[mine, "stopped"] = True
+    out.loc[mine, "stopped_early"] = True
     return out

@@ -12,13 +12,12 @@ import os
 import shutil
 import signal
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from sweep.db.engine import (DatabaseError, check_sqlite_location, error_line, init_db, make_engine, safe_url,
-                       session_scope, sqlite_path)
-from sweep.db.queries import update_trial
+from sweep.db.engine import DatabaseError, check_sqlite_location, error_line, init_db, make_engine, safe_url, sqlite_path
 from sweep.cluster import ClusterError, FolderError, check_shared_storage, ray_session, writable_folder
 from sweep.data import DataError, load_dataset
 from sweep.bundles import free_gpu_bytes, member_bytes, bundle_size, plan_bundles, start_order
@@ -26,6 +25,7 @@ from sweep.grid import TrialConfig, bundle_name, expand_grid
 from sweep.hparams import write_experiment
 from sweep.records import SETTINGS_FILE, SweepState, read_state, record_plan
 from sweep.spec import DEFAULT_GPU_SHARE, SpecError, SweepSpec, changed_setting
+from sweep.status import Status, finished
 
 # The sweep's log, beside them: Ray's own logging, with the whole traceback of every failed attempt.
 LOG_FILE = "sweep.log"
@@ -46,7 +46,7 @@ class SweepHalted(RunError):
 class RunSummary:
     total: int
     skipped: int  # already finished (completed, diverged, or stopped unless resumed) before this run
-    statuses: dict[str, int]  # final status -> count, for the trials this run scheduled
+    statuses: dict[Status, int]  # final status -> count, for the trials this run scheduled
     interrupted: bool
     interrupt_code: int = 130  # 128 + the signal that stopped the run
 
@@ -54,7 +54,7 @@ class RunSummary:
     def exit_code(self) -> int:
         if self.interrupted:
             return self.interrupt_code
-        return 1 if self.statuses.get("failed") else 0
+        return 1 if self.statuses.get(Status.FAILED) else 0
 
 
 def _check_writable(folder: Path) -> None:
@@ -140,22 +140,13 @@ def _open_database(url: str):
         raise RunError(error_line(url, exc)) from None
 
 
-def _finished(status: tuple[str, int] | None, epochs: int, resume_stopped: bool = False) -> bool:
-    """Completed with enough epochs, diverged (a seeded rerun would diverge again), or stopped by a stop rule
-    (unless `resume_stopped`)."""
-    if status is None:
-        return False
-    state, done = status
-    return state == "diverged" or (state == "stopped" and not resume_stopped) or (state == "completed" and done >= epochs)
-
-
 def run_sweep(spec: SweepSpec, address: str | None = None, out: TextIO = sys.stdout,
               progress_interval: float = 15.0, resume_stopped: bool = False, verbose: bool | None = None) -> RunSummary:
     """Train every configuration of `spec` not already finished; record everything.
 
     Finished trials (by config hash: completed with at least spec.epochs
     epochs, diverged, or stopped by a stop rule unless `resume_stopped`) are
-    skipped; the others (new, failed, interrupted, or left "running" by a
+    skipped; the others (new, failed, interrupted, or left running by a
     driver that died) start or continue from their last checkpoint. With
     nothing left to do it says so without starting Ray. Every check (data,
     folder, lock, database version, cluster resources; on a cluster: the
@@ -197,7 +188,7 @@ def run_sweep(spec: SweepSpec, address: str | None = None, out: TextIO = sys.std
                     if address is not None:
                         check_shared_storage(spec.sweep_dir)
                     _plan_line(plan, state, out)  # once the cluster has answered: a refusal is the one line
-                    return _tune(plan, data, engine)
+                    return _tune(plan, state, data, engine)
             finally:
                 engine.dispose()
     except (ClusterError, RunError, SpecError) as exc:
@@ -244,7 +235,7 @@ def _plan_line(plan: "Plan", state: SweepState, out) -> None:
     """The run's first line: how many trials, how many already finished, where everything goes."""
     todo = {t.config_hash for t in plan.todo}
     finished = [t for t in plan.trials if t.config_hash not in todo]
-    stopped = sum(1 for t in finished if state.statuses[t.config_hash][0] == "stopped")
+    stopped = sum(1 for t in finished if state.statuses[t.config_hash][0] == Status.STOPPED)
     print(f"sweep {plan.spec.name}: {len(plan.trials)} trials ({len(finished)} already finished"
           f"{f', {stopped} of them stopped by a stop rule' if stopped else ''}), "
           f"database {safe_url(plan.spec.database_url)}, TensorBoard logs in {plan.spec.sweep_dir}", file=out,
@@ -309,13 +300,19 @@ def make_plan(spec: SweepSpec, state: SweepState, resume_stopped: bool, out: Tex
               verbose: bool) -> Plan:
     """What to train, and from where, given what the sweep's state says is done."""
     trials = expand_grid(spec)
-    done = state.statuses
+    done = {t.config_hash: state.statuses.get(t.config_hash, (Status.PENDING, 0)) for t in trials}
+
+    def skipped(status: Status, epochs_done: int) -> bool:
+        """Finished (sweep.status.finished), or stopped early and left so: its stop still holds (read_state
+        released those whose stop does not), unless `resume_stopped`."""
+        return finished(status, epochs_done, spec.epochs) or (status == Status.STOPPED and not resume_stopped)
+
     start = start_order(trials) if spec.stop.asha is not None else trials
-    todo = [t for t in start if not _finished(done.get(t.config_hash), spec.epochs, resume_stopped)]
+    todo = [t for t in start if not skipped(*done[t.config_hash])]
     # Trials continued by --resume-stopped run to the end, judged by no stop rule.
-    exempt = frozenset(t.config_hash for t in todo if done.get(t.config_hash, ("new", 0))[0] == "stopped")
+    exempt = frozenset(t.config_hash for t in todo if done[t.config_hash][0] == Status.STOPPED)
     # Where each trial starts, for the time estimate: trials continue from where they stopped.
-    starts = {t.config_hash: done.get(t.config_hash, ("new", 0))[1] for t in todo}
+    starts = {t.config_hash: done[t.config_hash][1] for t in todo}
     return Plan(spec, trials, todo, starts, exempt, out, progress_interval, verbose)
 
 
@@ -335,7 +332,7 @@ def _stopping(spec: SweepSpec, trials: list[TrialConfig], engine, exempt: set[st
     return {"stop": spec.stop.to_dict(), "metric": spec.metric, "exempt": sorted(exempt), "order": order}, store
 
 
-def _tune(plan: Plan, data, engine) -> RunSummary:
+def _tune(plan: Plan, state: SweepState, data, engine) -> RunSummary:
     # Ray's own result files and TensorBoard loggers would duplicate what
     # we write; keep its verbose tables and worker logs off the terminal.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -343,13 +340,31 @@ def _tune(plan: Plan, data, engine) -> RunSummary:
     from sweep.recorder import RayLog
 
     with RayLog(plan.spec.sweep_dir / LOG_FILE, plan.verbose) as log:
-        return _fit(plan, data, engine, log)
+        return _fit(plan, state, data, engine, log)
 
 
-def _fit(plan: Plan, data, engine, log) -> RunSummary:
+def _kernels(plan: Plan, state: SweepState, on_cpu: bool) -> str:
+    """The kernels every trial of this run steps on (sweep.models.kernels), decided once from the run's device
+    and sweep's install. A trial that trained on other kernels is not continued on these (their float rounding
+    differs): RunError, before any trial starts."""
+    from sweep.models.kernels import choose  # torch: imported only to train
+
+    kernels = choose(on_cpu=on_cpu)
+    for t in plan.todo:
+        before = state.kernels.get(t.config_hash)
+        if before is not None and before != kernels and plan.starts[t.config_hash] > 0:
+            raise RunError(f"{t.name} trained {plan.starts[t.config_hash]} epoch(s) on {before} kernels, this run "
+                           f"would continue it on {kernels}: their float rounding differs; run it where sweep's "
+                           "install is as it was (pip install -e . with a C compiler builds the compiled kernels), "
+                           "or give the sweep a new name")
+    return kernels
+
+
+def _fit(plan: Plan, state: SweepState, data, engine, log) -> RunSummary:
     """Train the plan's trials with Ray Tune, recording everything; the run's summary."""
     import ray
 
+    from sweep.ledger import Ledger
     from sweep.progress import Outlook, ProgressPrinter
     from sweep.recorder import DatabaseRecorder, Failures
 
@@ -368,22 +383,24 @@ def _fit(plan: Plan, data, engine, log) -> RunSummary:
                            free_gpu_bytes(), member_bytes(todo[0]))
         bundles = plan_bundles(todo, size)
         resources = _resources(spec, cluster, fused=size > 1)
+        kernels = _kernels(plan, state, on_cpu=resources[1] == 0)
         trial_ids = record_plan(engine, spec, plan.trials, todo)
         write_experiment(spec.sweep_dir, plan.trials)
         if size > 1:
             print(f"fused: {len(todo)} trials in {len(bundles)} bundle(s) of up to {size}", file=plan.out, flush=True)
-        from sweep.models.kernels import missing_note  # torch: imported only to train
+        from sweep.models.kernels import missing_note
 
-        if note := missing_note(on_cpu=cluster.get("GPU", 0) == 0 or spec.resources.gpu == 0):
+        if note := missing_note(on_cpu=resources[1] == 0):
             print(note, file=plan.out, flush=True)
         failures = Failures(Path(spec.output), spec.resources.max_failures, log)
-        recorder = DatabaseRecorder(engine, trial_ids, failures=failures)
-        epochs_left = sum(max(0, spec.epochs - start) for start in plan.starts.values())
-        printer = ProgressPrinter(len(todo), epochs_left, plan.progress_interval, plan.out, metric=spec.metric,
-                                  epochs=spec.epochs, failures=failures,
-                                  outlook=Outlook(spec.epochs, spec.stop.asha, plan.starts, plan.exempt))
+        # The ledger first: the recorder and the progress line read what it made of each event.
+        ledger = Ledger(plan.starts, failures)
+        recorder = DatabaseRecorder(engine, trial_ids, ledger, failures=failures)
+        printer = ProgressPrinter(ledger, Outlook(spec.epochs, spec.stop.asha, plan.exempt), plan.progress_interval,
+                                  plan.out, metric=spec.metric, failures=failures)
         stopping, rung_store = _stopping(spec, plan.trials, engine, plan.exempt)  # the store lives while this frame does
-        tuner = _tuner(plan, data, bundles, resources, stopping, [recorder, printer], failures)
+        tuner = _tuner(plan, data, bundles, resources, {"kernels": kernels, **stopping}, [ledger, recorder, printer],
+                       failures)
         try:
             tuner.fit()
         except Exception as exc:
@@ -394,7 +411,7 @@ def _fit(plan: Plan, data, engine, log) -> RunSummary:
                               "space and run `sweep run` again; finished epochs are kept") from None
     finally:
         signal.signal(signal.SIGTERM, previous)
-    statuses, interrupted = _final_statuses(engine, todo, trial_ids, recorder, printer)
+    statuses, interrupted = _final_statuses(ledger, recorder, printer)
     print(printer.line(), file=plan.out, flush=True)
     if failures.halt is not None:
         raise SweepHalted(failures.halt)
@@ -402,7 +419,7 @@ def _fit(plan: Plan, data, engine, log) -> RunSummary:
     return RunSummary(len(plan.trials), len(plan.trials) - len(todo), statuses, interrupted, 128 + signum)
 
 
-def _tuner(plan: Plan, data, bundles: list[list[TrialConfig]], resources: tuple[float, float], stopping: dict,
+def _tuner(plan: Plan, data, bundles: list[list[TrialConfig]], resources: tuple[float, float], settings: dict,
            callbacks: list, failures):
     """Ray Tune's Tuner of the plan: a trial per bundle, each with its CPUs and GPU share, reusing workers."""
     from ray import tune
@@ -415,7 +432,7 @@ def _tuner(plan: Plan, data, bundles: list[list[TrialConfig]], resources: tuple[
     return tune.Tuner(
         trainable,
         param_space={"bundle": tune.grid_search([[t.to_dict() for t in b] for b in bundles]), "cpus": cpu,
-                     **stopping},
+                     **settings},
         tune_config=tune.TuneConfig(
             max_concurrent_trials=spec.resources.max_concurrent,
             # A fresh worker pays seconds of `import torch` per trial; reuse it.
@@ -434,24 +451,11 @@ def _tuner(plan: Plan, data, bundles: list[list[TrialConfig]], resources: tuple[
     )
 
 
-def _final_statuses(engine, todo: list[TrialConfig], trial_ids: dict[str, int], recorder, printer
-                    ) -> tuple[dict[str, int], bool]:
+def _final_statuses(ledger, recorder, printer) -> tuple[dict[Status, int], bool]:
     """Each trial's status as the run ends ({status: count}), and whether the run was interrupted: a trial Ray
     stopped without a final status (Ctrl-C, SIGTERM) is interrupted, and its checkpoint lets the next run
-    continue it; one never started stays pending."""
-    from sweep.progress import INTERRUPTED
-
-    statuses: dict[str, int] = {}
-    interrupted = False
-    with session_scope(engine) as s:
-        for t in todo:
-            status = recorder.final_status.get(t.config_hash)
-            if status is None:
-                interrupted = True
-                status = "interrupted" if t.config_hash in recorder.started else "pending"
-                update_trial(s, trial_ids[t.config_hash], status=status)
-                if status == "interrupted":
-                    printer.state[t.config_hash] = INTERRUPTED
-            statuses[status] = statuses.get(status, 0) + 1
+    continue it; one never started stays pending (Ledger.end_run)."""
+    left = ledger.end_run()
+    recorder.record_statuses(left)
     printer.ended = True
-    return statuses, interrupted
+    return dict(Counter(e.status for e in ledger.entries.values())), bool(left)

@@ -18,12 +18,15 @@ import math
 import os
 import time
 import warnings
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 import torch
 
 from sweep.models.fused import FusedNet
+from sweep.models.kernels import choose as choose_kernels, require as require_kernels
 from sweep.models.graph import StepRunner, why_no_graphs
 from sweep.models.nets import build_model
 from sweep.models.registry import ACTIVATIONS, init_weights
@@ -32,7 +35,8 @@ from sweep.data import Arrays
 from sweep.grid import TrialConfig, bundle_name
 from sweep.hold import hold, holds_for
 from sweep.hparams import STOPPED_TAG, write_session_end, write_session_start
-from sweep.measures import CLASSES, epoch_measures
+from sweep.measures import CLASSES, epoch_measures, judged_accuracy
+from sweep.status import Status, TrialReport
 from sweep.stopping import Stopper
 
 CHECKPOINT = "checkpoint.pt"
@@ -96,15 +100,21 @@ def _stats_rows(epoch: int, step: int, snapshot, bounded: bool) -> list[dict[str
 class _Member:
     """One configuration of a bundle: its model as built, its batch order, its folder and its progress."""
 
-    def __init__(self, cfg: TrialConfig, tensorboard: bool, bundle: str | None, device: str, node: str | None):
+    def __init__(self, cfg: TrialConfig, tensorboard: bool, bundle: str | None, device: str, node: str | None,
+                 kernels: str, threads: int):
         self.cfg = cfg
-        # Where it trains, for the database: its bundle's name (None alone), the device and the node.
-        self.bundle, self.device, self.node = bundle, device, node
+        # Where it trains, for the database: its bundle's name (None alone), the device, the node and the
+        # kernels its steps run on (sweep.models.kernels; the run chose them, the checkpoint keeps them).
+        self.bundle, self.device, self.node, self.kernels = bundle, device, node, kernels
+        # torch's threads for its steps: a sum split over more threads rounds otherwise (the test loss did),
+        # so a trial keeps the count it started with (its checkpoint's), whatever resources.cpu says later.
+        self.threads = threads
         self.logdir = Path(cfg.logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
+        require_kernels(kernels)  # a worker whose install lacks them: one line, before anything is built
         # Built exactly as an unfused trial always was: seed, network, initialisation.
         torch.manual_seed(cfg.seed)
-        self.module = build_model(cfg.model, cfg.activation, cfg.hidden)
+        self.module = build_model(cfg.model, cfg.activation, cfg.hidden, kernels=kernels)
         init_weights(self.module, cfg.init, cfg.gain, cfg.activation)
         self.order = torch.Generator().manual_seed(cfg.seed)  # batch order, independent of init
         self.bounds = ACTIVATIONS[cfg.activation].bounds
@@ -124,6 +134,12 @@ class _Member:
                 raise CheckpointMismatch(
                     f"{ckpt_path} was saved by another configuration (config hash {saved_for}, this trial's "
                     f"{cfg.config_hash}): not resumed; move that folder away, or give the sweep a new name")
+            if ckpt.get("kernels", kernels) != kernels:
+                raise CheckpointMismatch(
+                    f"{cfg.name} trained on {ckpt['kernels']} kernels ({ckpt_path}), this run on {kernels}: their "
+                    "float rounding differs, so it is not continued; run it where sweep's install is as it was, "
+                    "or give the sweep a new name")
+            self.threads = ckpt.get("threads", threads)
             self.module.load_state_dict(ckpt["model"])
             self.optimizer_state = ckpt["optimizer"]
             self.order.set_state(ckpt["order_rng"])
@@ -159,8 +175,9 @@ class _Member:
                 self.scalar(f"{kind}/{layer}/{stat}", value, step)
         return _stats_rows(epoch, step, snap, self.bounds is not None)
 
-    def result(self, epoch: int, train_loss: float | None, test: tuple[float, ...], wall: float,
-               rows, status: str, reason: str | None, began: float) -> dict[str, Any]:
+    def result(self, *, epoch: int, train_loss: float | None, test: tuple[float, ...], wall: float,
+               rows: list[dict[str, Any]], began: float, status: Status = Status.RUNNING,
+               reason: str | None = None) -> TrialReport:
         """The epoch's report; also its test (and validation) points in TensorBoard and the running bests.
         `test`: (test loss, test accuracy), then (validation loss, validation accuracy) with a split."""
         test_loss, test_acc, *val = test
@@ -172,43 +189,42 @@ class _Member:
             self.scalar("loss/val", val_loss, step)
             self.scalar("accuracy/val", val_acc, step)
             best = self.state.get("best_val_acc")
-            if status != "diverged" and math.isfinite(val_acc) and (best is None or val_acc > best):
+            if status != Status.DIVERGED and math.isfinite(val_acc) and (best is None or val_acc > best):
                 self.state["best_val_acc"] = val_acc
         if train_loss is not None:
             self.scalar("loss/train_epoch", train_loss, step)
         self.state["run_seconds"] = self.run_seconds_before + time.perf_counter() - began
         # A diverged epoch's numbers are stored as they are, but never become the best.
-        if (status != "diverged" and math.isfinite(test_acc)
+        if (status != Status.DIVERGED and math.isfinite(test_acc)
                 and (self.state["best_test_acc"] is None or test_acc > self.state["best_test_acc"])):
             self.state["best_test_acc"], self.state["best_epoch"] = test_acc, epoch
-        return {
-            "epoch": epoch, "images_seen": step, "train_loss": train_loss, "test_loss": test_loss,
-            "test_acc": test_acc, "epoch_seconds": wall, "train_seconds": self.state["train_seconds"],
-            "run_seconds": self.state["run_seconds"],
-            "best_test_acc": self.state["best_test_acc"], "best_epoch": self.state["best_epoch"],
-            "val_loss": val_loss, "val_acc": val_acc, "best_val_acc": self.state.get("best_val_acc"),
-            "layer_stats": rows, "status": status, "reason": reason, "config_hash": self.cfg.config_hash,
-            "resumed_from": self.resumed_from, "bundle": self.bundle, "device": self.device,
-            "node": self.node,
-        }
+        return TrialReport(
+            config_hash=self.cfg.config_hash, epoch=epoch, images_seen=step, train_loss=train_loss,
+            test_loss=test_loss, test_acc=test_acc, val_loss=val_loss, val_acc=val_acc, epoch_seconds=wall,
+            train_seconds=self.state["train_seconds"], run_seconds=self.state["run_seconds"],
+            best_test_acc=self.state["best_test_acc"], best_epoch=self.state["best_epoch"],
+            best_val_acc=self.state.get("best_val_acc"), layer_stats=rows, status=status, reason=reason,
+            resumed_from=self.resumed_from, bundle=self.bundle, device=self.device, node=self.node,
+            kernels=self.kernels)
 
-    def save(self, result: dict[str, Any], model_state, optimizer_state) -> None:
+    def save(self, result: TrialReport, model_state, optimizer_state) -> None:
         """Checkpoint the epoch just finished, in the unfused format."""
         if self.writer is not None:
             self.writer.flush()
-        self.replay = [*self.replay, result][-REPLAY_EPOCHS:]
+        self.replay = [*self.replay, result.as_dict()][-REPLAY_EPOCHS:]
         # The batch order's generator is the only random state training draws from after the weights are
         # built (torch's global generator serves only the initialisation, from the seed), so it is all a
         # resumed trial needs to continue exactly.
         _save(self.logdir / CHECKPOINT, {
-            "config_hash": self.cfg.config_hash, "model": model_state, "optimizer": optimizer_state,
+            "config_hash": self.cfg.config_hash, "kernels": self.kernels, "threads": self.threads,
+            "model": model_state, "optimizer": optimizer_state,
             "order_rng": self.order.get_state(), "state": dict(self.state), "replay": self.replay,
         })
 
-    def end_session(self, status: str, epoch: int) -> None:
+    def end_session(self, status: Status, epoch: int) -> None:
         """End the trial's HParams session as it ended (hparams.SESSION_END); a stopped one logs its epoch."""
         if self.writer is not None:
-            if status == "stopped":
+            if status == Status.STOPPED:
                 self.scalar(STOPPED_TAG, epoch, self.state["images_seen"])
             write_session_end(self.writer, self.cfg, status)
 
@@ -225,9 +241,11 @@ def run_trial(
     tensorboard: bool = True,
     node: str | None = None,
     stopper: Stopper | None = None,
+    kernels: str | None = None,
+    threads: int | None = None,
 ) -> None:
     """Train `cfg` on `data`, calling `report` once before training and after each epoch: a one-member bundle."""
-    run_bundle([cfg], data, report, device, tensorboard, node, stopper)
+    run_bundle([cfg], data, report, device, tensorboard, node, stopper, kernels, threads)
 
 
 def run_bundle(
@@ -238,6 +256,8 @@ def run_bundle(
     tensorboard: bool = True,
     node: str | None = None,
     stopper: Stopper | None = None,
+    kernels: str | None = None,
+    threads: int | None = None,
 ) -> None:
     """Train configurations that share network shape, batch size, epochs and data as one stacked network.
 
@@ -247,9 +267,14 @@ def run_bundle(
     their own checkpoints; members checkpointed at different epochs train in
     turn, one stacked network per starting epoch. `node` names the machine
     in the reports (None outside a Ray cluster). `stopper` (sweep/stopping.py) ends members early after an
-    epoch: each leaves the bundle with status `stopped`, as a diverged member leaves it.
+    epoch: each leaves the bundle with status `stopped`, as a diverged member leaves it. `kernels`: which kernels
+    the steps run on (sweep.models.kernels; a run decides it once for all its trials; None: `choose_kernels`
+    for the device). `threads`: torch's threads for a member that starts fresh (None: as torch has them now); a
+    resumed member trains on the count it started with, so that its numbers do not depend on a later run's.
     """
     device = torch.device(device)
+    if kernels is None:
+        kernels = choose_kernels(on_cpu=device.type == "cpu")
     began = time.perf_counter()
     tensors = _Tensors(*(None if a is None else _tensor(a, device)
                          for a in (data.train_x, data.train_y, data.test_x, data.test_y, data.val_x, data.val_y)))
@@ -257,12 +282,26 @@ def run_bundle(
     try:
         bundle = bundle_name(cfgs) if len(cfgs) > 1 else None
         for cfg in cfgs:
-            members.append(_Member(cfg, tensorboard, bundle, str(device), node))
-        for start in sorted({m.state["epoch"] for m in members}):
-            _train(_Bundle([m for m in members if m.state["epoch"] == start], tensors, report, began), stopper)
+            members.append(_Member(cfg, tensorboard, bundle, str(device), node, kernels,
+                                   threads or torch.get_num_threads()))
+        for start, count in sorted({(m.state["epoch"], m.threads) for m in members}):
+            with _torch_threads(count):
+                _train(_Bundle([m for m in members if (m.state["epoch"], m.threads) == (start, count)], tensors,
+                               report, began), stopper)
     finally:
         for m in members:
             m.close()
+
+
+@contextmanager
+def _torch_threads(count: int):
+    """torch's intra-op threads set to `count` for the block, as they were after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _train(bundle: "_Bundle", stopper: Stopper | None) -> None:
@@ -326,10 +365,14 @@ class _Bundle:
         if self.members[0].state["epoch"] == 0:
             for m, test in zip(self.members, self.evaluate()):
                 m.state["start_test_loss"] = test[0]  # the exploding loss's measure divides by it
-                self.report(m.result(0, None, test, 0.0, [], "running", None, self.began))
+                self.send(m.result(epoch=0, train_loss=None, test=test, wall=0.0, rows=[], began=self.began))
         for m in self.members:
             for past in m.replay:
-                self.report({**past, "resumed_from": m.resumed_from})
+                self.send(replace(TrialReport.from_dict(past), resumed_from=m.resumed_from))
+
+    def send(self, report: TrialReport) -> None:
+        """A member's report to whoever listens (Ray Tune's tune.report, a test): as a dict."""
+        self.report(report.as_dict())
 
     def begin_epoch(self, epoch: int) -> None:
         k, device = len(self.members), self.device
@@ -387,9 +430,10 @@ class _Bundle:
                 m = self.members[k]
                 m.state["train_seconds"] += wall
                 m.state["epoch"] = self.epoch
-                self.report(m.result(self.epoch, mean_losses[k], tests[k], wall, self.rows[k], "diverged",
-                                     why(k, losses[k]), self.began))
-                m.end_session("diverged", self.epoch)
+                self.send(m.result(epoch=self.epoch, train_loss=mean_losses[k], test=tests[k], wall=wall,
+                                   rows=self.rows[k], began=self.began, status=Status.DIVERGED,
+                                   reason=why(k, losses[k])))
+                m.end_session(Status.DIVERGED, self.epoch)
         if ended is None:
             if len(diverged) < len(self.members):
                 self.net.step()
@@ -409,28 +453,28 @@ class _Bundle:
             m = self.members[k]
             m.state["train_seconds"] += wall
             m.state["epoch"] = epoch
-            # The rules read the validation accuracy where there is a split: stopping on the test set's
-            # would be a choice made on it.
+            val_acc = tests[k][3] if self.data.val_x is not None else None
             m.state["measures"] = [*m.state["measures"], epoch_measures(
-                epoch, tests[k][3] if self.data.val_x is not None else tests[k][1], self.rows[k], mean_losses[k],
+                epoch, judged_accuracy(tests[k][1], val_acc), self.rows[k], mean_losses[k],
                 m.state.get("start_test_loss"))]
-            results[k] = m.result(epoch, mean_losses[k], tests[k], wall, self.rows[k], "running", None, self.began)
+            results[k] = m.result(epoch=epoch, train_loss=mean_losses[k], test=tests[k], wall=wall, rows=self.rows[k],
+                                  began=self.began)
         stopped: dict[int, str] = {}  # member -> why a stop rule ends it after this epoch
         if stopper is not None and going:
             decided, judged = stopper.decide(epoch, [self.members[k].state["measures"] for k in going],
-                                             [results[k] for k in going])
+                                             [results[k].as_dict() for k in going])
             stopped = {going[j]: reason for j, reason in decided.items()}
             for j, rung in judged.items():  # the ASHA decision travels with the epoch's report (rung_results)
-                results[going[j]] = {**results[going[j]], "rung": rung}
+                results[going[j]] = replace(results[going[j]], rung=rung)
         last = epoch == self.members[0].cfg.epochs
         for k in going:
             m, result = self.members[k], results[k]
-            # The checkpoint keeps the epoch as trained ("running"): resumed, the trial goes on from it.
+            # The checkpoint keeps the epoch as trained (running): resumed, the trial goes on from it.
             m.save(result, *self.net.member_state(k))
             if last or k in stopped:
-                m.end_session("stopped" if k in stopped else "completed", epoch)
+                m.end_session(Status.STOPPED if k in stopped else Status.COMPLETED, epoch)
             self.hold(f"saved{epoch}", [m])
-            self.report({**result, "status": "stopped", "reason": stopped[k]} if k in stopped else result)
+            self.send(replace(result, status=Status.STOPPED, reason=stopped[k]) if k in stopped else result)
         self.leave([*diverged, *stopped])
 
     def leave(self, gone: list[int]) -> None:
@@ -468,7 +512,8 @@ def closing_batch(images: int, batch_size: int) -> int:
 
 
 def ray_trainable(config: dict[str, Any], data: Arrays) -> None:
-    """Ray Tune entry point: config = {"bundle": [TrialConfig dict, ...], "cpus": N, and where the spec
+    """Ray Tune entry point: config = {"bundle": [TrialConfig dict, ...], "cpus": N, "kernels": the run's
+    choice (sweep.models.kernels), and where the spec
     has stop rules, "stop": StopSpec.to_dict(), "metric": the spec's metric, "exempt": config hashes
     resumed after a stop, "order": config hash -> place in the grid}."""
     import ray
@@ -484,11 +529,10 @@ def ray_trainable(config: dict[str, Any], data: Arrays) -> None:
         stopper = Stopper(stop, config["metric"], cfgs[0].epochs,
                           ray_judge(cfgs[0].sweep) if stop.asha is not None else None, config.get("exempt", ()),
                           config.get("order"), CLASSES[cfgs[0].dataset])
-    # Measured here: two 1-thread processes train LeNet 2.2x faster than one
-    # 2-thread process, so a trial uses exactly the CPUs it was given.
-    torch.set_num_threads(max(1, int(config["cpus"])))
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
-    run_bundle(cfgs, data, tune.report, device=device, node=node_name(), stopper=stopper)
+    # A trial starts on as many torch threads as it was given CPUs (docs/design.md says why).
+    run_bundle(cfgs, data, tune.report, device=device, node=node_name(), stopper=stopper, kernels=config["kernels"],
+               threads=max(1, int(config["cpus"])))
 
 
 def node_name() -> str:

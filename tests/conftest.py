@@ -6,19 +6,17 @@ DatabaseRecorder, exactly as in a sweep, minus the scheduling. The server
 by the tests that ask for it.
 """
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from sweep.db.engine import init_db, make_engine
+from events import record_trials
 from pg_server import PostgresServer
 from sweep.data import synthetic
 from sweep.grid import expand_grid
-from sweep.recorder import DatabaseRecorder
 from sweep.records import record_plan
 from sweep.spec import parse_spec
-from sweep.trial import run_trial
 
 RECORDED_SPEC = {
     "name": "rec", "dataset": {"name": "synthetic", "train_limit": 256, "test_limit": 128},
@@ -49,13 +47,7 @@ def recorded_db(tmp_path_factory) -> Path:
     engine = make_engine(spec.database_url)
     init_db(engine)
     ids = record_plan(engine, spec, trials, [])
-    recorder = DatabaseRecorder(engine, ids)
-    data = synthetic(256, 128)
-    for t in trials:
-        fake = SimpleNamespace(config={"bundle": [t.to_dict()]})
-        recorder.on_trial_start(0, [], fake)
-        run_trial(t, data, recorder.record)
-        recorder.on_trial_complete(0, [], fake)
+    record_trials(engine, ids, trials, synthetic(256, 128))
     return out
 
 

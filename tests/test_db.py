@@ -141,7 +141,7 @@ def test_other_schema_version_is_refused(engine, db_url):
         s.get(SchemaInfo, 1).version = 99
     with pytest.raises(DatabaseError) as err:
         init_db(engine)
-    assert str(err.value) == f"{safe_url(db_url)} has schema version 99; this sweep reads version 7"
+    assert str(err.value) == f"{safe_url(db_url)} has schema version 99; this sweep reads version 8"
 
 
 def test_a_version_1_database_is_upgraded_in_place_keeping_its_rows(engine):
@@ -150,6 +150,7 @@ def test_a_version_1_database_is_upgraded_in_place_keeping_its_rows(engine):
         update_trial(s, ids["h1"], status="completed", epochs_done=3)
     with engine.begin() as conn:  # what version 1 had: no bundle, device or node column, no epoch summaries, no curves
         conn.execute(text("DROP TABLE rung_results"))
+        conn.execute(text("ALTER TABLE trials DROP COLUMN kernels"))  # version 8's
         for column in ("val_loss", "val_acc"):  # version 7's
             conn.execute(text(f"ALTER TABLE epoch_metrics DROP COLUMN {column}"))
         conn.execute(text("DROP TABLE config_curves"))
@@ -162,7 +163,7 @@ def test_a_version_1_database_is_upgraded_in_place_keeping_its_rows(engine):
         conn.execute(text("UPDATE schema_info SET version = 1"))
     init_db(engine)
     with session_scope(engine) as s:
-        assert s.get(SchemaInfo, 1).version == 7
+        assert s.get(SchemaInfo, 1).version == 8
         row = s.get(Trial, ids["h1"])
         assert (row.status, row.epochs_done, row.bundle, row.device, row.node) == ("completed", 3, None, None, None)
         update_trial(s, ids["h1"], bundle="b+1", device="cuda:0", node="gpu07/3f9c2a1b")
@@ -215,6 +216,7 @@ def test_an_older_database_gets_64_bit_image_counts_in_place(engine, db_url):
     postgres = db_url.startswith("postgresql")
     with engine.begin() as conn:  # what version 4 had: 32-bit image counts on PostgreSQL (SQLite's are 64-bit)
         conn.execute(text("DROP TABLE rung_results"))
+        conn.execute(text("ALTER TABLE trials DROP COLUMN kernels"))  # version 8's
         for column in ("val_loss", "val_acc"):  # version 7's
             conn.execute(text(f"ALTER TABLE epoch_metrics DROP COLUMN {column}"))
         for table, column in IMAGE_COLUMNS:
@@ -225,7 +227,7 @@ def test_an_older_database_gets_64_bit_image_counts_in_place(engine, db_url):
         assert set(column_types(engine).values()) == {"INTEGER"}
     init_db(engine)
     with session_scope(engine) as s:
-        assert s.get(SchemaInfo, 1).version == 7
+        assert s.get(SchemaInfo, 1).version == 8
     if postgres:
         assert set(column_types(engine).values()) == {"BIGINT"}
     record_many_images(engine)
@@ -239,6 +241,7 @@ def test_a_version_5_database_gets_the_rung_results_table_and_stores_decisions(e
         ids = ensure_trials(s, ensure_sweep(s, "a", "{}"), [trial_row("h1"), trial_row("h2", seed=1)])
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE rung_results"))
+        conn.execute(text("ALTER TABLE trials DROP COLUMN kernels"))  # version 8's
         for column in ("val_loss", "val_acc"):  # version 7's
             conn.execute(text(f"ALTER TABLE epoch_metrics DROP COLUMN {column}"))
         conn.execute(text("UPDATE schema_info SET version = 5"))
@@ -247,7 +250,7 @@ def test_a_version_5_database_gets_the_rung_results_table_and_stores_decisions(e
                  (ids["h1"], {"rung": 0, "milestone": 1.0, "epoch": 1, "value": float("nan"), "continued": True}),
                  (ids["h2"], {"rung": 1, "milestone": 1.5, "epoch": 2, "value": -math.inf, "continued": False})]
     with session_scope(engine) as s:
-        assert s.get(SchemaInfo, 1).version == 7
+        assert s.get(SchemaInfo, 1).version == 8
         record_rungs(s, decisions)
         record_rungs(s, decisions[:1])  # a replayed report: harmless
     assert rung_results(engine, "a") == [
@@ -347,20 +350,22 @@ def imported_modules(path: Path) -> set[str]:
     return found
 
 
-def test_the_db_modules_import_of_sweep_only_db_and_measures_and_measures_only_the_standard_library():
-    """sweep/db/ sits below sweep/: it imports sweep.db.* and sweep.measures (the measures' one home), nothing
-    else of sweep; sweep/measures.py, below both, imports the standard library only (no numpy, pandas,
-    SQLAlchemy or torch), so a trial worker can import it."""
+def test_the_db_modules_import_of_sweep_only_db_measures_and_status_and_those_only_the_standard_library():
+    """sweep/db/ sits below sweep/: it imports sweep.db.*, sweep.measures (the measures' one home) and
+    sweep.status (the statuses' one home), nothing else of sweep; measures.py and status.py, below both,
+    import the standard library only (no numpy, pandas, SQLAlchemy or torch), so a trial worker can import them."""
     import sys
 
     root = Path(__file__).resolve().parent.parent / "sweep"
+    leaves = {"sweep.measures": root / "measures.py", "sweep.status": root / "status.py"}
     outside = {path.name: sorted(m for m in imported_modules(path) if m.split(".")[0] == "sweep"
-                                 and m != "sweep.db" and not m.startswith("sweep.db.") and m != "sweep.measures")
+                                 and m != "sweep.db" and not m.startswith("sweep.db.") and m not in leaves)
                for path in sorted((root / "db").glob("*.py"))}
     assert outside == {name: [] for name in outside}
     assert "flags.py" in outside and "upgrade.py" in outside
-    leaf = imported_modules(root / "measures.py")
-    assert {m.split(".")[0] for m in leaf} <= set(sys.stdlib_module_names) | {"__future__"}, leaf
+    for path in leaves.values():
+        leaf = imported_modules(path)
+        assert {m.split(".")[0] for m in leaf} <= set(sys.stdlib_module_names) | {"__future__"}, (path, leaf)
 
 
 def test_foreign_database_is_refused(db_url):
@@ -517,6 +522,7 @@ def test_a_version_6_database_gains_the_validation_columns_null(engine):
         record_results(s, [(ids["h1"], {"epoch": 1, "images_seen": 64, "train_loss": 0.5, "test_loss": 0.4,
                                         "test_acc": 0.8}, [])])
     with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE trials DROP COLUMN kernels"))
         for column in ("val_loss", "val_acc"):
             conn.execute(text(f"ALTER TABLE epoch_metrics DROP COLUMN {column}"))
         conn.execute(text("UPDATE schema_info SET version = 6"))
@@ -525,4 +531,20 @@ def test_a_version_6_database_gains_the_validation_columns_null(engine):
         assert conn.execute(text("SELECT epoch, test_acc, val_loss, val_acc FROM epoch_metrics")).all() == [
             (1, 0.8, None, None)]
     with session_scope(engine) as s:
-        assert s.get(SchemaInfo, 1).version == 7
+        assert s.get(SchemaInfo, 1).version == 8
+
+
+def test_a_version_7_database_gets_the_kernels_column_null_for_its_trials(engine):
+    """trials.kernels (version 8): which kernels a trial's steps ran on; an older database's trials say nothing."""
+    with session_scope(engine) as s:
+        ids = ensure_trials(s, ensure_sweep(s, "a", "{}"), [trial_row("h1")])
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE trials DROP COLUMN kernels"))
+        conn.execute(text("UPDATE schema_info SET version = 7"))
+    init_db(engine)
+    with session_scope(engine) as s:
+        assert s.get(SchemaInfo, 1).version == 8
+        assert s.get(Trial, ids["h1"]).kernels is None
+        update_trial(s, ids["h1"], kernels="compiled")
+    with session_scope(engine) as s:
+        assert s.get(Trial, ids["h1"]).kernels == "compiled"

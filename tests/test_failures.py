@@ -14,8 +14,10 @@ from ray.exceptions import RayTaskError
 
 from sweep.db.engine import init_db, make_engine
 from sweep import recorder
+from events import Events
 from sweep.data import synthetic
 from sweep.grid import expand_grid
+from sweep.ledger import Ledger
 from sweep.report import short_error
 from sweep.recorder import DatabaseRecorder, Failures, HaltSweep, RayLog, TrialError, error_of, parse_error, unfixable
 from sweep.records import record_plan
@@ -142,7 +144,8 @@ def epoch_result(cfg, epoch: int, status: str = "running", reason: str | None = 
     return {"epoch": epoch, "images_seen": 64 * epoch, "train_loss": None if epoch == 0 else 1.0, "test_loss": 2.0,
             "test_acc": test_acc, "epoch_seconds": 0.1, "layer_stats": [], "train_seconds": 0.1 * epoch,
             "run_seconds": 0.2 * epoch, "best_test_acc": test_acc, "best_epoch": epoch, "bundle": None,
-            "device": "cpu", "node": None, "status": status, "reason": reason, "config_hash": cfg.config_hash}
+            "device": "cpu", "node": None, "status": status, "reason": reason, "config_hash": cfg.config_hash,
+            "kernels": "torch"}
 
 
 @pytest.fixture
@@ -164,14 +167,15 @@ def rows(spec, sql: str) -> list[tuple]:
 
 def test_a_stopped_trial_keeps_its_status_and_reason_when_its_ray_trial_completes(planned):
     spec, (relu, tanh), engine, ids = planned
-    rec = DatabaseRecorder(engine, ids)
+    ledger = Ledger.of([relu, tanh])
+    rec = Events(ledger, DatabaseRecorder(engine, ids, ledger))
     bundle = SimpleNamespace(config={"bundle": [relu.to_dict(), tanh.to_dict()]})
     rec.on_trial_start(0, [], bundle)
     for cfg in (relu, tanh):
-        rec.record(epoch_result(cfg, 0))
-    rec.record(epoch_result(relu, 1, "stopped", "stopped@1 chance", test_acc=0.1))
-    rec.record(epoch_result(tanh, 1, test_acc=0.6))
-    rec.record(epoch_result(tanh, 2, test_acc=0.7))
+        rec.on_trial_result(0, [], bundle, epoch_result(cfg, 0))
+    rec.on_trial_result(0, [], bundle, epoch_result(relu, 1, "stopped", "stopped@1 chance", test_acc=0.1))
+    rec.on_trial_result(0, [], bundle, epoch_result(tanh, 1, test_acc=0.6))
+    rec.on_trial_result(0, [], bundle, epoch_result(tanh, 2, test_acc=0.7))
     rec.on_trial_complete(0, [], bundle)
     got = rows(spec, "SELECT name, status, error, epochs_done, final_test_acc, finished_at IS NOT NULL FROM trials")
     assert sorted(got) == [(relu.name, "stopped", "stopped@1 chance", 1, 0.1, 1),  # its last epoch counts
@@ -183,7 +187,8 @@ def test_an_unfixable_failure_is_the_trials_last_attempt_and_halts_the_sweep(pla
     spec, (relu, tanh), engine, ids = planned
     with RayLog(tmp_path / "sweep.log") as log:
         failures = Failures(Path(spec.output), spec.resources.max_failures, log)
-        rec = DatabaseRecorder(engine, ids, failures=failures)
+        ledger = Ledger.of([relu, tanh], failures)
+        rec = Events(ledger, DatabaseRecorder(engine, ids, ledger, failures=failures))
         halt = HaltSweep(failures)
         for cfg in (relu, tanh):
             rec.on_trial_start(0, [], ray_trial(cfg))
@@ -200,7 +205,7 @@ def test_an_unfixable_failure_is_the_trials_last_attempt_and_halts_the_sweep(pla
     assert failures.halt == f"output folder {spec.output} is full: free space and " + AGAIN
     assert sorted(rows(spec, "SELECT name, status, error FROM trials")) == [
         (relu.name, "failed", "OSError: [Errno 28] No space left on device"), (tanh.name, "running", None)]
-    assert rec.final_status == {relu.config_hash: "failed"}
+    assert (ledger.status(relu.config_hash), ledger.status(tanh.config_hash)) == ("failed", "retrying")
     assert json.loads(json.dumps(HaltSweep(failures).__getstate__())) == {"failures": None}  # pickles without state
 
 

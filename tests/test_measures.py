@@ -1,7 +1,6 @@
 """The rules are their flags (sweep/measures.py): real trials stopped by each rule with patience 1 stop
 exactly where the database's flag first appears, and the database's flags are the module's tests."""
 import math
-from types import SimpleNamespace
 
 import pytest
 
@@ -11,11 +10,10 @@ from sweep.db.flags import flags_frame
 from sweep.db.queries import epoch_metrics_frame, trials_frame
 from sweep.grid import expand_grid
 from sweep.measures import DEFAULTS, FLAGS, FlagThresholds, fires, loss_ratio, threshold_of
-from sweep.recorder import DatabaseRecorder
+from events import record_trials
 from sweep.records import record_plan
 from sweep.spec import parse_spec
 from sweep.stopping import Stopper
-from sweep.trial import run_trial
 
 EPOCHS = 3
 # Thresholds none of which is the default, chosen so that on GRID each flag appears in some trials and not
@@ -37,13 +35,8 @@ def record(engine, spec, data) -> None:
     """The spec's trials, one after another, through run_trial with the spec's stop rules, into the database as
     a sweep's driver writes them (DatabaseRecorder)."""
     trials = expand_grid(spec)
-    recorder = DatabaseRecorder(engine, record_plan(engine, spec, trials, []))
     stopper = Stopper(spec.stop, spec.metric, spec.epochs) if spec.stop.rules else None
-    for t in trials:
-        fake = SimpleNamespace(config={"bundle": [t.to_dict()]})
-        recorder.on_trial_start(0, [], fake)
-        run_trial(t, data, recorder.record, tensorboard=False, stopper=stopper)
-        recorder.on_trial_complete(0, [], fake)
+    record_trials(engine, record_plan(engine, spec, trials, []), trials, data, tensorboard=False, stopper=stopper)
 
 
 @pytest.fixture(scope="module")

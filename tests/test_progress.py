@@ -7,7 +7,8 @@ import math
 from types import SimpleNamespace
 
 from sweep.grid import expand_grid
-from sweep.progress import ProgressPrinter
+from sweep.ledger import Ledger
+from sweep.progress import Outlook, ProgressPrinter
 from sweep.recorder import Failures, RayLog
 from sweep.spec import parse_spec
 
@@ -36,7 +37,32 @@ class Clock:
 def report(trial, epoch, test_acc=0.5, test_loss=1.0, status="running", resumed_from=None, reason=None):
     return {"epoch": epoch, "test_acc": test_acc, "best_test_acc": test_acc, "test_loss": test_loss,
             "train_loss": None if epoch == 0 else 1.0, "status": status, "reason": reason,
-            "resumed_from": resumed_from, "config_hash": trial.cfg.config_hash}
+            "resumed_from": resumed_from, "config_hash": trial.cfg.config_hash, "images_seen": 64 * epoch,
+            "epoch_seconds": 1.0, "train_seconds": 1.0 * epoch, "run_seconds": 1.0 * epoch, "best_epoch": epoch,
+            "layer_stats": [], "device": "cpu", "kernels": "torch"}
+
+
+class Fed:
+    """The progress line with the run's ledger before it, as a run calls them (the ledger sees each event
+    first, sweep/ledger.py)."""
+
+    def __init__(self, ledger, printer):
+        self.ledger, self.printer = ledger, printer
+
+    def __getattr__(self, name):
+        if not name.startswith("on_"):
+            return getattr(self.printer, name)
+
+        def event(*args, **kwargs):
+            getattr(self.ledger, name)(*args, **kwargs)
+            getattr(self.printer, name)(*args, **kwargs)
+        return event
+
+
+def printer_of(trials, epochs, failures=None, outlook=None, **kwargs):
+    """A progress line over Ray trials `trials` of `epochs` epochs each, fed by its ledger."""
+    ledger = Ledger.of([t.cfg for t in trials], failures)
+    return Fed(ledger, ProgressPrinter(ledger, outlook or Outlook(epochs), failures=failures, **kwargs))
 
 
 def started(printer, *trials):
@@ -46,7 +72,7 @@ def started(printer, *trials):
 
 
 def test_best_is_the_lowest_final_loss_of_a_finished_trial_and_ignores_diverged_epochs():
-    printer = started(ProgressPrinter(2, 4, out=io.StringIO(), clock=Clock(), metric="final_test_loss"))
+    printer = started(printer_of((RELU, TANH), 2, out=io.StringIO(), clock=Clock(), metric="final_test_loss"))
     printer.on_trial_result(0, [], RELU, report(RELU, 0, test_loss=0.01))  # before training: not a result
     assert printer.best() is None and printer.best_so_far() is None
     printer.on_trial_result(0, [], RELU, report(RELU, 1, test_loss=0.5))
@@ -64,7 +90,7 @@ def test_best_is_the_lowest_final_loss_of_a_finished_trial_and_ignores_diverged_
 
 
 def test_best_accuracy_so_far_is_the_latest_value_of_each_trial():
-    printer = started(ProgressPrinter(2, 4, out=io.StringIO(), clock=Clock()))
+    printer = started(printer_of((RELU, TANH), 2, out=io.StringIO(), clock=Clock()))
     printer.on_trial_result(0, [], RELU, report(RELU, 1, test_acc=0.9))
     printer.on_trial_result(0, [], TANH, report(TANH, 1, test_acc=0.8))
     printer.on_trial_result(0, [], RELU, report(RELU, 2, test_acc=0.7))  # relu's latest accuracy is now 0.7
@@ -75,7 +101,7 @@ def test_best_accuracy_so_far_is_the_latest_value_of_each_trial():
 
 def test_time_left_comes_from_epochs_per_second_after_start_up():
     clock = Clock()
-    printer = started(ProgressPrinter(2, 4, out=io.StringIO(), clock=clock))
+    printer = started(printer_of((RELU, TANH), 2, out=io.StringIO(), clock=clock))
     clock.now = 100.0  # Ray start-up and the data: 100 s before the first report
     printer.on_trial_result(0, [], RELU, report(RELU, 0))
     printer.on_trial_result(0, [], TANH, report(TANH, 0))
@@ -94,7 +120,7 @@ def test_running_retrying_pending_failed_and_no_time_left_once_nothing_is_left()
     # Two of three configurations fit at once; 2 epochs each.
     clock = Clock()
     failures = Failures("/nonexistent", max_failures=1)
-    printer = started(ProgressPrinter(3, 6, out=io.StringIO(), clock=clock, epochs=2, failures=failures))
+    printer = started(printer_of((RELU, TANH, ELU), 2, out=io.StringIO(), clock=clock, failures=failures))
     for trial in (RELU, TANH):
         printer.on_trial_result(0, [], trial, report(trial, 0))
     clock.now = 10.0
@@ -112,9 +138,9 @@ def test_running_retrying_pending_failed_and_no_time_left_once_nothing_is_left()
     assert printer.line().startswith("[10s] 1/3 done, 2 running, 0 pending, 0 failed")
     # relu fails again, its last attempt: failed, and its epoch left leaves the estimate.
     printer.on_trial_error(0, [], ray_trial(CONFIGS[0], failures=2))
-    assert printer.epochs_dropped == 1
+    assert printer.left() == 2  # elu's two epochs: relu's epoch left is not
     printer.on_trial_result(0, [], ELU, report(ELU, 0, status="diverged", reason="train loss nan at epoch 0"))
-    assert printer.epochs_dropped == 3
+    assert printer.left() == 0
     printer.on_trial_complete(0, [], ELU)  # the diverged trial's Ray trial ends: still diverged, not completed
     assert printer.line() == (f"[10s] 2/3 done (1 diverged), 0 running, 0 pending, 1 failed | best final_test_acc "
                               f"0.5000 {TANH_NAME}")  # no time left: nothing runs or waits
@@ -130,7 +156,7 @@ def test_running_retrying_pending_failed_and_no_time_left_once_nothing_is_left()
 
 
 def test_a_stopped_trial_counts_as_stopped_and_is_never_the_best_final():
-    printer = started(ProgressPrinter(2, 4, out=io.StringIO(), clock=Clock(), epochs=2))
+    printer = started(printer_of((RELU, TANH), 2, out=io.StringIO(), clock=Clock()))
     printer.on_trial_result(0, [], RELU, report(RELU, 1, test_acc=0.1, status="stopped", reason="stopped@1 chance"))
     printer.on_trial_complete(0, [], RELU)
     assert printer.line() == "[0s] 1/2 done (1 stopped), 1 running, 0 pending, 0 failed"
@@ -144,7 +170,7 @@ def test_each_failed_attempt_is_one_line_with_its_cause_and_where_the_traceback_
     monkeypatch.chdir(tmp_path)
     with RayLog(tmp_path / "sweep.log") as log:
         failures = Failures(tmp_path, max_failures=2, log=log)
-        printer = started(ProgressPrinter(2, 4, out=io.StringIO(), clock=Clock(), failures=failures))
+        printer = started(printer_of((RELU, TANH), 2, out=io.StringIO(), clock=Clock(), failures=failures))
         try:
             raise ValueError("boom")
         except ValueError as exc:
@@ -161,7 +187,7 @@ def test_each_failed_attempt_is_one_line_with_its_cause_and_where_the_traceback_
 
 def test_a_resumed_trial_counts_only_the_epochs_trained_in_this_run():
     clock = Clock()
-    printer = ProgressPrinter(1, 1, out=io.StringIO(), clock=clock)
+    printer = printer_of((RELU,), 2, out=io.StringIO(), clock=clock)
     printer.on_trial_start(0, [], RELU)
     clock.now = 5.0
     printer.on_trial_result(0, [], RELU, report(RELU, 1, resumed_from=1))  # replayed epoch 1
@@ -169,11 +195,11 @@ def test_a_resumed_trial_counts_only_the_epochs_trained_in_this_run():
     assert not printer.line().endswith("left")
     clock.now = 9.0
     printer.on_trial_result(0, [], RELU, report(RELU, 2, resumed_from=1))
-    assert printer._trained() == 1  # epoch 2 only; epoch 1 was trained by the run before
+    assert printer.ledger.trained() == 1  # epoch 2 only; epoch 1 was trained by the run before
 
 
 def test_a_trial_retried_after_its_node_died_says_where_it_continues_from():
-    printer = ProgressPrinter(1, 3, out=io.StringIO(), clock=Clock())
+    printer = printer_of((RELU,), 3, out=io.StringIO(), clock=Clock())
     printer.on_trial_start(0, [], RELU)
     printer.on_trial_result(0, [], RELU, report(RELU, 0))
     printer.on_trial_result(0, [], RELU, report(RELU, 1))
@@ -182,12 +208,12 @@ def test_a_trial_retried_after_its_node_died_says_where_it_continues_from():
     printer.on_trial_result(0, [], RELU, report(RELU, 1, resumed_from=1))  # the replay of its checkpointed epoch
     printer.on_trial_result(0, [], RELU, report(RELU, 2, resumed_from=1))
     assert printer.out.getvalue() == f"resumed {RELU_NAME} from epoch 1\n"  # once per start
-    assert printer._trained() == 2  # epochs 1 and 2, counted once each
+    assert printer.ledger.trained() == 2  # epochs 1 and 2, counted once each
 
 
 def test_no_time_left_while_nothing_trains():
     clock = Clock()
-    printer = started(ProgressPrinter(2, 4, out=io.StringIO(), clock=clock, epochs=2,
+    printer = started(printer_of((RELU, TANH), 2, out=io.StringIO(), clock=clock,
                                       failures=Failures("/nonexistent", max_failures=1)), RELU)
     printer.on_trial_result(0, [], RELU, report(RELU, 0))
     clock.now = 10.0
@@ -203,7 +229,6 @@ def test_time_left_under_asha_matches_a_recorded_sweep():
     and 4), as a recorded sweep ended them: per half, 1 trial of 8 trained 5 epochs, 1 to 4, 2 to 2 and 4
     stopped at 1 (2.125 epochs a trial, as ASHA expects: 1 + 1/2 + 2/4 + 1/8). Halfway, 17 epochs (17 s) are
     left: the estimate says so, where counting every pending trial's 5 epochs said 40 s."""
-    from sweep.progress import Outlook
     from sweep.stopping import AshaSpec
 
     configs = expand_grid(parse_spec({"name": "p", "dataset": "synthetic", "epochs": 5, "grid": {
@@ -211,10 +236,9 @@ def test_time_left_under_asha_matches_a_recorded_sweep():
         "seed": [0, 1, 2, 3]}}))
     trained = [5, 1, 2, 1, 4, 1, 2, 1] * 2
     clock = Clock()
-    outlook = Outlook(5, AshaSpec(1, 2), {c.config_hash: 0 for c in configs})
-    printer = ProgressPrinter(16, 80, out=io.StringIO(), clock=clock, epochs=5, outlook=outlook)
-    for i, (cfg, epochs) in enumerate(zip(configs, trained)):
-        trial = ray_trial(cfg)
+    trials = [ray_trial(c) for c in configs]
+    printer = printer_of(trials, 5, outlook=Outlook(5, AshaSpec(1, 2)), out=io.StringIO(), clock=clock)
+    for i, (trial, epochs) in enumerate(zip(trials, trained)):
         printer.on_trial_start(0, [], trial)
         if i == 8:
             left = sum(trained[8:])

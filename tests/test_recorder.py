@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import delete, func, select, text
 
+from events import Events
 from sweep.db.engine import init_db, make_engine, session_scope
 from sweep.db.flags import FlagThresholds, flags_frame
 from sweep.db.queries import (SUMMARY_COLUMNS, backfill_config_curves, backfill_epoch_summaries, curves_frame,
@@ -16,6 +17,7 @@ from sweep.db.queries import (SUMMARY_COLUMNS, backfill_config_curves, backfill_
 from sweep.db.schema import SCHEMA_VERSION, ConfigCurve, EpochMetric, LayerStat, SchemaInfo
 from sweep.grid import expand_grid
 from sweep.recorder import DatabaseRecorder
+from sweep.ledger import Ledger
 from sweep.records import record_plan
 from sweep.spec import parse_spec
 
@@ -69,7 +71,8 @@ def count(engine, model) -> int:
 def test_reports_are_written_in_batches_within_their_delay(db_url, tmp_path):
     engine, configs, ids = planned(db_url, tmp_path)
     clock = Clock()
-    recorder = DatabaseRecorder(engine, ids, max_delay=0.2, max_rows=10_000, clock=clock)
+    ledger = Ledger.of(configs)
+    recorder = Events(ledger, DatabaseRecorder(engine, ids, ledger, max_delay=0.2, max_rows=10_000, clock=clock))
     rng = random.Random(0)
     fake = SimpleNamespace(config={"bundle": [configs[0].to_dict()]})
     recorder.on_trial_result(0, [], fake, report(configs[0], 0, rng))
@@ -88,7 +91,7 @@ def test_reports_are_written_in_batches_within_their_delay(db_url, tmp_path):
     recorder.on_trial_result(0, [], fake, report(configs[1], 1, rng))
     recorder.on_experiment_end([])
     assert count(engine, EpochMetric) == 4
-    big = DatabaseRecorder(engine, ids, max_delay=60, max_rows=54, clock=clock)
+    big = DatabaseRecorder(engine, ids, ledger, max_delay=60, max_rows=54, clock=clock)
     big.on_trial_result(0, [], fake, report(configs[2], 1, rng))
     assert count(engine, LayerStat) == 81
     big.on_trial_result(0, [], fake, report(configs[2], 2, rng))  # 54 rows pending: written at once
@@ -103,7 +106,8 @@ def recorded(url: str, tmp_path, epochs: int = 4):
     """A sweep recorded through the batching recorder: every trial, epochs 0..`epochs`, interleaved;
     one trial's epoch 2 is replayed."""
     engine, configs, ids = planned(url, tmp_path)
-    recorder = DatabaseRecorder(engine, ids, max_delay=0.0)
+    ledger = Ledger.of(configs)
+    recorder = Events(ledger, DatabaseRecorder(engine, ids, ledger, max_delay=0.0))
     rng = random.Random(1)
     fakes = [SimpleNamespace(config={"bundle": [c.to_dict()]}) for c in configs]
     made = {}
@@ -142,7 +146,7 @@ def test_config_curves_pool_the_seeds_as_the_epoch_rows_stand(db_url, tmp_path):
     computes the same rows, and the live grouping (a facet the label does not name) the same numbers."""
     engine, made = recorded(db_url, tmp_path)
     configs = expand_grid(parse_spec({**SPEC, "output": str(tmp_path), "database": db_url}))
-    recorder = DatabaseRecorder(engine, planned_ids(engine))
+    recorder = DatabaseRecorder(engine, planned_ids(engine), Ledger.of(configs))
     recorder.record({**made[configs[0].name, 2], "test_acc": 0.77})
     recorder.record({**made[configs[1].name, 3], "test_acc": math.nan})
     got = curves_frame(engine, "r", "activation")
@@ -155,7 +159,9 @@ def test_config_curves_pool_the_seeds_as_the_epoch_rows_stand(db_url, tmp_path):
     pd.testing.assert_frame_equal(got[["label", "activation", "images_seen", "n"]],
                                   expected[["label", "activation", "images_seen", "n"]], check_dtype=False)
     assert sorted(got["n"]) == [1] + [2] * 9
-    np.testing.assert_allclose(got["mean"], expected["mean"])
+    np.testing.assert_allclose(got["mean"], expected["mean"])  # float64 means of a few: EPS64s, not 1e-7
+    # The std as sqrt(mean of squares - mean^2) (db.queries, float64, accuracies <= 1): the difference keeps the
+    # few seeds' roundings, up to ~40 EPS64, which its root turns into sqrt(40 EPS64) = 9.4e-8 at a std of 0
     np.testing.assert_allclose(got["std"], expected["std"], atol=1e-7)  # NaN where one seed is left
     live = curves_frame(engine, "r", "model")  # one model: the same configurations, grouped live
     pd.testing.assert_frame_equal(live.drop(columns="model"), got.drop(columns="activation"))
@@ -191,6 +197,7 @@ def test_an_old_database_is_upgraded_and_backfilled_and_reports_the_same(db_url,
     assert {"saturated", "dead", "vanishing", "exploding", "chance"} <= set(before[2]["flag"])
     with engine.begin() as conn:  # what version 2 had: no node column, no epoch summaries, no curves, no rungs
         conn.execute(text("DROP TABLE rung_results"))
+        conn.execute(text("ALTER TABLE trials DROP COLUMN kernels"))  # version 8's
         for column in ("val_loss", "val_acc"):  # version 7's
             conn.execute(text(f"ALTER TABLE epoch_metrics DROP COLUMN {column}"))
         conn.execute(text("DROP TABLE config_curves"))
@@ -204,7 +211,7 @@ def test_an_old_database_is_upgraded_and_backfilled_and_reports_the_same(db_url,
     engine = make_engine(db_url)
     init_db(engine)
     with session_scope(engine) as s:
-        assert s.get(SchemaInfo, 1).version == SCHEMA_VERSION == 7
+        assert s.get(SchemaInfo, 1).version == SCHEMA_VERSION == 8
     pd.testing.assert_frame_equal(summaries(engine), before[0])
     pd.testing.assert_frame_equal(flags_frame(engine, "r"), before[1])
     pd.testing.assert_frame_equal(flags_frame(engine, "r", lax), before[2])

@@ -17,7 +17,7 @@ def results(rows):
     s0, s1, ..."""
     base = {"activation": "relu", "init": "default", "gain": 1, "gain_value": 1.0, "optimizer": "adam", "lr": 0.001,
             "seed": 0, "best_test_acc": 0.5, "best_epoch": 1.0, "final_train_loss": 1.0, "final_test_loss": 1.0,
-            "train_seconds": 2.0, "epochs": 3.0, "status": "completed", "finished": True, "stopped": False,
+            "train_seconds": 2.0, "epochs": 3.0, "status": "completed", "finished": True, "stopped_early": False,
             "error": None}
     frame = pd.DataFrame([{**base, **r} for r in rows])
     frame["seed"] = frame.groupby("label").cumcount()

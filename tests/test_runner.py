@@ -100,16 +100,6 @@ def test_nothing_left_to_do_says_so_without_starting_ray(tmp_path, monkeypatch):
         runner.run_sweep(spec, out=io.StringIO(), resume_stopped=True)
 
 
-def test_what_counts_as_finished():
-    from sweep.runner import _finished
-
-    assert [_finished(s, 3) for s in (None, ("completed", 3), ("completed", 2), ("diverged", 1), ("stopped", 1),
-                                      ("failed", 3), ("interrupted", 2), ("running", 3), ("pending", 0))] == \
-        [False, True, False, True, True, False, False, False, False]
-    assert _finished(("stopped", 1), 3, resume_stopped=True) is False
-    assert _finished(("diverged", 1), 3, resume_stopped=True) is True
-
-
 @pytest.mark.parametrize("make,parents,message", [
     (lambda base: base / "new", False, None),
     (lambda base: base / "a" / "b", False, "folder {base}/a/b cannot be made: {base}/a does not exist"),

@@ -42,6 +42,7 @@ from sweep.db.queries import last_epoch_read
 from sweep.db.schema import EpochMetric, LayerStat, Sweep, Trial
 # The thresholds and tests, shared with the stop rules that act on the same measures (sweep/stopping.py).
 from sweep.measures import FlagThresholds, passes, threshold_of  # FlagThresholds: imported from here too
+from sweep.status import Status
 
 FLAG_COLUMNS = ["trial", "label", "flag", "layer", "epoch", "value"]
 
@@ -55,7 +56,7 @@ FLAG_DESCRIPTIONS = {
     "exploding": "the first weight layer's gradient std over the last one's rose above {exploding:g}; on layer "
                  "'loss': the train loss rose above {exploding:g} times the loss before training",
     "chance": "test accuracy stayed within {chance_margin:g} of 1/classes from this epoch to the last one read",
-    "diverged": "the loss became NaN or infinite at this epoch; the trial's figures are read before it",
+    Status.DIVERGED.value: "the loss became NaN or infinite at this epoch; the trial's figures are read before it",
 }
 FLAG_NOTATION = "@E: the first epoch it showed; (k/n): how many of the configuration's n seeds showed it"
 
@@ -90,8 +91,8 @@ def flags_frame(engine: Engine, sweep: str, thresholds: FlagThresholds = FlagThr
                     for r in conn.execute(_exploding_loss(sweep_id, epochs, t))]
         records += [(r.trial_id, "chance", None, r.epoch, r.test_acc)
                     for r in conn.execute(_chance(sweep_id, epochs, t))]
-    records += [(trial_id, "diverged", None, int(done), float("nan"))
-                for trial_id, (_, _, status, done) in names.items() if status == "diverged"]
+    records += [(trial_id, Status.DIVERGED.value, None, int(done), float("nan"))  # the status is the flag
+                for trial_id, (_, _, status, done) in names.items() if status == Status.DIVERGED]
     frame = pd.DataFrame(
         [{"trial": names[i][0], "label": names[i][1], "flag": flag, "layer": layer, "epoch": int(epoch),
           "value": float(value)} for i, flag, layer, epoch, value in records], columns=FLAG_COLUMNS)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, aliased
 
 from sweep.db.engine import DatabaseError, check_version
 from sweep.db.schema import ConfigCurve, EpochMetric, LayerStat, RungResult, Sweep, Trial
+from sweep.status import Status
 # What the recorder's writes share with the upgrade's backfills is defined with the upgrade (db/upgrade.py),
 # which imports nothing of this module; the backfills stay importable from here, as before.
 from sweep.db.upgrade import (CURVE_COLUMNS, SUMMARY_COLUMNS, backfill_config_curves,  # noqa: F401
@@ -63,7 +64,8 @@ def upsert(session: Session, model, rows: Sequence[dict[str, Any]], keys: Sequen
 
     One statement executed for all the rows (the driver's executemany), where a multi-row VALUES statement
     had to be compiled again for every batch. `plain`: every value is a number, text or None, handed to
-    the driver as it is (no per-value type processing): the statistics' path, several times faster.
+    the driver as it is (no per-value type processing): the statistics' path, where that processing was
+    most of the cost (docs/benchmarks.md, "Big sweeps (2-core CPU, 24 GiB)").
     """
     if not rows:
         return
@@ -123,7 +125,7 @@ def ensure_trials(session: Session, sweep_id: int, rows: Iterable[dict[str, Any]
 
     Existing rows keep their status and results: a rerun must not forget work.
     """
-    rows = [{**r, "sweep_id": sweep_id, "status": "pending"} for r in rows]
+    rows = [{**r, "sweep_id": sweep_id, "status": Status.PENDING} for r in rows]
     if rows:
         upsert(session, Trial, rows, ["sweep_id", "config_hash"], update_existing=False)
     found = session.execute(select(Trial.config_hash, Trial.trial_id).where(Trial.sweep_id == sweep_id))
@@ -140,7 +142,7 @@ def update_trials(session: Session, changes: Sequence[tuple[int, dict[str, Any]]
     """Set columns of many trial rows, in order (a later change of a trial's column wins): one executemany
     per set of columns.
 
-    Example: update_trials(s, [(7, {"epochs_done": 3}), (8, {"epochs_done": 2, "status": "diverged"})])
+    Example: update_trials(s, [(7, {"epochs_done": 3}), (8, {"epochs_done": 2, "status": Status.DIVERGED})])
     """
     merged: dict[int, dict[str, Any]] = {}
     for trial_id, values in changes:
@@ -161,13 +163,22 @@ def _trial_update(columns: tuple[str, ...]):
         **{c: bindparam(f"v_{c}") for c in columns})
 
 
-def trial_statuses(session: Session, sweep: str) -> dict[str, tuple[str, int]]:
+def trial_statuses(session: Session, sweep: str) -> dict[str, tuple[Status, int]]:
     """{config_hash: (status, epochs_done)} for every trial of sweep `sweep` (empty if none)."""
     rows = session.execute(
         select(Trial.config_hash, Trial.status, Trial.epochs_done)
         .join(Sweep, Sweep.sweep_id == Trial.sweep_id).where(Sweep.name == sweep)
     )
-    return {h: (s, e) for h, s, e in rows}
+    return {h: (Status(s), e) for h, s, e in rows}
+
+
+def trial_kernels(session: Session, sweep: str) -> dict[str, str]:
+    """{config_hash: kernels} for the trials of sweep `sweep` that recorded theirs (sweep.models.kernels)."""
+    rows = session.execute(
+        select(Trial.config_hash, Trial.kernels)
+        .join(Sweep, Sweep.sweep_id == Trial.sweep_id).where(Sweep.name == sweep, Trial.kernels.is_not(None))
+    )
+    return dict(rows.tuples().all())
 
 
 def _flag_nans(row: dict[str, Any], trial_id: int) -> dict[str, Any]:
@@ -304,7 +315,7 @@ def last_epoch_read(sweep_epochs: int):
     """The last epoch of a trial that the report and the flags read (like with like), as an SQL expression
     over Trial: the sweep's `epochs`, or for a diverged trial the epoch before its non-finite one where that
     is earlier (db.flags._read_upto is the same rule on pandas frames)."""
-    diverged_early = and_(Trial.status == "diverged", Trial.epochs_done - 1 < sweep_epochs)
+    diverged_early = and_(Trial.status == Status.DIVERGED.value, Trial.epochs_done - 1 < sweep_epochs)
     return case((diverged_early, Trial.epochs_done - 1), else_=sweep_epochs)
 
 
@@ -326,7 +337,8 @@ def trial_figures(engine: Engine, sweep: str, sweep_epochs: int, threshold: floa
             .join(Sweep, Sweep.sweep_id == Trial.sweep_id).where(Sweep.name == sweep).subquery())
     # Per trial, subqueries the database answers from the index on (trial_id, epoch, test_acc, images_seen):
     # the last epoch a seek, the best a walk through the trial's own rows (grouping all of a sweep's epoch
-    # rows by trial took 0.3 s of 0.35 s on a 1,000-trial x 200-epoch sweep).
+    # rows by trial was most of the query's time on a big sweep: docs/benchmarks.md, "Big sweeps (2-core CPU,
+    # 24 GiB)").
     mine = and_(EpochMetric.trial_id == upto.c.trial_id, EpochMetric.epoch <= upto.c.upto)
     per_trial = [upto.c.trial_id, select(func.max(EpochMetric.epoch)).where(mine).scalar_subquery().label("last"),
                  select(EpochMetric.epoch).where(mine, EpochMetric.test_acc.is_not(None))
@@ -385,8 +397,7 @@ def curves_frame(engine: Engine, sweep: str, facet: str) -> pd.DataFrame:
     """
     column = getattr(Trial, facet)
     # Each configuration is named by its first trial's id: the points come back as numbers only, and
-    # the names are looked up once per configuration (strings on each of 40,000 rows cost more than
-    # the query).
+    # the names are looked up once per configuration (strings on each row cost more than the query).
     if facet in LABEL_FACTORS:
         first = (select(Trial.label, func.min(Trial.trial_id).label("config")).join(Sweep, Sweep.sweep_id == Trial.sweep_id)
                  .where(Sweep.name == sweep).group_by(Trial.label).subquery())
@@ -396,7 +407,8 @@ def curves_frame(engine: Engine, sweep: str, facet: str) -> pd.DataFrame:
                   .join(curve, and_(curve.sweep_id == Trial.sweep_id, curve.label == first.c.label))
                   .order_by(first.c.config, curve.images_seen))
     else:
-        # Grouped by two integers, not by (label, facet) strings (0.55 s -> 0.3 s for 200,000 epoch rows).
+        # Grouped by two integers, not by (label, facet) strings, which are slower to compare
+        # (docs/benchmarks.md, "Big sweeps (2-core CPU, 24 GiB)").
         config = (select(Trial.trial_id, func.min(Trial.trial_id).over(partition_by=[Trial.label, column]).label("config"))
                   .join(Sweep, Sweep.sweep_id == Trial.sweep_id).where(Sweep.name == sweep).subquery())
         pooled = pooled_accuracy(config.c.config).join(config, config.c.trial_id == EpochMetric.trial_id).subquery()
@@ -417,7 +429,8 @@ def curves_frame(engine: Engine, sweep: str, facet: str) -> pd.DataFrame:
 
 def _numbers(engine: Engine, stmt, columns: int) -> np.ndarray:
     """The rows of a statement whose `columns` columns are all numbers, as a float array (NULL: NaN), read
-    from the driver's cursor: SQLAlchemy's Row objects took half of the time of 40,000 rows."""
+    from the driver's cursor: SQLAlchemy's Row objects cost as much as the rest of a big read
+    (docs/benchmarks.md, "Big sweeps (2-core CPU, 24 GiB)")."""
     with engine.connect() as conn:
         compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
         params = (tuple(compiled.params[k] for k in compiled.positiontup) if compiled.positional

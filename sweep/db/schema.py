@@ -10,7 +10,9 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 7
+from sweep.status import Status
+
+SCHEMA_VERSION = 8
 
 # The columns that count training images, 64-bit (BigInteger) since version 5: 1.28M images x 2,000
 # epochs is past a 32-bit INTEGER (2**31 - 1), which PostgreSQL enforces. SQLite's INTEGER is 64-bit.
@@ -35,6 +37,8 @@ UPGRADES = {
     # The validation split's figures (dataset.validation): NULL for trials without one, and for every
     # epoch of an older database.
     7: ("ALTER TABLE epoch_metrics ADD COLUMN val_loss FLOAT", "ALTER TABLE epoch_metrics ADD COLUMN val_acc FLOAT"),
+    # The kernels a trial's steps ran on (sweep.models.kernels): NULL for a trial of an older database.
+    8: ("ALTER TABLE trials ADD COLUMN kernels VARCHAR(20)",),
 }
 # Statements of a version for one database only (after that version's UPGRADES), by dialect name. They
 # change no column's values, so an older copy of the database needs nothing undone on SQLite.
@@ -46,9 +50,9 @@ DIALECT_UPGRADES = {
 NEW_TABLES = {4: ("config_curves",), 6: ("rung_results",)}
 # The backfills of what the upgrades added, and the upgrade itself: db/upgrade.py.
 
-# `stopped`: a stop rule of the spec's `stop:` ended the trial early; `trials.error` then holds
-# the reason as `stopped@E rule` (E the last epoch trained), as it holds a diverged trial's reason.
-TRIAL_STATUSES = ("pending", "running", "completed", "failed", "diverged", "interrupted", "stopped")
+# trials.status holds one of sweep.status.STORED. `stopped`: a stop rule of the spec's `stop:` ended the trial
+# early; `trials.error` then holds the reason as `stopped@E rule` (E the last epoch trained), as it holds a
+# diverged trial's reason.
 
 
 class Base(DeclarativeBase):
@@ -89,7 +93,7 @@ class Trial(Base):
     optimizer_params_json: Mapped[str] = mapped_column(Text)
     seed: Mapped[int] = mapped_column(Integer)
     config_json: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(20), default="pending")
+    status: Mapped[str] = mapped_column(String(20), default=Status.PENDING.value)
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -108,6 +112,9 @@ class Trial(Base):
     bundle: Mapped[str | None] = mapped_column(String(400))
     device: Mapped[str | None] = mapped_column(String(50))
     node: Mapped[str | None] = mapped_column(String(100))
+    # The kernels its steps ran on (sweep.models.kernels: compiled or torch), chosen once by the run that
+    # started it and kept by its checkpoint; NULL before the first report.
+    kernels: Mapped[str | None] = mapped_column(String(20))
 
 
 class EpochMetric(Base):
@@ -117,7 +124,8 @@ class EpochMetric(Base):
     # ix_epoch_metrics_reading covers what the report, the flags and the plots read of every epoch: they
     # scan it in (trial, epoch) order without visiting the rows, which a big sweep wrote scattered.
     # ix_epoch_metrics_curves: the recorder recomputes config_curves at the images seen it was sent, from a
-    # seek per trial (a walk through each seed's epochs cost 15% of the recorder's time at 30 epochs).
+    # seek per trial, since a walk through each seed's epochs grew with the epochs and slowed the recorder
+    # (docs/benchmarks.md, "Big sweeps (2-core CPU, 24 GiB)").
     __table_args__ = (UniqueConstraint("trial_id", "epoch"),
                       Index("ix_epoch_metrics_reading", "trial_id", "epoch", "test_acc", "images_seen", "stats_step",
                             "max_sat_frac", "max_dead_frac", "grad_std_ratio"),
