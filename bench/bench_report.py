@@ -27,6 +27,7 @@ into pandas and does not fit in memory at 200 epochs.
     python bench/bench_report.py --db /tmp/big.db --reuse   # time an existing database again
     python bench/bench_report.py --db /tmp/big.db --reuse --repeats 5 --baseline b5efb5c   # against a commit
     python bench/bench_report.py --db /tmp/big.db --reuse --repeats 5 --only plot   # sweep plot alone
+    python bench/bench_report.py --db /tmp/big.db --reuse --repeats 5 --only findings   # --findings alone
 
 With --baseline COMMIT, that commit's code runs each command too, taking
 turns with this tree run by run; the table shows the fastest and the median
@@ -74,6 +75,10 @@ COMMANDS = {
     "sweep report --threshold 0.8 --metric images_to_threshold": ["--threshold", "0.8", "--metric",
                                                                    "images_to_threshold"],
     "sweep report --where optimizer=adam --top 10": ["--where", "optimizer=adam", "--top", "10"],
+    # What the study found (sweep/findings.py): every factor's paired effects and the pathologies; then the same
+    # with lr tuned, each configuration at its best lr as well as at the fixed one.
+    "sweep report --findings": ["--findings"],
+    "sweep report --findings --tune lr": ["--findings", "--tune", "lr"],
     "sweep plot": None,  # accuracy.png, depth.png, dynamics.png (the 5 best and worst), heatmap.png
 }
 
@@ -161,7 +166,11 @@ def build(db: Path, trials: int, epochs: int) -> None:
     engine = make_engine(spec.database_url)
     init_db(engine)
     ids = record_plan(engine, spec, configs, configs)
-    recorder = DatabaseRecorder(engine, ids)
+    from sweep.ledger import Ledger
+
+    # The run's ledger first, then the recorder, which writes what the ledger made of each event (runner.py's order).
+    ledger = Ledger.of(configs)
+    recorder = _InOrder(ledger, DatabaseRecorder(engine, ids, ledger))
     fakes = [SimpleNamespace(config={"bundle": [c.to_dict()]}) for c in configs]
     sims = [SyntheticTrial(c, i) for i, c in enumerate(configs)]
     for fake in fakes:
@@ -184,6 +193,16 @@ def build(db: Path, trials: int, epochs: int) -> None:
             recorder.on_trial_complete(0, [], fake)
     recorder.on_experiment_end([])
     engine.dispose()
+
+
+class _InOrder:
+    """Ray Tune's callbacks called in the run's order: each event's method of every callback that has it."""
+
+    def __init__(self, *callbacks):
+        self.callbacks = callbacks
+
+    def __getattr__(self, name: str):
+        return lambda *args: [getattr(c, name)(*args) for c in self.callbacks if hasattr(c, name)]
 
 
 def _tree_rss_mb(pid: int, itself: bool = True) -> float:

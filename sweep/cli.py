@@ -189,6 +189,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     Factors (--by, --where): activation, init, gain, optimizer, lr, seed,
     model, status, and the optimizer hyper-parameters the grid sets
     (momentum, nesterov, weight_decay, beta1, ...).
+    --findings says what the study found, one numbered line each: every
+    scientific factor's effect (each pair of its levels, matched on every
+    other factor and seed: mean difference, Bonferroni-corrected 95%
+    interval, pairs), split by another factor where its sign differs
+    there; with tune:, at a fixed setting and at each configuration's
+    best (holds, shrinks, grows, vanishes, reverses, unresolved); and the
+    pathologies at every setting tried or at which.
     csv and json are typed: numbers as numbers, a range as two columns
     (epochs_min, epochs_max), `reached` a count out of n, each
     hyper-parameter a column; --by writes one row per combination there.
@@ -205,41 +212,60 @@ def cmd_report(args: argparse.Namespace) -> int:
       sweep report --epoch 2                        every trial at epoch 2 (those that reached it)
       sweep report --by activation,optimizer --tune lr   each cell at its own best lr, chosen on validation
       sweep report --trials --dead 0.3              one row per trial with its pathology flags
+      sweep report --findings                       what the study found: each factor's effect, its interval
+      sweep report --findings --format json         the same as typed rows (one per effect, split cell, flag)
       sweep report --wide                           every column, however wide
       sweep report --columns rank,config,mean,best_test_acc
     """
     from sweep.db.flags import FlagThresholds
-    from sweep.render import default_columns, essential_columns, format_report, HUMAN_FORMATS, human_view, \
-        resolve_columns
+    from sweep.render import default_columns, essential_columns, format_findings, format_report, HUMAN_FORMATS, \
+        human_view, resolve_columns, wrapped
     from sweep.report import build_report, NothingSelected, ReportOptions
 
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise CliError(f"--threshold {args.threshold:g}: a test accuracy, must be in 0..1 (e.g. 0.7)", 2)
     factors = _factor_list("--by", args.by) if args.by else []
     where = _parse_where(args.where)
+    if args.findings:
+        clash = [o for o, given in (("--by", args.by), ("--trials", args.trials), ("--wide", args.wide),
+                                    ("--columns", args.columns and args.format in ("table", "markdown"))) if given]
+        if clash:
+            raise CliError(f"--findings compares every factor in sentences: not with {clash[0]}"
+                           + (" (csv and json take --columns)" if clash[0] == "--columns" else ""), 2)
     engine, name, metric, epochs, spec = _open_sweep(args)
     human = args.format in HUMAN_FORMATS
     matrix = human and len(factors) == 2  # two factors: a matrix for people, one row per pair in csv and json
     tune, ranges = _tuning(args, spec)
     options = ReportOptions(metric, epochs, tuple(factors), tuple(where), args.threshold, args.trials, args.top,
                             FlagThresholds(args.saturated, args.dead, args.vanishing, args.exploding,
-                                           args.chance_margin), matrix, args.epoch, tune, ranges)
+                                           args.chance_margin), matrix, args.epoch, tune, ranges, args.findings)
     try:
         report = build_report(engine, name, options)
     except NothingSelected as exc:
         print(exc, file=sys.stderr)
         return 1
+    if args.findings and human:
+        width = _terminal_width() if args.format == "table" else None
+        if args.format == "table":
+            print("\n".join(wrapped(f"sweep {name}: {report.title}", width)))
+        sys.stdout.write(format_findings(report.table, args.format, width))
+        return 0
     view = human_view(report.table) if human else report.table
     columns = resolve_columns(view, args.columns) if args.columns else None
     width, keep = None, ()
     if args.format == "table":
-        print(f"sweep {name}: {report.title}")
         if columns is None and not factors:
             columns = default_columns(view, metric, wide=args.wide)
         if not (args.wide or args.columns):
             width = _terminal_width()
             keep = list(view.columns) if matrix else essential_columns(view, metric)
-    sys.stdout.write(format_report(view, args.format, columns, width, keep))
+    text = format_report(view, args.format, columns, width, keep)
+    if args.format == "table":
+        # The title wraps at the width the table uses: the terminal's, or the table's own under --wide or
+        # --columns where that is wider.
+        used = width or max(_terminal_width(), *(len(line) for line in text.splitlines()))
+        print("\n".join(wrapped(f"sweep {name}: {report.title}", used)))
+    sys.stdout.write(text)
     return 0
 
 
@@ -280,10 +306,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
                              tuple(_factor_list("--heatmap", args.heatmap, exactly=2)), args.epoch,
                              tuple(int(e) for e in args.epochs.split(",")) if args.epochs else None,
                              _tuning(args, spec)[0])
-    # Where a core is spare, a second process reads while this one imports matplotlib (0.5 s each on a
-    # 1,000-trial sweep, at the same time; a thread could not: the import holds the GIL, and the reads want
-    # it for every row). Then the accuracy curves and the heat map are drawn in one process while this one
-    # draws the depth profiles and the dynamics (0.6 s and 0.75 s of CPU on that sweep).
+    # Where a core is spare, a second process reads while this one imports matplotlib, the two taking about
+    # as long, so they overlap (a thread could not: the import holds the GIL, and the reads want it for every
+    # row). Then the accuracy curves and the heat map are drawn in one process while this one draws the depth
+    # profiles and the dynamics (docs/benchmarks.md, "Big sweeps (2-core CPU, 24 GiB)").
     fork = spare_core()
     reading = Forked(lambda: read_pictures(engine, name, options), fork=fork, what="reading the sweep")
     try:
@@ -315,9 +341,10 @@ def cmd_page(args: argparse.Namespace) -> int:
 
     The page holds the spec, when and where the sweep ran (devices, nodes,
     bundles), its wall time, the images trained and what early stopping
-    saved; the ranking as `sweep report --wide` gives it (sorted by a click
-    on a column's name, filtered by a factor's value, each flag explained
-    in a tooltip); the --by matrix of each pair of factors; every picture
+    saved; what the study found (sweep report --findings); the ranking as
+    `sweep report --wide` gives it (sorted by a click on a column's name,
+    filtered by a factor's value, each flag explained in a tooltip); the
+    --by matrix of each pair of factors; every picture
     `sweep plot` draws; and per configuration its seeds, its accuracy curve
     with the seeds' band, its layers over training and its errors. It needs
     no network to be read: everything is inline.
@@ -406,17 +433,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def program() -> None:
     """The `sweep` program (and `python -m sweep.cli`): main(), then out without the interpreter's
-    teardown of its modules. Freeing torch, Ray, pandas and the rest took 2.2 s at the end of every
-    `sweep run` on 2 cores, after the work was done. Every atexit handler still runs (Ray's, logging's),
-    the database connections are closed (SQLite folds its WAL back into the file), then the output is
-    flushed. Where a thread of the command still runs, or an exception is left uncaught, it is Python's
+    teardown of its modules: freeing torch, Ray, pandas and the rest took seconds at the end of every
+    `sweep run`, after the work was done (docs/benchmarks.md, "The test suite"). Every atexit handler still
+    runs (Ray's, logging's), the database connections are closed (SQLite folds its WAL back into the file),
+    then the output is flushed. Where a thread of the command still runs, or an exception is left uncaught, it is Python's
     usual way out.
 
     The garbage collector is off for the command (cmd_run turns it back on): the imports of pandas,
     SQLAlchemy and matplotlib leave about a million objects that live until the end, and each of its
-    passes went through all of them again, 0.6-0.9 s of a 5 s `sweep plot` and about 0.3 s of every
-    `sweep report`. Their garbage is small: `sweep plot`'s peak memory on a 1,000-trial sweep stayed
-    at 220 MB."""
+    passes went through all of them again, a noticeable share of a `sweep plot` or `sweep report`. Their
+    garbage is small, so memory stays low without it (docs/benchmarks.md, "Big sweeps (2-core CPU,
+    24 GiB)")."""
     gc.disable()
     try:
         code = main()

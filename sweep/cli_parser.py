@@ -134,6 +134,10 @@ def _report(sub, cli) -> None:
                         help="add images seen until test accuracy first reached ACC (0..1) and how many seeds "
                              "reached it; ranked by it, configurations with a miss come after those without")
     report.add_argument("--trials", action="store_true", help="one row per trial instead of per configuration")
+    report.add_argument("--findings", action="store_true",
+                        help="what the study found: each scientific factor's paired effect with its interval, at "
+                             "the fixed and the tuned setting, and the pathologies; one line each (json and csv: "
+                             "typed rows)")
     view = report.add_mutually_exclusive_group()
     view.add_argument("--wide", action="store_true", help="the table with every column, however wide")
     view.add_argument("--columns", metavar="A,B,...", help="only these columns, in this order (any format)")

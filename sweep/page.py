@@ -24,7 +24,7 @@ import pandas as pd
 
 from sweep.db.flags import FlagThresholds
 from sweep.page_html import (OTHER_COLOUR, SCRIPT, STYLE, accuracy_chart, anchor, dynamics_charts, esc, filters,
-                             hex_colour, html_table, join_table, png_uri, table_parts)
+                             findings_list, hex_colour, html_table, join_table, png_uri, table_parts)
 
 if TYPE_CHECKING:
     from sweep.report import Report
@@ -118,7 +118,7 @@ def run_facts(trials: pd.DataFrame, results: pd.DataFrame, epochs: int, per_epoc
              ("nodes", _counts(trials["node"], "- (outside Ray)")),
              ("bundles", fused),
              ("images trained", f"{int(trials['images_seen'].fillna(0).sum()):,}")]
-    if results["stopped"].any() and per_epoch:
+    if results["stopped_early"].any() and per_epoch:
         saved, grid = stopping_savings(results, epochs, per_epoch)
         facts.append(("early stopping saved", f"{saved:,} of the grid's {grid:,} training images ({saved / grid:.1%})"))
     else:
@@ -147,7 +147,8 @@ class Study:
     """What a page shows of a sweep, read once: its spec, its trials (db.queries.trials_frame), each trial's
     figures (results.sweep_results), each configuration's test accuracy curve (db.queries.curves_frame), the
     ranking and each seed's row (build_report's), the ranking at each configuration's best setting of the
-    spec's `tune:` (None where it tunes nothing), and the factors whose values differ among finished trials."""
+    spec's `tune:` (None where it tunes nothing), the factors whose values differ among finished trials, and
+    what the study found (build_report's findings: `sweep report --findings`)."""
 
     spec: dict
     trials: pd.DataFrame
@@ -158,6 +159,7 @@ class Study:
     tune: tuple[str, ...]
     tuned: Report | None
     varied: list[str]
+    findings: Report
 
     @property
     def x_max(self) -> float:
@@ -189,7 +191,10 @@ def read_study(engine, sweep: str, options: PageOptions, curves: pd.DataFrame) -
         ) if tune else None
     factors = [f for f in sweep_factors(results) if f not in NOT_CROSSED]
     varied = [f for f in factors if results.loc[results["finished"], f].astype(str).nunique() > 1]
-    return Study(spec, trials, results, curves, report, seeds, tune, tuned, varied)
+    findings = build_report(engine, sweep, ReportOptions(metric, epochs, threshold=options.threshold,
+                                                         flags=options.flags, tune=tune, ranges=spec_ranges(spec),
+                                                         findings=True))
+    return Study(spec, trials, results, curves, report, seeds, tune, tuned, varied, findings)
 
 
 def draw_pictures(engine, sweep: str, options: PageOptions,
@@ -230,7 +235,8 @@ def build_page(engine, sweep: str, options: PageOptions, progress: Callable[[str
     tell("writing the configurations' sections")
     dynamics = dynamics_frame(engine, sweep, options.stat, max_points=DYNAMICS_POINTS)
     per_epoch = images_per_epoch(engine, sweep)
-    return "\n".join([*header_section(sweep, options, study, per_epoch), *ranking_section(options, study),
+    return "\n".join([*header_section(sweep, options, study, per_epoch), *findings_section(study),
+                      *ranking_section(options, study),
                       *tuned_section(options, study), *matrices_section(options, study),
                       *pictures_section(pictures, missing),
                       *configurations_section(options, study, dynamics, colours), *footer(sweep, options)])
@@ -252,6 +258,13 @@ def header_section(sweep: str, options: PageOptions, study: Study, per_epoch: in
             '<dl class="facts">' + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in facts) + "</dl>",
             f"<details><summary>the spec (as the sweep last ran it)</summary><pre>{esc(spec_text)}</pre></details>",
             "</header>"]
+
+
+def findings_section(study: Study) -> list[str]:
+    """What the study found, at the top: `sweep report --findings`'s numbered lines under its title."""
+    return ['<section id="findings"><h2>What this study found</h2>',
+            f'<p class="note">as <code>sweep report --findings</code> gives it: {esc(study.findings.title)}.</p>',
+            findings_list(study.findings.table), "</section>"]
 
 
 def ranking_section(options: PageOptions, study: Study) -> list[str]:
@@ -281,7 +294,8 @@ def tuned_section(options: PageOptions, study: Study) -> list[str]:
         return []
     return ['<section id="tuned"><h2>Each configuration at its best ' + esc(", ".join(study.tune)) + "</h2>"
             f'<p class="note">as <code>sweep report</code> gives it with the spec\'s <code>tune:</code>: '
-            f'{esc(study.tuned.title)}; <code>edge</code> marks a choice at the edge of what was tried.</p>'
+            f'{esc(study.tuned.title)}; <code>edge</code> marks a choice at the edge of what was tried, '
+            '<code>flat</code> settings that all tie within noise.</p>'
             '<div class="wide">' + html_table(study.tuned.table, "ranking", options.flags, link=None) + "</div>"
             "</section>"]
 
@@ -332,7 +346,7 @@ def configurations_section(options: PageOptions, study: Study, dynamics: pd.Data
     labels = list(study.report.table["config"]) if "config" in study.report.table else list(curve_of)
     seeds_of = seeds.groupby("config", sort=False).indices if "config" in seeds else {}
     # Every seed's row at once, each configuration's taken from them: per configuration, the human view's
-    # pandas work would be most of a big sweep's page time.
+    # pandas work would be most of a big sweep's page time (docs/benchmarks.md, "sweep page on a big sweep").
     seed_head, seed_rows = table_parts(seeds, options.flags, seed_columns, link=None)
     out = ['<section id="configurations"><h2>Configurations</h2>']
     for rank, label in enumerate(labels, 1):

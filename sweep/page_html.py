@@ -49,7 +49,8 @@ def _flag_cell(text: str, thresholds: FlagThresholds) -> str:
 
 def _sort_values(typed: pd.DataFrame, column: str) -> list[str | None]:
     """The number each cell of `column` sorts by, from the typed table (a range by its lowest value); None: by
-    its text. One pass per column: per cell, pandas' lookups would be most of a big sweep's page time."""
+    its text. One pass per column: per cell, pandas' lookups would be most of a big sweep's page time
+    (docs/benchmarks.md, "sweep page on a big sweep")."""
     source = column if column in typed else f"{column}_min" if f"{column}_min" in typed else None
     if source is None or not pd.api.types.is_numeric_dtype(typed[source]) or pd.api.types.is_bool_dtype(typed[source]):
         return [None] * len(typed)
@@ -235,6 +236,18 @@ def dynamics_charts(frame: pd.DataFrame, stat: str, x_max: float) -> str:
     return "".join(out) + f'<div class="key">{key}</div>'
 
 
+def findings_list(table: pd.DataFrame) -> str:
+    """sweep.findings' typed rows as a numbered list: one item per finding (its plain words), numbered as
+    `sweep report --findings` numbers them, its kind a class (effect, split, pathology)."""
+    from sweep.render import format_findings
+
+    items = list(dict.fromkeys(zip(table["finding"].tolist(), table["kind"].tolist(), table["text"].tolist())))
+    if not items:
+        return f'<p class="note">{esc(format_findings(table, "markdown").strip())}</p>'
+    return '<ol class="findings">' + "".join(f'<li value="{n}" class="kind-{esc(kind)}">{esc(text)}</li>'
+                                             for n, kind, text in items) + "</ol>"
+
+
 # ------------------------------------------------------------------ the page's style and script
 
 STYLE = """
@@ -262,6 +275,7 @@ svg .band{fill:#888;fill-opacity:.25;stroke:none}
 .key{font-size:11px;width:100%}.config{border-top:1px solid #eee;margin-top:10px}
 pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f7f7f7;padding:6px;font-size:11px;margin:4px 0}
 .filters{margin:4px 0}.filters label{margin-right:10px}.note{color:#555}
+ol.findings{margin:4px 0;padding-left:28px}ol.findings li{margin:2px 0}ol.findings .kind-split{color:#444}
 footer{margin:24px 0 8px;color:#555;border-top:1px solid #ccc;padding-top:6px}
 """
 

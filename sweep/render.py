@@ -4,6 +4,7 @@ or csv and json with every number a number."""
 from __future__ import annotations
 
 import json
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ import pandas as pd
 from sweep.factors import ReportError, did_you_mean, is_missing, shown_value
 from sweep.report import RANK_METRICS, THRESHOLD
 from sweep.spec import METRICS
+from sweep.status import Status
 
 
 FORMATS = ("table", "markdown", "csv", "json")
@@ -110,7 +112,7 @@ def default_columns(table: pd.DataFrame, metric: str, wide: bool = False) -> lis
     order = [c for c in first if c in table] + [c for c in table if c not in first]
     if wide or table.empty:
         return order
-    usual = {"gain": "1", "status": "completed", "flags": "", "error": "",
+    usual = {"gain": "1", "status": Status.COMPLETED, "flags": "", "error": "",
              **{h: "-" for h in table.attrs.get("hyper", ())}}
 
     def says_something(column: str) -> bool:
@@ -314,4 +316,37 @@ def format_report(table: pd.DataFrame, fmt: str, columns: list[str] | None = Non
         said = ", ".join(notes)
         ways = [f"({said}: --wide shows all, --columns NAME,... picks)", f"({said}: --wide shows all)", f"({said})"]
         lines.append(next((w for w in ways if len(w) <= width), ways[-1]))
+    return "\n".join(lines) + "\n"
+
+
+def wrapped(text: str, width: int | None, indent: str = "  ", first: str = "") -> list[str]:
+    """`text` as lines of at most `width` characters (all of it on one line where None), broken between words,
+    the first starting with `first`, the others with `indent` (a word longer than a line is broken too).
+
+    Example: wrapped("sweep s: 16 configurations ranked by mean final_test_acc over seeds, at 3 epochs", 40)
+    """
+    if width is None:
+        return [first + text]
+    return textwrap.wrap(text, width=max(width, len(indent) + 10), initial_indent=first, subsequent_indent=indent,
+                         break_on_hyphens=False) or [first]
+
+
+def format_findings(table: pd.DataFrame, fmt: str, width: int | None = None) -> str:
+    """sweep.findings' typed rows for people: one numbered line per finding (its plain words, the rows of a
+    split or of a configuration's flags sharing one), wrapped at `width` with the number's indent in the terminal
+    (`table`), a numbered list in markdown.
+
+    Example: format_findings(build_report(engine, "s", ReportOptions("final_test_acc", 3, findings=True)).table,
+    "table", 100)
+    """
+    texts = list(dict.fromkeys(zip(table["finding"].tolist(), table["text"].tolist())))
+    if not texts:
+        return "no finding: no factor has two levels with a finished configuration at each\n"
+    if fmt == "markdown":
+        return "".join(f"{n}. {text}\n" for n, text in texts)
+    digits = len(str(texts[-1][0]))
+    lines = []
+    for n, text in texts:
+        first = f"{n:>{digits}}. "
+        lines += wrapped(text, width, " " * len(first), first)
     return "\n".join(lines) + "\n"

@@ -34,6 +34,7 @@ from sweep.intervals import ci95
 from sweep.measures import RANKING
 from sweep.results import sweep_results
 from sweep.spec import METRICS
+from sweep.status import Status
 
 
 THRESHOLD = THRESHOLD_COLUMN  # images_to_threshold
@@ -82,7 +83,7 @@ def _mean(values) -> float:
 
 
 def _status(statuses) -> str:
-    """'completed', or '1 completed, 1 unfinished': each status with its count, in order of appearance."""
+    """The statuses: completed, or 1 completed, 1 unfinished: each status with its count, in order of appearance."""
     counts = dict(Counter(statuses))
     return next(iter(counts)) if len(counts) == 1 else ", ".join(f"{n} {s}" for s, n in counts.items())
 
@@ -160,10 +161,11 @@ def rank_configurations(results: pd.DataFrame, metric: str, flags: pd.DataFrame 
     hyper = hyper_parameters(results)
     rows, groups = [], []
     by_trial = _records_by_trial(flags)
-    # Plain arrays per column and positions per configuration: pandas per group cost 0.5 s on 200 of them.
+    # Plain arrays per column and positions per configuration: pandas per group was slow on big sweeps
+    # (docs/benchmarks.md, "Big sweeps (2-core CPU, 24 GiB)").
     column = {c: results[c].to_numpy() for c in results.columns}
     finished = column["finished"].astype(bool) if len(results) else np.zeros(0, bool)
-    stopped = column["stopped"].astype(bool) if len(results) else np.zeros(0, bool)
+    stopped = column["stopped_early"].astype(bool) if len(results) else np.zeros(0, bool)
     figures = [c for c in ("final_test_acc", "best_test_acc", "final_train_loss", "final_test_loss", THRESHOLD,
                            "train_seconds") if c in results and c != metric]
     positions = results.groupby("label", sort=False).indices
@@ -288,7 +290,7 @@ def stopping_savings(results: pd.DataFrame, sweep_epochs: int, images_per_epoch:
 
     Example: stopping_savings(results, 10, 60000) -> (2_400_000, 9_600_000)
     """
-    stopped = results[results["stopped"].astype(bool) & results["status"].eq("stopped")]
+    stopped = results[results["stopped_early"].astype(bool) & results["status"].eq(Status.STOPPED)]
     trained = stopped["epochs_trained"] if "epochs_trained" in stopped else stopped["epochs"]
     missing = (sweep_epochs - trained.astype(float).fillna(0)).clip(lower=0).sum()
     return int(missing * images_per_epoch), int(len(results) * sweep_epochs * images_per_epoch)
@@ -312,7 +314,7 @@ def trial_table(results: pd.DataFrame, metric: str, flags: pd.DataFrame | None =
     """
     hyper = hyper_parameters(results)
     columns = ["name", "label", "activation", "init", "optimizer", "lr", "seed", metric, "final_test_acc",
-               "best_test_acc", "best_epoch", "final_test_loss", THRESHOLD, "epochs", "status"]
+               "best_test_acc", "best_epoch", "final_test_loss", THRESHOLD, "epochs", "status", "kernels"]
     table = results[[c for c in dict.fromkeys(columns) if c in results]]
     if flags is not None:
         by_trial = _records_by_trial(flags)
@@ -322,7 +324,7 @@ def trial_table(results: pd.DataFrame, metric: str, flags: pd.DataFrame | None =
                          gain_value=results["gain_value"], **{h: results[h] for h in hyper})
     keys = _best_first(table[metric].astype(float), metric)
     keys.insert(0, "group", np.where(results["finished"].astype(bool), 0,
-                                     np.where(results["stopped"].astype(bool), 1, 2)))
+                                     np.where(results["stopped_early"].astype(bool), 1, 2)))
     table = table.loc[keys.sort_values(list(keys.columns), kind="stable").index]
     table = table.rename(columns={"name": "trial", "label": "config"}).reset_index(drop=True)
     table.insert(0, "rank", range(1, len(table) + 1))
@@ -360,6 +362,7 @@ class ReportOptions:
     at_epoch: int | None = None
     tune: tuple[str, ...] = ()  # nuisance hyper-parameters: each row at its best setting of these (sweep.tuning)
     ranges: dict | None = None  # the tuned factors' ranges (sweep.tuning.spec_ranges), for the edge flags
+    findings: bool = False  # what the study found (sweep.findings): each factor's effect, fixed and tuned
 
 
 @dataclass(frozen=True)
@@ -383,13 +386,13 @@ def _stopping_words(engine, sweep: str, epochs: int, results: pd.DataFrame, show
     rows the database holds; '' where none stopped."""
     from sweep.db.queries import images_per_epoch
 
-    count = int((shown["stopped"].astype(bool) & shown["status"].eq("stopped")).sum())
+    count = int((shown["stopped_early"].astype(bool) & shown["status"].eq(Status.STOPPED)).sum())
     words = f"; {plural(count, 'trial')} stopped early" if count else ""
-    left_out = int(shown["stopped"].astype(bool).sum())  # with the finished seeds of their configurations
+    left_out = int(shown["stopped_early"].astype(bool).sum())  # with the finished seeds of their configurations
     if count and not pooled:
         words += f", {plural(left_out, 'trial')} of their configurations not pooled" if left_out > count else \
             " (not pooled)"
-    per_epoch = images_per_epoch(engine, sweep) if results["stopped"].any() else None
+    per_epoch = images_per_epoch(engine, sweep) if results["stopped_early"].any() else None
     if per_epoch:
         saved, grid = stopping_savings(results, epochs, per_epoch)
         words += f"; stopping saved {saved:,} of the grid's {grid:,} training images ({saved / grid:.1%})"
@@ -416,7 +419,9 @@ def build_report(engine, sweep: str, options: ReportOptions) -> Report:
         raise NothingSelected(f"sweep {sweep}: no trial has all of --where {asked} (each is some trial's value, "
                               "not together)")
     tune = [f for f in options.tune if f not in by]
-    if tune and not options.trials:
+    if options.findings:
+        table, title = _findings(engine, sweep, options, results, everything, tune)
+    elif tune and not options.trials:
         from sweep.tuning import reported, selects_on_test, tuned_view
 
         check_factors("--tune", tune, everything)
@@ -446,17 +451,34 @@ def build_report(engine, sweep: str, options: ReportOptions) -> Report:
     else:
         reached, total = everything.attrs["reached"]
         title += f", every trial at epoch {options.at_epoch}: {reached} of the sweep's {total} trials reached it"
-    if not by and not tune and metric in METRICS and not RANKING[metric].column.startswith(("val_", "best_val")):
+    if not (by or tune or options.findings) and metric in METRICS and \
+            not RANKING[metric].column.startswith(("val_", "best_val")):
         title += "; chosen on the test set (no validation split)"
     if options.threshold is not None:
         title += f"; threshold: test accuracy {options.threshold:g}"
-    unfinished = int((~(results["finished"] | results["stopped"])).sum())
+    unfinished = int((~(results["finished"] | results["stopped_early"])).sum())
     if unfinished and not options.trials:
         title += f"; {plural(unfinished, 'unfinished trial')} not aggregated"
-    title += _stopping_words(engine, sweep, options.epochs, everything, results, pooled=not by)
-    if options.top:
-        table = table.head(options.top)
+    title += _stopping_words(engine, sweep, options.epochs, everything, results,
+                             pooled=not (by or options.findings))
+    if options.top:  # findings: the first N findings, with all their rows
+        table = table[table["finding"].le(options.top)] if options.findings else table.head(options.top)
     return Report(sweep, title, table, options)
+
+
+def _findings(engine, sweep: str, options: ReportOptions, results: pd.DataFrame, everything: pd.DataFrame,
+              tune: list[str]) -> tuple[pd.DataFrame, str]:
+    """(the findings' typed rows, their title): sweep.findings.study_findings on the trials `where` keeps, with
+    the sweep's flags and its stored spec (each group's fixed setting)."""
+    from sweep.db.flags import flags_frame
+    from sweep.db.queries import sweep_spec
+    from sweep.findings import study_findings
+
+    if tune:
+        check_factors("--tune", tune, everything)
+    found = study_findings(results, options.metric, tune, options.ranges, sweep_spec(engine, sweep),
+                           flags_frame(engine, sweep, options.flags))
+    return found.table(), found.title
 
 
 def as_matrix(table: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:

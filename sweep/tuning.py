@@ -9,6 +9,8 @@ settings whose seeds all finished, and the group is shown with that setting's te
 interval, n over seeds) beside it: the test set is touched once, for the chosen setting. A chosen value at
 the edge of what was tried (the smallest or largest of a listed factor, or within the outer tenth of a
 range, on the log scale for log_uniform) is flagged `edge lr`: the best may lie beyond, so widen the search.
+Where every setting tried ties with the best within noise (`settings_tie`), the group is `flat` instead: the
+choice is a tie's, not a best at an edge, and no wider search would help (sigmoid + SGD at chance at every rate).
 """
 from __future__ import annotations
 
@@ -25,6 +27,9 @@ from sweep.intervals import ci95
 TEST_OF = {"final_val_acc": "final_test_acc", "best_val_acc": "test_acc_at_best_val",
            "final_val_loss": "final_test_loss"}
 EDGE_SHARE = 0.1  # the outer tenth of a range
+# With one seed per setting there is no spread to measure noise by: settings tie where their means are equal as
+# the report shows them (4 decimals), i.e. within half its last digit.
+ONE_SEED_TIE = 0.5e-4
 
 
 def selects_on_test(metric: str) -> bool:
@@ -77,19 +82,38 @@ def spec_ranges(spec: Mapping[str, Any]) -> dict[str, dict]:
     return out
 
 
-def _choose(done: pd.DataFrame, metric: str, tune: Sequence[str], higher: bool) -> tuple[dict, pd.DataFrame, int]:
+def settings_tie(values: Sequence[Sequence[float]]) -> bool:
+    """Whether two or more settings, each given by its seeds' values, tie within noise: every setting's mean
+    within the noise of every other's, the noise being the widest 95% interval half-width of a setting's mean
+    over its seeds (Student t, sweep.intervals.ci95), or ONE_SEED_TIE where no setting has two seeds.
+
+    Example: settings_tie([[0.1], [0.1], [0.1]]) -> True; settings_tie([[0.1], [0.76]]) -> False
+    """
+    values = [[v for v in seeds if not math.isnan(v)] for seeds in values]
+    values = [v for v in values if v]
+    if len(values) < 2:
+        return False
+    means = [float(np.mean(v)) for v in values]
+    noise = [ci95(pd.Series(v, dtype=float)) for v in values if len(v) >= 2]
+    noise = [n for n in noise if not math.isnan(n)]
+    return max(means) - min(means) <= (max(noise) if noise else ONE_SEED_TIE)
+
+
+def _choose(done: pd.DataFrame, metric: str, tune: Sequence[str],
+            higher: bool) -> tuple[dict, pd.DataFrame, int, bool]:
     """Of the trials of one group, the tuned setting with the best mean `metric` over its seeds (ties: the
-    first in the trials' order): (its values, its trials, how many settings have a value)."""
+    first in the trials' order): (its values, its trials, how many settings have a value, whether they all tie
+    within noise: settings_tie)."""
     keys = list(zip(*(factor_column(done, f) for f in tune)))
     means: dict[tuple, list[float]] = {}
     for key, value in zip(keys, done[metric].to_numpy(dtype=float)):
         means.setdefault(key, []).append(value)
     scored = {k: float(np.nanmean(v)) for k, v in means.items() if not np.isnan(v).all()}
     if not scored:
-        return {}, done.iloc[0:0], 0
+        return {}, done.iloc[0:0], 0, False
     best = (max if higher else min)(scored, key=scored.get)
     mine = np.array([k == best for k in keys])
-    return dict(zip(tune, best)), done[mine], len(scored)
+    return dict(zip(tune, best)), done[mine], len(scored), settings_tie([means[k] for k in scored])
 
 
 def tuned_view(results: pd.DataFrame, metric: str, tune: Sequence[str], higher: bool,
@@ -98,8 +122,9 @@ def tuned_view(results: pd.DataFrame, metric: str, tune: Sequence[str], higher: 
     of them), each at its best setting of `tune` chosen on `metric` (see the module's doc): the group's
     factors, the chosen values, `<metric>_mean` and `n_chosen` over the chosen setting's seeds, the test
     figure `<test>_mean`, `_ci95` and `n`, `settings` (how many tuned settings had a value) and `edge` (the
-    tuned factors at the edge of what was tried), best first by `<metric>_mean`. Only configurations whose
-    seeds all finished are chosen from (sweep.results.sweep_results marks the others).
+    tuned factors at the edge of what was tried, or `flat` where the settings tie within noise: settings_tie),
+    best first by `<metric>_mean`. Only configurations whose seeds all finished are chosen from
+    (sweep.results.sweep_results marks the others).
 
     Example: tuned_view(results, "final_val_acc", ["lr"], True)
     """
@@ -115,7 +140,7 @@ def tuned_view(results: pd.DataFrame, metric: str, tune: Sequence[str], higher: 
             members.setdefault(key, []).append(i)
         for key, at in members.items():
             group = done.iloc[at]
-            chosen, trials, settings = _choose(group, metric, tune, higher)
+            chosen, trials, settings, flat = _choose(group, metric, tune, higher)
             tried = {f: list(factor_column(group, f)) for f in tune}
             values = trials[metric].astype(float).dropna()
             tests = trials[test].astype(float).dropna() if test in trials else pd.Series(dtype=float)
@@ -127,7 +152,7 @@ def tuned_view(results: pd.DataFrame, metric: str, tune: Sequence[str], higher: 
             else:
                 row.update({f"{test}_mean": tests.mean() if len(tests) else math.nan, f"{test}_ci95": ci95(tests)})
             row.update({"n": len(tests) if test != metric else len(values), "settings": settings,
-                        "edge": ", ".join(f"edge {f}" for f in edges(chosen, tried, ranges))})
+                        "edge": "flat" if flat else ", ".join(f"edge {f}" for f in edges(chosen, tried, ranges))})
             rows.append(row)
     columns = [*groups_by, *tune, f"{metric}_mean", *([f"{metric}_ci95"] if test == metric else []),
                "n_chosen", *([f"{test}_mean", f"{test}_ci95"] if test != metric else []), "n", "settings", "edge"]

@@ -11,6 +11,7 @@ import pytest
 from sweep.cli import main
 from sweep.db.engine import init_db, make_engine, session_scope
 from reference import compute_flags
+from test_report_db import unwrapped
 from sweep.db.flags import FlagThresholds, flags_frame
 from sweep.db.queries import (ensure_sweep, ensure_trials, epoch_metrics_frame, layer_stats_frame, record_results,
                               trials_frame, update_trial)
@@ -101,7 +102,7 @@ def test_reached_stays_in_a_narrow_terminal_under_the_threshold_metric(recorded_
                  "images_to_threshold"])
     out, err = capsys.readouterr()
     assert (code, err) == (0, "")
-    header = out.splitlines()[1].split()
+    header = unwrapped(out).splitlines()[1].split()  # under the title, wrapped to 40 columns
     assert header[0] == "rank" and "reached" in header and "mean" in header
     monkeypatch.setenv("COLUMNS", "200")
     main(["report", "--db", str(recorded_db / "sweep.db"), "--threshold", "0.5", "--metric", "images_to_threshold"])

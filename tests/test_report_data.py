@@ -14,7 +14,7 @@ from sweep.intervals import t95
 from sweep.render import default_columns, essential_columns, header, human_view, IMPORTANCE
 from sweep.report import factor_matrix, rank_configurations, short_error
 from sweep.results import sweep_results
-from test_report_db import build
+from test_report_db import build, unwrapped
 
 SPEC = {"name": "data", "dataset": "synthetic", "epochs": 4,
         "grid": {"activation": ["relu", "tanh"], "init": ["default"],
@@ -59,7 +59,7 @@ def report(capsys, db, *args) -> str:
     code = main(["report", "--db", str(db), *args])
     out, err = capsys.readouterr()
     assert (code, err) == (0, ""), err
-    return out
+    return unwrapped(out)  # the title on one line
 
 
 def frame(capsys, db, fmt, *args) -> pd.DataFrame:
@@ -126,7 +126,7 @@ def test_trials_carry_their_factors_and_a_one_line_error_and_pivot(capsys, db):
     table = frame(capsys, db, "csv", "--trials")
     assert list(table.columns) == [
         "rank", "trial", "config", "activation", "init", "optimizer", "lr", "seed", "final_test_acc", "best_test_acc",
-        "best_epoch", "final_test_loss", "epochs", "status", "flags", "error", "gain", "gain_value", "momentum",
+        "best_epoch", "final_test_loss", "epochs", "status", "kernels", "flags", "error", "gain", "gain_value", "momentum",
         "nesterov"]
     assert len(table) == 16 and table["seed"].dtype == "int64" and table["best_epoch"].dtype == "int64"
     # Finished trials best first, then the stopped ones (at the epoch they stopped), then the unfinished.

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from sweep.cli import main
-from test_report_db import build, rows
+from test_report_db import build, rows, unwrapped
 
 # Validation accuracy (vals) and test accuracy (accs) after epochs 0, 1, 2, both seeds alike.
 CURVES = {
@@ -35,7 +35,7 @@ def report(capsys, db, *args):
     code = main(["report", "--db", str(db), *args])
     out, err = capsys.readouterr()
     assert (code, err) == (0, ""), err
-    return out
+    return unwrapped(out)  # the title on one line
 
 
 def test_each_configuration_at_its_best_lr_chosen_on_validation(capsys, db):
