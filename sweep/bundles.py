@@ -6,9 +6,9 @@ import math
 
 from sweep.grid import TrialConfig
 
-# Most members per fused bundle on one GPU: on an H100 (docs/benchmarks.md), a
-# LeNet bundle's throughput grows little beyond 128 members, and a sweep
-# split into fewer, larger bundles leaves GPUs idle.
+# Most members per fused bundle on one GPU: a LeNet bundle's throughput grows little beyond 128 members
+# on an H100, and a sweep split into fewer, larger bundles leaves GPUs idle (docs/benchmarks.md,
+# "The test suite").
 FUSE_GPU_MAX = 128
 # Share of a GPU's free memory fused bundles may plan for.
 FUSE_MEMORY_SHARE = 0.5

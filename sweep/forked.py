@@ -27,8 +27,8 @@ def spare_core() -> bool:
     """Whether a second process would find a core of its own: at least two cores, and either the load
     average of the last minute leaves half a core or more, or at most cores - 1 processes are runnable
     now (this one included; /proc/loadavg, where there is one). Only a machine full by both counts is
-    busy: there the fork and the pages it copies only add (5% more wall time for `sweep plot` at a load
-    of 3 on 2 cores). The minute's average alone lags: right after a `sweep plot` it still counts that
+    busy: there the fork and the pages it copies only add to the wall time (docs/benchmarks.md, "Big sweeps
+    (2-core CPU, 24 GiB)"). The minute's average alone lags: right after a `sweep plot` it still counts that
     plot's two processes, and a single reading of the runnable count catches passing ones."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0

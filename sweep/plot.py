@@ -6,13 +6,13 @@ they get. A configuration has one colour and marker in every picture (pass
 the same palette to each: sweep_palette), every configuration is named up
 to ALL_NAMED, and legends sit beside the panels, measured, never over data.
 
-Big sweeps (hundreds of configurations) are drawn in about a second: the
+Big sweeps (hundreds of configurations) are drawn quickly: the
 configurations not named are one LineCollection per panel, the panels are
 placed with fixed margins in inches (tight_layout measures every tick label,
-about half of the drawing time), log axes are labelled without mathtext, the
+which is slow), log axes are labelled without mathtext, the
 PNGs are compressed lightly, dynamics.png draws few ticks and reads the
 shown configurations only, and draw_all draws about half of the pictures in
-a second process.
+a second process (docs/benchmarks.md, "Big sweeps (2-core CPU, 24 GiB)").
 """
 from __future__ import annotations
 
@@ -39,13 +39,15 @@ from sweep.forked import Forked, spare_core  # noqa: E402
 
 DPI = 100
 # Titles sit at the top of their panels (y=1.0 of the axes): left to matplotlib, each title's position is
-# worked out from its panel's tick labels, computed once more for it (a third of a depth plot's time).
+# worked out from its panel's tick labels, computed once more for it, a large part of a depth plot's time
+# (docs/benchmarks.md, "Big sweeps (2-core CPU, 24 GiB)").
 TITLE_Y = 1.0
-# zlib level of the PNGs: 1 writes a big sweep's pictures in a third of the time of the default 6, for
-# files a few tens of kB larger.
+# zlib level of the PNGs: 1 writes a big sweep's pictures much faster than the default 6, for files only
+# a little larger (docs/benchmarks.md, "Big sweeps (2-core CPU, 24 GiB)").
 PNG_COMPRESSION = 1
-# matplotlib settings of every picture: glyphs as drawn, not hinted to the pixel grid (FreeType's hinting
-# was a tenth of each picture's drawing time; the text looks the same at this size).
+# matplotlib settings of every picture: glyphs as drawn, not hinted to the pixel grid, since FreeType's
+# hinting costs drawing time and the text looks the same at this size (docs/benchmarks.md, "Big sweeps
+# (2-core CPU, 24 GiB)").
 STYLE = {"text.hinting": "no_hinting"}
 
 
@@ -68,8 +70,8 @@ def _save(fig, path: Path) -> Path:
 def _margins(fig, left: float, right: float, bottom: float, top: float, wspace: float = 0.0,
              hspace: float = 0.0) -> None:
     """Place the panels with margins and gaps in inches (what tight_layout finds for these pictures, without
-    measuring every tick label: that took half of a big sweep's drawing). `right` from the figure's
-    right edge."""
+    measuring every tick label, which is slow: docs/benchmarks.md, "Big sweeps (2-core CPU, 24 GiB)").
+    `right` from the figure's right edge."""
     width, height = fig.get_size_inches()
     grid = fig.axes[0].get_subplotspec().get_gridspec()  # the figure's panels, all of one grid
     rows, cols = grid.get_geometry()
@@ -83,7 +85,7 @@ def _margins(fig, left: float, right: float, bottom: float, top: float, wspace: 
 
 def _in_order(column: pd.Series) -> list:
     """The distinct values of a column in order of appearance (unique(): iterating an Arrow-backed string
-    column value by value took a tenth of a second on 40,000 rows)."""
+    column value by value is slow on big sweeps; docs/benchmarks.md, "Big sweeps (2-core CPU, 24 GiB)")."""
     return list(column.unique())
 
 
@@ -311,9 +313,10 @@ DEPTH_MARGINS = {"left": 0.8, "bottom": 0.45, "top": 0.35, "wspace": 0.75, "hspa
 
 
 def _plain_log_labels(ax) -> None:
-    """Label a log y axis 1e-05 rather than with mathtext (10 to the -5): parsing mathtext cost a third of
-    a second of every depth plot. Minor ticks at 2 and 5 times the powers of ten, not at every multiple:
-    matplotlib builds each tick from several artists, about 2 ms apiece."""
+    """Label a log y axis 1e-05 rather than with mathtext (10 to the -5): parsing mathtext was a large part
+    of every depth plot. Minor ticks at 2 and 5 times the powers of ten, not at every multiple: matplotlib
+    builds each tick from several artists, so every tick costs drawing time (docs/benchmarks.md, "Big sweeps
+    (2-core CPU, 24 GiB)")."""
     ax.yaxis.set_major_formatter(LogFormatter(10))
     ax.yaxis.set_minor_locator(LogLocator(10, subs=(2.0, 5.0)))
     ax.yaxis.set_minor_formatter(LogFormatter(10, labelOnlyBase=False))
@@ -456,7 +459,8 @@ def draw_all(pictures: list[tuple[Path, Callable[[], object]]], fork: bool | Non
              ) -> list[Path]:
     """Draw `pictures`, (path, function writing it) pairs, and return their paths. With `fork` (default:
     where there is a spare_core), the first `forked` are drawn, in order, in a forked process (sweep.forked)
-    while this one draws the others: a big sweep's curves alone take about a second. A picture that fails
+    while this one draws the others, since a big sweep's curves alone are a large share of the drawing
+    (docs/benchmarks.md, "Big sweeps (2-core CPU, 24 GiB)"). A picture that fails
     raises here, after the child is reaped."""
     if fork is None:
         fork = spare_core()

@@ -76,7 +76,8 @@ def _same_axes(panels: dict[str, tuple], cells: dict[str, tuple[int, int]], stat
     """Every dynamics panel on the same axes: one x range, one range for the activation panels, one for the
     gradient panels (log). Tick labels on the left column and under the lowest cell of each column only, and
     no tick at all elsewhere: each tick is several artists, most of a big sweep's drawing time when every
-    panel had its own; the grid is one line collection per panel."""
+    panel had its own (docs/benchmarks.md, "Big sweeps (2-core CPU, 24 GiB)"); the grid is one line
+    collection per panel."""
     tops = [top for top, _ in panels.values()]
     bottoms = [bottom for _, bottom in panels.values()]
     x = _limits(tops + bottoms, "x")

@@ -107,7 +107,8 @@ def _buildable(name: str, params: list[tuple[str, tuple]], path: str) -> None:
     """Build the optimizer of every value combination once: what torch would refuse at train time (nesterov
     without momentum, a beta of 1 or more) is refused here, in one line. Built over no parameters: torch
     checks every hyper-parameter first, then refuses the empty list (which means they passed), and never
-    reaches add_param_group, whose first call imports TorchDynamo (1.2 s of the driver's start)."""
+    reaches add_param_group, whose first call imports TorchDynamo and would slow the driver's start
+    (docs/benchmarks.md, "The test suite")."""
     import itertools
 
     from sweep.models.registry import make_optimizer

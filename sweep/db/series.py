@@ -99,8 +99,8 @@ def dynamics_frame(engine: Engine, sweep: str, stat: str = "std", labels: Sequen
     if snapshots > max_points:
         # Each epoch's last snapshot (of every k-th epoch): the deepest trial's, whose steps (images seen) the
         # sweep's trials share (one dataset and batch size), each snapshot's rows found by the unique index
-        # on (trial_id, step): 0.08 s for 50 trials of 200 epochs in SQLite, where a join with their epoch
-        # rows went through all of their 620,235 layer rows (0.43 s).
+        # on (trial_id, step), where a join with their epoch rows went through all of their layer rows
+        # (docs/benchmarks.md, "Big sweeps (2-core CPU, 24 GiB)").
         stmt = stmt.where(LayerStat.step.in_(_epoch_steps(engine, deepest, epochs, last, max_points)))
     stmt = stmt.group_by(owner, kind, layer, LayerStat.step).order_by(owner, kind, LayerStat.step, layer)
     found = _numbers(engine, stmt, 6)

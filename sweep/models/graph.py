@@ -44,8 +44,9 @@ def why_no_graphs(device: torch.device) -> str | None:
 
 
 def gather(data: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """data[idx] for batch indices idx (K, B): one index_select of whole rows (the same values; on the CPU
-    11 us instead of 33 us for a batch of 64 Fashion-MNIST images, aten::index's advanced indexing)."""
+    """data[idx] for batch indices idx (K, B): one index_select of whole rows, the same values as aten::index's
+    advanced indexing and faster on the CPU (docs/benchmarks.md, "What changed, and the measurement behind
+    each decision")."""
     return data.index_select(0, idx.reshape(-1)).view(*idx.shape, *data.shape[1:])
 
 
