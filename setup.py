@@ -1,5 +1,13 @@
 """The compiled CPU kernels (sweep/models/_kernels.c); everything else is in pyproject.toml."""
+import warnings
+
 from setuptools import Extension, setup
+
+# setuptools' notice at every editable install of a package that sits in the project's root ("folders in your
+# working directory with the same name as your package may take precedence"): here that folder is the package
+# itself, and a user's look-alike modules are kept off the path by sweep (tests/test_user_folder.py). Nothing
+# to act on, so the install says nothing.
+warnings.filterwarnings("ignore", message="Editable installation")
 
 setup(
     ext_modules=[

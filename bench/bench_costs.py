@@ -23,9 +23,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sweep.data import load_dataset  # noqa: E402
-from sweep.grid import expand_grid  # noqa: E402
-from sweep.spec import load_spec  # noqa: E402
+from sweep.data.datasets import load_dataset  # noqa: E402
+from sweep.spec.grid import expand_grid  # noqa: E402
+from sweep.spec.spec import load_spec  # noqa: E402
 
 
 def config(activation: str, optimizer: str, init: str = "default"):

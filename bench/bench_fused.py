@@ -33,9 +33,9 @@ from sweep.models.kernels import choose  # noqa: E402
 from sweep.models.nets import build_model, weight_layers  # noqa: E402
 from sweep.models.registry import ACTIVATIONS, init_weights, make_optimizer  # noqa: E402
 from sweep.models.stats import snapshot_stats  # noqa: E402
-from sweep.data import synthetic  # noqa: E402
-from sweep.grid import TrialConfig, expand_grid  # noqa: E402
-from sweep.spec import load_spec  # noqa: E402
+from sweep.data.datasets import synthetic  # noqa: E402
+from sweep.spec.grid import TrialConfig, expand_grid  # noqa: E402
+from sweep.spec.spec import load_spec  # noqa: E402
 
 
 def study_configs(k: int) -> list[TrialConfig]:

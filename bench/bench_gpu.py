@@ -1,4 +1,4 @@
-"""GPU figures, side by side in one run on one card (run by bench/gpu_check.sh).
+"""GPU figures, side by side in one run on one card (run by bench/gpu/gpu_check.sh).
 
 (a) the blog's loop (bench_train.blog_loop) on the GPU; (b) one unfused trial
 (run_trial) on the GPU; (c) the default study unfused, Ray packing trials at
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_train import blog_loop, study, sweep_loop  # noqa: E402
-from sweep.data import load_dataset  # noqa: E402
+from sweep.data.datasets import load_dataset  # noqa: E402
 
 
 class PeakMemory:

@@ -36,11 +36,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from bench_report import SyntheticTrial, grid_spec  # noqa: E402
 from sweep.db.engine import init_db, make_engine  # noqa: E402
-from sweep.grid import expand_grid  # noqa: E402
-from sweep.ledger import Ledger  # noqa: E402
-from sweep.recorder import DatabaseRecorder  # noqa: E402
-from sweep.records import record_plan  # noqa: E402
-from sweep.spec import parse_spec  # noqa: E402
+from sweep.spec.grid import expand_grid  # noqa: E402
+from sweep.run.ledger import Ledger  # noqa: E402
+from sweep.run.recorder import DatabaseRecorder  # noqa: E402
+from sweep.run.records import record_plan  # noqa: E402
+from sweep.spec.spec import parse_spec  # noqa: E402
 
 
 class TimedRecorder(DatabaseRecorder):
@@ -105,7 +105,7 @@ def measure(new_url, name: str, args, folder: Path) -> list[str]:
     lines = []
     for mode, rate in [("max", None), *(("paced", r) for r in args.rate)]:
         engine, ids, reports = prepare(new_url(), args.trials, args.epochs, folder / f"{name}-{mode}-{rate}")
-        # Only reports reach it here: its ledger (sweep/ledger.py) hears of no start or end.
+        # Only reports reach it here: its ledger (sweep/run/ledger.py) hears of no start or end.
         recorder = TimedRecorder(engine, ids, Ledger(dict.fromkeys(ids, 0)))
         rows = sum(len(r["layer_stats"]) for _, r in reports)
         wall = drive(recorder, reports, rate)

@@ -56,10 +56,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sweep.db.engine import init_db, make_engine  # noqa: E402
-from sweep.grid import expand_grid  # noqa: E402
-from sweep.recorder import DatabaseRecorder  # noqa: E402
-from sweep.records import record_plan  # noqa: E402
-from sweep.spec import parse_spec  # noqa: E402
+from sweep.spec.grid import expand_grid  # noqa: E402
+from sweep.run.recorder import DatabaseRecorder  # noqa: E402
+from sweep.run.records import record_plan  # noqa: E402
+from sweep.spec.spec import parse_spec  # noqa: E402
 
 from baseline import baseline_code, database_for  # noqa: E402  (bench/, this script's folder)
 
@@ -75,7 +75,7 @@ COMMANDS = {
     "sweep report --threshold 0.8 --metric images_to_threshold": ["--threshold", "0.8", "--metric",
                                                                    "images_to_threshold"],
     "sweep report --where optimizer=adam --top 10": ["--where", "optimizer=adam", "--top", "10"],
-    # What the study found (sweep/findings.py): every factor's paired effects and the pathologies; then the same
+    # What the study found (sweep/analysis/findings.py): every factor's paired effects and the pathologies; then the same
     # with lr tuned, each configuration at its best lr as well as at the fixed one.
     "sweep report --findings": ["--findings"],
     "sweep report --findings --tune lr": ["--findings", "--tune", "lr"],
@@ -166,7 +166,7 @@ def build(db: Path, trials: int, epochs: int) -> None:
     engine = make_engine(spec.database_url)
     init_db(engine)
     ids = record_plan(engine, spec, configs, configs)
-    from sweep.ledger import Ledger
+    from sweep.run.ledger import Ledger
 
     # The run's ledger first, then the recorder, which writes what the ledger made of each event (runner.py's order).
     ledger = Ledger.of(configs)

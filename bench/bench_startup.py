@@ -79,17 +79,17 @@ def one_run(tree: Path, folder: Path, probe: Path | None = None, env: dict[str, 
 # the first call's end of a probed function). Each starts where the one before ended.
 PHASES = (
     ("Python starts (interpreter, site)", "probe"),
-    ("imports (torch, SQLAlchemy, pandas)", "call:sweep.spec.load_spec"),
-    ("the spec (every optimizer setting built once: TorchDynamo's import)", "end:sweep.spec.load_spec"),
-    ("the sweep's settings; its database opened, its state read, the plan", "call:sweep.runner.load_dataset"),
-    ("data load", "end:sweep.runner.load_dataset"),
-    ("Ray starts (GCS, raylet, its Python processes)", "end:sweep.cluster._start_local"),
+    ("imports (torch, SQLAlchemy, pandas)", "call:sweep.spec.spec.load_spec"),
+    ("the spec (every optimizer setting built once: TorchDynamo's import)", "end:sweep.spec.spec.load_spec"),
+    ("the sweep's settings; its database opened, its state read, the plan", "call:sweep.run.runner.load_dataset"),
+    ("data load", "end:sweep.run.runner.load_dataset"),
+    ("Ray starts (GCS, raylet, its Python processes)", "end:sweep.run.cluster._start_local"),
     ("the plan's rows, ray.tune import, data into the object store", "call:ray.tune.Tuner.fit"),
-    ("trial workers start (their imports: Ray, Tune, torch)", "call:sweep.trial.ray_trainable"),
+    ("trial workers start (their imports: Ray, Tune, torch)", "call:sweep.run.trial.ray_trainable"),
     ("first trial's members (network, checkpoint, TensorBoard writer)", "call:sweep.models.fused.FusedNet.__init__"),
     ("first trial's optimizers (TorchDynamo's import)", "first_end:sweep.models.fused.FusedNet.__init__"),
     ("first trial's evaluation before training, first step", "call:sweep.models.graph.StepRunner.step"),
-    ("training: every trial, 2 at a time", "end:sweep.trial.ray_trainable"),
+    ("training: every trial, 2 at a time", "end:sweep.run.trial.ray_trainable"),
     ("Tune ends the trials", "end:ray.tune.Tuner.fit"),
     ("Ray shuts down", "end:ray.shutdown"),
     ("the program exits", "exit"),
@@ -106,7 +106,7 @@ def breakdown(log: Path, began: float, ended: float) -> tuple[dict[str, float], 
     calls = [r for r in rows if r["event"] == "call"]
 
     # The first trial's phases are read in the worker that started a trial first.
-    first_worker = min((r for r in calls if r["name"] == "sweep.trial.ray_trainable"), key=lambda r: r["t0"])["pid"]
+    first_worker = min((r for r in calls if r["name"] == "sweep.run.trial.ray_trainable"), key=lambda r: r["t0"])["pid"]
     in_first_trial = {"sweep.models.fused.FusedNet.__init__", "sweep.models.graph.StepRunner.step"}
 
     def of(name: str) -> list[dict]:
@@ -128,7 +128,7 @@ def breakdown(log: Path, began: float, ended: float) -> tuple[dict[str, float], 
         marks.append({"probe": lambda: start["t1"], "exit": lambda: ended, "call": lambda: first(name),
                       "end": lambda: last_end(name), "first_end": lambda: first_end(name)}[kind]())
     phases = {name: b - a for (name, _), a, b in zip(PHASES, marks, marks[1:])}
-    workers = {r["pid"] for r in calls if r["name"] == "sweep.trial.ray_trainable"}
+    workers = {r["pid"] for r in calls if r["name"] == "sweep.run.trial.ray_trainable"}
     imports = [r for r in rows if r["event"] == "import" and r["pid"] in workers]
     reports = [r for r in rows if r["event"] == "report" and r["epoch"]]
 
@@ -148,9 +148,9 @@ def breakdown(log: Path, began: float, ended: float) -> tuple[dict[str, float], 
                                                            if r["name"] == "torch._dynamo") / max(1, len(workers)),
         "training epochs, all trials (epoch_seconds)": sum(r["epoch_seconds"] for r in reports),
         "evaluations, all trials": total("sweep.models.fused.FusedNet.evaluate"),
-        "checkpoints, all trials": total("sweep.trial._Member.save"),
+        "checkpoints, all trials": total("sweep.run.trial._Member.save"),
         "the driver's database writes (recorder callbacks)": sum(
-            r["t1"] - r["t0"] for r in calls if r["pid"] == driver and r["name"].startswith("sweep.recorder.")),
+            r["t1"] - r["t0"] for r in calls if r["pid"] == driver and r["name"].startswith("sweep.run.recorder.")),
     }
     return phases, besides
 

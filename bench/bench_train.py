@@ -2,7 +2,7 @@
 
 (a) the blog's loop: torchvision FashionMNIST + ToTensor + DataLoader (batch 64,
     shuffled), loss.item() every batch, statistics every 100 batches;
-(b) this project's trial loop (sweep.trial.run_trial): tensors in memory,
+(b) this project's trial loop (sweep.run.trial.run_trial): tensors in memory,
     batches by index, statistics every 100 batches, TensorBoard on;
 (c) a bare loop over the same resident data: the trial's model, optimizer,
     batch order and statistics (every 100 batches and on the epoch's last full
@@ -58,10 +58,10 @@ if CODE:
 from sweep.models.nets import LeNet, build_model, weight_layers  # noqa: E402
 from sweep.models.registry import ACTIVATIONS, init_weights, make_optimizer  # noqa: E402
 from sweep.models.stats import snapshot_stats  # noqa: E402
-from sweep.data import Arrays, load_dataset, prepare_fashion_mnist  # noqa: E402
-from sweep.grid import TrialConfig, expand_grid  # noqa: E402
-from sweep.spec import load_spec  # noqa: E402
-from sweep.trial import closing_batch, run_trial  # noqa: E402
+from sweep.data.datasets import Arrays, load_dataset, prepare_fashion_mnist  # noqa: E402
+from sweep.spec.grid import TrialConfig, expand_grid  # noqa: E402
+from sweep.spec.spec import load_spec  # noqa: E402
+from sweep.run.trial import closing_batch, run_trial  # noqa: E402
 
 
 def blog_loop(data_dir: Path, images: int, device: str = "cpu") -> float:
@@ -120,9 +120,9 @@ def epoch_clocks(cfg, data: Arrays, images: int, device: str = "cpu", tensorboar
                  ) -> tuple[float, float]:
     """Images per wall-clock second and per CPU second of run_trial's one training epoch of `cfg` over
     `images` images (evaluation excluded). The CPU time is read at the epoch's own clock readings
-    (sweep.trial's first two time.perf_counter() calls after the report before training: the epoch's start
+    (sweep.run.trial's first two time.perf_counter() calls after the report before training: the epoch's start
     and end)."""
-    import sweep.trial as trial
+    import sweep.run.trial as trial
 
     reports, readings = [], []
 

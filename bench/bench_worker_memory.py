@@ -1,7 +1,7 @@
 """Benchmark: the private memory of a CPU trial worker after its epochs, as one JSON line.
 
 It does what a Ray Tune trial worker does: imports ray.tune (which imports pandas itself), then runs
-sweep.trial.run_bundle with stop rules and ASHA (the rung store in the process) for 3 epochs of a small
+sweep.run.trial.run_bundle with stop rules and ASHA (the rung store in the process) for 3 epochs of a small
 synthetic sweep, and reads /proc/self/smaps_rollup: uss_kb (Private_Clean + Private_Dirty; the clean part
 varies with what other processes map), dirty_kb (Private_Dirty, here all anonymous memory: the steady
 figure), rss_kb, and whether SQLAlchemy, pandas and sweep.db were imported. Compare two trees by their path:
@@ -13,11 +13,11 @@ import json, sys, tempfile
 import ray.tune  # noqa: F401  (every Ray Tune worker has it: it imports pandas itself)
 import torch
 torch.set_num_threads(1)
-from sweep.data import synthetic
-from sweep.grid import expand_grid
-from sweep.spec import parse_spec, parse_stop
-from sweep.stopping import Stopper
-from sweep.trial import run_bundle
+from sweep.data.datasets import synthetic
+from sweep.spec.grid import expand_grid
+from sweep.spec.spec import parse_spec, parse_stop
+from sweep.run.stopping import Stopper
+from sweep.run.trial import run_bundle
 spec = parse_spec({"name": "w", "dataset": {"name": "synthetic", "train_limit": 256, "test_limit": 128},
                    "epochs": 3, "batch_size": 32, "stats_every": 4, "output": tempfile.mkdtemp(),
                    "grid": {"activation": ["relu"], "init": ["xavier_uniform"],

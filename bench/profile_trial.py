@@ -1,4 +1,4 @@
-"""torch.profiler over the trial loop (sweep.trial.run_trial): one CPU trial, batch 64, statistics every 100
+"""torch.profiler over the trial loop (sweep.run.trial.run_trial): one CPU trial, batch 64, statistics every 100
 batches, TensorBoard on, one thread; the top operations by self CPU time.
 
     python bench/profile_trial.py                                  # this tree, ReLU + Adam
@@ -24,10 +24,10 @@ def profile(args) -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
-    from sweep.data import load_dataset
-    from sweep.grid import expand_grid
-    from sweep.spec import load_spec
-    from sweep.trial import run_trial
+    from sweep.data.datasets import load_dataset
+    from sweep.spec.grid import expand_grid
+    from sweep.spec.spec import load_spec
+    from sweep.run.trial import run_trial
 
     torch.set_num_threads(1)
     spec = load_spec(ROOT / "sweeps.yaml")

@@ -17,7 +17,7 @@ from pathlib import Path
 # pandas, SQLAlchemy, matplotlib, torch and Ray are imported by the commands that need them, after
 # program() has switched the garbage collector off (see there).
 from sweep.cli_parser import build_parser
-from sweep.spec import DEFAULT_OUTPUT, SpecError, load_spec
+from sweep.spec.spec import DEFAULT_OUTPUT, SpecError, load_spec
 
 def _factor_list(option: str, text: str, exactly: int | None = None) -> list[str]:
     """Comma-separated factors of an option: none empty, none repeated, `exactly` many where that is given
@@ -46,7 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
       sweep run sweeps.yaml --resume-stopped     also continue the trials a stop rule ended
       sweep run sweeps.yaml -v                   with Ray's own output, for debugging
     """
-    from sweep.runner import RunError, run_sweep
+    from sweep.run.runner import RunError, run_sweep
 
     spec = load_spec(args.spec)  # torch comes in with the models' registries
     # The driver lives as long as the sweep: the garbage collector is back on from here (see program()), and
@@ -107,7 +107,7 @@ def _open_db(url: str):
 
 
 def _pick_sweep(requested: str | None, names: list[str]) -> str:
-    from sweep.factors import did_you_mean
+    from sweep.analysis.factors import did_you_mean
 
     if requested is None:
         return names[-1]
@@ -119,7 +119,7 @@ def _pick_sweep(requested: str | None, names: list[str]) -> str:
 
 def _parse_where(items: list[str]) -> list[tuple[str, str]]:
     """--where KEY=VALUE items as (KEY, VALUE) pairs; whether KEY is a factor of the sweep and VALUE one of
-    its values, sweep.report.filter_trials says."""
+    its values, sweep.analysis.report.filter_trials says."""
     pairs = []
     for item in items:
         key, sep, value = item.partition("=")
@@ -150,7 +150,7 @@ def _open_sweep(args: argparse.Namespace):
 
 def _tuning(args: argparse.Namespace, spec: dict) -> tuple[tuple[str, ...], dict]:
     """(the nuisance hyper-parameters to tune: --tune, else the stored spec's `tune:`; their ranges in it)."""
-    from sweep.tuning import spec_ranges
+    from sweep.analysis.tuning import spec_ranges
 
     if args.tune is None:
         tune = tuple(spec.get("tune") or ())
@@ -218,9 +218,9 @@ def cmd_report(args: argparse.Namespace) -> int:
       sweep report --columns rank,config,mean,best_test_acc
     """
     from sweep.db.flags import FlagThresholds
-    from sweep.render import default_columns, essential_columns, format_findings, format_report, HUMAN_FORMATS, \
+    from sweep.analysis.render import default_columns, essential_columns, format_findings, format_report, HUMAN_FORMATS, \
         human_view, resolve_columns, wrapped
-    from sweep.report import build_report, NothingSelected, ReportOptions
+    from sweep.analysis.report import build_report, NothingSelected, ReportOptions
 
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise CliError(f"--threshold {args.threshold:g}: a test accuracy, must be in 0..1 (e.g. 0.7)", 2)
@@ -286,12 +286,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
       sweep plot --stat sat_frac                    each layer's saturation over training
     """
     from sweep.db import sqlite_path
-    from sweep.factors import FACTORS, check_factors
-    from sweep.forked import Forked, spare_core
-    from sweep.pictures import PictureOptions, pictures_to_draw, read_pictures
+    from sweep.analysis.factors import FACTORS, check_factors
+    from sweep.view.forked import Forked, spare_core
+    from sweep.view.pictures import PictureOptions, pictures_to_draw, read_pictures
 
     if args.out:  # checked, nothing made, before the database is opened
-        from sweep.cluster import FolderError, writable_folder
+        from sweep.run.cluster import FolderError, writable_folder
 
         try:
             writable_folder(Path(args.out))
@@ -313,7 +313,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     fork = spare_core()
     reading = Forked(lambda: read_pictures(engine, name, options), fork=fork, what="reading the sweep")
     try:
-        from sweep.plot import draw_all
+        from sweep.view.plot import draw_all
     except BaseException:
         reading.reap()
         raise
@@ -358,10 +358,10 @@ def cmd_page(args: argparse.Namespace) -> int:
     import time
 
     from sweep.db import sqlite_path
-    from sweep.page import EmptySweep, PageOptions, build_page, write_page
+    from sweep.view.page import EmptySweep, PageOptions, build_page, write_page
 
     if args.out:  # checked, nothing made, before the database is opened
-        from sweep.cluster import FolderError, writable_folder
+        from sweep.run.cluster import FolderError, writable_folder
 
         try:
             writable_folder(Path(args.out).absolute().parent)
@@ -399,8 +399,8 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
     output = Path(load_spec(args.spec).output) if args.spec else Path(args.output)
     logdir = output / args.sweep if args.sweep else output
     if not logdir.is_dir():
-        from sweep.factors import did_you_mean
-        from sweep.records import SETTINGS_FILE
+        from sweep.analysis.factors import did_you_mean
+        from sweep.run.records import SETTINGS_FILE
 
         sweeps = sorted(p.parent.name for p in output.glob(f"*/{SETTINGS_FILE}"))  # the folders sweep run made
         if args.sweep and sweeps:
@@ -415,7 +415,7 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sweep.factors import ReportError
+    from sweep.analysis.factors import ReportError
 
     args = build_parser(sys.modules[__name__]).parse_args(argv)
     try:

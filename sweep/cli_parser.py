@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import inspect
 
-from sweep.spec import DEFAULT_OUTPUT, METRICS
+from sweep.spec.spec import DEFAULT_OUTPUT, METRICS
 
 # What `sweep plot --stat` takes: db.series.DYNAMICS_STATS, spelled here so that building the parser imports
 # neither pandas nor SQLAlchemy (tests/test_analysis_cli.py holds the two equal).
@@ -105,8 +105,8 @@ def _run(sub, cli) -> None:
 def _report(sub, cli) -> None:
     """sweep report's arguments."""
     from sweep.db.flags import FlagThresholds
-    from sweep.render import FORMATS
-    from sweep.report import RANK_METRICS
+    from sweep.analysis.render import FORMATS
+    from sweep.analysis.report import RANK_METRICS
 
     report = sub.add_parser("report", help="ranked table of configurations",
                             description=inspect.cleandoc(cli.cmd_report.__doc__),

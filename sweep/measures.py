@@ -1,5 +1,5 @@
 """Every measure a trial is judged by, defined once: the pathology flags (db/flags.py) and the stop rules
-(sweep/stopping.py) apply the same tests to the same figures, and the ranking metrics name their column
+(sweep/run/stopping.py) apply the same tests to the same figures, and the ranking metrics name their column
 and direction here for the spec, the stop rules, the recorder and the report.
 
 This module is a leaf: it imports the standard library only, so that a trial worker, the database layer
@@ -31,7 +31,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-# Classes of each data set of sweep.data (all ten-class today); chance accuracy is 1/classes.
+# Classes of each data set of sweep.data.datasets (all ten-class today); chance accuracy is 1/classes.
 CLASSES: Mapping[str, int] = {"fashion_mnist": 10, "mnist": 10, "synthetic": 10}
 DEFAULT_CLASSES = 10
 

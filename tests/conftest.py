@@ -13,10 +13,10 @@ import torch
 from sweep.db.engine import init_db, make_engine
 from events import record_trials
 from pg_server import PostgresServer
-from sweep.data import synthetic
-from sweep.grid import expand_grid
-from sweep.records import record_plan
-from sweep.spec import parse_spec
+from sweep.data.datasets import synthetic
+from sweep.spec.grid import expand_grid
+from sweep.run.records import record_plan
+from sweep.spec.spec import parse_spec
 
 RECORDED_SPEC = {
     "name": "rec", "dataset": {"name": "synthetic", "train_limit": 256, "test_limit": 128},

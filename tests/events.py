@@ -1,10 +1,10 @@
 """Ray Tune's driver callbacks called as Tune calls them, without Ray: the run's ledger first, then the recorder
-and the progress line that read what it made of each event (sweep/ledger.py)."""
+and the progress line that read what it made of each event (sweep/run/ledger.py)."""
 from types import SimpleNamespace
 
-from sweep.ledger import Ledger
-from sweep.recorder import DatabaseRecorder
-from sweep.trial import run_trial
+from sweep.run.ledger import Ledger
+from sweep.run.recorder import DatabaseRecorder
+from sweep.run.trial import run_trial
 
 
 class Events:

@@ -4,8 +4,8 @@ import pandas as pd
 
 from sweep.db.flags import FLAG_COLUMNS
 from sweep.measures import FlagThresholds, passes, threshold_of
-from sweep.report import THRESHOLD
-from sweep.results import results_from_figures
+from sweep.analysis.report import THRESHOLD
+from sweep.analysis.results import results_from_figures
 
 
 def trial_results(trials: pd.DataFrame, epochs: pd.DataFrame, sweep_epochs: int,

@@ -1,4 +1,4 @@
-"""Running `sweep run` as a real process, striking it at held moments (sweep/hold.py), reading what it stored.
+"""Running `sweep run` as a real process, striking it at held moments (sweep/run/hold.py), reading what it stored.
 
 Shared by the fault tests and the PostgreSQL tests: start a sweep with trials
 to hold, wait until each stands at its moment, then signal or kill; wait until

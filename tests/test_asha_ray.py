@@ -1,4 +1,4 @@
-"""ASHA (sweep.stopping.Rungs) against Ray Tune's own `_Bracket`: random sequences of results, the same
+"""ASHA (sweep.run.stopping.Rungs) against Ray Tune's own `_Bracket`: random sequences of results, the same
 decision on every one (a differential test: Ray's code is the definition)."""
 import math
 import random
@@ -9,7 +9,7 @@ import pytest
 from ray.tune.schedulers.async_hyperband import _Bracket
 from ray.tune.schedulers.trial_scheduler import TrialScheduler
 
-from sweep.stopping import AshaSpec, Rungs, milestones, nanpercentile, rung_epochs
+from sweep.run.stopping import AshaSpec, Rungs, milestones, nanpercentile, rung_epochs
 
 
 class _Trial:

@@ -25,7 +25,7 @@ def test_sweep_plot_draws_depth_png_in_the_sweeps_palette(tmp_path, monkeypatch)
     accuracy.png and dynamics.png use), read back from the drawn figure. The 16-configuration study with its
     first configuration stopped after epoch 1: depth.png at epoch 2 draws the other 15, so a palette of its
     own would colour them all differently."""
-    import sweep.plot
+    import sweep.view.plot
     from test_plot import build_study
 
     (tmp_path / "study").mkdir()
@@ -45,9 +45,9 @@ def test_sweep_plot_draws_depth_png_in_the_sweeps_palette(tmp_path, monkeypatch)
         palettes.append(sweep_palette(*args, **kwargs))
         return palettes[-1]
 
-    sweep_palette = sweep.plot.sweep_palette
+    sweep_palette = sweep.view.plot.sweep_palette
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", recording_savefig)
-    monkeypatch.setattr(sweep.plot, "sweep_palette", recording_palette)
+    monkeypatch.setattr(sweep.view.plot, "sweep_palette", recording_palette)
     db = tmp_path / "study" / "sweep.db"
     assert main(["plot", "--db", str(db), "--out", str(tmp_path / "p"), "--epochs", "2"]) == 0
     (colors,) = palettes
@@ -118,7 +118,7 @@ def test_pictures_name_every_one_of_16_ranked_configurations_and_ten_of_17():
     assert shown_configurations(labels[:16], ranking) == labels[:16]  # all of them, in their order
     seventeen = shown_configurations(labels, ranking)
     assert seventeen == ranking[:5] + ranking[-5:]  # the 5 best and the 5 worst, best first
-    from sweep.plot import palette, sweep_palette
+    from sweep.view.plot import palette, sweep_palette
 
     curves = pd.DataFrame({"label": labels[:16], "activation": ["relu"] * 16})
     assert list(sweep_palette(curves, "activation", ranking)) == labels[:16]

@@ -142,13 +142,13 @@ def test_the_program_collects_no_garbage_but_a_sweep_s_driver_does(recorded_db, 
     spec.write_text("name: t\ndataset: synthetic\ngrid: {activation: [relu], optimizer: [{name: sgd, lr: 0.1}]}\n")
     program = "from sweep.cli import program\nsys.argv = ['sweep', *sys.argv[1:]]; program()\n"
     report = ("import gc, sys\n"
-              "import sweep.render as report\n"
+              "import sweep.analysis.render as report\n"
               "format_report = report.format_report\n"
               "def formatted(*args, **options):\n"
               "    print('report', gc.isenabled()); return format_report(*args, **options)\n"
               "report.format_report = formatted\n" + program)
     run = ("import gc, sys\n"
-           "import sweep.runner as runner\n"
+           "import sweep.run.runner as runner\n"
            "def run_sweep(spec, **options):\n"
            "    print('run', gc.isenabled()); raise runner.RunError('stopped by the test')\n"
            "runner.run_sweep = run_sweep\n" + program)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from sweep.data import DataError, load_dataset, prepare_fashion_mnist, synthetic, validation_split
+from sweep.data.datasets import DataError, load_dataset, prepare_fashion_mnist, synthetic, validation_split
 
 
 def test_fashion_mnist_unpacks_into_torchvision_layout_and_loads(tmp_path):

@@ -20,7 +20,7 @@ from sweep.db.queries import (SUMMARY_COLUMNS, curves_frame, ensure_sweep, ensur
                         layer_stats_frame, record_results, record_rungs, rung_results, sweep_names, trials_frame,
                         update_trial, update_trials)
 from sweep.db.schema import IMAGE_COLUMNS, EpochMetric, LayerStat, SchemaInfo, Sweep, Trial
-from sweep import runner
+from sweep.run import runner
 from sweep.cli import main
 
 
@@ -55,7 +55,7 @@ def test_the_dialect_is_the_one_asked_for(engine, db_url):
 def test_a_forked_child_opens_connections_of_its_own(engine):
     """The parent's pooled connection stays the parent's: the child gets a fresh pool, and the parent's
     connection still answers after the child has used the database."""
-    from sweep.forked import Forked
+    from sweep.view.forked import Forked
 
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
@@ -235,7 +235,7 @@ def test_an_older_database_gets_64_bit_image_counts_in_place(engine, db_url):
 
 
 def test_a_version_5_database_gets_the_rung_results_table_and_stores_decisions(engine):
-    """ASHA's decisions (sweep/stopping.py) in rung_results: upgraded into an older database, keyed by (trial,
+    """ASHA's decisions (sweep/run/stopping.py) in rung_results: upgraded into an older database, keyed by (trial,
     rung), NaN stored as NULL, read back in the order they were recorded, each with its trial's config hash."""
     with session_scope(engine) as s:
         ids = ensure_trials(s, ensure_sweep(s, "a", "{}"), [trial_row("h1"), trial_row("h2", seed=1)])

@@ -6,7 +6,7 @@ process even if the test dies. The sweep runs inside that namespace (`nsenter`);
 the tmpfs through the holder's /proc/<pid>/root. The database is on the ordinary disk (the case is the
 trials' folder running out of space, and the test reads the rows after the namespace is gone).
 
-No timing: both running trials stop at a hold point (sweep/hold.py) in their epoch 2, the test fills the
+No timing: both running trials stop at a hold point (sweep/run/hold.py) in their epoch 2, the test fills the
 tmpfs to the last page, then lets one trial go on: its next TensorBoard snapshots need a new page (three
 snapshots of 45 scalars, about 9 KB, before its checkpoint), so it fails with ENOSPC. That failure ends the
 sweep: no retry, the other held trial stopped cleanly (interrupted), the two never started left pending,
@@ -25,7 +25,7 @@ import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from sweep.hold import release
+from sweep.run.hold import release
 from sweep_process import ENV, wait_held
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,9 +134,9 @@ def test_a_full_disk_ends_the_sweep_in_one_line_and_the_rerun_completes(namespac
     (error,), = query(db, f"SELECT error FROM trials WHERE name = '{TANH_ADAM}'")
     frame, source, cause = error.split("\n")
     assert cause == "OSError: [Errno 28] No space left on device"
-    found = re.fullmatch(r'  File "sweep/trial\.py", line (\d+), in (\w+)', frame)
+    found = re.fullmatch(r'  File "sweep/run/trial\.py", line (\d+), in (\w+)', frame)
     assert found, error
-    assert source == "    " + (ROOT / "sweep" / "trial.py").read_text().splitlines()[int(found.group(1)) - 1].strip()
+    assert source == "    " + (ROOT / "sweep" / "run" / "trial.py").read_text().splitlines()[int(found.group(1)) - 1].strip()
     # Epoch 1 of both running trials was kept (stored, and checkpointed on the tmpfs).
     stored = query(db, """SELECT t.name, e.epoch FROM epoch_metrics e JOIN trials t USING (trial_id)
                           ORDER BY t.name, e.epoch""")
@@ -164,7 +164,7 @@ import sys
 from pathlib import Path
 from sqlalchemy import text
 from sweep.db.engine import init_db, make_engine, session_scope
-from sweep.runner import out_of_space
+from sweep.run.runner import out_of_space
 from test_diskfull import fill
 folder = Path(sys.argv[1])
 engine = make_engine(f"sqlite:///{folder}/sweep.db")
@@ -184,7 +184,7 @@ def test_a_database_on_a_full_disk_is_told_from_other_driver_failures(tmp_path):
     """The driver's own writes: SQLite on a full disk fails with "database or disk is full" (wrapped by
     SQLAlchemy); the runner turns that into one line (out_of_space) instead of Tune's traceback. SQLite
     resolves /proc/<pid>/root to the path outside the namespace, so it runs inside."""
-    from sweep.runner import out_of_space
+    from sweep.run.runner import out_of_space
 
     ns = Namespace(tmp_path / "mnt", "1m")
     try:

@@ -13,18 +13,18 @@ import pytest
 from ray.exceptions import RayTaskError
 
 from sweep.db.engine import init_db, make_engine
-from sweep import recorder
+from sweep.run import recorder
 from events import Events
-from sweep.data import synthetic
-from sweep.grid import expand_grid
-from sweep.ledger import Ledger
-from sweep.report import short_error
-from sweep.recorder import DatabaseRecorder, Failures, HaltSweep, RayLog, TrialError, error_of, parse_error, unfixable
-from sweep.records import record_plan
-from sweep.spec import parse_spec
-from sweep.trial import run_trial
+from sweep.data.datasets import synthetic
+from sweep.spec.grid import expand_grid
+from sweep.run.ledger import Ledger
+from sweep.analysis.report import short_error
+from sweep.run.recorder import DatabaseRecorder, Failures, HaltSweep, RayLog, TrialError, error_of, parse_error, unfixable
+from sweep.run.records import record_plan
+from sweep.spec.spec import parse_spec
+from sweep.run.trial import run_trial
 
-TRIAL_PY = Path(__file__).resolve().parent.parent / "sweep" / "trial.py"
+TRIAL_PY = Path(__file__).resolve().parent.parent / "sweep" / "run" / "trial.py"
 AGAIN = "run `sweep run` again; finished epochs are kept"
 
 
@@ -63,7 +63,7 @@ def test_the_error_text_of_an_ordinary_exception_inside_a_trial(tmp_path):
     assert isinstance(wrapped, ValueError)
     assert "\x1b[" in str(wrapped) and "ray::ImplicitFunc.train()" in str(wrapped)  # what trials.error held
     error = error_of(wrapped)
-    assert error.text == (f'  File "sweep/trial.py", line {own.lineno}, in {own.name}\n'
+    assert error.text == (f'  File "sweep/run/trial.py", line {own.lineno}, in {own.name}\n'
                           f"    {own.line}\n"
                           f"ValueError: no room for epoch 0")
     assert own.line.startswith("self.report(")
@@ -83,7 +83,7 @@ def test_a_failure_without_a_traceback_is_its_type_and_first_line():
     assert error_of(RuntimeError("the actor died unexpectedly\n\tpid: 12")).text == "RuntimeError: the actor died unexpectedly"
     assert parse_error("").text == "Error: the trial failed without a message"
     # An exception without a message closes its traceback with its bare type.
-    assert parse_error('Traceback (most recent call last):\n  File "/x/sweep/trial.py", line 5, in f\n    g()\n'
+    assert parse_error('Traceback (most recent call last):\n  File "/x/sweep/run/trial.py", line 5, in f\n    g()\n'
                        "KeyError").line == "KeyError"
     # Only Ray's header (it names the process, not the cause): the cause's type alone.
     assert parse_error("RayTaskError(KeyError): ray::ImplicitFunc.train() (pid=1, ip=127.0.0.1)").text == "KeyError"

@@ -1,4 +1,4 @@
-"""What a study found (sweep.findings, `sweep report --findings`, the top of `sweep page`): paired effects and
+"""What a study found (sweep.analysis.findings, `sweep report --findings`, the top of `sweep page`): paired effects and
 their Bonferroni-corrected Student t intervals on hand-made result tables, each against an independent
 computation with numpy and scipy.stats (an interaction, a reversal under tuning, a missing pair, a stopped
 configuration); the fixed setting; the `flat` rule; the CLI's exact lines at 80 and 100 columns; the page's
@@ -15,7 +15,7 @@ import pytest
 from scipy import stats
 
 from sweep.cli import main
-from sweep.findings import (ALPHA, TORCH_DEFAULTS, Effect, Interval, Split, _label, fixed_settings, _trials,
+from sweep.analysis.findings import (ALPHA, TORCH_DEFAULTS, Effect, Interval, Split, _label, fixed_settings, _trials,
                             study_findings)
 from test_report_db import build
 
@@ -23,7 +23,7 @@ from test_report_db import build
 
 
 def results_table(values: dict, unfinished=(), stopped=(), val: dict | None = None) -> pd.DataFrame:
-    """Result rows as sweep.results.sweep_results makes them, from {(activation, init, optimizer, lr, seed):
+    """Result rows as sweep.analysis.results.sweep_results makes them, from {(activation, init, optimizer, lr, seed):
     final_test_acc}; `val`: the same keys' final_val_acc; keys in `unfinished` still running, in `stopped`
     stopped early (as sweep_results marks every seed of a configuration some of whose seeds stopped)."""
     rows = []
@@ -209,7 +209,7 @@ def test_settings_that_tie_are_flat_not_at_an_edge():
     """Sigmoid + SGD at 0.1000 at lr 0.001, 0.03, 0.1 and 0.3, as a new user would try it: chosen 0.001 by the
     tie, at the edge of what was tried, and flagged `flat`, not `edge lr`; ReLU's best at the edge stays
     `edge lr`. With seeds, a spread within the widest interval of a setting's mean ties too."""
-    from sweep.tuning import settings_tie, tuned_view
+    from sweep.analysis.tuning import settings_tie, tuned_view
 
     lrs = [0.001, 0.03, 0.1, 0.3]
     values = {**{("sigmoid", "default", "sgd", lr, 0): 0.1 for lr in lrs},

@@ -1,13 +1,13 @@
-"""sweep.forked: a function in a forked process, its answer or its failure back in this one."""
+"""sweep.view.forked: a function in a forked process, its answer or its failure back in this one."""
 import io
 import os
 import signal
 
 import pytest
 
-from sweep import forked
+from sweep.view import forked
 from sweep.cli import CliError
-from sweep.forked import Forked
+from sweep.view.forked import Forked
 
 
 @pytest.mark.parametrize("fork", [True, False])

@@ -5,8 +5,8 @@ import pytest
 
 from sweep.db.engine import make_engine
 from sweep.db.series import shown_configurations
-from sweep.report import configuration_ranking, rank_configurations
-from sweep.results import sweep_results
+from sweep.analysis.report import configuration_ranking, rank_configurations
+from sweep.analysis.results import sweep_results
 from test_report_db import build
 
 ACTIVATIONS = {"gelu": 0.82, "relu": 0.80, "tanh": 0.78, "sigmoid": 0.5}

@@ -14,12 +14,12 @@ from reference import compute_flags
 from sweep.db.flags import FlagThresholds, flags_frame
 from sweep.db.queries import ensure_sweep, ensure_trials, record_results, update_trial
 from sweep import cli
-from sweep.data import load_dataset, synthetic
-from sweep.grid import TrialConfig, expand_grid
-from sweep.records import SETTINGS_FILE, read_state, record_plan
-from sweep.runner import check_settings
-from sweep.spec import FIXED_SETTINGS, SpecError, load_spec, parse_spec
-from sweep.trial import CHECKPOINT, CheckpointMismatch, closing_batch, run_trial
+from sweep.data.datasets import load_dataset, synthetic
+from sweep.spec.grid import TrialConfig, expand_grid
+from sweep.run.records import SETTINGS_FILE, read_state, record_plan
+from sweep.run.runner import check_settings
+from sweep.spec.spec import FIXED_SETTINGS, SpecError, load_spec, parse_spec
+from sweep.run.trial import CHECKPOINT, CheckpointMismatch, closing_batch, run_trial
 
 BASE = {
     "name": "fixed", "dataset": {"name": "synthetic", "train_limit": 64, "test_limit": 32},

@@ -9,14 +9,14 @@ import torch
 
 import sweep.models.kernels as kernels
 from events import record_trials
-from sweep.data import synthetic
+from sweep.data.datasets import synthetic
 from sweep.db.engine import init_db, make_engine, session_scope
 from sweep.db.schema import Trial
-from sweep.grid import expand_grid
-from sweep.records import SweepState, read_state, record_plan
-from sweep.runner import RunError, _kernels, make_plan
-from sweep.spec import parse_spec
-from sweep.trial import CheckpointMismatch, run_trial
+from sweep.spec.grid import expand_grid
+from sweep.run.records import SweepState, read_state, record_plan
+from sweep.run.runner import RunError, _kernels, make_plan
+from sweep.spec.spec import parse_spec
+from sweep.run.trial import CheckpointMismatch, run_trial
 
 DATA = synthetic(train_size=256, test_size=64)
 

@@ -4,16 +4,16 @@ import math
 
 import pytest
 
-from sweep.data import synthetic
+from sweep.data.datasets import synthetic
 from sweep.db.engine import init_db, make_engine
 from sweep.db.flags import flags_frame
 from sweep.db.queries import epoch_metrics_frame, trials_frame
-from sweep.grid import expand_grid
+from sweep.spec.grid import expand_grid
 from sweep.measures import DEFAULTS, FLAGS, FlagThresholds, fires, loss_ratio, threshold_of
 from events import record_trials
-from sweep.records import record_plan
-from sweep.spec import parse_spec
-from sweep.stopping import Stopper
+from sweep.run.records import record_plan
+from sweep.spec.spec import parse_spec
+from sweep.run.stopping import Stopper
 
 EPOCHS = 3
 # Thresholds none of which is the default, chosen so that on GRID each flag appears in some trials and not

@@ -22,7 +22,7 @@ SPEC = {**STUDY, "epochs": 3, "grid": {**STUDY["grid"], "activation": ["sigmoid"
 # Both seeds of the first stopped after epoch 1; of the second, seed 0 stopped after epoch 2 and seed 1 failed there.
 STOPPED = {"relu-xavier_uniform-adam-lr0.001": 1, "relu-default-adam-lr0.001": 2}
 FAILED = "relu-default-adam-lr0.001-s1"
-TRACEBACK = ("Traceback (most recent call last):\n  File \"sweep/trial.py\", line 200, in run_trial\n"
+TRACEBACK = ("Traceback (most recent call last):\n  File \"sweep/run/trial.py\", line 200, in run_trial\n"
              "    loss.backward()\nRuntimeError: CUDA error: out of memory <on device 0>\n")
 BEGAN = datetime(2024, 5, 1, 10, 0, 0)
 
@@ -104,7 +104,7 @@ def _click_header(browser, name: str) -> None:
 
 
 def test_a_click_on_a_column_name_sorts_the_rows_and_a_second_click_reverses_them(browser, page, study):
-    from sweep.report import ReportOptions, build_report
+    from sweep.analysis.report import ReportOptions, build_report
 
     table = build_report(make_engine(f"sqlite:///{study}"), "study", ReportOptions("final_test_acc", 3)).table
     rows = list(zip(table["config"], table["final_test_loss"]))

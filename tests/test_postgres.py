@@ -3,7 +3,7 @@
 The server (tests/pg_server.py) listens on 127.0.0.1 with password logins
 only. A small synthetic sweep (2 trials x 3 epochs, 2 at a time) runs on
 SQLite and on PostgreSQL and must store the same rows, value for value; a
-driver killed by SIGKILL at held moments (sweep/hold.py) and rerun must
+driver killed by SIGKILL at held moments (sweep/run/hold.py) and rerun must
 store exactly what the uninterrupted run stored; `sweep report` reads while the sweep is
 held mid-write; `sweep plot` draws the same pictures from either database; a
 wrong password, a closed port and a missing driver each give one line. The password must never appear in any output or file.
@@ -121,10 +121,10 @@ def test_sweep_plot_on_postgresql_draws_what_it_draws_on_sqlite(runs, tmp_path, 
     import matplotlib.image
     import numpy as np
 
-    import sweep.forked
+    import sweep.view.forked
 
     reference, url, _, _ = runs
-    monkeypatch.setattr(sweep.forked, "spare_core", lambda: fork)
+    monkeypatch.setattr(sweep.view.forked, "spare_core", lambda: fork)
     for name, where in (("sqlite", reference), ("postgresql", url)):
         assert main(["plot", "--db", where, "--out", str(tmp_path / name)]) == 0
     pictures = ("accuracy.png", "depth.png", "dynamics.png", "heatmap.png")

@@ -6,11 +6,11 @@ import logging
 import math
 from types import SimpleNamespace
 
-from sweep.grid import expand_grid
-from sweep.ledger import Ledger
-from sweep.progress import Outlook, ProgressPrinter
-from sweep.recorder import Failures, RayLog
-from sweep.spec import parse_spec
+from sweep.spec.grid import expand_grid
+from sweep.run.ledger import Ledger
+from sweep.run.progress import Outlook, ProgressPrinter
+from sweep.run.recorder import Failures, RayLog
+from sweep.spec.spec import parse_spec
 
 CONFIGS = expand_grid(parse_spec({"name": "p", "dataset": "synthetic", "epochs": 2, "grid": {
     "activation": ["relu", "tanh", "elu"], "optimizer": [{"name": "adam", "lr": 0.01}]}}))
@@ -44,7 +44,7 @@ def report(trial, epoch, test_acc=0.5, test_loss=1.0, status="running", resumed_
 
 class Fed:
     """The progress line with the run's ledger before it, as a run calls them (the ledger sees each event
-    first, sweep/ledger.py)."""
+    first, sweep/run/ledger.py)."""
 
     def __init__(self, ledger, printer):
         self.ledger, self.printer = ledger, printer
@@ -229,7 +229,7 @@ def test_time_left_under_asha_matches_a_recorded_sweep():
     and 4), as a recorded sweep ended them: per half, 1 trial of 8 trained 5 epochs, 1 to 4, 2 to 2 and 4
     stopped at 1 (2.125 epochs a trial, as ASHA expects: 1 + 1/2 + 2/4 + 1/8). Halfway, 17 epochs (17 s) are
     left: the estimate says so, where counting every pending trial's 5 epochs said 40 s."""
-    from sweep.stopping import AshaSpec
+    from sweep.run.stopping import AshaSpec
 
     configs = expand_grid(parse_spec({"name": "p", "dataset": "synthetic", "epochs": 5, "grid": {
         "activation": ["relu", "tanh", "elu", "gelu"], "optimizer": [{"name": "adam", "lr": 0.01}],

@@ -10,16 +10,16 @@ from ray.tune.schedulers.async_hyperband import _Bracket
 from ray.tune.schedulers.trial_scheduler import TrialScheduler
 
 from events import record_trials
-from sweep.bundles import start_order
-from sweep.data import Arrays, synthetic
-from sweep.grid import expand_grid, sample_points
+from sweep.run.bundles import start_order
+from sweep.data.datasets import Arrays, synthetic
+from sweep.spec.grid import expand_grid, sample_points
 from sweep.db.engine import init_db, make_engine
-from sweep.records import SweepState, read_state, record_plan
-from sweep.runner import make_plan
-from sweep.spec import parse_spec
-from sweep.spec_optimizer import RangeSpec
-from sweep.stopping import Stopper
-from sweep.trial import run_trial
+from sweep.run.records import SweepState, read_state, record_plan
+from sweep.run.runner import make_plan
+from sweep.spec.spec import parse_spec
+from sweep.spec.optimizer import RangeSpec
+from sweep.run.stopping import Stopper
+from sweep.run.trial import run_trial
 from test_end_to_end import sweep_cli
 
 LR = RangeSpec("lr", "log_uniform", 1e-3, 1.0)
@@ -34,7 +34,7 @@ def sampled_spec(output, name="p", **extra):
                                 "optimizer": [{"name": "sgd", "lr": {"log_uniform": [1e-3, 1]}, "samples": 2}]}})
 
 
-# --------------------------------------------------------------------------- the start order (sweep/bundles.py)
+# --------------------------------------------------------------------------- the start order (sweep/run/bundles.py)
 
 def test_an_asha_sweep_starts_its_trials_in_config_hash_order_not_grid_or_name_order(tmp_path):
     spec = sampled_spec(tmp_path, stop={"asha": {"grace": 1, "reduction": 2}})
@@ -59,7 +59,7 @@ def test_an_asha_sweep_starts_its_trials_in_config_hash_order_not_grid_or_name_o
     assert [t.name for t in start_order(expand_grid(elsewhere))] == by_hash
 
 
-# --------------------------------------------------------------------------- stop rules read validation (sweep/trial.py)
+# --------------------------------------------------------------------------- stop rules read validation (sweep/run/trial.py)
 
 _d = synthetic(512, 200)
 # 20 images, each ten times, once with each label: whatever a network answers, exactly 20 of 200 are right.
@@ -107,7 +107,7 @@ def test_the_chance_rule_reads_validation_accuracy_where_there_is_a_split(tmp_pa
     engine.dispose()
 
 
-# --------------------------------------------------------------------------- the Sobol points (sweep/grid.py)
+# --------------------------------------------------------------------------- the Sobol points (sweep/spec/grid.py)
 
 def test_the_sobol_scramble_is_fixed_the_docstrings_points_and_a_sampled_trials_hash(tmp_path):
     """The scramble decides every sampled value, so every sampled trial's name and config hash: another

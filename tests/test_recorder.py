@@ -15,11 +15,11 @@ from sweep.db.flags import FlagThresholds, flags_frame
 from sweep.db.queries import (SUMMARY_COLUMNS, backfill_config_curves, backfill_epoch_summaries, curves_frame,
                         epoch_metrics_frame, summarize_snapshot, trial_figures)
 from sweep.db.schema import SCHEMA_VERSION, ConfigCurve, EpochMetric, LayerStat, SchemaInfo
-from sweep.grid import expand_grid
-from sweep.recorder import DatabaseRecorder
-from sweep.ledger import Ledger
-from sweep.records import record_plan
-from sweep.spec import parse_spec
+from sweep.spec.grid import expand_grid
+from sweep.run.recorder import DatabaseRecorder
+from sweep.run.ledger import Ledger
+from sweep.run.records import record_plan
+from sweep.spec.spec import parse_spec
 
 SPEC = {"name": "r", "dataset": "synthetic", "epochs": 4,
         "grid": {"activation": ["tanh", "relu"], "optimizer": [{"name": "adam", "lr": 0.01}], "seed": [0, 1]}}

@@ -6,10 +6,10 @@ import math
 import pandas as pd
 import pytest
 
-from sweep.factors import filter_trials, ReportError
-from sweep.intervals import ci95, t95, t_quantile
-from sweep.render import default_columns, format_report, human_view, resolve_columns
-from sweep.report import factor_effects, factor_matrix, rank_configurations, trial_table
+from sweep.analysis.factors import filter_trials, ReportError
+from sweep.analysis.intervals import ci95, t95, t_quantile
+from sweep.analysis.render import default_columns, format_report, human_view, resolve_columns
+from sweep.analysis.report import factor_effects, factor_matrix, rank_configurations, trial_table
 
 
 def results(rows):

@@ -10,10 +10,10 @@ import pytest
 
 from sweep.db.engine import make_engine
 from sweep.cli import main
-from sweep.intervals import t95
-from sweep.render import default_columns, essential_columns, header, human_view, IMPORTANCE
-from sweep.report import factor_matrix, rank_configurations, short_error
-from sweep.results import sweep_results
+from sweep.analysis.intervals import t95
+from sweep.analysis.render import default_columns, essential_columns, header, human_view, IMPORTANCE
+from sweep.analysis.report import factor_matrix, rank_configurations, short_error
+from sweep.analysis.results import sweep_results
 from test_report_db import build, unwrapped
 
 SPEC = {"name": "data", "dataset": "synthetic", "epochs": 4,
@@ -23,7 +23,7 @@ SPEC = {"name": "data", "dataset": "synthetic", "epochs": 4,
                                {"name": "adam", "lr": 0.01}],
                  "seed": [0, 1]}}
 TRACEBACK = ("Failure # 1 (occurred at 2026-12-01_10-00-00)\nTraceback (most recent call last):\n"
-             "  File \"sweep/trial.py\", line 10, in train\n    step()\nRuntimeError: CUDA error: out of memory\n\n")
+             "  File \"sweep/run/trial.py\", line 10, in train\n    step()\nRuntimeError: CUDA error: out of memory\n\n")
 M0, M9, NESTEROV, ADAM = "sgd-lr0.1-momentum0", "sgd-lr0.1-momentum0.9", "sgd-lr0.1-momentum0.9-nesterovtrue", \
     "adam-lr0.01"
 # Test accuracy after epochs 0, 1, ...; 1024 training images per epoch; the sweep's epochs: 4.
@@ -318,7 +318,7 @@ def test_a_narrow_terminal_cuts_names_before_values_and_drops_the_least_importan
 
 def test_the_shown_columns_follow_the_importance_order_at_every_width(capsys, db):
     """Of the columns that may go, those shown are always the most important ones (a prefix of IMPORTANCE)."""
-    from sweep.render import _fit  # the fitting itself, on the real view
+    from sweep.analysis.render import _fit  # the fitting itself, on the real view
 
     engine = make_engine(f"sqlite:///{db}")
     results = sweep_results(engine, "data", 4)

@@ -14,9 +14,9 @@ import pytest
 from sweep.db.engine import init_db, make_engine, session_scope
 from sweep.db.queries import record_results, update_trial
 from sweep.cli import main
-from sweep.grid import expand_grid
-from sweep.records import record_plan
-from sweep.spec import parse_spec
+from sweep.spec.grid import expand_grid
+from sweep.run.records import record_plan
+from sweep.spec.spec import parse_spec
 
 SPEC = {"name": "hand", "dataset": "synthetic", "epochs": 4,
         "grid": {"activation": ["relu", "tanh"], "init": ["default", {"name": "xavier_normal", "gain": "auto"}],
@@ -326,7 +326,7 @@ def test_the_databases_figures_are_trial_results(db_url, tmp_path, threshold):
     from sweep.db import epoch_metrics_frame, trials_frame
     from sweep.db.queries import images_per_epoch, trial_figures
     from reference import trial_results
-    from sweep.results import results_from_figures
+    from sweep.analysis.results import results_from_figures
 
     build(tmp_path, {**SPEC, "database": db_url}, {**TRIALS, "tanh-default-adam-lr0.01-s1": None,
                                                     "relu-default-adam-lr0.01-s1": {"accs": [0.1, 0.8, math.nan,

@@ -117,12 +117,12 @@ WORKER = """
 import json, sys
 import torch
 torch.set_num_threads(1)
-from sweep.data import synthetic
-from sweep.grid import expand_grid
+from sweep.data.datasets import synthetic
+from sweep.spec.grid import expand_grid
 from sweep.measures import CLASSES
-from sweep.spec import parse_spec, parse_stop
-from sweep.stopping import Stopper
-from sweep.trial import run_bundle
+from sweep.spec.spec import parse_spec, parse_stop
+from sweep.run.stopping import Stopper
+from sweep.run.trial import run_bundle
 spec = parse_spec({"name": "w", "dataset": {"name": "synthetic", "train_limit": 128, "test_limit": 64},
                    "epochs": 2, "batch_size": 32, "stats_every": 2, "output": sys.argv[1],
                    "grid": {"activation": ["relu", "tanh"], "init": ["xavier_uniform"],
@@ -142,7 +142,7 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("sqlalchem
 
 
 def test_a_trial_workers_code_imports_neither_sqlalchemy_nor_pandas(tmp_path):
-    """A fresh interpreter runs what a trial worker runs (sweep.trial.run_bundle with every stop rule and ASHA)
+    """A fresh interpreter runs what a trial worker runs (sweep.run.trial.run_bundle with every stop rule and ASHA)
     for its epochs: neither SQLAlchemy, pandas nor sweep.db is imported."""
     done = subprocess.run([sys.executable, "-c", WORKER, str(tmp_path)], env={**os.environ, "PYTHONPATH": str(ROOT)},
                           capture_output=True, text=True, timeout=300)

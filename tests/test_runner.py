@@ -8,9 +8,9 @@ import yaml
 from sweep.db.engine import init_db, make_engine, session_scope
 from sweep.db.schema import SCHEMA_VERSION, SchemaInfo
 from sweep.cli import main
-from sweep.grid import bundle_name, expand_grid
-from sweep.bundles import FUSE_GPU_MAX, bundle_size, plan_bundles
-from sweep.spec import parse_spec
+from sweep.spec.grid import bundle_name, expand_grid
+from sweep.run.bundles import FUSE_GPU_MAX, bundle_size, plan_bundles
+from sweep.spec.spec import parse_spec
 
 
 def test_a_run_refused_by_its_database_leaves_no_folder_lock_or_row(tmp_path, capsys, monkeypatch):
@@ -62,7 +62,7 @@ def finished_sweep(tmp_path, statuses: dict[str, tuple[str, int]]):
     """A sweep spec of three configurations whose trials the database already holds with `statuses` (by
     activation: (status, epochs done))."""
     from sweep.db.queries import update_trial
-    from sweep.records import record_plan
+    from sweep.run.records import record_plan
 
     spec = parse_spec({"name": "t", "dataset": {"name": "synthetic", "train_limit": 64, "test_limit": 32},
                        "epochs": 2, "grid": {"activation": list(statuses), "optimizer": [{"name": "adam", "lr": 0.01}]},
@@ -83,7 +83,7 @@ def finished_sweep(tmp_path, statuses: dict[str, tuple[str, int]]):
 def test_nothing_left_to_do_says_so_without_starting_ray(tmp_path, monkeypatch):
     import io
 
-    import sweep.runner as runner
+    import sweep.run.runner as runner
 
     def no_ray(*args):
         raise AssertionError("Ray started")
@@ -107,7 +107,7 @@ def test_nothing_left_to_do_says_so_without_starting_ray(tmp_path, monkeypatch):
     (lambda base: base / "file" / "x", True, "folder {base}/file/x cannot be made: {base}/file is not a folder"),
 ])
 def test_a_folder_to_write_into_is_checked_without_making_anything(tmp_path, make, parents, message):
-    from sweep.cluster import FolderError, writable_folder
+    from sweep.run.cluster import FolderError, writable_folder
 
     (tmp_path / "file").write_text("x")
     folder = make(tmp_path)
@@ -123,7 +123,7 @@ def test_a_folder_to_write_into_is_checked_without_making_anything(tmp_path, mak
 def test_a_read_only_folder_is_refused_in_one_line(tmp_path):
     import subprocess
 
-    from sweep.cluster import writable_folder
+    from sweep.run.cluster import writable_folder
 
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -131,7 +131,7 @@ def test_a_read_only_folder_is_refused_in_one_line(tmp_path):
     probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
                             'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && exec "$2" -c "$3" "$1"',
                             "sh", str(ro), sys.executable,
-                            "import sys; from pathlib import Path; from sweep.cluster import FolderError, writable_folder\n"
+                            "import sys; from pathlib import Path; from sweep.run.cluster import FolderError, writable_folder\n"
                             "for f in (Path(sys.argv[1]), Path(sys.argv[1]) / 'plots'):\n"
                             "    try: writable_folder(f)\n"
                             "    except FolderError as e: print(e)\n"],

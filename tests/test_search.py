@@ -7,9 +7,9 @@ import sys
 import pytest
 import yaml
 
-from sweep.grid import expand_grid, sample_points
-from sweep.spec import SpecError, parse_spec
-from sweep.spec_optimizer import RangeSpec
+from sweep.spec.grid import expand_grid, sample_points
+from sweep.spec.spec import SpecError, parse_spec
+from sweep.spec.optimizer import RangeSpec
 from sweep_process import ENV
 
 

@@ -6,8 +6,8 @@ import yaml
 from hypothesis import given, settings, strategies as st
 
 from sweep.cli import main
-from sweep.grid import expand_grid
-from sweep.spec import SpecError, load_spec, parse_spec
+from sweep.spec.grid import expand_grid
+from sweep.spec.spec import SpecError, load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,11 +6,11 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from sweep.grid import expand_grid
-from sweep.ledger import Ledger
-from sweep.records import SweepState
-from sweep.runner import make_plan
-from sweep.spec import parse_spec
+from sweep.spec.grid import expand_grid
+from sweep.run.ledger import Ledger
+from sweep.run.records import SweepState
+from sweep.run.runner import make_plan
+from sweep.spec.spec import parse_spec
 from sweep.status import STORED, Status, TrialReport, finished, stopped_early
 
 # (status, epochs done) -> finished for a sweep of 3 epochs, stopped early
@@ -57,7 +57,7 @@ def report(cfg, epoch, status="running", resumed_from=None):
 
 
 def test_the_ledger_says_what_each_event_changed():
-    from sweep.recorder import Failures
+    from sweep.run.recorder import Failures
 
     a, b, c, d = expand_grid(parse_spec({"name": "l", "dataset": "synthetic", "epochs": 3, "grid": {
         "activation": ["relu", "tanh", "elu", "gelu"], "optimizer": [{"name": "adam", "lr": 0.01}]}}))

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from sweep.data import load_dataset
-from sweep.grid import expand_grid
-from sweep.hparams import write_experiment
-from sweep.spec import parse_spec
-from sweep.stopping import Stopper
-from sweep.trial import run_trial
+from sweep.data.datasets import load_dataset
+from sweep.spec.grid import expand_grid
+from sweep.run.hparams import write_experiment
+from sweep.spec.spec import parse_spec
+from sweep.run.stopping import Stopper
+from sweep.run.trial import run_trial
 
 
 RAW = {"name": "tbsweep", "dataset": "synthetic", "epochs": 2, "batch_size": 32, "stats_every": 4,

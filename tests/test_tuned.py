@@ -1,4 +1,4 @@
-"""A fair comparison (sweep.tuning): each configuration at its own best learning rate, chosen on the
+"""A fair comparison (sweep.analysis.tuning): each configuration at its own best learning rate, chosen on the
 validation split, with the test figure of that choice beside it; edge flags; the same in --by, csv and json."""
 import html
 import json
@@ -80,10 +80,10 @@ def test_tuning_png_draws_each_trial_against_lr_and_stars_the_choice(db, tmp_pat
     spans 100x), a panel per activation, each group's chosen lr starred, no legend over a point."""
     from test_plot import points_under_legends
 
-    from sweep import plot as plot_module
+    from sweep.view import plot as plot_module
     from sweep.db.engine import make_engine
-    from sweep.results import sweep_results
-    from sweep.tuning_plot import CHOSEN, plot_tuning, tuned_factors_to_draw
+    from sweep.analysis.results import sweep_results
+    from sweep.view.tuning_plot import CHOSEN, plot_tuning, tuned_factors_to_draw
 
     engine = make_engine(f"sqlite:///{db}")
     results = sweep_results(engine, "tuned", 2)
@@ -91,7 +91,7 @@ def test_tuning_png_draws_each_trial_against_lr_and_stars_the_choice(db, tmp_pat
     assert tuned_factors_to_draw(results, ["lr"]) == ["lr"]
     figures = []
     save = plot_module._save
-    import sweep.tuning_plot as tuning_plot
+    import sweep.view.tuning_plot as tuning_plot
     tuning_plot._save = lambda fig, path: (figures.append(fig), save(fig, path))[1]
     try:
         path = plot_tuning(results, "final_val_acc", "lr", ["lr"], True, tmp_path / "tuning.png")
@@ -118,10 +118,10 @@ def test_validation_examples_never_reach_a_training_batch_for_any_seed(tmp_path)
     import numpy as np
     import torch
 
-    from sweep.data import Arrays
-    from sweep.grid import expand_grid
-    from sweep.spec import parse_spec
-    from sweep.trial import run_trial
+    from sweep.data.datasets import Arrays
+    from sweep.spec.grid import expand_grid
+    from sweep.spec.spec import parse_spec
+    from sweep.run.trial import run_trial
 
     rng = np.random.default_rng(0)
     data = Arrays(rng.uniform(0, 0.9, (256, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 256),
@@ -159,7 +159,7 @@ def test_the_tuned_view_is_the_same_on_postgresql_as_on_sqlite(db_url, tmp_path,
 
 def test_the_page_shows_the_tuned_view_where_the_spec_tunes(db):
     from sweep.db.engine import make_engine
-    from sweep.page import PageOptions, build_page
+    from sweep.view.page import PageOptions, build_page
 
     engine = make_engine(f"sqlite:///{db}")
     page = build_page(engine, "tuned", PageOptions("final_val_acc", 2))
@@ -167,7 +167,7 @@ def test_the_page_shows_the_tuned_view_where_the_spec_tunes(db):
     section = page[page.index('<section id="tuned">'):page.index("</section>", page.index('<section id="tuned">'))]
     assert "Each configuration at its best lr" in section and "chosen on final_val_acc" in section
     assert section.count("<tr") == 3 and "edge lr" in section  # the names, relu at 0.1, tanh at 1 (an edge)
-    # The pictures are sweep plot's (sweep.pictures): the heat map at each cell's best lr, and tuning.png.
+    # The pictures are sweep plot's (sweep.view.pictures): the heat map at each cell's best lr, and tuning.png.
     pictures = page[page.index('<section id="pictures"'):page.index("</section>", page.index('id="pictures"'))]
     captions = [html.unescape(c.split("</figcaption>")[0]) for c in pictures.split("<figcaption>")[1:]]
     assert captions[-2:] == ["mean final_val_acc by activation x init, each at its best lr",
@@ -177,9 +177,9 @@ def test_the_page_shows_the_tuned_view_where_the_spec_tunes(db):
 def test_the_heat_map_shows_each_cell_at_its_own_best_lr(db, tmp_path):
     from test_plot import points_under_legends  # noqa: F401 (the plot tests' helpers load matplotlib's Agg)
 
-    from sweep import plot as plot_module
+    from sweep.view import plot as plot_module
     from sweep.db.engine import make_engine
-    from sweep.results import sweep_results
+    from sweep.analysis.results import sweep_results
 
     engine = make_engine(f"sqlite:///{db}")
     results = sweep_results(engine, "tuned", 2)
@@ -201,7 +201,7 @@ def test_the_heat_map_shows_each_cell_at_its_own_best_lr(db, tmp_path):
 @pytest.mark.parametrize("value, edge", [(1.2e-3, True), (0.0016, True), (0.03, False), (0.5, False), (6.0, True)])
 def test_an_edge_of_a_log_range_is_its_outer_tenth_on_the_log_scale(value, edge):
     """[1e-3, 10] spans 4 decades: its outer tenths end at 10^-2.6 (0.00251) and 10^0.6 (3.98)."""
-    from sweep.tuning import edges
+    from sweep.analysis.tuning import edges
 
     ranges = {"lr": {"kind": "log_uniform", "low": 1e-3, "high": 10.0}}
     assert edges({"lr": value}, {"lr": [value]}, ranges) == (["lr"] if edge else [])

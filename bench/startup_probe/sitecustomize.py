@@ -30,17 +30,17 @@ IMPORTS = {"torch", "torch._dynamo", "ray", "ray.tune", "sqlalchemy", "pandas", 
            "torch.utils.tensorboard", "torchvision", "yaml"}
 # Functions timed on every call: module -> (object path within it, ...).
 CALLS = {
-    "sweep.spec": ("load_spec",),
-    "sweep.runner": ("load_dataset", "check_settings", "read_state", "_open_database", "record_plan",
+    "sweep.spec.spec": ("load_spec",),
+    "sweep.run.runner": ("load_dataset", "check_settings", "read_state", "_open_database", "record_plan",
                      "write_experiment", "_tune"),
-    "sweep.bundles": ("member_bytes", "free_gpu_bytes"),
-    "sweep.cluster": ("_start_local",),
+    "sweep.run.bundles": ("member_bytes", "free_gpu_bytes"),
+    "sweep.run.cluster": ("_start_local",),
     "ray": ("shutdown",),
     "ray.tune": ("with_parameters", "Tuner.fit"),
-    "sweep.recorder": ("DatabaseRecorder.on_trial_start", "DatabaseRecorder.on_trial_result",
+    "sweep.run.recorder": ("DatabaseRecorder.on_trial_start", "DatabaseRecorder.on_trial_result",
                        "DatabaseRecorder.on_step_end", "DatabaseRecorder.on_trial_complete",
                        "DatabaseRecorder.on_experiment_end", "DatabaseRecorder.flush"),
-    "sweep.trial": ("ray_trainable", "run_bundle", "_Member.__init__", "_Member.save"),
+    "sweep.run.trial": ("ray_trainable", "run_bundle", "_Member.__init__", "_Member.save"),
     "sweep.models.fused": ("FusedNet.__init__", "FusedNet.evaluate"),
     "sweep.models.graph": ("StepRunner.step",),
 }

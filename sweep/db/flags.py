@@ -40,7 +40,7 @@ from sqlalchemy.orm import aliased
 
 from sweep.db.queries import last_epoch_read
 from sweep.db.schema import EpochMetric, LayerStat, Sweep, Trial
-# The thresholds and tests, shared with the stop rules that act on the same measures (sweep/stopping.py).
+# The thresholds and tests, shared with the stop rules that act on the same measures (sweep/run/stopping.py).
 from sweep.measures import FlagThresholds, passes, threshold_of  # FlagThresholds: imported from here too
 from sweep.status import Status
 

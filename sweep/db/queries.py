@@ -209,7 +209,7 @@ def record_results(session: Session, results: Sequence[tuple[int, dict[str, Any]
 
 
 def record_rungs(session: Session, decisions: Sequence[tuple[int, dict[str, Any]]]) -> None:
-    """Upsert ASHA decisions, each (trial_id, the `rung` of its report: sweep.stopping.Rungs.judge's dict),
+    """Upsert ASHA decisions, each (trial_id, the `rung` of its report: sweep.run.stopping.Rungs.judge's dict),
     in the order they were made; a NaN value is stored as NULL. A replayed report keeps its row.
     Example: record_rungs(s, [(7, {"rung": 0, "milestone": 1.0, "epoch": 1, "value": 0.8, "continued": True})])
     """
@@ -222,7 +222,7 @@ def record_rungs(session: Session, decisions: Sequence[tuple[int, dict[str, Any]
 def rung_results(engine: Engine, sweep: str) -> list[dict[str, Any]]:
     """The sweep's ASHA decisions in the order they were recorded, each with its trial's config hash,
     seed, rung, milestone, epoch, value (None where NaN) and continued: what a rerun seeds its rung store with
-    (sweep.stopping.Rungs.seed). Example: rung_results(engine, "fashion-activations")[0]["continued"]"""
+    (sweep.run.stopping.Rungs.seed). Example: rung_results(engine, "fashion-activations")[0]["continued"]"""
     stmt = (select(Trial.config_hash, Trial.seed, RungResult.rung, RungResult.milestone, RungResult.epoch,
                    RungResult.value, RungResult.continued)
             .join(Trial, Trial.trial_id == RungResult.trial_id).join(Sweep, Sweep.sweep_id == Trial.sweep_id)

@@ -193,7 +193,7 @@ class ConfigCurve(Base):
 
 
 class RungResult(Base):
-    """One ASHA decision (sweep/stopping.py): a trial judged at a rung, the milestone's index k (the rung
+    """One ASHA decision (sweep/run/stopping.py): a trial judged at a rung, the milestone's index k (the rung
     at grace * reduction**k epochs, `milestone`), at `epoch` (the first at or past it, as Ray judges), its
     metric `value` there as reported (NULL where NaN), and whether it `continued`. Written with the report
     that carries the decision (db.queries.record_rungs); a rerun's rung store is seeded from these rows

@@ -14,7 +14,7 @@ unset, a failure on some card or torch version) every step runs eagerly and
 `reason` says why, once, in the trial's log: never a crash, never a silent
 difference.
 
-Capture is opt-in (SWEEP_CUDA_GRAPHS=1) until the GPU check (bench/gpu_check.sh)
+Capture is opt-in (SWEEP_CUDA_GRAPHS=1) until the GPU check (bench/gpu/gpu_check.sh)
 has compared graph and eager steps on a card: no GPU has run this code yet.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ GRAPHS_ENV = "SWEEP_CUDA_GRAPHS"
 # step, SGD's momentum buffers) must exist before capture, and CUDA's libraries warm up their workspaces.
 WARMUP_STEPS = 3
 
-log = logging.getLogger("sweep.trial")
+log = logging.getLogger("sweep.run.trial")
 
 
 def why_no_graphs(device: torch.device) -> str | None:

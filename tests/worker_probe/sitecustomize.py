@@ -1,7 +1,7 @@
 """A probe of trial workers, for tests/test_rerun.py: Python imports `sitecustomize` at start-up from the
 first folder of its path holding one; a test puts this folder first on the PYTHONPATH of `sweep run`, which
 the driver passes to Ray's processes. With SWEEP_WORKER_PROBE=<folder> set, every process that imports
-sweep.trial writes <folder>/<pid>.json after each run_bundle: the modules of SQLAlchemy, pandas and
+sweep.run.trial writes <folder>/<pid>.json after each run_bundle: the modules of SQLAlchemy, pandas and
 sweep.db in its sys.modules, and its private memory (Private_Clean + Private_Dirty of
 /proc/self/smaps_rollup, kB). Unset, it does nothing."""
 from __future__ import annotations
@@ -46,7 +46,7 @@ if FOLDER:
 
     class _Finder(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path, target=None):
-            if name != "sweep.trial":
+            if name != "sweep.run.trial":
                 return None
             spec = importlib.machinery.PathFinder.find_spec(name, path)
             if spec is None:

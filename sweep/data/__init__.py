@@ -1,0 +1,1 @@
+"""Data sets: loaded into memory once per run, with the validation split."""

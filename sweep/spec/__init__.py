@@ -1,0 +1,1 @@
+"""The spec: read and checked once, its optimizer entries and ranges, the grid's trials."""
