@@ -1,20 +1,26 @@
 """Fused trials through the one training loop: run_bundle vs run_trial (its one-member case).
 
-Tolerance. A bundle computes each member's sums in another order (a grouped
-conv, a batched matmul; tests/test_fused.py bounds a single step's loss at
-1e-5 relative), and a few hundred training steps amplify that rounding, so
-epoch metrics are compared at 1e-3 relative (losses) and within 2 test
-examples (accuracy, on a 100-example test set): a member trained on another
-member's batches or hyper-parameters misses both by orders of magnitude.
-Statistics rows: mean, std and p98 within 2e-3 (activations: 1.2e-3 measured for fc1's p98 after
-two epochs at SGD lr 0.05, momentum 0.9, once the bundle's convolutions ran channels-last like the
-unfused trial's) or 5e-2
-(weight gradients: single gradient entries drift further than the losses,
-conv1's p98 measured up to 2.1e-2 here) of the row's scale (its largest
-|mean|, std, |p98|); the fractions (zero, dead, saturated) within two units
-of the narrowest layer (fc2, 84 units); None (does not apply), NaN and the
-row's keys exactly. A member given another member's slice, activation or
-bounds misses them by far more.
+Tolerances, derived. A bundle computes each member's sums in another order (a
+grouped conv, a batched matmul). In float32 training grows that rounding
+without a bound one can derive (a ReLU input or a gradient within rounding of
+zero goes one way fused, the other way alone: tests/test_fused.py), so every
+trial here trains in float64 (the `float64` fixture: torch's default dtype and
+the data; the loop is the same; the initial weights are drawn in float64 too,
+other values than a float32 trial's). Losses: a step's rounding moves a value by
+EPS64 (2.2e-16) x at most 19,515 terms (LeNet's conv1 gradient at a batch of
+32; tests/rounding.py) x TERMS_FACTOR, at most 30 such steps, each grown by
+training up to 1000 times (a stated allowance): LOSS_RTOL, 5.2e-7. Accuracy:
+the same count but for an example whose two top logits tie within that (in
+practice none): one example. Statistics are computed in float32 from those
+values: each value rounds to float32 once on either side (EPS / 2 each), so
+p98 within EPS of the row's scale (its largest |mean|, std, |p98|), mean and
+std within that plus their own sum of the layer's n values in another order
+(n EPS x their rms, at most sqrt(2) x the scale); a fraction (zero, dead,
+saturated) moves only for a value within LOSS_RTOL of a threshold, fewer than
+one in expectation: one unit of the narrowest layer (fc2, 84 units). None
+(does not apply), NaN and the row's keys exactly. A member trained on another
+member's batches or hyper-parameters, or given another member's slice,
+activation or bounds, misses by orders of magnitude.
 """
 import math
 from dataclasses import replace
@@ -25,16 +31,41 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from sweep.models.fused import FusedNet
-from sweep.data import synthetic
-from sweep.grid import expand_grid
-from sweep.spec import parse_spec
-from sweep.trial import CHECKPOINT, run_bundle, run_trial
+from sweep.models.nets import LeNet, weight_layers
+from sweep.data.datasets import synthetic
+from sweep.spec.grid import expand_grid
+from sweep.spec.spec import parse_spec
+from sweep.run.trial import CHECKPOINT, run_bundle, run_trial
+from rounding import EPS, EPS64, TERMS_FACTOR
 
-DATA = synthetic(train_size=320, test_size=100)
-LOSS_RTOL = 1e-3
-ACC_ATOL = 2 / 100
-STAT_RTOL = {"activation": 2e-3, "gradient": 5e-2}
-FRACTION_ATOL = 2 / 84
+SYNTHETIC = synthetic(train_size=320, test_size=100)
+# The same examples in float64 (module docstring).
+DATA = replace(SYNTHETIC, train_x=SYNTHETIC.train_x.astype("float64"), test_x=SYNTHETIC.test_x.astype("float64"))
+BATCH = 32
+LOSS_RTOL = EPS64 * 19_515 * TERMS_FACTOR * 30 * 1000
+ACC_ATOL = 1 / 100
+FRACTION_ATOL = 1 / 84
+
+
+def _values_per_row() -> dict[tuple[str, str], int]:
+    """How many values each of LeNet's statistics rows reads at a batch of BATCH, by (layer, kind)."""
+    net = LeNet("tanh")
+    _, acts = net(torch.zeros(BATCH, 1, 28, 28))
+    return {**{(layer, "activation"): a.numel() for layer, a in acts.items()},
+            **{(layer, "gradient"): w.numel() for layer, w in weight_layers(net).items()}}
+
+
+VALUES_PER_ROW = _values_per_row()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def float64():
+    """Trials built and trained in float64 (module docstring): torch's default dtype, for the networks run_trial
+    builds, and DATA's arrays. Statistics stay float32 (models.stats)."""
+    dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(dtype)
 
 
 def configs(out: Path, epochs: int = 2, **grid):
@@ -73,12 +104,16 @@ def assert_stats_close(fused: dict, alone: dict) -> None:
     assert fused.keys() == alone.keys(), where
     finite = [abs(alone[k]) for k in ("mean", "std", "p98") if alone[k] is not None and math.isfinite(alone[k])]
     scale = max(finite, default=0.0)
+    within = (EPS + LOSS_RTOL) * scale
+    own_sum = EPS * VALUES_PER_ROW[alone["layer"], alone["kind"]] * math.sqrt(2) * scale
     for key, expected in alone.items():
         have = fused[key]
         if key in ("epoch", "step", "layer", "kind") or expected is None or not math.isfinite(expected):
             assert have == expected or (have != have and expected != expected), (where, key, have, expected)
-        elif key in ("mean", "std", "p98"):
-            assert abs(have - expected) <= STAT_RTOL[alone["kind"]] * scale, (where, key, have, expected)
+        elif key == "p98":
+            assert abs(have - expected) <= within, (where, key, have, expected)
+        elif key in ("mean", "std"):
+            assert abs(have - expected) <= within + own_sum, (where, key, have, expected)
         else:  # zero_frac, dead_frac, sat_frac
             assert abs(have - expected) <= FRACTION_ATOL, (where, key, have, expected)
 
@@ -100,8 +135,10 @@ def test_every_member_reports_as_its_unfused_trial(eight):
     assert fused.keys() == alone.keys() and len(fused) == 8
     for key in alone:
         assert_close(fused[key], alone[key])
-        # Before any training the weights are bit-identical: only the summation order differs.
-        assert fused[key][0]["test_loss"] == pytest.approx(alone[key][0]["test_loss"], rel=1e-6)
+        # Before any training the weights are bit-identical: only the summation order differs, on the path to
+        # the mean loss of the 100 test examples EPS64 x (683 + 10 + 100) terms x TERMS_FACTOR = 7e-13.
+        assert fused[key][0]["test_loss"] == pytest.approx(alone[key][0]["test_loss"],
+                                                           rel=EPS64 * (683 + 10 + 100) * TERMS_FACTOR)
 
 
 def test_every_member_keeps_its_own_tensorboard_folder_and_checkpoint(eight):
@@ -114,6 +151,7 @@ def test_every_member_keeps_its_own_tensorboard_folder_and_checkpoint(eight):
         assert [e.step for e in acc.Scalars("activation/conv1/std")] == [128, 256, 320, 448, 576, 640]
         ckpt = torch.load(folder / CHECKPOINT, weights_only=True)
         assert ckpt["state"]["epoch"] == 2
+        assert {p.dtype for p in ckpt["model"].values()} == {torch.float64}  # trained as the tolerances assume
         assert set(ckpt["model"]) == {f"{layer}.{p}" for layer in ("conv1", "conv2", "fc1", "fc2", "fc3")
                                       for p in ("weight", "bias")}
 
@@ -141,12 +179,13 @@ def test_a_sweep_stopped_one_way_resumes_the_other(tmp_path, eight, first, then)
 
 
 def test_a_diverging_member_leaves_the_bundle_and_the_others_go_on(tmp_path):
+    # float64 reaches 1e308: a learning rate of 1e6 does not overflow it in two epochs, 1e300 in the first.
     grid = {"activation": ["relu", "tanh"], "init": ["xavier_uniform"],
-            "optimizer": [{"name": "sgd", "lr": [1e6, 0.05]}]}
+            "optimizer": [{"name": "sgd", "lr": [1e300, 0.05]}]}
     cfgs = configs(tmp_path / "fused", **grid)
     names = [c.name for c in cfgs]
-    assert names == ["relu-xavier_uniform-sgd-lr1e+06-s0", "relu-xavier_uniform-sgd-lr0.05-s0",
-                     "tanh-xavier_uniform-sgd-lr1e+06-s0", "tanh-xavier_uniform-sgd-lr0.05-s0"]
+    assert names == ["relu-xavier_uniform-sgd-lr1e+300-s0", "relu-xavier_uniform-sgd-lr0.05-s0",
+                     "tanh-xavier_uniform-sgd-lr1e+300-s0", "tanh-xavier_uniform-sgd-lr0.05-s0"]
     fused, alone = [], []
     run_bundle(cfgs, DATA, fused.append)
     for c in configs(tmp_path / "alone", **grid):
@@ -165,7 +204,7 @@ def test_a_diverging_member_leaves_the_bundle_and_the_others_go_on(tmp_path):
 def test_members_checkpointed_at_different_epochs_train_in_turn(tmp_path, monkeypatch):
     """A bundle whose members stand at epochs 1 and 2 trains one stacked network per starting epoch
     and ends where the members' uninterrupted unfused runs end."""
-    import sweep.trial
+    import sweep.run.trial
 
     three = configs(tmp_path / "resumed", epochs=3)
     # Per starting epoch a sigmoid and a relu member, one with SGD and one with Adam.
@@ -185,7 +224,7 @@ def test_members_checkpointed_at_different_epochs_train_in_turn(tmp_path, monkey
         stacked.append(len(modules))
         return FusedNet(modules, *args, **kwargs)
 
-    monkeypatch.setattr(sweep.trial, "FusedNet", recording)
+    monkeypatch.setattr(sweep.run.trial, "FusedNet", recording)
     resumed = []
     run_bundle(cfgs, DATA, resumed.append)
     assert stacked == [2, 2]  # the members at epoch 1 together, then those at epoch 2

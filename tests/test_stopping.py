@@ -1,14 +1,15 @@
-"""Stop rules and ASHA (sweep/stopping.py): decisions on hand-made results, then real trials, fused and not."""
+"""Stop rules and ASHA (sweep/run/stopping.py): decisions on hand-made results, then real trials, fused and not."""
 from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
-from sweep.data import Arrays, synthetic
-from sweep.grid import expand_grid
-from sweep.spec import SpecError, parse_spec
-from sweep.stopping import AshaSpec, Rungs, StopRule, StopSpec, Stopper, first_stop, rule_reason, rung_epochs
-from sweep.trial import run_bundle, run_trial
+from sweep.data.datasets import Arrays, synthetic
+from sweep.spec.grid import expand_grid
+from sweep.spec.spec import SpecError, parse_spec
+from sweep.run.stopping import AshaSpec, Rungs, StopRule, StopSpec, Stopper, first_stop, rule_reason, rung_epochs
+from sweep.run.trial import run_bundle, run_trial
 
 _d = synthetic(512, 400)
 _balanced = np.concatenate([np.flatnonzero(_d.test_y == c)[:20] for c in range(10)])
@@ -197,7 +198,11 @@ def test_fused_and_unfused_stop_the_same_trials_at_the_same_epochs(tmp_path):
     for h_, rs in by_trial(fused).items():
         other = by_trial(alone)[h_]
         assert [r["epoch"] for r in rs] == [r["epoch"] for r in other]
-        np.testing.assert_allclose([r["test_loss"] for r in rs], [r["test_loss"] for r in other], rtol=1e-4)
+        # Before training, on the same weights, the sums in another order: the loss of the 200 test examples
+        # within EPS x (683 + 10 + 200) terms x 4 = 4.3e-4 (tests/rounding.py). Later epochs part by more than
+        # float32 lets one derive; tests/test_bundle.py holds whole epochs alike in float64.
+        assert rs[0]["test_loss"] == pytest.approx(other[0]["test_loss"],
+                                                   rel=torch.finfo(torch.float32).eps * (683 + 10 + 200) * 4)
 
 
 def test_a_stopped_trial_resumed_to_the_end_equals_one_never_stopped(tmp_path):
@@ -216,7 +221,7 @@ def test_a_stopped_trial_resumed_to_the_end_equals_one_never_stopped(tmp_path):
 
 
 def test_a_rerun_keeps_a_stop_while_its_rule_still_holds_and_exempts_resumed_trials():
-    from sweep.stopping import stays_stopped
+    from sweep.run.stopping import stays_stopped
 
     history = h({"test_acc": 0.1}, {"test_acc": 0.1}, {"test_acc": 0.5})
     same = StopSpec((StopRule("chance", 0.02, 2),))
