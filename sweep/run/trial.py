@@ -233,19 +233,10 @@ class _Member:
             self.writer.close()
 
 
-def run_trial(
-    cfg: TrialConfig,
-    data: Arrays,
-    report: Callable[[dict[str, Any]], None],
-    device: str | torch.device = "cpu",
-    tensorboard: bool = True,
-    node: str | None = None,
-    stopper: Stopper | None = None,
-    kernels: str | None = None,
-    threads: int | None = None,
-) -> None:
-    """Train `cfg` on `data`, calling `report` once before training and after each epoch: a one-member bundle."""
-    run_bundle([cfg], data, report, device, tensorboard, node, stopper, kernels, threads)
+def run_trial(cfg: TrialConfig, data: Arrays, report: Callable[[dict[str, Any]], None], *args, **options) -> None:
+    """Train `cfg` on `data`, calling `report` once before training and after each epoch: a one-member bundle
+    (run_bundle's arguments after these three, as run_bundle takes them)."""
+    run_bundle([cfg], data, report, *args, **options)
 
 
 def run_bundle(
