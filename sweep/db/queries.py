@@ -178,7 +178,7 @@ def trial_kernels(session: Session, sweep: str) -> dict[str, str]:
         select(Trial.config_hash, Trial.kernels)
         .join(Sweep, Sweep.sweep_id == Trial.sweep_id).where(Sweep.name == sweep, Trial.kernels.is_not(None))
     )
-    return dict(rows.tuples().all())
+    return {h: k for h, k in rows}
 
 
 def _flag_nans(row: dict[str, Any], trial_id: int) -> dict[str, Any]:
