@@ -35,42 +35,36 @@ def baseline_code(commit: str) -> Iterator[Path]:
         for package in ("db", "models"):
             if package in top:
                 (Path(folder) / "sweep" / package).symlink_to(Path("..") / package)
+        _grouped_names(Path(folder) / "sweep")
         yield Path(folder)
 
 
-def schema_version(tree: Path) -> int:
-    """The schema version the code in `tree` reads (its db/schema.py's SCHEMA_VERSION)."""
-    found = re.search(r"^SCHEMA_VERSION = (\d+)$", (Path(tree) / "sweep" / "db" / "schema.py").read_text(), re.M)
-    return int(found.group(1))
+# Where each module of a commit before sweep/ was grouped by stage lives now (sweep.trial -> sweep.run.trial).
+GROUPED = {
+    "spec": {"spec": "spec", "checks": "spec_checks", "optimizer": "spec_optimizer", "grid": "grid"},
+    "run": {m: m for m in ("runner", "records", "bundles", "cluster", "trial", "hold", "stopping", "recorder",
+                           "progress", "ledger", "hparams")},
+    "analysis": {m: m for m in ("results", "report", "factors", "intervals", "render", "tuning", "findings")},
+    "view": {m: m for m in ("pictures", "plot", "plot_dynamics", "tuning_plot", "forked", "page", "page_html")},
+}
 
 
-@contextmanager
-def database_for(tree: Path, db: Path) -> Iterator[Path]:
-    """The SQLite database `db` as the code in `tree` reads it: `db` itself where that code reads this
-    tree's schema version, else a temporary copy with what the later versions added taken away (they
-    only add columns, indexes and tables; db.schema lists them), removed after. An older commit refuses
-    a newer database, and this tree upgrades an older one in place: each gets the same sweep in its
-    own version."""
-    from sweep.db.schema import NEW_TABLES, SCHEMA_VERSION, UPGRADES
-
-    version = schema_version(tree)
-    if version == SCHEMA_VERSION:
-        yield db
+def _grouped_names(package: Path) -> None:
+    """In a tree from before the grouping, the grouped names as aliases of its flat modules, so that a script
+    importing sweep.run.trial runs on either: a package per stage whose modules are the flat ones
+    (sys.modules); where a stage has an old module's name (sweep/spec.py, sweep/data.py), its package runs that
+    module's code and is its own module of that name (sweep.spec.spec, sweep.data.datasets)."""
+    if (package / "run").exists() or not (package / "trial.py").exists():
         return
-    with tempfile.TemporaryDirectory(prefix=f"sweep-v{version}-") as folder:
-        copy = Path(folder) / db.name
-        shutil.copyfile(db, copy)
-        with contextlib.closing(sqlite3.connect(copy)) as conn:
-            for v in range(SCHEMA_VERSION, version, -1):
-                for table in NEW_TABLES.get(v, ()):
-                    conn.execute(f"DROP TABLE {table}")
-                for statement in reversed(UPGRADES[v]):
-                    if index := re.match(r"CREATE INDEX (\w+)", statement):
-                        conn.execute(f"DROP INDEX {index.group(1)}")
-                    elif column := re.match(r"ALTER TABLE (\w+) ADD COLUMN (\w+)", statement):
-                        conn.execute(f"ALTER TABLE {column.group(1)} DROP COLUMN {column.group(2)}")
-                    else:
-                        raise ValueError(f"cannot undo {statement!r}")
-            conn.execute("UPDATE schema_info SET version = ?", (version,))
-            conn.commit()
-        yield copy
+    for stage, names in {**GROUPED, "data": {}}.items():
+        (package / stage).mkdir()
+        aliases = {name: old for name, old in names.items() if old != stage and (package / f"{old}.py").exists()}
+        lines = ["import importlib, sys", "from pathlib import Path"]
+        if (package / f"{stage}.py").exists():
+            (package / f"{stage}.py").rename(package / stage / "_flat.py")
+            itself = "datasets" if stage == "data" else stage
+            lines += ["exec(compile((Path(__file__).parent / '_flat.py').read_text(), __file__, 'exec'))",
+                      f"sys.modules[__name__ + '.{itself}'] = sys.modules[__name__]"]
+        lines += [f"for _name, _old in {aliases!r}.items():",
+                  "    sys.modules[f'{__name__}.{_name}'] = importlib.import_module(f'sweep.{_old}')"]
+        (package / stage / "__init__.py").write_text("\n".join(lines) + "\n")
