@@ -12,6 +12,7 @@ import re
 import shutil
 import sqlite3
 import subprocess
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,7 +37,18 @@ def baseline_code(commit: str) -> Iterator[Path]:
             if package in top:
                 (Path(folder) / "sweep" / package).symlink_to(Path("..") / package)
         _grouped_names(Path(folder) / "sweep")
+        _build_kernels(Path(folder))
         yield Path(folder)
+
+
+def _build_kernels(tree: Path) -> None:
+    """The commit's compiled CPU kernels built in place, as its install would (a commit that has them trains on
+    them, so its numbers are its own); where they cannot be built, its runs say so, as an install would."""
+    if (tree / "sweep" / "models" / "_kernels.c").exists():
+        build = ("from setuptools import Extension, setup; setup(name='k', script_args=['-q', 'build_ext', "
+                 "'--inplace'], ext_modules=[Extension('sweep.models._kernels', ['sweep/models/_kernels.c'], "
+                 "extra_compile_args=['-O3', '-ffp-contract=off', '-Wno-psabi'])])")
+        subprocess.run([sys.executable, "-c", build], cwd=tree, capture_output=True)
 
 
 # Where each module of a commit before sweep/ was grouped by stage lives now (sweep.trial -> sweep.run.trial).
