@@ -80,3 +80,41 @@ def _grouped_names(package: Path) -> None:
         lines += [f"for _name, _old in {aliases!r}.items():",
                   "    sys.modules[f'{__name__}.{_name}'] = importlib.import_module(f'sweep.{_old}')"]
         (package / stage / "__init__.py").write_text("\n".join(lines) + "\n")
+
+
+def schema_version(tree: Path) -> int:
+    """The schema version the code in `tree` reads (its db/schema.py's SCHEMA_VERSION)."""
+    found = re.search(r"^SCHEMA_VERSION = (\d+)$", (Path(tree) / "sweep" / "db" / "schema.py").read_text(), re.M)
+    return int(found.group(1))
+
+
+@contextmanager
+def database_for(tree: Path, db: Path) -> Iterator[Path]:
+    """The SQLite database `db` as the code in `tree` reads it: `db` itself where that code reads this
+    tree's schema version, else a temporary copy with what the later versions added taken away (they
+    only add columns, indexes and tables; db.schema lists them), removed after. An older commit refuses
+    a newer database, and this tree upgrades an older one in place: each gets the same sweep in its
+    own version."""
+    from sweep.db.schema import NEW_TABLES, SCHEMA_VERSION, UPGRADES
+
+    version = schema_version(tree)
+    if version == SCHEMA_VERSION:
+        yield db
+        return
+    with tempfile.TemporaryDirectory(prefix=f"sweep-v{version}-") as folder:
+        copy = Path(folder) / db.name
+        shutil.copyfile(db, copy)
+        with contextlib.closing(sqlite3.connect(copy)) as conn:
+            for v in range(SCHEMA_VERSION, version, -1):
+                for table in NEW_TABLES.get(v, ()):
+                    conn.execute(f"DROP TABLE {table}")
+                for statement in reversed(UPGRADES[v]):
+                    if index := re.match(r"CREATE INDEX (\w+)", statement):
+                        conn.execute(f"DROP INDEX {index.group(1)}")
+                    elif column := re.match(r"ALTER TABLE (\w+) ADD COLUMN (\w+)", statement):
+                        conn.execute(f"ALTER TABLE {column.group(1)} DROP COLUMN {column.group(2)}")
+                    else:
+                        raise ValueError(f"cannot undo {statement!r}")
+            conn.execute("UPDATE schema_info SET version = ?", (version,))
+            conn.commit()
+        yield copy

@@ -6,7 +6,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, TextIO
+from typing import Any, Callable, TextIO
 
 from ray.tune import Callback
 
