@@ -8,7 +8,7 @@ from typing import Iterable, Mapping
 from ray.tune import Callback
 
 from sweep.spec.grid import TrialConfig
-from sweep.run.recorder import ROOT, Failures
+from sweep.run.recorder import ROOT, Failures, members
 from sweep.status import ENDED, ENDED_BY_REPORT, Status, TrialReport
 
 
@@ -134,4 +134,4 @@ class Ledger(Callback):
 
 def _keys(trial) -> list[str]:
     """The config hashes a Ray trial trains: one, or a fused bundle's members."""
-    return [TrialConfig.from_dict(d).config_hash for d in trial.config["bundle"]]
+    return [cfg.config_hash for cfg in members(trial)]
