@@ -31,7 +31,8 @@ def test_finished_and_stopped_early_for_one_trial_and_elementwise_alike():
 
 def test_a_run_skips_the_finished_and_the_stopped_unless_asked_to_resume_them():
     spec = parse_spec({"name": "s", "dataset": "synthetic", "epochs": 3, "grid": {
-        "activation": ["relu", "tanh", "elu", "gelu", "sigmoid", "softsign"], "optimizer": [{"name": "adam", "lr": 0.01}]}})
+        "activation": ["relu", "tanh", "elu", "gelu", "sigmoid", "softsign"],
+        "optimizer": [{"name": "adam", "lr": 0.01}]}})
     trials = expand_grid(spec)
     stored = [("completed", 3), ("diverged", 1), ("stopped", 1), ("released", 1), ("failed", 2)]
     state = SweepState("test", None, {t.config_hash: (Status(s), d) for t, (s, d) in zip(trials, stored)})

@@ -25,11 +25,11 @@ def _gain_as_written(config_json: str, gain: float):
 
 def results_from_figures(figures: pd.DataFrame, sweep_epochs: int) -> pd.DataFrame:
     """Trials with their figures at `sweep_epochs` (db.queries.trial_figures) made
-    report rows: `finished` (sweep.status.finished: diverged, or completed or stopped at `sweep_epochs`), the
-    trials that are aggregated; `stopped`, the trials a stop rule ended before (read at the epoch they
-    stopped); the others are unfinished, whatever their status. Status unfinished for a completed trial with fewer epochs (it completed a smaller
-    `epochs`); `gain` as the spec wrote it (1, 'auto', 2.5) and `gain_value` the number it used; one column
-    per optimizer hyper-parameter the sweep sets (hyper_parameters; None where a trial's optimizer does not
+    report rows: `finished` (sweep.status.finished: diverged, or read at `sweep_epochs`), the trials that are
+    aggregated; `stopped_early`, the trials a stop rule ended before (read at the epoch they stopped); the
+    others are unfinished, whatever their status. Status unfinished for a completed trial with fewer epochs
+    (it completed a smaller `epochs`); `gain` as the spec wrote it (1, 'auto', 2.5) and `gain_value` the
+    number it used; one column per optimizer hyper-parameter the sweep sets (hyper_parameters; None where a trial's optimizer does not
     set it).
 
     Example: results_from_figures(trial_figures(engine, "rec", 3), 3)

@@ -1,1 +1,2 @@
-"""Running trials: the plan, Ray Tune, the trial loop, stop rules, and the driver's ledger, recorder and progress line."""
+"""Running trials: the plan, Ray Tune, the trial loop, stop rules, and the driver's ledger, recorder and
+progress line."""

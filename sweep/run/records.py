@@ -37,7 +37,8 @@ class SweepState:
     where: str
     stored_spec: dict | None
     statuses: dict[str, tuple[Status, int]]
-    kernels: dict[str, str] = field(default_factory=dict)  # config hash -> the kernels it trained on (sweep.models.kernels), where recorded
+    # config hash -> the kernels it trained on (sweep.models.kernels), where recorded
+    kernels: dict[str, str] = field(default_factory=dict)
 
 
 def read_state(engine, spec: SweepSpec) -> SweepState:

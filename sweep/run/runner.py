@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from sweep.db.engine import DatabaseError, check_sqlite_location, error_line, init_db, make_engine, safe_url, sqlite_path
+from sweep.db.engine import (DatabaseError, check_sqlite_location, error_line, init_db, make_engine, safe_url,
+                             sqlite_path)
 from sweep.run.cluster import ClusterError, FolderError, check_shared_storage, ray_session, writable_folder
 from sweep.data.datasets import DataError, load_dataset
 from sweep.run.bundles import free_gpu_bytes, member_bytes, bundle_size, plan_bundles, start_order
