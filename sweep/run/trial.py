@@ -26,7 +26,7 @@ from typing import Any, Callable, NamedTuple
 import torch
 
 from sweep.models.fused import FusedNet
-from sweep.models.kernels import choose as choose_kernels, require as require_kernels
+from sweep.models.kernels import choose as choose_kernels
 from sweep.models.graph import StepRunner, why_no_graphs
 from sweep.models.nets import build_model
 from sweep.models.registry import ACTIVATIONS, init_weights
@@ -111,7 +111,6 @@ class _Member:
         self.threads = threads
         self.logdir = Path(cfg.logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
-        require_kernels(kernels)  # a worker whose install lacks them: one line, before anything is built
         # Built exactly as an unfused trial always was: seed, network, initialisation.
         torch.manual_seed(cfg.seed)
         self.module = build_model(cfg.model, cfg.activation, cfg.hidden, kernels=kernels)
