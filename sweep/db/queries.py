@@ -163,22 +163,14 @@ def _trial_update(columns: tuple[str, ...]):
         **{c: bindparam(f"v_{c}") for c in columns})
 
 
-def trial_statuses(session: Session, sweep: str) -> dict[str, tuple[Status, int]]:
-    """{config_hash: (status, epochs_done)} for every trial of sweep `sweep` (empty if none)."""
+def trial_statuses(session: Session, sweep: str) -> dict[str, tuple[Status, int, str | None]]:
+    """{config_hash: (status, epochs_done, kernels)} for every trial of sweep `sweep` (empty if none); kernels
+    None where a trial recorded none (sweep.models.kernels)."""
     rows = session.execute(
-        select(Trial.config_hash, Trial.status, Trial.epochs_done)
+        select(Trial.config_hash, Trial.status, Trial.epochs_done, Trial.kernels)
         .join(Sweep, Sweep.sweep_id == Trial.sweep_id).where(Sweep.name == sweep)
     )
-    return {h: (Status(s), e) for h, s, e in rows}
-
-
-def trial_kernels(session: Session, sweep: str) -> dict[str, str]:
-    """{config_hash: kernels} for the trials of sweep `sweep` that recorded theirs (sweep.models.kernels)."""
-    rows = session.execute(
-        select(Trial.config_hash, Trial.kernels)
-        .join(Sweep, Sweep.sweep_id == Trial.sweep_id).where(Sweep.name == sweep, Trial.kernels.is_not(None))
-    )
-    return {h: k for h, k in rows}
+    return {h: (Status(s), e, k) for h, s, e, k in rows}
 
 
 def _flag_nans(row: dict[str, Any], trial_id: int) -> dict[str, Any]:

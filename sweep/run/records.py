@@ -8,7 +8,7 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 
 from sweep.db.engine import safe_url, session_scope
-from sweep.db.queries import ensure_sweep, ensure_trials, trial_kernels, trial_statuses, update_trial
+from sweep.db.queries import ensure_sweep, ensure_trials, trial_statuses, update_trial
 from sweep.spec.grid import TrialConfig
 from sweep.spec.spec import SweepSpec, fixed_settings
 from sweep.status import Status
@@ -49,8 +49,9 @@ def read_state(engine, spec: SweepSpec) -> SweepState:
 
     with session_scope(engine) as s:
         stored = s.scalar(select(Sweep.spec_json).where(Sweep.name == spec.name))
-        statuses = trial_statuses(s, spec.name)
-        kernels = trial_kernels(s, spec.name)
+        recorded = trial_statuses(s, spec.name)
+    statuses = {h: (status, done) for h, (status, done, _) in recorded.items()}
+    kernels = {h: k for h, (_, _, k) in recorded.items() if k is not None}
     return SweepState(f"database {safe_url(spec.database_url)}", json.loads(stored) if stored else None,
                       _release_stops(spec, engine, statuses), kernels)
 
