@@ -57,7 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         summary = run_sweep(spec, address=args.address, progress_interval=args.progress_interval,
                             resume_stopped=args.resume_stopped, verbose=args.verbose)
     except RunError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(str(exc), exc.code) from None
     parts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()))
     print(f"done: {parts or 'nothing to run'}; {summary.skipped} already finished before this run")
     if summary.interrupted:
@@ -265,8 +265,25 @@ def cmd_report(args: argparse.Namespace) -> int:
         # --columns where that is wider.
         used = width or max(_terminal_width(), *(len(line) for line in text.splitlines()))
         print("\n".join(wrapped(f"sweep {name}: {report.title}", used)))
+        if code := code_line(spec):
+            print("\n".join(wrapped(code, used)))
     sys.stdout.write(text)
     return 0
+
+
+def code_line(spec: dict) -> str | None:
+    """Which code a sweep's trials ran, from its stored spec: its network's and data's factory (with the
+    digest of their source, part of each trial's identity) or torchvision network; None for the study's own."""
+    parts = []
+    for section in ("model", "dataset"):
+        part = spec.get(section) or {}
+        if part.get("factory"):
+            parts.append(f"{section}.factory {part['factory']} (code {part.get('code')})")
+        elif part.get("torchvision"):
+            parts.append(f"model.torchvision {part['torchvision']} (torchvision's, activations swapped)")
+        if part.get("args") not in (None, "{}"):
+            parts[-1] += f" args {part['args']}"
+    return "ran: " + "; ".join(parts) if parts else None
 
 
 def cmd_plot(args: argparse.Namespace) -> int:

@@ -119,7 +119,6 @@ import torch
 torch.set_num_threads(1)
 from sweep.data.datasets import synthetic
 from sweep.spec.grid import expand_grid
-from sweep.measures import CLASSES
 from sweep.spec.spec import parse_spec, parse_stop
 from sweep.run.stopping import Stopper
 from sweep.run.trial import run_bundle
@@ -132,7 +131,7 @@ spec = parse_spec({"name": "w", "dataset": {"name": "synthetic", "train_limit": 
 trials = expand_grid(spec)
 # What ray_trainable builds from its config (the rung store here in the process, not a Ray actor).
 stopper = Stopper(parse_stop(spec.stop.to_dict()), spec.metric, spec.epochs, None, (), None,
-                  CLASSES[trials[0].dataset])
+                  synthetic(128, 64).num_classes)
 reports = []
 run_bundle(trials, synthetic(128, 64), reports.append, tensorboard=False, stopper=stopper)
 assert max(r["epoch"] for r in reports) >= 1, reports

@@ -127,8 +127,8 @@ def test_auto_gain_is_resolved_per_activation():
     (with_("epoch", 3), "epoch: unknown key; allowed: name, dataset, model, epochs, batch_size, stats_every, "
      "metric, grid, resources, stop, tune, output, database; did you mean 'epochs'?"),
     (with_("dataset", "fashion"),
-     "dataset.name: 'fashion' is not a known dataset; allowed: fashion_mnist, mnist, synthetic; "
-     "did you mean 'fashion_mnist'?"),
+     "dataset.name: 'fashion' is not a known dataset; allowed: fashion_mnist, mnist, kmnist, emnist, qmnist, cifar10, "
+     "cifar100, svhn, imagefolder, synthetic; did you mean 'fashion_mnist'?"),
     (with_("model", "resnet"), "model.name: 'resnet' is not a known model; allowed: lenet, mlp; did you mean 'lenet'?"),
     (with_("model", {"name": "lenet", "hidden": [10]}), "model.hidden: lenet has a fixed shape; hidden applies to mlp only"),
     (with_("name", "../etc"), "name: '../etc' is not a safe folder name; use letters, digits, '.', '_' or '-' "

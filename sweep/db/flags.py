@@ -33,6 +33,7 @@ from pandas frames of every row, is the definition the tests hold it to.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pandas as pd
 from sqlalchemy import Engine, and_, case, func, select
@@ -72,6 +73,9 @@ def flags_frame(engine: Engine, sweep: str, thresholds: FlagThresholds = FlagThr
     with engine.connect() as conn:
         sweep_id, spec_json = conn.execute(select(Sweep.sweep_id, Sweep.spec_json).where(Sweep.name == sweep)).one()
         epochs = _sweep_epochs(spec_json)
+        # Chance is 1/classes of the sweep's data, as its run found them (ten where the record does not say).
+        classes = (json.loads(spec_json or "{}").get("dataset") or {}).get("classes")
+        t = replace(t, classes=classes) if classes else t
         names = {r.trial_id: (r.name, r.label, r.status, r.epochs_done) for r in conn.execute(
             select(Trial.trial_id, Trial.name, Trial.label, Trial.status, Trial.epochs_done)
             .where(Trial.sweep_id == sweep_id))}

@@ -198,7 +198,12 @@ class FusedNet:
                 raise ValueError(f"member {k}'s network trains on other kernels than member 0's "
                                  f"({_kernel_choices(module)} against {_kernel_choices(template)}): "
                                  "a bundle's members share one choice")
-        if next(template.buffers(), None) is not None:
+        # A network of the user's or torchvision's (models.network.Network) trains alone: fusing it would need
+        # torch.func and a test that shows it exact, and BatchNorm's running statistics would not stack.
+        self._solo = not getattr(template, "fuses", True)
+        if len(modules) > 1 and self._solo:
+            raise NotImplementedError(f"{template.label} trains alone: sweep fuses only its own networks")
+        if len(modules) > 1 and next(template.buffers(), None) is not None:
             raise NotImplementedError("fused networks with buffers (e.g. batch norm) are not supported")
         self._names = [name for name, _ in shape]
         # The batches' memory layout: the net's measured one for the device (models/nets.py), unless given.
@@ -206,9 +211,11 @@ class FusedNet:
         # Layer name (as the nets' activations and weight_layers call it) -> weight parameter name.
         by_id = {id(p): name for name, p in template.named_parameters()}
         self._weight_names = {layer: by_id[id(w)] for layer, w in weight_layers(template).items()}
-        self._activations = [module.act for module in modules]
-        self._twin = self._make_twin(template)
-        self._plain = self._make_plain(template)
+        self._activations = [getattr(module, "act", None) for module in modules]
+        self._twin = None if self._solo else self._make_twin(template)
+        self._plain = self._make_plain(template).to(device)  # its buffers (BatchNorm's statistics) on the device
+        # Its buffers' names: a member's state has them beside its parameters (a bundle of one only).
+        self._buffer_names = list(self._plain.state_dict())
         self._set_plain_activation()
 
         groups: dict[tuple, list[int]] = {}
@@ -266,7 +273,7 @@ class FusedNet:
         return slots
 
     def _set_plain_activation(self) -> None:
-        if len(self._activations) == 1:
+        if len(self._activations) == 1 and self._activations[0] is not None:
             self._plain.act = self._activations[0]
 
     def _reorder(self) -> None:
@@ -396,11 +403,18 @@ class FusedNet:
         k = len(self)
         loss = torch.zeros(k, device=x.device)
         correct = torch.zeros(k, device=x.device)
-        for start in range(0, len(x), chunk):
-            xb, yb = x[start:start + chunk], y[start:start + chunk]
-            logits, _ = self.forward(xb.expand(k, *xb.shape), record=False)
-            loss += F.cross_entropy(logits.flatten(0, 1), yb.repeat(k), reduction="none").view(k, -1).sum(1)
-            correct += (logits.argmax(2) == yb).sum(1)
+        nets = [net for net in (self._plain, self._twin) if net is not None]
+        for net in nets:  # BatchNorm on its running statistics, no Dropout
+            net.eval()
+        try:
+            for start in range(0, len(x), chunk):
+                xb, yb = x[start:start + chunk], y[start:start + chunk]
+                logits, _ = self.forward(xb.expand(k, *xb.shape), record=False)
+                loss += F.cross_entropy(logits.flatten(0, 1), yb.repeat(k), reduction="none").view(k, -1).sum(1)
+                correct += (logits.argmax(2) == yb).sum(1)
+        finally:
+            for net in nets:
+                net.train()
         return loss / len(x), correct / len(x)
 
     # --- members in the unfused format ---------------------------------------------
@@ -413,6 +427,7 @@ class FusedNet:
         """
         group, j = self._locate(k)
         model = {name: leaf[j].detach().cpu().clone() for name, leaf in zip(self._names, group.leaves)}
+        model.update({name: b.detach().cpu().clone() for name, b in self._plain.state_dict().items()})
         full = group.optimizer.state_dict()
         state = {
             i: {key: (value[j] if group.per_member(i, value) else value).detach().cpu().clone()
@@ -429,8 +444,9 @@ class FusedNet:
         step): load every member of a group from the same step, or none.
         """
         group, j = self._locate(k)
-        if set(model_state) != set(self._names):
-            raise ValueError(f"member {k}'s model state has keys {sorted(model_state)}, expected {self._names}")
+        if set(model_state) != {*self._names, *self._buffer_names}:
+            raise ValueError(f"member {k}'s model state has keys {sorted(model_state)}, expected "
+                             f"{[*self._names, *self._buffer_names]}")
         for name, leaf in zip(self._names, group.leaves):
             if model_state[name].shape != leaf.shape[1:]:
                 raise ValueError(f"member {k}'s {name} has shape {tuple(model_state[name].shape)}, "
@@ -463,6 +479,9 @@ class FusedNet:
         with torch.no_grad():
             for name, leaf in zip(self._names, group.leaves):
                 leaf[j].copy_(model_state[name])
+            buffers = self._plain.state_dict()
+            for name in self._buffer_names:
+                buffers[name].copy_(model_state[name])
         group.optimizer.load_state_dict({"state": state, "param_groups": full["param_groups"]})
 
     def _check_hyper(self, k: int, mine: list[dict], theirs: list[dict]) -> None:
@@ -501,7 +520,8 @@ class FusedNet:
             groups.append(kept)
         self._groups = groups
         self._activations = [self._activations[k] for k in keep]
-        self._twin.act.set_members(self._activations)
+        if self._twin is not None:
+            self._twin.act.set_members(self._activations)
         self._set_plain_activation()
         self._reorder()
 

@@ -7,6 +7,7 @@ one layer line up.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -64,12 +65,15 @@ class LeNet(nn.Module):
     # first, compiled kernels"). No GPU has measured it: CUDA keeps the default layout.
     layouts = {"cpu": torch.channels_last}
 
-    def __init__(self, activation: str, in_channels: int = 1, num_classes: int = 10, kernels: str = TORCH):
+    def __init__(self, activation: str, input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10,
+                 kernels: str = TORCH):
         super().__init__()
         self.kernels = kernels  # its poolings'; its convs check it (Conv2d)
-        self.conv1 = Conv2d(in_channels, 6, 5, kernels=kernels)
+        channels, height, width = input_shape
+        self.conv1 = Conv2d(channels, 6, 5, kernels=kernels)
         self.conv2 = Conv2d(6, 16, 3, kernels=kernels)
-        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        # The feature map after conv 5, pool 2, conv 3, pool 2: 5x5 for the 28x28 images it was drawn for.
+        self.fc1 = nn.Linear(16 * (((height - 4) // 2 - 2) // 2) * (((width - 4) // 2 - 2) // 2), 120)
         self.fc2 = nn.Linear(120, 84)
         self.fc3 = nn.Linear(84, num_classes)
         self.act = ACTIVATIONS[activation].make()
@@ -117,23 +121,25 @@ class MLP(nn.Module):
         return self.layers[names[-1]](x), acts
 
 
-# Builders by name: (activation, hidden sizes, kernels) -> network. LeNet's shape is fixed; the MLP has no
-# convolution or pooling, so no use for the kernels' choice.
+# Builders by name: (activation, hidden sizes, kernels, input shape (C, H, W), classes) -> network. LeNet's
+# layers are fixed; the MLP has no convolution or pooling, so no use for the kernels' choice.
 MODELS = {
-    "lenet": lambda activation, hidden, kernels: LeNet(activation, kernels=kernels),
-    "mlp": lambda activation, hidden, kernels: MLP(activation, hidden),
+    "lenet": lambda activation, hidden, kernels, shape, classes: LeNet(activation, shape, classes, kernels=kernels),
+    "mlp": lambda activation, hidden, kernels, shape, classes: MLP(activation, hidden, math.prod(shape), classes),
 }
 
 
-def build_model(name: str, activation: str, hidden: Sequence[int] = (), kernels: str = TORCH) -> nn.Module:
+def build_model(name: str, activation: str, hidden: Sequence[int] = (), kernels: str = TORCH,
+                input_shape: Sequence[int] = (1, 28, 28), classes: int = 10) -> nn.Module:
     """Build network `name` (a key of MODELS) with the given activation, training on `kernels` (one of
-    models.kernels.KERNELS, the trial's choice: models.kernels.choose). A network that uses the compiled
-    kernels refuses to be built where they are missing (models.kernels.KernelsMissing); the MLP uses none.
+    models.kernels.KERNELS, the trial's choice: models.kernels.choose), for the data's `input_shape` (C, H, W)
+    and `classes`. A network that uses the compiled kernels refuses to be built where they are missing
+    (models.kernels.KernelsMissing); the MLP uses none.
 
         build_model("lenet", "tanh", kernels=choose(on_cpu=True))
     """
     check_name(kernels)
-    return MODELS[name](activation, hidden, kernels)
+    return MODELS[name](activation, hidden, kernels, tuple(input_shape), classes)
 
 
 def memory_format(model: nn.Module, device: str | torch.device) -> torch.memory_format:
@@ -171,7 +177,10 @@ def flatten_features(x: torch.Tensor) -> torch.Tensor:
 
 
 def weight_layers(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Weight tensors of the conv/linear layers, by layer name, input to output."""
+    """Weight tensors of the conv/linear layers, by layer name, input to output (a network of its own order
+    and names, models.network.Network, says them)."""
+    if hasattr(model, "weight_layers"):
+        return model.weight_layers()
     out = {}
     for name, module in model.named_modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):

@@ -56,19 +56,19 @@ def plan_bundles(todo: list[TrialConfig], size: int) -> list[list[TrialConfig]]:
     return [ordered[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
 
 
-def member_bytes(trial: TrialConfig) -> int:
+def member_bytes(trial: TrialConfig, input_shape: tuple[int, ...] = (1, 28, 28), classes: int = 10) -> int:
     """GPU memory one fused member needs, from its network's measured sizes: weights, gradients and up to
     four optimizer/stacking copies of them, plus every layer output of a batch kept for backward (x3)."""
     import torch
 
     from sweep.models.nets import build_model
 
-    model = build_model(trial.model, trial.activation, trial.hidden)
+    model = build_model(trial.model, trial.activation, trial.hidden, input_shape=input_shape, classes=classes)
     sizes: list[int] = []
     hooks = [m.register_forward_hook(lambda mod, inp, out: sizes.append(out.numel()))
              for m in model.modules() if not list(m.children())]
     with torch.no_grad():
-        model(torch.zeros(1, 1, 28, 28))
+        model(torch.zeros(1, *input_shape))
     for h in hooks:
         h.remove()
     params = sum(p.numel() for p in model.parameters())

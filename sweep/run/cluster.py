@@ -103,9 +103,11 @@ def _user_folder_hidden() -> Iterator[None]:
 
 
 @contextmanager
-def ray_session(address: str | None, verbose: bool = False) -> Iterator[None]:
+def ray_session(address: str | None, verbose: bool = False, py_modules: list[str] = ()) -> Iterator[None]:
     """Ray started on this machine (address None) or joined at `address`, shut down afterwards.
 
+    `py_modules`: the user's code the trials import (a factory's file or package folder), shipped to every
+    worker by Ray's runtime_env: a node without a copy of it, or another working folder, runs it the same.
     An already initialised Ray (a test or a notebook that called ray.init) is used as it is.
     """
     import ray
@@ -114,10 +116,11 @@ def ray_session(address: str | None, verbose: bool = False) -> Iterator[None]:
         yield
         return
     init = _VERBOSE if verbose else _INIT
+    shipped = {"py_modules": list(py_modules)} if py_modules else {}
     if address is None:
-        _start_local(ray, init)
+        _start_local(ray, dict(init, runtime_env=shipped) if shipped else init)
     else:
-        _join(ray, address, init)
+        _join(ray, address, init, shipped)
     try:
         yield
     finally:
@@ -158,7 +161,7 @@ def _host_port(address: str) -> tuple[str, int] | None:
     return (match.group(1), int(match.group(2))) if match else None
 
 
-def _join(ray, address: str, init: dict) -> None:
+def _join(ray, address: str, init: dict, shipped: dict) -> None:
     target = _host_port(address)
     if target is not None:
         try:
@@ -180,7 +183,7 @@ def _join(ray, address: str, init: dict) -> None:
     token_mode = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
     # A cluster's workers do not inherit this process's environment; hold points (sweep/run/hold.py) must reach them.
     forwarded = {k: os.environ[k] for k in (hold.ENV, hold.ENV_DIR) if k in os.environ}
-    runtime_env = {"env_vars": forwarded} if forwarded else None
+    runtime_env = {**({"env_vars": forwarded} if forwarded else {}), **shipped} or None
     with _stderr_captured() as captured:
         try:
             with _user_folder_hidden():

@@ -53,10 +53,18 @@ def read_state(engine, spec: SweepSpec) -> SweepState:
     statuses = {h: (status, done) for h, (status, done, _) in recorded.items()}
     kernels = {h: k for h, (_, _, k) in recorded.items() if k is not None}
     return SweepState(f"database {safe_url(spec.database_url)}", json.loads(stored) if stored else None,
-                      _release_stops(spec, engine, statuses), kernels)
+                      _release_stops(spec, engine, statuses, _classes(stored)), kernels)
 
 
-def _release_stops(spec: SweepSpec, engine, done: dict[str, tuple[Status, int]]) -> dict[str, tuple[Status, int]]:
+def _classes(stored: str | None) -> int:
+    """The number of classes the sweep's data had when it last ran (its stored spec), for the chance rule."""
+    from sweep.measures import DEFAULT_CLASSES
+
+    return (json.loads(stored or "{}").get("dataset") or {}).get("classes") or DEFAULT_CLASSES
+
+
+def _release_stops(spec: SweepSpec, engine, done: dict[str, tuple[Status, int]],
+                   classes: int) -> dict[str, tuple[Status, int]]:
     """`done` with each stopped trial whose stop no longer holds under the spec's `stop:` (a rule's patience
     raised, its threshold loosened, the rule or asha removed: sweep.run.stopping.stays_stopped on its recorded
     epochs) as RELEASED: not finished, so it continues from its checkpoint, judged by the rules as now set."""
@@ -74,7 +82,7 @@ def _release_stops(spec: SweepSpec, engine, done: dict[str, tuple[Status, int]])
         history = [{k: (None if v != v else v) for k, v in r.items()} for r in rows.to_dict("records")]
         history = [{**r, "test_acc": judged_accuracy(r["test_acc"], r.get("val_acc"))} for r in history]
         start = epochs.loc[(epochs["trial_id"] == row.trial_id) & (epochs["epoch"] == 0), "test_loss"].max()
-        if row.config_hash in out and not stays_stopped(spec.stop, row.error or "", history, start):
+        if row.config_hash in out and not stays_stopped(spec.stop, row.error or "", history, start, classes):
             out[row.config_hash] = (Status.RELEASED, out[row.config_hash][1])
     return out
 

@@ -7,13 +7,14 @@ reaches this module.
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import shutil
 import signal
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -36,6 +37,15 @@ VERBOSE_ENV = "SWEEP_VERBOSE"
 
 class RunError(Exception):
     """The sweep cannot start, or cannot go on; the message is one line for the user."""
+
+    code = 1  # the command's exit status
+
+
+class InputError(RunError):
+    """The spec's data or network cannot be used (missing files, a factory that fails, a network the data does
+    not fit): found before Ray starts, nothing written; exit status 2, as a bad spec's."""
+
+    code = 2
 
 
 class SweepHalted(RunError):
@@ -185,7 +195,11 @@ def run_sweep(spec: SweepSpec, address: str | None = None, out: TextIO = sys.std
                     _forget(made, None)  # a folder made only to hold the lock
                     return RunSummary(len(plan.trials), len(plan.trials), {}, False)
                 data = _load_data(spec)
-                with ray_session(address, verbose):
+                _check_network(spec, data)
+                # The data's classes go into the sweep's record (the report's chance flag reads them there).
+                plan = replace(plan, spec=replace(spec, dataset=replace(spec.dataset, classes=data.num_classes)))
+                shipped = [spec.model.ship] if spec.model.ship else []
+                with ray_session(address, verbose, py_modules=shipped):
                     if address is not None:
                         check_shared_storage(spec.sweep_dir)
                     _plan_line(plan, state, out)  # once the cluster has answered: a refusal is the one line
@@ -210,11 +224,57 @@ def _forget(made: Path | None, database: Path | None) -> None:
 
 
 def _load_data(spec: SweepSpec):
+    """The spec's data, loaded once by the driver (a data factory called here, from its file)."""
+    d, factory = spec.dataset, None
+    if d.factory is not None:
+        fn = _user_callable(d.ref(), "dataset.factory")
+        factory = functools.partial(fn, **json.loads(d.args or "{}"))
     try:
-        return load_dataset(spec.dataset.name, Path(spec.dataset.data_dir).resolve(),
-                            spec.dataset.train_limit, spec.dataset.test_limit, spec.dataset.validation)
+        return load_dataset(d.name, Path(d.data_dir).resolve(), d.train_limit, d.test_limit, d.validation,
+                            **({"factory": factory, "factory_name": f"dataset.factory {d.factory}"} if factory else {}))
     except DataError as exc:
-        raise RunError(str(exc)) from None
+        raise InputError(str(exc)) from None
+
+
+def _user_callable(ref, key: str):
+    """The callable a spec's factory names, read from its file; InputError in one line where it cannot be."""
+    from sweep.spec.code import last_line, load_callable
+
+    try:
+        return load_callable(ref, from_path=True)
+    except Exception as exc:  # noqa: BLE001: the user's module failing to import is said in one line
+        raise InputError(f"{key} {ref.text}: cannot be loaded: {last_line(exc)}") from None
+
+
+def _check_network(spec: SweepSpec, data) -> None:
+    """Build the spec's network once for the data, as a trial will, and run two inputs through it: a factory
+    that fails, a torchvision network that cannot be swapped, a network the data does not fit or whose output
+    is not (batch, classes) is one line (InputError) before Ray starts."""
+    import torch
+
+    from sweep.models.network import NetworkError, build_network
+
+    ref = spec.model.ref()
+    build = _user_callable(ref, "model.factory") if ref is not None else None
+    label = f"model {spec.model.name}" if spec.model.fuses else ""
+    try:
+        net = build_network(spec.model.name, spec.grid.activation[0], spec.model.hidden, "torch",
+                            spec.model.network(), data.input_shape, data.num_classes, build)
+        if spec.model.fuses:  # the study's networks (a Network checked itself as it was built)
+            net.eval()
+            with torch.no_grad():
+                try:
+                    logits, _ = net(torch.zeros(2, *data.input_shape))
+                except Exception as exc:  # noqa: BLE001
+                    from sweep.spec.code import last_line
+
+                    raise NetworkError(f"{label} cannot take this data's {data.input_shape} inputs: "
+                                       f"{last_line(exc)}") from None
+            if tuple(logits.shape) != (2, data.num_classes):
+                raise NetworkError(f"{label} gives {tuple(logits.shape)} for 2 inputs; the data has "
+                                   f"{data.num_classes} classes")
+    except NetworkError as exc:
+        raise InputError(str(exc)) from None
 
 
 def out_of_space(exc: BaseException) -> bool:
@@ -381,7 +441,13 @@ def _fit(plan: Plan, state: SweepState, data, engine, log) -> RunSummary:
     try:
         cluster = ray.cluster_resources()
         size = bundle_size(spec.resources.fuse, len(todo), cluster.get("GPU", 0),
-                           free_gpu_bytes(), member_bytes(todo[0]))
+                           *((free_gpu_bytes(), member_bytes(todo[0], data.input_shape, data.num_classes))
+                             if spec.model.fuses else ()))
+        if size > 1 and not spec.model.fuses:
+            print(f"not fused: {spec.model.name} trains alone (sweep fuses its own networks, lenet and mlp, "
+                  "only: a network of yours may hold BatchNorm statistics, in-place writes or data-dependent "
+                  "control flow)", file=plan.out, flush=True)
+            size = 1
         bundles = plan_bundles(todo, size)
         resources = _resources(spec, cluster, fused=size > 1)
         kernels = _kernels(plan, state, on_cpu=resources[1] == 0)

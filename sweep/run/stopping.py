@@ -5,7 +5,7 @@ it applies the flag's test (sweep.measures.fires) to the epoch's measures (sweep
 the test accuracy, the closing statistics snapshot's summary, the train loss over the test loss before
 training), with the flag's threshold unless the spec gives one:
 
-- chance:    |test accuracy - 1/classes| <= margin (classes: the data set's, sweep.measures.CLASSES)
+- chance:    |test accuracy - 1/classes| <= margin (classes: the data's, Arrays.num_classes)
 - dead:      the largest dead_frac of the activation layers > above
 - saturated: the largest sat_frac of the bounded activation layers > above
 - vanishing: first / last weight layer's gradient std < below

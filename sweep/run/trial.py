@@ -14,6 +14,7 @@ continues from there when it starts again, fused or not.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -28,14 +29,14 @@ import torch
 from sweep.models.fused import FusedNet
 from sweep.models.kernels import choose as choose_kernels
 from sweep.models.graph import StepRunner, why_no_graphs
-from sweep.models.nets import build_model
+from sweep.models.network import build_network
 from sweep.models.registry import ACTIVATIONS, init_weights
 from sweep.models.stats import STAT_NAMES
 from sweep.data.datasets import Arrays
 from sweep.spec.grid import TrialConfig, bundle_name
 from sweep.run.hold import hold, holds_for
 from sweep.run.hparams import STOPPED_TAG, write_session_end, write_session_start
-from sweep.measures import CLASSES, epoch_measures, judged_accuracy
+from sweep.measures import epoch_measures, judged_accuracy
 from sweep.status import Status, TrialReport
 from sweep.run.stopping import Stopper
 
@@ -101,7 +102,7 @@ class _Member:
     """One configuration of a bundle: its model as built, its batch order, its folder and its progress."""
 
     def __init__(self, cfg: TrialConfig, tensorboard: bool, bundle: str | None, device: str, node: str | None,
-                 kernels: str, threads: int):
+                 kernels: str, threads: int, input_shape: tuple[int, ...], classes: int):
         self.cfg = cfg
         # Where it trains, for the database: its bundle's name (None alone), the device, the node and the
         # kernels its steps run on (sweep.models.kernels; the run chose them, the checkpoint keeps them).
@@ -113,11 +114,15 @@ class _Member:
         self.logdir.mkdir(parents=True, exist_ok=True)
         # Built exactly as an unfused trial always was: seed, network, initialisation.
         torch.manual_seed(cfg.seed)
-        self.module = build_model(cfg.model, cfg.activation, cfg.hidden, kernels=kernels)
+        self.module = build_network(cfg.model, cfg.activation, cfg.hidden, kernels,
+                                    json.loads(cfg.network) if cfg.network else None, input_shape, classes)
         init_weights(self.module, cfg.init, cfg.gain, cfg.activation)
         self.order = torch.Generator().manual_seed(cfg.seed)  # batch order, independent of init
         self.bounds = ACTIVATIONS[cfg.activation].bounds
         self.optimizer_state = None
+        # Whether its steps draw from torch's generator (Dropout), which the checkpoint then keeps: such a
+        # network trains alone (models.fused), so the generator's state is its own.
+        self.draws = any(isinstance(m, torch.nn.modules.dropout._DropoutNd) for m in self.module.modules())
         self.replay: list[dict[str, Any]] = []
         # measures: each epoch's figures the stop rules read (sweep/run/stopping.py), from epoch 1.
         self.state = {"epoch": 0, "images_seen": 0, "train_seconds": 0.0, "run_seconds": 0.0,
@@ -142,6 +147,8 @@ class _Member:
             self.module.load_state_dict(ckpt["model"])
             self.optimizer_state = ckpt["optimizer"]
             self.order.set_state(ckpt["order_rng"])
+            if "torch_rng" in ckpt:  # Dropout's draws: a trial alone owns torch's generator
+                torch.set_rng_state(ckpt["torch_rng"])
             self.state, self.replay = {"measures": [], **ckpt["state"]}, ckpt["replay"]
         self.run_seconds_before = self.state["run_seconds"]
         self.resumed_from = self.state["epoch"] or None
@@ -218,6 +225,7 @@ class _Member:
             "config_hash": self.cfg.config_hash, "kernels": self.kernels, "threads": self.threads,
             "model": model_state, "optimizer": optimizer_state,
             "order_rng": self.order.get_state(), "state": dict(self.state), "replay": self.replay,
+            **({"torch_rng": torch.get_rng_state()} if self.draws else {}),
         })
 
     def end_session(self, status: Status, epoch: int) -> None:
@@ -273,7 +281,7 @@ def run_bundle(
         bundle = bundle_name(cfgs) if len(cfgs) > 1 else None
         for cfg in cfgs:
             members.append(_Member(cfg, tensorboard, bundle, str(device), node, kernels,
-                                   threads or torch.get_num_threads()))
+                                   threads or torch.get_num_threads(), data.input_shape, data.num_classes))
         for start, count in sorted({(m.state["epoch"], m.threads) for m in members}):
             with _torch_threads(count):
                 _train(_Bundle([m for m in members if (m.state["epoch"], m.threads) == (start, count)], tensors,
@@ -518,7 +526,7 @@ def ray_trainable(config: dict[str, Any], data: Arrays) -> None:
         stop = parse_stop(config["stop"])
         stopper = Stopper(stop, config["metric"], cfgs[0].epochs,
                           ray_judge(cfgs[0].sweep) if stop.asha is not None else None, config.get("exempt", ()),
-                          config.get("order"), CLASSES[cfgs[0].dataset])
+                          config.get("order"), data.num_classes)
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
     # A trial starts on as many torch threads as it was given CPUs (docs/design.md says why).
     run_bundle(cfgs, data, tune.report, device=device, node=node_name(), stopper=stopper, kernels=config["kernels"],

@@ -19,7 +19,7 @@ from sweep.spec.optimizer import RangeSpec
 _NOT_IDENTITY = {"sweep", "epochs", "logdir"}
 # Settings that joined a trial's identity after sweeps were recorded: absent (None), they leave its hash as
 # it was, so that an older sweep's trials keep theirs.
-_IDENTITY_WHEN_SET = {"validation"}
+_IDENTITY_WHEN_SET = {"validation", "network", "data"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,10 @@ class TrialConfig:
     stats_every: int
     logdir: str
     validation: int | float | None = None  # examples held out of the training set (dataset.validation)
+    # A network or data of the user's (or torchvision's): canonical JSON of what builds it and its code's
+    # digest (sweep.spec.spec.ModelSpec.network; for data {"factory", "args", "code"}); None for the study's own.
+    network: str | None = None
+    data: str | None = None
 
     @property
     def name(self) -> str:
@@ -86,6 +90,10 @@ class TrialConfig:
 def bundle_name(members: list[TrialConfig]) -> str:
     """A fused bundle's name: its first member's plus how many more (a single trial: its own name)."""
     return members[0].name if len(members) == 1 else f"{members[0].name}+{len(members) - 1}"
+
+
+def _canonical(value: dict | None) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True)
 
 
 def _fmt(value: Any) -> str:
@@ -163,6 +171,9 @@ def expand_grid(spec: SweepSpec) -> list[TrialConfig]:
             model=spec.model.name, hidden=spec.model.hidden, dataset=spec.dataset.name,
             train_limit=spec.dataset.train_limit, test_limit=spec.dataset.test_limit,
             validation=spec.dataset.validation,
+            network=_canonical(spec.model.network()),
+            data=_canonical({"factory": spec.dataset.factory, "args": json.loads(spec.dataset.args or "{}"),
+                             "code": spec.dataset.code} if spec.dataset.factory else None),
             epochs=spec.epochs, batch_size=spec.batch_size, stats_every=spec.stats_every,
             logdir="",
         )

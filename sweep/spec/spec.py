@@ -8,6 +8,7 @@ a "did you mean". The value checks live in sweep.spec.checks, the
 from __future__ import annotations
 
 import difflib
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -38,7 +39,8 @@ DEFAULT_GPU_SHARE = 0.25  # four trials per GPU unless the spec says otherwise
 # config hash (sweep.spec.grid) and folder name (the grid's values alone) would part. They are fixed once a sweep
 # has run; new grid values add trials and more epochs extend them.
 FIXED_SETTINGS = ("dataset.name", "dataset.train_limit", "dataset.test_limit", "dataset.validation", "model.name",
-                  "model.hidden", "batch_size", "stats_every")
+                  "model.hidden", "batch_size", "stats_every", "model.factory", "model.torchvision", "model.args",
+                  "model.code", "dataset.factory", "dataset.args", "dataset.code")
 
 
 def fixed_settings(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -73,17 +75,65 @@ def changed_setting(stored: Mapping[str, Any], spec: "SweepSpec") -> tuple[str, 
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    name: str = "fashion_mnist"
+    name: str = "fashion_mnist"  # a data set of sweep.data.datasets, or the factory as written
     train_limit: int | None = None
     test_limit: int | None = None
     data_dir: str = DEFAULT_DATA_DIR
     validation: int | float | None = None  # examples held out of the training set: a count, or a fraction < 1
+    # The user's own data: `factory: data.py:load` (sweep.spec.code), its keyword arguments as canonical JSON,
+    # the digest of its source and its file.
+    factory: str | None = None
+    args: str | None = None
+    code: str | None = None
+    path: str | None = None
+    # The data's number of classes, once a run has loaded it (the chance flag's 1/classes in the report).
+    classes: int | None = None
+
+    def ref(self):
+        """The data factory as sweep.spec.code.CodeRef (None without one)."""
+        return _ref(self.factory, self.path, None, self.code)
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    name: str = "lenet"
+    name: str = "lenet"  # lenet, mlp, or the factory or torchvision network as written
     hidden: tuple[int, ...] = ()
+    # A network of the user's (`factory: nets.py:build`) or of torchvision's (`torchvision: resnet18`), its
+    # keyword arguments as canonical JSON, and for a factory the digest of its source, its module's file and
+    # what Ray ships to the workers (sweep.spec.code.CodeRef).
+    factory: str | None = None
+    torchvision: str | None = None
+    args: str | None = None
+    code: str | None = None
+    path: str | None = None
+    ship: str | None = None
+
+    @property
+    def fuses(self) -> bool:
+        """Whether its trials may train fused (sweep.models.fused): the study's own networks only."""
+        return self.factory is None and self.torchvision is None
+
+    def network(self) -> dict | None:
+        """What a trial needs to build it (models.network.build_network), and its identity: None for lenet
+        and mlp."""
+        if self.fuses:
+            return None
+        kind = "factory" if self.factory is not None else "torchvision"
+        out = {kind: getattr(self, kind), "args": json.loads(self.args or "{}")}
+        return {**out, "code": self.code} if self.code else out
+
+    def ref(self):
+        """The factory as sweep.spec.code.CodeRef (None without one)."""
+        return _ref(self.factory, self.path, self.ship, self.code)
+
+
+def _ref(factory, path, ship, code):
+    if factory is None:
+        return None
+    from sweep.spec.code import CodeRef, module_ref
+
+    named = module_ref(factory)
+    return CodeRef(factory, named.module, named.attr, path, ship, code)
 
 
 @dataclass(frozen=True)
@@ -143,11 +193,41 @@ class SweepSpec:
 # --------------------------------------------------------------------------- sections
 
 
-def _dataset(raw: Any, path: str) -> DatasetSpec:
+def _args(raw: Any, where: str) -> str:
+    """A factory's `args:` as canonical JSON (sorted keys): a mapping of names to YAML values."""
+    value = {} if raw is None else raw
+    if not isinstance(value, dict):
+        _fail(where, f"expected a mapping of keyword arguments, got {_show(value)}")
+    for key in value:
+        if not isinstance(key, str) or not key.isidentifier():
+            _fail(where, f"{_show(key)} is not a keyword argument name")
+    try:
+        return json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError):
+        _fail(where, "holds a value that is not a number, string, boolean, list or mapping")
+
+
+def _one_of(raw: Mapping, keys: tuple[str, ...], path: str) -> str:
+    given = [k for k in keys if k in raw]
+    if len(given) > 1:
+        _fail(path, f"gives {' and '.join(given)}; a spec names one of {', '.join(keys)}")
+    return given[0] if given else keys[0]
+
+
+def _dataset(raw: Any, path: str, folder: Path) -> DatasetSpec:
+    from sweep.spec.code import code_ref
+
     if isinstance(raw, str):
         raw = {"name": raw}
-    raw = _mapping(raw, path, ("name", "train_limit", "test_limit", "data_dir", "validation"))
-    name = _choice(raw.get("name", "fashion_mnist"), DATASETS, f"{path}.name", "dataset")
+    raw = _mapping(raw, path, ("name", "factory", "args", "train_limit", "test_limit", "data_dir", "validation"))
+    factory = None
+    if _one_of(raw, ("name", "factory"), path) == "factory":
+        factory = code_ref(raw["factory"], f"{path}.factory", folder)
+        name = factory.text
+    else:
+        if "args" in raw:
+            _fail(f"{path}.args", "args apply to a data factory (dataset.factory: data.py:load) only")
+        name = _choice(raw.get("name", "fashion_mnist"), DATASETS, f"{path}.name", "dataset")
     limits = {}
     for key in ("train_limit", "test_limit"):
         value = raw.get(key)
@@ -165,15 +245,34 @@ def _dataset(raw: Any, path: str) -> DatasetSpec:
                                             "nor a fraction of the training set (above 0, below 1)")
         else:
             validation = _int(whole, f"{path}.validation")
-    return DatasetSpec(name, limits["train_limit"], limits["test_limit"], data_dir, validation)
+    if factory is None:
+        return DatasetSpec(name, limits["train_limit"], limits["test_limit"], data_dir, validation)
+    return DatasetSpec(name, limits["train_limit"], limits["test_limit"], data_dir, validation, factory.text,
+                       _args(raw.get("args"), f"{path}.args"), factory.digest, factory.path)
 
 
-def _model(raw: Any, path: str) -> ModelSpec:
+def _model(raw: Any, path: str, folder: Path) -> ModelSpec:
     from sweep.models.nets import MODELS
+    from sweep.spec.code import code_ref
 
     if isinstance(raw, str):
         raw = {"name": raw}
-    raw = _mapping(raw, path, ("name", "hidden"))
+    raw = _mapping(raw, path, ("name", "hidden", "factory", "torchvision", "args"))
+    kind = _one_of(raw, ("name", "factory", "torchvision"), path)
+    if kind != "name":
+        if "hidden" in raw:
+            _fail(f"{path}.hidden", f"hidden applies to mlp only; a {kind} network takes its sizes in args")
+        args = _args(raw.get("args"), f"{path}.args")
+        if kind == "torchvision":
+            from sweep.models.network import torchvision_builders
+
+            net = _choice(raw["torchvision"], torchvision_builders(), f"{path}.torchvision",
+                          "classification network of torchvision.models")
+            return ModelSpec(net, torchvision=net, args=args)
+        ref = code_ref(raw["factory"], f"{path}.factory", folder)
+        return ModelSpec(ref.text, factory=ref.text, args=args, code=ref.digest, path=ref.path, ship=ref.ship)
+    if "args" in raw:
+        _fail(f"{path}.args", "args apply to model.factory and model.torchvision only")
     name = _choice(raw.get("name", "lenet"), MODELS, f"{path}.name", "model")
     if name == "lenet":
         if "hidden" in raw:
@@ -316,8 +415,10 @@ def _is_url(text: str) -> bool:
     return "://" in text
 
 
-def parse_spec(raw: Any) -> SweepSpec:
-    """Validate a spec already parsed from YAML into a SweepSpec."""
+def parse_spec(raw: Any, folder: Path | None = None) -> SweepSpec:
+    """Validate a spec already parsed from YAML into a SweepSpec; `folder` (default: the working folder) is
+    where its factory files are found, the spec file's."""
+    folder = Path.cwd() if folder is None else folder
     raw = _mapping(raw, "", TOP_KEYS, required=("name", "grid"))
     output = raw.get("output", DEFAULT_OUTPUT)
     if not isinstance(output, str) or not output:
@@ -325,17 +426,22 @@ def parse_spec(raw: Any) -> SweepSpec:
     database = raw.get("database")
     if database is not None and (not isinstance(database, str) or not _is_url(database)):
         _fail("database", f"{_show(database)} is not a database URL like sqlite:///runs/sweep.db")
-    grid, dataset = _grid(raw["grid"], "grid"), _dataset(raw.get("dataset", {}), "dataset")
+    grid, dataset = _grid(raw["grid"], "grid"), _dataset(raw.get("dataset", {}), "dataset", folder)
+    model = _model(raw.get("model", {}), "model", folder)
+    resources = _resources(raw.get("resources", {}), "resources")
+    if not model.fuses and resources.fuse not in ("auto", "off"):
+        _fail("resources.fuse", f"{resources.fuse}: {model.name} trains alone (sweep fuses its own networks, lenet "
+                                "and mlp, only); write fuse: auto or off")
     return SweepSpec(
         name=_safe_name(raw["name"], "name"),
         grid=grid,
         dataset=dataset,
-        model=_model(raw.get("model", {}), "model"),
+        model=model,
         epochs=(epochs := _int(raw.get("epochs", 5), "epochs")),
         batch_size=_int(raw.get("batch_size", 64), "batch_size"),
         stats_every=_int(raw.get("stats_every", 100), "stats_every"),
         metric=_metric(raw.get("metric"), dataset),
-        resources=_resources(raw.get("resources", {}), "resources"),
+        resources=resources,
         stop=parse_stop(raw.get("stop"), "stop", epochs),
         tune=_tune(raw.get("tune"), grid),
         output=output,
@@ -395,6 +501,6 @@ def load_spec(path: str | Path) -> SweepSpec:
         problem = getattr(exc, "problem", None) or "invalid syntax"
         raise SpecError(f"{path}: not valid YAML{where}: {problem}") from None
     try:
-        return _relative_to(parse_spec(raw), path.parent)
+        return _relative_to(parse_spec(raw, path.parent), path.parent)
     except SpecError as exc:
         raise SpecError(f"{path}: {exc}") from None
