@@ -307,3 +307,32 @@ def test_a_node_that_does_not_see_the_output_folder_stops_the_sweep_before_train
                            "similar)\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "spec.yaml"]
     assert list(out.iterdir()) == []  # no database, no sweep folder, nothing trained
+
+
+def test_a_users_network_reaches_a_worker_node_that_has_no_copy_of_its_file(cluster, tmp_path):
+    """Last in this module: it replaces the worker nodes. The one node left to train sees an empty folder where
+    the spec's code/ folder is: the factory's file reaches it only through Ray's py_modules."""
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "my_nets.py").write_text(
+        "from pathlib import Path\nfrom torch import nn\n"
+        f"Path({str(tmp_path / 'imported-from')!r}).write_text(__file__)\n"
+        "def build(activation, num_classes, input_shape):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(784, 16), activation(), nn.Linear(16, num_classes))\n")
+    for ip, proc in list(cluster.nodes.items()):
+        if ip != HEAD and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    cluster.start_node("127.0.0.6", "--address", cluster.address, "--num-cpus", "1",
+                       wrap=("unshare", "-m", "--propagation", "private", "sh", "-c",
+                             f"mount -t tmpfs sweep-test {code} && exec"))
+    spec = {**SPEC, "name": "own", "model": {"factory": "code/my_nets.py:build"}, "epochs": 1,
+            "grid": {"activation": ["tanh"], "optimizer": [{"name": "adam", "lr": 0.001}]}}
+    done = run(tmp_path, cluster, spec)
+    assert done.returncode == 0, done.stderr
+    assert query(tmp_path, "SELECT status, epochs_done FROM trials") == [("completed", 1)]
+    node = query(tmp_path, "SELECT node FROM trials")[0][0].split("/")[1]
+    assert cluster.nodes_alive()[next(i for i in cluster.nodes_alive() if i.startswith(node))] == "127.0.0.6"
+    # The worker imported the copy Ray unpacked in its session folder, not the spec's file.
+    where = Path((tmp_path / "imported-from").read_text())
+    assert "runtime_resources" in where.parts and where.name == "my_nets.py", where
+    assert query(tmp_path, "SELECT COUNT(DISTINCT layer) FROM layer_stats") == [(3,)]

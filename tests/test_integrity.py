@@ -31,7 +31,39 @@ BASE = {
 def _write(folder: Path, raw: dict) -> Path:
     path = folder / "spec.yaml"
     path.write_text(yaml.safe_dump(raw))
+    for kind, text in (("model", OWN_NETS), ("dataset", OWN_DATA)):  # the user's own code a spec names, beside it
+        factory = (raw.get(kind) or {}).get("factory") if isinstance(raw.get(kind), dict) else None
+        if factory and not (folder / factory.split(":")[0]).exists():
+            (folder / factory.split(":")[0]).write_text(text)
     return path
+
+
+OWN_NETS = """from torch import nn
+def build(activation, width=8, num_classes=10, input_shape=(1, 28, 28)):
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, width), activation(), nn.Linear(width, num_classes))
+"""
+OWN_DATA = """import torch
+def load(n=64):
+    return (torch.rand(n, 1, 28, 28), torch.arange(n) % 10), (torch.rand(32, 1, 28, 28), torch.arange(32) % 10)
+"""
+OWN = {**BASE, "model": {"factory": "nets.py:build", "args": {"width": 8}},
+       "dataset": {"factory": "data.py:load", "args": {"n": 64}}}
+
+
+def _edit(name: str):
+    """A change to the user's file `name` beside the spec (its code, not the spec)."""
+    def change(folder: Path) -> dict:
+        (folder / name).write_text((folder / name).read_text() + "# tuned\n")
+        return {}
+    change.file = name
+    return change
+
+
+def _code(path: Path) -> str:
+    """A file's code digest as the refusal shows it (sweep.spec.code: sha256 of name, NUL, bytes, NUL)."""
+    import hashlib
+
+    return json.dumps(hashlib.sha256(path.name.encode() + b"\0" + path.read_bytes() + b"\0").hexdigest()[:16])
 
 
 def _has_run(folder: Path, raw: dict) -> None:
@@ -47,7 +79,7 @@ def _has_run(folder: Path, raw: dict) -> None:
 def _state(folder: Path) -> tuple:
     """Every file below `folder` with its bytes (the database's rows included)."""
     return tuple(sorted((str(p.relative_to(folder)), p.read_bytes()) for p in folder.rglob("*")
-                        if p.is_file() and p.name != "spec.yaml"))
+                        if p.is_file() and p.name not in ("spec.yaml", "nets.py", "data.py")))
 
 
 CHANGES = [  # (fixed key, the change, how the refusal shows the stored and the new value)
@@ -61,6 +93,13 @@ CHANGES = [  # (fixed key, the change, how the refusal shows the stored and the 
     ("model.hidden", {"model": {"name": "mlp", "hidden": [16, 8]}}, "[16, 16]", "[16, 8]"),
     ("batch_size", {"batch_size": 16}, "32", "16"),
     ("stats_every", {"stats_every": 3}, "2", "3"),
+    # The user's own network and data (their factory is model.name / dataset.name): arguments and code.
+    ("model.args", {"model": {"factory": "nets.py:build", "args": {"width": 9}}}, '"{\\"width\\": 8}"',
+     '"{\\"width\\": 9}"', OWN),
+    ("model.code", _edit("nets.py"), None, None, OWN),  # the digests before and after
+    ("dataset.args", {"dataset": {"factory": "data.py:load", "args": {"n": 40}}}, '"{\\"n\\": 64}"',
+     '"{\\"n\\": 40}"', OWN),
+    ("dataset.code", _edit("data.py"), None, None, OWN),
 ]
 
 
@@ -71,17 +110,27 @@ def test_every_fixed_setting_is_tested_and_is_what_the_config_hash_adds_to_the_g
     grid = {"activation", "init", "gain", "gain_label", "optimizer", "lr", "optimizer_params", "seed"}
     not_identity = {"sweep", "epochs", "logdir"}
     settings = {f.name for f in fields(TrialConfig)} - grid - not_identity
-    assert settings == {"dataset", "train_limit", "test_limit", "validation", "model", "hidden", "batch_size",
-                        "stats_every"}
-    assert {k.split(".")[-1].replace("name", "") or k.split(".")[0] for k in FIXED_SETTINGS} == \
-        {"dataset", "train_limit", "test_limit", "validation", "model", "hidden", "batch_size", "stats_every"}
+    feeds = {"dataset": ["dataset.name"], "train_limit": ["dataset.train_limit"], "test_limit": ["dataset.test_limit"],
+             "validation": ["dataset.validation"], "model": ["model.name"], "hidden": ["model.hidden"],
+             "batch_size": ["batch_size"], "stats_every": ["stats_every"],
+             # a user's network and data: what builds them (the factory as named, its arguments, its code)
+             "network": ["model.name", "model.args", "model.code"],
+             "data": ["dataset.name", "dataset.args", "dataset.code"]}
+    assert settings == set(feeds)
+    assert {key for keys in feeds.values() for key in keys} == set(FIXED_SETTINGS)
 
 
-@pytest.mark.parametrize("key,change,old,new", CHANGES, ids=[c[0] for c in CHANGES])
-def test_a_changed_fixed_setting_is_refused_in_one_line_with_nothing_written(tmp_path, capsys, key, change, old, new):
-    _has_run(tmp_path, BASE)
+@pytest.mark.parametrize("key,change,old,new,base", [(*c, BASE)[:5] for c in CHANGES], ids=[c[0] for c in CHANGES])
+def test_a_changed_fixed_setting_is_refused_in_one_line_with_nothing_written(tmp_path, capsys, key, change, old, new,
+                                                                             base):
+    _has_run(tmp_path, base)
     before = _state(tmp_path)
-    spec_path = _write(tmp_path, {**BASE, **change})
+    if callable(change):
+        old = _code(tmp_path / change.file)
+        spec_path = _write(tmp_path, {**base, **change(tmp_path)})
+        new = _code(tmp_path / change.file)
+    else:
+        spec_path = _write(tmp_path, {**base, **change})
     assert cli.main(["run", str(spec_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1

@@ -231,7 +231,7 @@ def _load_data(spec: SweepSpec):
         factory = functools.partial(fn, **json.loads(d.args or "{}"))
     try:
         return load_dataset(d.name, Path(d.data_dir).resolve(), d.train_limit, d.test_limit, d.validation,
-                            **({"factory": factory, "factory_name": f"dataset.factory {d.factory}"} if factory else {}))
+                            factory=factory, factory_name=f"dataset.factory {d.factory}")
     except DataError as exc:
         raise InputError(str(exc)) from None
 
@@ -253,28 +253,26 @@ def _check_network(spec: SweepSpec, data) -> None:
     import torch
 
     from sweep.models.network import NetworkError, build_network
+    from sweep.spec.code import last_line
 
     ref = spec.model.ref()
     build = _user_callable(ref, "model.factory") if ref is not None else None
-    label = f"model {spec.model.name}" if spec.model.fuses else ""
     try:
+        # A Network (the user's or torchvision's) checks itself as it is built.
         net = build_network(spec.model.name, spec.grid.activation[0], spec.model.hidden, "torch",
                             spec.model.network(), data.input_shape, data.num_classes, build)
-        if spec.model.fuses:  # the study's networks (a Network checked itself as it was built)
-            net.eval()
+        if spec.model.fuses:
             with torch.no_grad():
-                try:
-                    logits, _ = net(torch.zeros(2, *data.input_shape))
-                except Exception as exc:  # noqa: BLE001
-                    from sweep.spec.code import last_line
-
-                    raise NetworkError(f"{label} cannot take this data's {data.input_shape} inputs: "
-                                       f"{last_line(exc)}") from None
+                logits, _ = net.eval()(torch.zeros(2, *data.input_shape))
             if tuple(logits.shape) != (2, data.num_classes):
-                raise NetworkError(f"{label} gives {tuple(logits.shape)} for 2 inputs; the data has "
-                                   f"{data.num_classes} classes")
+                raise NetworkError(f"model {spec.model.name} gives {tuple(logits.shape)} for 2 inputs; the data has "
+                                   f"{data.num_classes} "
+                                   "classes")
     except NetworkError as exc:
         raise InputError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001: the study's networks on data they do not fit
+        raise InputError(f"model {spec.model.name} cannot take this data's {data.input_shape} inputs: "
+                         f"{last_line(exc)}") from None
 
 
 def out_of_space(exc: BaseException) -> bool:

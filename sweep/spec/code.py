@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.machinery
 import importlib.util
 import re
 import sys
@@ -68,7 +69,7 @@ def code_ref(text: Any, where: str, folder: Path) -> CodeRef:
         taken = _installed(module)
         if taken is not None and Path(taken).resolve() != path:
             raise SpecError(f"{where}: {path.name} has the name of the installed module {module} ({taken}); rename "
-                            "it, e.g. my_{module}.py, so that the workers import yours")
+                            f"it, e.g. my_{module}.py, so that the workers import yours")
         return CodeRef(text, module, attr, str(path), str(path), _digest([path]))
     parts = source.split(".")
     if not all(_IDENTIFIER.fullmatch(p) for p in parts):
@@ -91,11 +92,12 @@ def code_ref(text: Any, where: str, folder: Path) -> CodeRef:
 
 
 def _installed(module: str) -> str | None:
-    """Where `module` is found on sys.path without the user's folder (None: nowhere)."""
+    """Where an import of `module` finds it on sys.path (None: nowhere); the modules read from a spec's files
+    (in sys.modules, not on sys.path) do not count."""
     if module in sys.builtin_module_names:
         return module
     try:
-        found = importlib.util.find_spec(module)
+        found = importlib.machinery.PathFinder.find_spec(module)
     except (ImportError, ValueError):
         return None
     return found.origin if found is not None else None
@@ -107,8 +109,8 @@ def load_callable(ref: CodeRef, from_path: bool) -> Callable:
     (a missing module), AttributeError (no such name) and whatever the module raises as it runs go to the
     caller, who says them in one line."""
     module = sys.modules.get(ref.module)
-    if module is None and from_path and ref.path is not None:
-        module = _from_file(ref)
+    if from_path and ref.path is not None and (module is None or getattr(module, "__file__", None) != ref.path):
+        module = _from_file(ref)  # read again where another file of that name was read before (a test's)
     if module is None:
         module = importlib.import_module(ref.module)
     if not hasattr(module, ref.attr):
@@ -124,8 +126,9 @@ def _from_file(ref: CodeRef):
     folder), without putting the user's folder on sys.path."""
     if ref.ship is not None and Path(ref.ship).is_dir():
         top = ref.module.split(".")[0]
-        if top not in sys.modules:
-            _exec(top, Path(ref.ship) / "__init__.py", [ref.ship])
+        for name in [m for m in sys.modules if m == top or m.startswith(f"{top}.")]:
+            del sys.modules[name]
+        _exec(top, Path(ref.ship) / "__init__.py", [ref.ship])
         return importlib.import_module(ref.module)
     return _exec(ref.module, Path(ref.path), None)
 

@@ -39,8 +39,9 @@ DEFAULT_GPU_SHARE = 0.25  # four trials per GPU unless the spec says otherwise
 # config hash (sweep.spec.grid) and folder name (the grid's values alone) would part. They are fixed once a sweep
 # has run; new grid values add trials and more epochs extend them.
 FIXED_SETTINGS = ("dataset.name", "dataset.train_limit", "dataset.test_limit", "dataset.validation", "model.name",
-                  "model.hidden", "batch_size", "stats_every", "model.factory", "model.torchvision", "model.args",
-                  "model.code", "dataset.factory", "dataset.args", "dataset.code")
+                  "model.hidden", "batch_size", "stats_every", "model.args", "model.code", "dataset.args",
+                  "dataset.code")
+# (A factory or torchvision network is its model.name, as written; a data factory its dataset.name.)
 
 
 def fixed_settings(spec: Mapping[str, Any]) -> dict[str, Any]:
