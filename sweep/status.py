@@ -11,7 +11,7 @@ from typing import Any
 
 
 class Status(str, Enum):
-    """Where a trial stands. Stored in the database: the first seven. The others are read, never stored."""
+    """Where a trial stands. Stored in the database: the first eight. The others are read, never stored."""
 
     PENDING = "pending"          # in the plan, not started (or never started by a run that was interrupted)
     RUNNING = "running"          # training now (or left so by a driver that died)
@@ -19,7 +19,8 @@ class Status(str, Enum):
     FAILED = "failed"            # its attempts ran out, or a failure no retry can fix ended it
     DIVERGED = "diverged"        # its loss became NaN or infinite: it ends there (a seeded rerun diverges again)
     INTERRUPTED = "interrupted"  # the run was stopped (Ctrl-C, SIGTERM) while it trained: it continues next run
-    STOPPED = "stopped"          # a stop rule or ASHA ended it after an epoch
+    STOPPED = "stopped"          # a stop rule, ASHA or halving ended it after an epoch
+    WAITING = "waiting"          # halving: it reached a rung and waits, holding no worker, for its population there
     # Never stored:
     RETRYING = "retrying"        # the progress line: its attempt failed and it waits to start again
     RELEASED = "released"        # read_state: stopped, but its stop no longer holds under the spec's `stop:`
@@ -29,9 +30,9 @@ class Status(str, Enum):
     __format__ = str.__format__
 
 
-STORED = tuple(Status)[:7]
+STORED = tuple(Status)[:8]
 # A trial's own report sets these (it leaves its bundle there); the end of its Ray trial must not overwrite them.
-ENDED_BY_REPORT = (Status.DIVERGED, Status.STOPPED)
+ENDED_BY_REPORT = (Status.DIVERGED, Status.STOPPED, Status.WAITING)
 # The run is done with the trial: it trained as far as it will (the progress line's "done"), or it failed.
 ENDED = (Status.COMPLETED, Status.DIVERGED, Status.STOPPED, Status.FAILED)
 

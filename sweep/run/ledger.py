@@ -53,6 +53,10 @@ class Ledger(Callback):
     def ended(self, key: str) -> bool:
         return self.entries[key].status in ENDED
 
+    def settled(self, key: str) -> bool:
+        """Ended, or waiting at a halving rung (its report said so: the end of its Ray trial changes nothing)."""
+        return self.ended(key) or self.entries[key].status == Status.WAITING
+
     def trained(self) -> int:
         """Epochs trained in this run (a resumed trial counts from where it started)."""
         return sum(e.epochs_done - e.start for e in self.entries.values())
@@ -92,8 +96,13 @@ class Ledger(Callback):
         """The trial of `keys` ended as `status`: the members not already ended (by their own report) end so."""
         self.changed = {}
         for key in keys:
-            if not self.ended(key):
+            if not self.settled(key):
                 self._set(key, status)
+
+    def settle(self, key: str, status: Status) -> None:
+        """A verdict of the run's own between waves (halving): the trial stopped at its rung, or waits there."""
+        self.changed = {}
+        self._set(key, status)
 
     def retry(self, keys: list[str]) -> None:
         """The trial's attempt failed and it will start again."""
@@ -107,7 +116,7 @@ class Ledger(Callback):
         next run continue it), one never started stays pending. Those changes, by config hash."""
         self.changed = {}
         for key, e in self.entries.items():
-            if not self.ended(key):
+            if not self.settled(key):
                 self._set(key, Status.INTERRUPTED if e.started else Status.PENDING)
         return dict(self.changed)
 

@@ -37,17 +37,20 @@ class Outlook:
     epochs: int
     asha: Any = None  # sweep.run.stopping.AshaSpec or None
     exempt: frozenset = frozenset()
+    halving: Any = None  # sweep.run.stopping.HalvingSpec or None: its rungs, as ASHA's
 
     def left(self, key: str, at: int) -> float:
-        """Epochs trial `key`, now at epoch `at`, is expected to train still."""
-        from sweep.run.stopping import rung_epochs
+        """Epochs trial `key`, now at epoch `at`, is expected to train still (a trial waiting at a rung too)."""
+        from sweep.run.stopping import halving_rungs, rung_epochs
 
         here, chance, left = at, 1.0, 0.0
-        if self.asha is not None and key not in self.exempt:
-            for rung in rung_epochs(self.asha, self.epochs):
+        rule = self.asha or self.halving
+        if rule is not None and key not in self.exempt:
+            rungs = rung_epochs(self.asha, self.epochs) if self.asha else halving_rungs(self.halving, self.epochs)
+            for rung in rungs:
                 if rung > here:
                     left += chance * (rung - here)
-                    here, chance = rung, chance / self.asha.reduction
+                    here, chance = rung, chance / rule.reduction
         return left + chance * max(0, self.epochs - here)
 
 
@@ -112,6 +115,7 @@ class ProgressPrinter(Callback):
         ended = ", ".join(f"{c[k]} {k}" for k in (Status.DIVERGED, Status.STOPPED) if c[k])
         text = (f"[{_duration(now - self.start)}] {done}/{len(self.ledger.entries)} done"
                 f"{f' ({ended})' if ended else ''}, {c[Status.RUNNING]} running, "
+                + (f"{c[Status.WAITING]} waiting at a rung, " if c[Status.WAITING] else "")
                 + (f"{c[Status.RETRYING]} retrying, " if c[Status.RETRYING] else "")
                 + f"{c[Status.PENDING]} pending, {c[Status.FAILED]} failed"
                 + (f", {c[Status.INTERRUPTED]} interrupted" if c[Status.INTERRUPTED] else ""))

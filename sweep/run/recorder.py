@@ -473,5 +473,7 @@ def _trial_values(report: TrialReport) -> dict[str, Any]:
         if report.train_loss is not None:
             values["final_train_loss"] = report.train_loss
     if report.status in ENDED_BY_REPORT:
-        values.update(status=report.status, error=report.reason, finished_at=utcnow())
+        values.update(status=report.status, error=report.reason)
+        if report.status in ENDED:  # a waiting trial goes on later
+            values["finished_at"] = utcnow()
     return values

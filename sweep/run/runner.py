@@ -378,7 +378,7 @@ def make_plan(spec: SweepSpec, state: SweepState, resume_stopped: bool, out: Tex
 def _stopping(spec: SweepSpec, trials: list[TrialConfig], engine, exempt: set[str]) -> tuple[dict, object]:
     """What the trials need of the spec's `stop:` (sweep.run.trial.ray_trainable), and the sweep's rung store
     (a Ray actor, seeded with the decisions earlier runs recorded: rung_results) where it has `asha:`."""
-    if not spec.stop.rules and spec.stop.asha is None:
+    if not spec.stop.rules and spec.stop.asha is None and spec.stop.halving is None:
         return {}, None
     from sweep.db.queries import rung_results
     from sweep.run.stopping import start_rung_store
@@ -446,13 +446,13 @@ def _fit(plan: Plan, state: SweepState, data, engine, log) -> RunSummary:
                   "only: a network of yours may hold BatchNorm statistics, in-place writes or data-dependent "
                   "control flow)", file=plan.out, flush=True)
             size = 1
-        bundles = plan_bundles(todo, size)
         resources = _resources(spec, cluster, fused=size > 1)
         kernels = _kernels(plan, state, on_cpu=resources[1] == 0)
         trial_ids = record_plan(engine, spec, plan.trials, todo)
         write_experiment(spec.sweep_dir, plan.trials)
         if size > 1:
-            print(f"fused: {len(todo)} trials in {len(bundles)} bundle(s) of up to {size}", file=plan.out, flush=True)
+            print(f"fused: {len(todo)} trials in {len(plan_bundles(todo, size))} bundle(s) of up to {size}",
+                  file=plan.out, flush=True)
         from sweep.models.kernels import missing_note
 
         if note := missing_note(on_cpu=resources[1] == 0):
@@ -461,19 +461,29 @@ def _fit(plan: Plan, state: SweepState, data, engine, log) -> RunSummary:
         # The ledger first: the recorder and the progress line read what it made of each event.
         ledger = Ledger(plan.starts, failures)
         recorder = DatabaseRecorder(engine, trial_ids, ledger, failures=failures)
-        printer = ProgressPrinter(ledger, Outlook(spec.epochs, spec.stop.asha, plan.exempt), plan.progress_interval,
-                                  plan.out, metric=spec.metric, failures=failures)
+        printer = ProgressPrinter(ledger, Outlook(spec.epochs, spec.stop.asha, plan.exempt, spec.stop.halving),
+                                  plan.progress_interval, plan.out, metric=spec.metric, failures=failures)
         stopping, rung_store = _stopping(spec, plan.trials, engine, plan.exempt)  # the store lives while this frame does
-        tuner = _tuner(plan, data, bundles, resources, {"kernels": kernels, **stopping}, [ledger, recorder, printer],
-                       failures)
-        try:
-            tuner.fit()
-        except Exception as exc:
-            # The driver's own writes failing for want of space (the database on the full disk): one line too.
-            if not out_of_space(exc):
-                raise
-            raise SweepHalted(f"database {safe_url(spec.database_url)} cannot be written: its disk is full; free "
-                              "space and run `sweep run` again; finished epochs are kept") from None
+        # One wave trains every trial it can; under halving a trial at a rung waits (holding no worker) until its
+        # population is judged, and the winners train on in the next wave (sweep/run/halving.py).
+        wave = todo if spec.stop.halving is None else _halving_wave(plan, todo, engine, ledger, recorder, 0)
+        waves = 0
+        while wave:
+            waves += 1
+            tuner = _tuner(plan, data, plan_bundles(wave, size), resources, {"kernels": kernels, **stopping},
+                           [ledger, recorder, printer], failures)
+            try:
+                tuner.fit()
+            except Exception as exc:
+                # The driver's own writes failing for want of space (the database on the full disk): one line too.
+                if not out_of_space(exc):
+                    raise
+                raise SweepHalted(f"database {safe_url(spec.database_url)} cannot be written: its disk is full; "
+                                  "free space and run `sweep run` again; finished epochs are kept") from None
+            if spec.stop.halving is None or received or failures.halt is not None \
+                    or not all(ledger.settled(t.config_hash) for t in wave):
+                break  # one wave only, or the run was stopped, or a trial did not end as a trial ends
+            wave = _halving_wave(plan, todo, engine, ledger, recorder, waves)
     finally:
         signal.signal(signal.SIGTERM, previous)
     statuses, interrupted = _final_statuses(ledger, recorder, printer)
@@ -482,6 +492,31 @@ def _fit(plan: Plan, state: SweepState, data, engine, log) -> RunSummary:
         raise SweepHalted(failures.halt)
     signum = signal.SIGTERM if received else signal.SIGINT
     return RunSummary(len(plan.trials), len(plan.trials) - len(todo), statuses, interrupted, 128 + signum)
+
+
+def _halving_wave(plan: Plan, todo: list[TrialConfig], engine, ledger, recorder, waves: int) -> list[TrialConfig]:
+    """Under halving, the trials the next wave trains: every complete rung judged first (halving.judge: its
+    losers stopped), then those of `todo` not ended and not waiting for their population's verdict. A trial
+    waiting for one is recorded `waiting` (it may stand at its rung from an earlier run)."""
+    from sweep.run.halving import judge, waiting_for_a_verdict
+
+    spec = plan.spec
+    verdicts = judge(engine, spec, plan.trials, plan.exempt)
+    for verdict in verdicts:
+        if not verdict.continued and verdict.config_hash in ledger.entries:
+            ledger.settle(verdict.config_hash, Status.STOPPED)  # judge() stored it
+    if verdicts:
+        kept = sum(v.continued for v in verdicts)
+        print(f"halving: {kept} of {len(verdicts)} trial(s) judged at their rung go on", file=plan.out, flush=True)
+    blocked = waiting_for_a_verdict(todo, engine, spec)
+    for key in blocked:
+        if ledger.status(key) != Status.WAITING:
+            ledger.settle(key, Status.WAITING)
+            recorder.record_statuses({key: Status.WAITING})
+    wave = [t for t in todo if t.config_hash not in blocked and not ledger.ended(t.config_hash)]
+    if wave and waves:
+        print(f"halving: wave {waves + 1}: {len(wave)} trial(s) train on from their rung", file=plan.out, flush=True)
+    return wave
 
 
 def _tuner(plan: Plan, data, bundles: list[list[TrialConfig]], resources: tuple[float, float], settings: dict,

@@ -71,15 +71,24 @@ class AshaSpec:
 
 
 @dataclass(frozen=True)
+class HalvingSpec:
+    grace: int  # the first rung, in epochs
+    reduction: float  # R: the top 1/R of each population continue at each rung
+
+
+@dataclass(frozen=True)
 class StopSpec:
     rules: tuple[StopRule, ...] = ()
     asha: AshaSpec | None = None
+    halving: HalvingSpec | None = None  # synchronous successive halving (sweep/run/halving.py); never with asha
 
     def to_dict(self) -> dict[str, Any]:
         """The spec's own form (what parse_stop reads): for Ray's config and the stored spec."""
         out: dict[str, Any] = {r.name: {RULES[r.name][1]: r.threshold, "epochs": r.epochs} for r in self.rules}
         if self.asha is not None:
             out["asha"] = {"grace": self.asha.grace, "reduction": self.asha.reduction}
+        if self.halving is not None:
+            out["halving"] = {"grace": self.halving.grace, "reduction": self.halving.reduction}
         return out
 
 
@@ -248,6 +257,12 @@ class Stopper:
         if stop.asha is not None and judge is None:
             judge = Rungs(stop.asha, epochs, higher).judge
         self.judge = judge if stop.asha is not None else None
+        self.rungs = halving_rungs(stop.halving, epochs) if stop.halving is not None else []
+
+    def waits(self, epoch: int, config_hash: str) -> bool:
+        """Whether a trial that trained `epoch` (and no rule stopped) waits there for its population: a halving
+        rung (halving_rungs), unless it is exempt."""
+        return epoch in self.rungs and config_hash not in self.exempt
 
     def decide(self, epoch: int, histories: Sequence[Sequence[Mapping[str, Any]]],
                results: Sequence[Mapping[str, Any]]) -> tuple[dict[int, str], dict[int, dict[str, Any]]]:
@@ -277,6 +292,31 @@ class Stopper:
 
 def _value(value: Any) -> float:
     return math.nan if value is None else float(value)
+
+
+# --------------------------------------------------------------------------- synchronous halving, as Ray's HyperBand
+
+def halving_rungs(halving: HalvingSpec, epochs: int) -> list[int]:
+    """The epochs at which halving judges a population: the times of Ray's HyperBand _Bracket, r0 = grace and
+    r_{k+1} = int(min(r_k * R, epochs)), those below the sweep's last epoch.
+    Example: halving_rungs(HalvingSpec(1, 2), 6) -> [1, 2, 4]"""
+    rungs, r = [], halving.grace
+    while r < epochs:
+        rungs.append(int(r))
+        r = int(min(r * halving.reduction, epochs))
+    return rungs
+
+
+def halve(entries: Sequence[tuple[str, float]], size: int, reduction: float) -> tuple[set[str], int]:
+    """One rung of a population, as Ray's _Bracket.successive_halving decides it: `size` (the population's
+    bracket size before the rung: its member count at the first rung, then what the last rung kept) becomes
+    ceil(size / R), and that many of `entries` (trial, value, higher is better; in the population's fixed
+    order) continue: the highest, ties to the later entry (a stable sort's last), NaN lowest. Returns (the
+    trials that continue, the new size). Example: halve([("a", .5), ("b", .7), ("c", .6)], 3, 2) -> ({"b",
+    "c"}, 2)"""
+    kept = math.ceil(size / reduction)
+    ordered = sorted(entries, key=lambda e: -math.inf if math.isnan(e[1]) else e[1])
+    return {trial for trial, _ in ordered[max(0, len(ordered) - kept):]}, kept
 
 
 # --------------------------------------------------------------------------- the rung store in Ray
@@ -329,13 +369,15 @@ def stays_stopped(stop: StopSpec, reason: str, history: Sequence[Mapping[str, An
     its recorded `history` (its epoch rows from epoch 1, with the summary columns; `start_test_loss`, its
     test loss before training, gives their loss ratio) (raise its patience, loosen its threshold or remove
     it, and the trial goes on);
-    an ASHA stop holds while the spec has `asha:` (its rung results are the sweep's, not the trial's);
-    a reason not of that form stays."""
+    an ASHA stop holds while the spec has `asha:`, a halving stop while it has `halving:` (their rung results
+    are the sweep's, not the trial's); a reason not of that form stays."""
     at, _, rule = reason.removeprefix("stopped@").partition(" ")
-    if not reason.startswith("stopped@") or not at.isdigit() or rule not in (*RULES, "asha"):
+    if not reason.startswith("stopped@") or not at.isdigit() or rule not in (*RULES, "asha", "halving"):
         return True  # a reason this version cannot read: kept as it is (--resume-stopped continues it)
     if rule == "asha":
         return stop.asha is not None
+    if rule == "halving":
+        return stop.halving is not None
     rules = [r for r in stop.rules if r.name == rule]
     if not rules:
         return False

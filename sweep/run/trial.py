@@ -464,6 +464,10 @@ class _Bundle:
             stopped = {going[j]: reason for j, reason in decided.items()}
             for j, rung in judged.items():  # the ASHA decision travels with the epoch's report (rung_results)
                 results[going[j]] = replace(results[going[j]], rung=rung)
+        # Halving: a member at a rung waits there (its checkpoint saved), holding no worker: it leaves the bundle,
+        # and the run judges its population once every member is there (sweep/run/halving.py).
+        waiting = [k for k in going if k not in stopped and stopper is not None
+                   and stopper.waits(epoch, self.members[k].cfg.config_hash)]
         last = epoch == self.members[0].cfg.epochs
         for k in going:
             m, result = self.members[k], results[k]
@@ -472,8 +476,12 @@ class _Bundle:
             if last or k in stopped:
                 m.end_session(Status.STOPPED if k in stopped else Status.COMPLETED, epoch)
             self.hold(f"saved{epoch}", [m])
-            self.send(replace(result, status=Status.STOPPED, reason=stopped[k]) if k in stopped else result)
-        self.leave([*diverged, *stopped])
+            if k in stopped:
+                result = replace(result, status=Status.STOPPED, reason=stopped[k])
+            elif k in waiting:
+                result = replace(result, status=Status.WAITING, reason=f"waiting@{epoch} halving")
+            self.send(result)
+        self.leave([*diverged, *stopped, *waiting])
 
     def leave(self, gone: list[int]) -> None:
         """Members `gone` leave the network, and their place in the epoch's running sums."""

@@ -20,7 +20,7 @@ from sweep.measures import DEFAULT_METRIC, DEFAULT_VALIDATION_METRIC, RANKING
 from sweep.spec.checks import (SpecError, _choice, _fail, _int, _items, _mapping, _number, _safe_name,
                                _show, _unique, _whole)
 from sweep.spec.optimizer import OptimizerSpec, parse_optimizer
-from sweep.run.stopping import RULES, AshaSpec, StopRule, StopSpec
+from sweep.run.stopping import RULES, AshaSpec, HalvingSpec, StopRule, StopSpec
 
 # The registries (models/) import torch: seconds and hundreds of MB that
 # `sweep report` and `sweep plot`, which import this module, never need.
@@ -352,13 +352,17 @@ def _fuse(value: Any, path: str) -> int | str:
 
 def parse_stop(raw: Any, path: str = "stop", epochs: int | None = None) -> StopSpec:
     """`stop:` rules, each `rule: N` (patience, the flag's threshold) or `rule: {<threshold>: x, epochs: N}`,
-    and `asha: {grace: G, reduction: R}` (sweep/run/stopping.py), with G below the sweep's `epochs`."""
+    and `asha: {grace: G, reduction: R}` or `halving: {grace: G, reduction: R}` (sweep/run/stopping.py), with
+    G below the sweep's `epochs`."""
     if raw is None:
         return StopSpec()
-    raw = _mapping(raw, path, (*RULES, "asha"))
+    raw = _mapping(raw, path, (*RULES, "asha", "halving"))
+    if "asha" in raw and "halving" in raw:
+        _fail(f"{path}.halving", "halving and asha are two rules for the same rungs: give one (halving for a "
+                                 "study's comparison, asha for a search)")
     rules = []
     for name, value in raw.items():
-        if name == "asha":
+        if name in ("asha", "halving"):
             continue
         where = f"{path}.{name}"
         _, key, default = RULES[name]
@@ -383,7 +387,18 @@ def parse_stop(raw: Any, path: str = "stop", epochs: int | None = None) -> StopS
         asha = AshaSpec(_int(value["grace"], f"{path}.asha.grace"), reduction)
         if epochs is not None and asha.grace >= epochs:
             _fail(f"{path}.asha.grace", f"{asha.grace} must be below epochs ({epochs}): no rung comes before the last")
-    return StopSpec(tuple(rules), asha)
+    halving = None
+    if "halving" in raw:
+        where = f"{path}.halving"
+        value = _mapping(raw["halving"], where, ("grace", "reduction"), required=("grace",))
+        reduction = _number(value.get("reduction", 3), f"{where}.reduction")
+        if reduction < 2:
+            _fail(f"{where}.reduction", f"{reduction!r} must be 2 or more (the top 1/reduction of each population "
+                                        "continue at each rung)")
+        halving = HalvingSpec(_int(value["grace"], f"{where}.grace"), reduction)
+        if epochs is not None and halving.grace >= epochs:
+            _fail(f"{where}.grace", f"{halving.grace} must be below epochs ({epochs}): no rung comes before the last")
+    return StopSpec(tuple(rules), asha, halving)
 
 
 TOP_KEYS = ("name", "dataset", "model", "epochs", "batch_size", "stats_every", "metric",
