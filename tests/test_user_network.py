@@ -350,3 +350,26 @@ def test_the_study_networks_take_the_datas_shape_and_classes():
     assert mlp(torch.rand(2, 3, 12, 12))[0].shape == (2, 4) and mlp.layers["fc1"].in_features == 432
     # The study's own shapes stay: 28x28 one-channel images, ten classes.
     assert build_model("lenet", "tanh").fc1.in_features == 400
+
+
+def test_an_activation_whose_output_is_not_per_example_is_left_as_the_network_has_it():
+    """Swin V2's position-bias MLP has a ReLU whose output is a table (1, 15, 15, heads), not a batch: swapped, it
+    would change the attention, and its dead_frac would read the table's first axis as examples."""
+    net = build_network("swin_v2_t", "tanh", (), "torch", {"torchvision": "swin_v2_t", "args": {}}, (3, 64, 64), 10)
+    _, acts = net(torch.rand(3, 3, 64, 64))
+    assert len(acts) == 12 and all(a.shape[0] == 3 for a in acts.values())
+    bias_mlps = [m for name, m in net.named_modules() if name.endswith("attn.cpb_mlp.1")]
+    assert len(bias_mlps) == 12 and all(type(m) is nn.ReLU for m in bias_mlps)
+    assert sum(type(m) is nn.Tanh for m in net.modules()) == 12  # the blocks' MLP activations: swapped
+
+
+def test_a_refused_network_is_left_without_sweeps_hooks(tmp_path):
+    project(tmp_path)
+    build = load_callable(parse_spec({**SPEC, "model": {"factory": "nets.py:wrong_output"}}, tmp_path).model.ref(),
+                          from_path=True)
+    from sweep.models.network import call_factory
+
+    inner = call_factory(build, "relu", {}, (3, 12, 12), 4, "x")
+    with pytest.raises(NetworkError):
+        Network(inner, (3, 12, 12), 4, "x")
+    assert all(not m._forward_hooks for m in inner.modules())

@@ -18,7 +18,10 @@ module (as nn.ReLU is); it also gets `num_classes` and `input_shape` (C, H, W) w
 from __future__ import annotations
 
 import inspect
+import io
 import re
+import textwrap
+import tokenize
 from typing import Any, Callable, Mapping
 
 import torch
@@ -33,7 +36,7 @@ SWAPPED = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU,
 # Calls of an activation as a function, in a module's source: F.relu(x), torch.relu(x), x.relu(), ...
 _FUNCTIONAL = re.compile(
     r"(?:\b(?:F|functional|torch|nn\.functional)\.(?:relu6?|gelu|silu|hardswish|elu|selu|celu|leaky_relu|mish|"
-    r"hardtanh|tanh|softsign|softplus)_?\s*\(|\.(?:relu|relu_)\(\))")
+    r"hardtanh|tanh|softsign|softplus)_?\s*\(|\.(?:relu|tanh)_?\(\))")
 # Marks the activation modules sweep put in a network (and so probes).
 _MARK = "_sweep_activation"
 WEIGHT_MODULES = (nn.modules.conv._ConvNd, nn.Linear)
@@ -54,17 +57,21 @@ def grid_activation(activation: str) -> Callable[[], nn.Module]:
     return make
 
 
-def swap_activations(net: nn.Module, activation: str) -> int:
+def swap_activations(net: nn.Module, activation: str) -> dict[str, nn.Module]:
     """Replace every SWAPPED module of `net` by the grid's activation (a new instance per place, never in
-    place); how many were replaced."""
+    place); the modules replaced, by path (Network puts back those whose output is not per example)."""
     make = grid_activation(activation)
-    count = 0
+    replaced = {}
     for name, module in list(net.named_modules()):
         if isinstance(module, SWAPPED):
-            parent, _, child = name.rpartition(".")
-            setattr(net.get_submodule(parent) if parent else net, child, make())
-            count += 1
-    return count
+            _put(net, name, make())
+            replaced[name] = module
+    return replaced
+
+
+def _put(net: nn.Module, path: str, module: nn.Module) -> None:
+    parent, _, child = path.rpartition(".")
+    setattr(net.get_submodule(parent) if parent else net, child, module)
 
 
 def functional_calls(net: nn.Module) -> list[str]:
@@ -75,19 +82,35 @@ def functional_calls(net: nn.Module) -> list[str]:
         if cls.__module__.startswith("torch.nn"):
             continue
         try:
-            lines, _ = inspect.getsourcelines(cls)
+            source = textwrap.dedent(inspect.getsource(cls))
         except (OSError, TypeError):
             continue
         method = cls.__name__
-        for line in lines:
+        for line in _code_lines(source):
             head = re.match(r"\s*def (\w+)", line)
             if head:
                 method = f"{cls.__name__}.{head.group(1)}"
-            code = line.split("#", 1)[0]
-            match = _FUNCTIONAL.search(code)
-            if match:
-                found.append(f"{method}: {code.strip()[:60]}")
+            if _FUNCTIONAL.search(line):
+                found.append(f"{method}: {line.strip()[:60]}")
     return found
+
+
+def _code_lines(source: str) -> list[str]:
+    """`source`'s lines with its strings (docstrings too) and comments blanked: only code is searched."""
+    lines = source.splitlines()
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return lines
+    for tok in reversed(tokens):
+        if tok.type in (tokenize.STRING, tokenize.COMMENT):
+            (r0, c0), (r1, c1) = tok.start, tok.end
+            for row in range(r0, r1 + 1):
+                text = lines[row - 1]
+                start = c0 if row == r0 else 0
+                end = c1 if row == r1 else len(text)
+                lines[row - 1] = text[:start] + " " * (end - start) + text[end:]
+    return lines
 
 
 class Network(nn.Module):
@@ -99,22 +122,27 @@ class Network(nn.Module):
 
     fuses = False
 
-    def __init__(self, net: nn.Module, input_shape: tuple[int, ...], classes: int, name: str):
+    def __init__(self, net: nn.Module, input_shape: tuple[int, ...], classes: int, name: str,
+                 originals: Mapping[str, nn.Module] | None = None):
         super().__init__()
         self.net = net
         self.input_shape, self.classes, self.label = tuple(input_shape), classes, name
         self._acts: dict[str, torch.Tensor] | None = None
         self._calls: dict[str, int] = {}
-        probed = 0
+        hooks = {}
         for path, module in net.named_modules():
             if getattr(module, _MARK, False):
                 module._sweep_path = path
-                module.register_forward_hook(self._probe)
-                probed += 1
-        if probed == 0:
+                hooks[path] = module.register_forward_hook(self._probe)
+        if not hooks:
             raise NetworkError(f"{name} uses none of the activation modules the grid gives it (the activation "
                                "argument): a factory must build its activations by calling activation()")
-        self._order = self._first_use()
+        try:
+            self._order = self._first_use(hooks, originals or {})
+        except NetworkError:
+            for hook in hooks.values():  # a network refused is left as it was given
+                hook.remove()
+            raise
 
     def _probe(self, module: nn.Module, inputs, output) -> None:
         if self._acts is not None:
@@ -122,18 +150,22 @@ class Network(nn.Module):
             calls = self._calls[name] = self._calls.get(name, 0) + 1
             self._acts[name if calls == 1 else f"{name}#{calls}"] = output
 
-    def _first_use(self) -> list[str]:
+    def _first_use(self, probes: dict, originals: Mapping[str, nn.Module]) -> list[str]:
         """The weight layers' paths in the order of their first use, from one forward of two zero images in
-        eval mode (nothing it computes is kept); checks the output is (batch, classes)."""
+        eval mode (nothing it computes is kept); checks the output is (batch, classes). An activation module
+        whose output is not per example (batch first: Swin V2's position-bias MLP) gets no statistics, and a
+        swapped one is put back as the network had it (`originals`)."""
         order: list[str] = []
         paths = {id(m): p for p, m in self.net.named_modules() if isinstance(m, WEIGHT_MODULES)}
         hooks = [m.register_forward_hook(lambda mod, i, o: order.append(paths[id(mod)]))
                  for p, m in self.net.named_modules() if isinstance(m, WEIGHT_MODULES)]
         was = self.training
+        self._acts, self._calls = {}, {}
         try:
             self.eval()
             with torch.no_grad():
                 out = self.net(torch.zeros(2, *self.input_shape))
+            seen = self._acts
         except Exception as exc:  # noqa: BLE001: the user's network failing on the data is said in one line
             lines = str(exc).strip().splitlines()
             raise NetworkError(f"{self.label} cannot take this data's {self.input_shape} inputs: "
@@ -142,6 +174,15 @@ class Network(nn.Module):
             for h in hooks:
                 h.remove()
             self.train(was)
+            self._acts = None
+        for name, value in seen.items():
+            path = name.partition("#")[0]
+            if path in probes and not (isinstance(value, torch.Tensor) and value.dim() and value.shape[0] == 2):
+                probes.pop(path).remove()
+                if path in originals:
+                    _put(self.net, path, originals[path])
+        if not probes:
+            raise NetworkError(f"{self.label} has no activation whose output is per example (batch first)")
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, self.classes):
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise NetworkError(f"{self.label} gives {shape} for a batch of 2 inputs of shape {self.input_shape}; "
@@ -211,9 +252,11 @@ def build_torchvision(name: str, activation: str, args: Mapping[str, Any], class
                            f"{f', and {len(calls) - 1} more' if len(calls) > 1 else ''}), which swapping its "
                            "activation modules cannot reach: use a network whose activations are modules, or "
                            "wrap it in a factory of your own")
-    if swap_activations(net, activation) == 0:
+    originals = swap_activations(net, activation)
+    if not originals:
         raise NetworkError(f"{label} has no activation module to swap ({', '.join(c.__name__ for c in SWAPPED[:6])}"
                            ", ...)")
+    net._sweep_originals = originals  # for Network: what to put back where an output is not per example
     return net
 
 
@@ -236,12 +279,14 @@ def build_network(model: str, activation: str, hidden, kernels: str, network: Ma
         return build_model(model, activation, hidden, kernels, input_shape, classes)
     label = network_label(network)
     args = network.get("args") or {}
+    originals = None
     if "torchvision" in network:
         inner = build_torchvision(network["torchvision"], activation, args, classes, label)
+        originals = inner.__dict__.pop("_sweep_originals")
     else:
         if build is None:
             from sweep.spec.code import load_callable, module_ref
 
             build = load_callable(module_ref(network["factory"]), from_path=False)
         inner = call_factory(build, activation, args, input_shape, classes, label)
-    return Network(inner, input_shape, classes, label)
+    return Network(inner, input_shape, classes, label, originals)

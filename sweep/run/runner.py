@@ -501,6 +501,7 @@ def _halving_wave(plan: Plan, todo: list[TrialConfig], engine, ledger, recorder,
     from sweep.run.halving import judge, waiting_for_a_verdict
 
     spec = plan.spec
+    recorder.flush()  # every report of the wave in the database, which the verdicts read
     verdicts = judge(engine, spec, plan.trials, plan.exempt)
     for verdict in verdicts:
         if not verdict.continued and verdict.config_hash in ledger.entries:

@@ -312,6 +312,23 @@ def _band(xy: np.ndarray, half: np.ndarray, lower: np.ndarray, upper: np.ndarray
 DEPTH_MARGINS = {"left": 0.8, "bottom": 0.45, "top": 0.35, "wspace": 0.75, "hspace": 0.75}
 
 
+# Layer names a depth axis prints level: LeNet's four; a deeper network's (ResNet-18: 17 activation calls,
+# 21 weight layers, named by module path) are turned and, past twice this many, every k-th is named.
+LEVEL_LAYERS = 6
+
+
+def _layer_ticks(ax, order: list[str]) -> int:
+    """The depth axis's ticks: every layer, named level where they fit, else turned (and thinned); the
+    longest turned name's length (0: none turned)."""
+    if len(order) <= LEVEL_LAYERS:
+        ax.set_xticks(range(len(order)), order)
+        return 0
+    every = max(1, math.ceil(len(order) / (4 * LEVEL_LAYERS)))
+    names = [name if i % every == 0 or i == len(order) - 1 else "" for i, name in enumerate(order)]
+    ax.set_xticks(range(len(order)), names, rotation=60, ha="right", fontsize="x-small")
+    return max(map(len, names))
+
+
 def _plain_log_labels(ax) -> None:
     """Label a log y axis 1e-05 rather than with mathtext (10 to the -5): parsing mathtext was a large part
     of every depth plot. Minor ticks at 2 and 5 times the powers of ten, not at every multiple: matplotlib
@@ -334,7 +351,7 @@ def plot_depth(depth: pd.DataFrame, path: Path, epochs: list[int], ranking: list
     named = _named(_in_order(depth["label"]), ranking)
     colors = palette(named) if colors is None else colors
     fig, axes = plt.subplots(2, len(epochs), figsize=(5 * len(epochs), 9), squeeze=False)
-    others = 0
+    others = turned = 0
     for col, epoch in enumerate(epochs):
         part = depth[depth["epoch"] == epoch]
         for row, kind in enumerate(("activation", "gradient")):
@@ -353,7 +370,7 @@ def plot_depth(depth: pd.DataFrame, path: Path, epochs: list[int], ranking: list
                 if label in where:
                     ax.plot(x, values[where[label]], label=label,
                             **_line_style(_look(colors, label), j, len(named), len(x)))
-            ax.set_xticks(range(len(order)), order)
+            turned = max(turned, _layer_ticks(ax, order))
             ax.set_title(f"{kind} std, epoch {epoch}", y=TITLE_Y)
             if kind == "gradient":
                 ax.set_yscale("log")
@@ -364,7 +381,10 @@ def plot_depth(depth: pd.DataFrame, path: Path, epochs: list[int], ranking: list
         handle, name = _others_handle(others)
         handles.append(handle)
         names.append(name)
-    legend_beside(fig, handles, names, margins=DEPTH_MARGINS)
+    # Turned layer names hang below their panel: room for the longest (x-small type at 60 degrees, about
+    # 0.05 inch a character) under each row.
+    below = {"bottom": DEPTH_MARGINS["bottom"] + 0.05 * turned, "hspace": DEPTH_MARGINS["hspace"] + 0.05 * turned}
+    legend_beside(fig, handles, names, margins={**DEPTH_MARGINS, **below})
     return _save(fig, path)
 
 
