@@ -279,7 +279,7 @@ def test_filter_trials_compares_numbers_as_numbers_and_gain_as_written():
     (("activation", "rel"), "--where activation=rel: no trial has activation 'rel'; activation in this sweep: "
                             "relu; did you mean 'relu'?"),
     (("status", "complete"), "--where status=complete: 'complete' is not a status; allowed: pending, running, "
-                             "completed, failed, diverged, interrupted, stopped, unfinished; did you mean "
+                             "completed, failed, diverged, interrupted, stopped, waiting, unfinished; did you mean "
                              "'completed'?"),
 ])
 def test_filter_trials_refuses_values_no_trial_has(where, message):

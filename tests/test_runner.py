@@ -85,7 +85,7 @@ def test_nothing_left_to_do_says_so_without_starting_ray(tmp_path, monkeypatch):
 
     import sweep.run.runner as runner
 
-    def no_ray(*args):
+    def no_ray(*args, **kwargs):
         raise AssertionError("Ray started")
 
     monkeypatch.setattr(runner, "ray_session", no_ray)

@@ -93,4 +93,4 @@ def test_the_statuses_are_spelled_in_the_status_module_only():
              if spelled.search(line)]
     assert found == []
     assert [s.value for s in STORED] == ["pending", "running", "completed", "failed", "diverged", "interrupted",
-                                        "stopped"]
+                                        "stopped", "waiting"]

@@ -100,7 +100,7 @@ def test_stopper_judges_rules_first_then_the_rung_never_after_the_last_epoch():
 
 
 @pytest.mark.parametrize("stop, message", [
-    ({"chanse": 2}, "stop.chanse: unknown key; allowed: chance, dead, saturated, vanishing, exploding, asha; "
+    ({"chanse": 2}, "stop.chanse: unknown key; allowed: chance, dead, saturated, vanishing, exploding, asha, halving; "
                     "did you mean 'chance'?"),
     ({"chance": 0}, "stop.chance: 0 must be >= 1"),
     ({"chance": "two"}, "stop.chance: 'two' is not a patience in epochs (an integer >= 1) or a mapping like "
