@@ -126,6 +126,19 @@ def test_a_rung_waits_for_every_member_and_each_seed_is_a_population_of_its_own(
         (seed1[0].config_hash, False), (seed1[1].config_hash, True), (seed1[2].config_hash, True)}
 
 
+def test_a_trial_a_rule_stopped_at_the_rung_takes_no_place_there():
+    spec = parse_spec({"name": "p", "dataset": "synthetic", "epochs": 3,
+                       "grid": {"activation": ["relu"], "optimizer": [{"name": "sgd", "lr": [0.1, 0.2, 0.3, 0.4]}]},
+                       "stop": {"chance": 1, "halving": {"grace": 1, "reduction": 2}}})
+    trials = expand_grid(spec)
+    keys = [t.config_hash for t in trials]
+    rows = {key: {1: {"test_acc": 0.1 * (i + 1)}} for i, key in enumerate(keys)}
+    states = {key: (Status.WAITING, 1, "waiting@1 halving") for key in keys}
+    states[keys[3]] = (Status.STOPPED, 1, "stopped@1 chance")  # the best value, but a rule ended it there
+    verdicts = decide(trials, states, rows, [], [1, 2], 2, "final_test_acc")
+    assert [(v.config_hash, v.continued) for v in verdicts] == [(keys[0], False), (keys[1], True), (keys[2], True)]
+
+
 def test_a_trial_added_to_a_judged_population_meets_the_lowest_value_that_went_on():
     spec = parse_spec({"name": "p", "dataset": "synthetic", "epochs": 3,
                        "grid": {"activation": ["relu"], "optimizer": [{"name": "sgd", "lr": [0.1, 0.2, 0.3, 0.4]}]},

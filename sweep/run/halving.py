@@ -75,10 +75,14 @@ def decide(trials: Sequence[TrialConfig], states: dict[str, tuple[Status, int, s
         for k, at in enumerate(rungs):
             there, complete = [], True
             for key in going:
-                status, done, _ = states.get(key, (Status.PENDING, 0, None))
-                if done >= at and status not in (Status.DIVERGED, Status.FAILED):
+                status, done, error = states.get(key, (Status.PENDING, 0, None))
+                # A rule's stop (not a rung's verdict) ends a trial as a divergence does: it leaves the
+                # population before the rung, as Ray's bracket drops a trial that ends.
+                ended = status in (Status.DIVERGED, Status.FAILED) or (
+                    status == Status.STOPPED and not (error or "").endswith(" halving"))
+                if done >= at and not ended:
                     there.append(key)
-                elif status not in (Status.DIVERGED, Status.FAILED, Status.STOPPED):
+                elif not ended and status != Status.STOPPED:
                     complete = False  # still on its way there
             if not complete:
                 break
