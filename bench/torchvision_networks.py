@@ -86,10 +86,10 @@ def check(name: str) -> dict:
     failed: list[str] = []
     try:
         for shape in shapes:
-            # A fresh network per input size: a Network that failed its check leaves its hooks on the modules.
-            net = build_torchvision(name, ACTIVATION, {}, CLASSES, name)
+            # A fresh network per input size, as a trial builds one (sweep.models.network.build_network).
+            net, originals = build_torchvision(name, ACTIVATION, {}, CLASSES, name)
             try:
-                network = Network(net, shape, CLASSES, name)
+                network = Network(net, shape, CLASSES, name, originals)
             except NetworkError as exc:
                 if shape != shapes[-1] and "cannot take this data's" in str(exc):
                     failed.append(f"{shape[1]}: {exc}")

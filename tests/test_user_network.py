@@ -328,7 +328,8 @@ def test_a_torchvision_network_has_every_activation_swapped_and_a_module_called_
     assert layers[:3] == ["conv1", "layer1.0.conv1", "layer1.0.conv2"] and layers[-1] == "fc"
     # A block's shortcut is used after its second conv: first use, not definition order.
     assert layers.index("layer2.0.downsample.0") == layers.index("layer2.0.conv2") + 1
-    tanh = build_torchvision("resnet18", "tanh", {}, 10, "x")
+    tanh, swapped_out = build_torchvision("resnet18", "tanh", {}, 10, "x")
+    assert len(swapped_out) == 9 and all(type(m) is nn.ReLU for m in swapped_out.values())
     assert {type(m) for m in tanh.modules() if isinstance(m, SWAPPED)} == {nn.Tanh}
 
 

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from sweep.models.registry import ACTIVATIONS
+from sweep.spec.code import last_line
 
 # Activation modules swapped in a network that takes no activation. nn.Sigmoid and nn.Hardsigmoid are left
 # alone: in torchvision's networks they are gates (squeeze-and-excitation's scale), not a layer's activation.
@@ -167,9 +168,8 @@ class Network(nn.Module):
                 out = self.net(torch.zeros(2, *self.input_shape))
             seen = self._acts
         except Exception as exc:  # noqa: BLE001: the user's network failing on the data is said in one line
-            lines = str(exc).strip().splitlines()
             raise NetworkError(f"{self.label} cannot take this data's {self.input_shape} inputs: "
-                               f"{type(exc).__name__}: {lines[-1] if lines else ''}") from None
+                               f"{last_line(exc)}") from None
         finally:
             for h in hooks:
                 h.remove()
@@ -220,8 +220,7 @@ def call_factory(build: Callable, activation: str, args: Mapping[str, Any], inpu
     try:
         net = build(grid_activation(activation), **kwargs)
     except Exception as exc:  # noqa: BLE001: the user's code failing is said in one line
-        lines = str(exc).strip().splitlines()
-        raise NetworkError(f"{name} raised {type(exc).__name__}: {lines[-1] if lines else ''}") from None
+        raise NetworkError(f"{name} raised {last_line(exc)}") from None
     if not isinstance(net, nn.Module):
         raise NetworkError(f"{name} returned a {type(net).__name__}, not a torch.nn.Module")
     return net
@@ -234,18 +233,19 @@ def torchvision_builders() -> list[str]:
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
-def build_torchvision(name: str, activation: str, args: Mapping[str, Any], classes: int, label: str) -> nn.Module:
+def build_torchvision(name: str, activation: str, args: Mapping[str, Any], classes: int,
+                      label: str) -> tuple[nn.Module, dict[str, nn.Module]]:
     """torchvision.models' `name` (no weights: trained from the init), num_classes from the data unless
-    `args` sets it, its activations swapped for the grid's; NetworkError where it calls an activation as a
-    function (functional_calls) or has no activation module to swap."""
+    `args` sets it, its activations swapped for the grid's, and the modules swapped out by path (Network puts
+    back those whose output is not per example); NetworkError where it calls an activation as a function
+    (functional_calls) or has no activation module to swap."""
     import torchvision
 
     kwargs = {"num_classes": classes, **args}
     try:
         net = torchvision.models.get_model(name, weights=None, **kwargs)
     except Exception as exc:  # noqa: BLE001
-        lines = str(exc).strip().splitlines()
-        raise NetworkError(f"{label} raised {type(exc).__name__}: {lines[-1] if lines else ''}") from None
+        raise NetworkError(f"{label} raised {last_line(exc)}") from None
     calls = functional_calls(net)
     if calls:
         raise NetworkError(f"{label} calls an activation as a function ({calls[0]}"
@@ -256,8 +256,7 @@ def build_torchvision(name: str, activation: str, args: Mapping[str, Any], class
     if not originals:
         raise NetworkError(f"{label} has no activation module to swap ({', '.join(c.__name__ for c in SWAPPED[:6])}"
                            ", ...)")
-    net._sweep_originals = originals  # for Network: what to put back where an output is not per example
-    return net
+    return net, originals
 
 
 def network_label(network: Mapping[str, Any]) -> str:
@@ -281,8 +280,7 @@ def build_network(model: str, activation: str, hidden, kernels: str, network: Ma
     args = network.get("args") or {}
     originals = None
     if "torchvision" in network:
-        inner = build_torchvision(network["torchvision"], activation, args, classes, label)
-        originals = inner.__dict__.pop("_sweep_originals")
+        inner, originals = build_torchvision(network["torchvision"], activation, args, classes, label)
     else:
         if build is None:
             from sweep.spec.code import load_callable, module_ref

@@ -22,6 +22,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from sweep.measures import RANKING
+from sweep.run.stopping import halve, halving_rungs
 from sweep.spec.grid import TrialConfig
 from sweep.status import Status
 
@@ -40,8 +42,6 @@ class Verdict:
 def rung_value(metric: str, epochs: dict[int, dict[str, Any]], at: int) -> float:
     """A trial's value of the ranking `metric` at epoch `at` from its epoch rows (epoch -> row), signed so that
     higher is better: a loss negated; a best_* metric the best of its epochs 1..at. NaN where it has none."""
-    from sweep.measures import RANKING
-
     column, higher = RANKING[metric].column, RANKING[metric].higher_is_better
     if column.startswith("best_"):
         values = [_number(epochs[e].get(column.removeprefix("best_"))) for e in epochs if 1 <= e <= at]
@@ -89,38 +89,30 @@ def decide(trials: Sequence[TrialConfig], states: dict[str, tuple[Status, int, s
             entries = [(key, rung_value(metric, values.get(key, {}), at)) for key in there]
             known = {key: decided[(key, k)] for key in there if (key, k) in decided}
             if not known:
-                kept, size = _halve(entries, size, reduction)
+                kept, size = halve(entries, size, reduction)
             else:  # decided before: newcomers meet the lowest value that continued there
                 size = math.ceil(size / reduction)
                 bar = min((v for key, v in entries if known.get(key)), default=math.inf)
                 kept = {key for key, v in entries if known.get(key, not math.isnan(v) and v >= bar)}
             for key, value in entries:
                 if key not in known:
-                    verdicts.append(Verdict(key, k, at, value if _higher(metric) else -value, key in kept))
+                    verdicts.append(Verdict(key, k, at, value if RANKING[metric].higher_is_better else -value,
+                                            key in kept))
             going = [key for key in there if key in kept]
     return verdicts
 
 
-def _higher(metric: str) -> bool:
-    from sweep.measures import RANKING
-
-    return RANKING[metric].higher_is_better
-
-
-def _halve(entries, size, reduction):
-    from sweep.run.stopping import halve
-
-    return halve(entries, size, reduction)
-
-
-def judge(engine, spec, trials: Sequence[TrialConfig], exempt: frozenset[str] = frozenset()) -> list[Verdict]:
-    """Decide every complete rung of the sweep from its database and record the verdicts: rung_results, and the
-    losers `stopped` with `stopped@E halving` (E the rung's epoch). Returns the new verdicts."""
+def judge(engine, spec, trials: Sequence[TrialConfig], todo: Sequence[TrialConfig],
+          exempt: frozenset[str] = frozenset()) -> tuple[list[Verdict], set[str]]:
+    """Decide every complete rung of the sweep from its database (read once) and record the verdicts:
+    rung_results, and the losers `stopped` with `stopped@E halving` (E the rung's epoch). Returns the new
+    verdicts, and the trials of `todo` that stand at a rung their population has not decided yet (their latest
+    epoch a rung's, not ended): they stay out of the next wave, whatever their status says (the plan sets a
+    trial it will train pending)."""
     from sweep.db.engine import session_scope
     from sweep.db.queries import epoch_metrics_frame, record_rungs, rung_results, trials_frame, update_trial
-    from sweep.run.stopping import halving_rungs
 
-    halving = spec.stop.halving
+    rungs = halving_rungs(spec.stop.halving, spec.epochs)
     rows = trials_frame(engine, spec.name)
     states = {r.config_hash: (Status(r.status), int(r.epochs_done), r.error) for r in rows.itertuples()}
     ids = dict(zip(rows["config_hash"], rows["trial_id"]))
@@ -128,28 +120,19 @@ def judge(engine, spec, trials: Sequence[TrialConfig], exempt: frozenset[str] = 
     values: dict[str, dict[int, dict[str, Any]]] = {}
     for row in epoch_metrics_frame(engine, spec.name).to_dict("records"):
         values.setdefault(by_id[row["trial_id"]], {})[int(row["epoch"])] = row
-    verdicts = decide(trials, states, values, rung_results(engine, spec.name), halving_rungs(halving, spec.epochs),
-                      halving.reduction, spec.metric, exempt)
+    stored = rung_results(engine, spec.name)
+    verdicts = decide(trials, states, values, stored, rungs, spec.stop.halving.reduction, spec.metric, exempt)
     with session_scope(engine) as s:
         record_rungs(s, [(ids[v.config_hash], {"rung": v.rung, "milestone": float(v.epoch), "epoch": v.epoch,
                                                 "value": v.value, "continued": v.continued}) for v in verdicts])
         for v in verdicts:
-            if v.continued:
-                continue
-            update_trial(s, ids[v.config_hash], status=Status.STOPPED, error=f"stopped@{v.epoch} halving")
-    return verdicts
-
-
-def waiting_for_a_verdict(trials: Sequence[TrialConfig], engine, spec) -> set[str]:
-    """Trials standing at a rung (their latest epoch a rung's, not ended) their population has not decided yet:
-    they stay out of the next wave, whatever their status says (the plan sets a trial it will train pending)."""
-    from sweep.db.queries import rung_results, trials_frame
-    from sweep.run.stopping import halving_rungs
-
-    rungs = halving_rungs(spec.stop.halving, spec.epochs)
-    rows = trials_frame(engine, spec.name)
-    at = {r.config_hash: int(r.epochs_done) for r in rows.itertuples()
-          if r.status not in (Status.STOPPED, Status.DIVERGED, Status.FAILED)}
-    decided = {(row["config_hash"], row["milestone"]) for row in rung_results(engine, spec.name)}
-    return {t.config_hash for t in trials
-            if at.get(t.config_hash) in rungs and (t.config_hash, float(at[t.config_hash])) not in decided}
+            if not v.continued:
+                update_trial(s, ids[v.config_hash], status=Status.STOPPED, error=f"stopped@{v.epoch} halving")
+    stopped = {v.config_hash for v in verdicts if not v.continued}
+    decided = {(row["config_hash"], row["milestone"]) for row in stored} | {
+        (v.config_hash, float(v.epoch)) for v in verdicts}
+    at = {key: done for key, (status, done, _) in states.items()
+          if key not in stopped and status not in (Status.STOPPED, Status.DIVERGED, Status.FAILED)}
+    blocked = {t.config_hash for t in todo
+               if at.get(t.config_hash) in rungs and (t.config_hash, float(at[t.config_hash])) not in decided}
+    return verdicts, blocked

@@ -498,18 +498,16 @@ def _halving_wave(plan: Plan, todo: list[TrialConfig], engine, ledger, recorder,
     """Under halving, the trials the next wave trains: every complete rung judged first (halving.judge: its
     losers stopped), then those of `todo` not ended and not waiting for their population's verdict. A trial
     waiting for one is recorded `waiting` (it may stand at its rung from an earlier run)."""
-    from sweep.run.halving import judge, waiting_for_a_verdict
+    from sweep.run.halving import judge
 
-    spec = plan.spec
     recorder.flush()  # every report of the wave in the database, which the verdicts read
-    verdicts = judge(engine, spec, plan.trials, plan.exempt)
+    verdicts, blocked = judge(engine, plan.spec, plan.trials, todo, plan.exempt)
     for verdict in verdicts:
         if not verdict.continued and verdict.config_hash in ledger.entries:
             ledger.settle(verdict.config_hash, Status.STOPPED)  # judge() stored it
     if verdicts:
         kept = sum(v.continued for v in verdicts)
         print(f"halving: {kept} of {len(verdicts)} trial(s) judged at their rung go on", file=plan.out, flush=True)
-    blocked = waiting_for_a_verdict(todo, engine, spec)
     for key in blocked:
         if ledger.status(key) != Status.WAITING:
             ledger.settle(key, Status.WAITING)

@@ -172,8 +172,7 @@ def expand_grid(spec: SweepSpec) -> list[TrialConfig]:
             train_limit=spec.dataset.train_limit, test_limit=spec.dataset.test_limit,
             validation=spec.dataset.validation,
             network=_canonical(spec.model.network()),
-            data=_canonical({"factory": spec.dataset.factory, "args": json.loads(spec.dataset.args or "{}"),
-                             "code": spec.dataset.code} if spec.dataset.factory else None),
+            data=_canonical(spec.dataset.source()),
             epochs=spec.epochs, batch_size=spec.batch_size, stats_every=spec.stats_every,
             logdir="",
         )

@@ -90,6 +90,13 @@ class DatasetSpec:
     # The data's number of classes, once a run has loaded it (the chance flag's 1/classes in the report).
     classes: int | None = None
 
+    def source(self) -> dict | None:
+        """A data factory's identity for its trials (the factory as written, its arguments, its code's digest),
+        as ModelSpec.network is a network's; None for a named data set."""
+        if self.factory is None:
+            return None
+        return {"factory": self.factory, "args": json.loads(self.args or "{}"), "code": self.code}
+
     def ref(self):
         """The data factory as sweep.spec.code.CodeRef (None without one)."""
         return _ref(self.factory, self.path, None, self.code)
